@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need on a Debian 12 machine as root: Debian packages (the real
+# registry and the peer tools used as oracles) and a .venv with the Python packages. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl busybox-static python3-venv rsync)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: missing Debian packages ${missing[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "install-deps: apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    .venv/bin/python -m pip install -q -r requirements-dev.txt
+    echo "$want" > "$stamp"
+fi
+
+# The collection as Ansible finds it: .build/collections/ansible_collections/dockerless/containers -> checkout.
+mkdir -p .build/collections/ansible_collections/dockerless
+ln -sfn ../../../.. .build/collections/ansible_collections/dockerless/containers
