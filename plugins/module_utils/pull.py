@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pull orchestration: reference → registry → verified blobs in the store → unpacked layer folders.
+
+Observe, decide, act: the tag's digest is asked with one HEAD; when the store already holds that digest and
+every layer is unpacked, nothing else happens. Otherwise the manifest (and index) are fetched by digest,
+the config and missing layers follow, each layer streamed once: the compressed bytes are teed into the blob
+store while they are decompressed, hashed (diff_id) and extracted. Layers download in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.dockerless.containers.plugins.module_utils import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
+    DigestMismatchError,
+    RegistryError,
+    StoreError,
+    UnpackError,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.reference import Reference, parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.store import (
+    ANNOTATION_REMOTE_DIGEST,
+    ANNOTATION_SOURCE,
+    ImageRecord,
+    Store,
+    atomic_write,
+    remove_tree,
+)
+
+PARALLEL_LAYERS = 4
+
+
+@dataclass
+class RegistryOptions:
+    """Connection settings shared by pull and push (module options of the registry doc fragment)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth_file: str | None = None
+    insecure: bool = False
+    ca_path: str | None = None
+    timeout: float = 60
+
+    def client(self, registry: str):
+        from ansible_collections.dockerless.containers.plugins.module_utils.credentials import resolve_credentials
+        from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+
+        creds = resolve_credentials(registry, self.username, self.password, self.auth_file)
+        return RegistryClient(registry, creds, insecure=self.insecure, ca_path=self.ca_path, timeout=self.timeout)
+
+
+@dataclass
+class PullResult:
+    changed: bool
+    image: ImageRecord | None
+    before: str | None                      # manifest digest the name pointed to before
+    after: str | None                       # manifest digest it points to now (or would)
+    actions: list[str] = field(default_factory=list)
+    downloaded_bytes: int = 0
+    layers_fetched: int = 0
+    layers_reused: int = 0
+    rootfs: str | None = None
+    rootfs_changed: bool = False
+
+
+class _Tee:
+    """A read-only stream that copies everything read into a blob writer."""
+
+    def __init__(self, source, sink):
+        self._source = source
+        self._sink = sink
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self._sink.write(data)
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+def _unpack():
+    from ansible_collections.dockerless.containers.plugins.module_utils import unpack
+
+    return unpack
+
+
+def _extract_into_store(store: Store, layer: dict, raw, tee_sink=None) -> None:
+    """Extract one layer stream into a temp folder, check its diff_id, and move it into place."""
+    unpack = _unpack()
+    tmp = store.make_tmp_dir("layer-")
+    dest = os.path.join(tmp, "rootfs")
+    try:
+        stream = _Tee(raw, tee_sink) if tee_sink is not None else raw
+        result = unpack.extract_layer(stream, layer["media_type"], dest)
+        if tee_sink is not None:
+            stream.drain()  # bytes after the end of the compressed stream still belong to the blob
+        if result.diff_id != layer["diff_id"]:
+            raise DigestMismatchError(
+                f"layer {layer['digest']}: uncompressed content hashes to {result.diff_id}, the image config says "
+                f"{layer['diff_id']}. The image is corrupt; nothing was stored."
+            )
+        store.commit_layer_dir(dest, layer["diff_id"])
+    finally:
+        remove_tree(tmp)
+
+
+def ensure_unpacked(store: Store, image: ImageRecord) -> list[str]:
+    """Make sure every layer of ``image`` has its folder (from blobs already in the store). Returns the layer
+    folders bottom → top."""
+    for layer in image.layers:
+        if store.has_layer(layer["diff_id"]):
+            continue
+        with store.gc_guard(), store.open_blob(layer["digest"]) as raw:
+            _extract_into_store(store, layer, raw)
+    return [store.layer_dir(layer["diff_id"]) for layer in image.layers]
+
+
+def _fetch_layer(store: Store, client, repository: str, layer: dict) -> int:
+    if store.has_blob(layer["digest"], layer["size"]):
+        if not store.has_layer(layer["diff_id"]):
+            with store.open_blob(layer["digest"]) as raw:
+                _extract_into_store(store, layer, raw)
+        return 0
+    with client.open_blob(repository, layer["digest"], layer["size"]) as raw, \
+            store.ingest(layer["digest"], layer["size"]) as writer:
+        if store.has_layer(layer["diff_id"]):
+            shutil.copyfileobj(raw, writer, 1 << 20)
+        else:
+            _extract_into_store(store, layer, raw, tee_sink=writer)
+    return layer["size"]
+
+
+def _remote_digest(client, ref: Reference) -> str:
+    if ref.digest:
+        return ref.digest
+    head = client.head_manifest(ref.repository, ref.reference)
+    if head is None:
+        raise RegistryError(
+            f"pulling {ref.familiar}: manifest unknown (404). Check the name and tag, or push the image first.",
+            status=404, codes=("MANIFEST_UNKNOWN",))
+    return head[0]
+
+
+def _load_existing(store: Store, name: str) -> ImageRecord | None:
+    desc = store.resolve(name) if store.exists() else None
+    if desc is None:
+        return None
+    try:
+        return store.load_image(name, desc)
+    except (StoreError, oci.ManifestError):
+        return None  # a damaged entry is repaired by pulling again
+
+
+def pull_image(
+    store: Store,
+    name: str,
+    *,
+    registry: RegistryOptions | None = None,
+    platform: str | None = None,
+    policy: str = "always",
+    check_mode: bool = False,
+    dest: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> PullResult:
+    """Pull ``name`` into ``store``. ``policy``: ``always`` (ask the registry; download what changed) or
+    ``missing`` (no network when the image is already complete in the store)."""
+    ref = parse_reference(name)
+    want = oci.parse_platform(platform)
+    registry = registry or RegistryOptions()
+    existing = _load_existing(store, ref.name)
+    existing_matches_platform = existing is None or not existing.platform or oci.platform_matches(
+        want, oci.parse_platform(existing.platform).as_dict())
+    before = existing.digest if existing else None
+    complete = existing is not None and existing_matches_platform and store.is_complete(existing)
+
+    result = PullResult(changed=False, image=existing, before=before, after=before)
+    if policy == "missing" and complete:
+        result.actions.append(f"{ref.name} is in the store ({before}); not asking the registry (pull: missing)")
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
+        result.changed = result.rootfs_changed
+        return result
+
+    client = registry.client(ref.registry)
+    remote = _remote_digest(client, ref)
+    if complete and existing.remote_digest == remote:
+        result.actions.append(f"{ref.name} is up to date ({remote})")
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
+        result.changed = result.rootfs_changed
+        return result
+
+    # Fetch the manifest by digest (verified by the client) and resolve an index to one platform.
+    body, media_type, digest = client.get_manifest(ref.repository, remote)
+    media_type, doc = oci.classify(body, media_type, f"{ref.familiar} manifest {digest}")
+    index_body = None
+    descriptor_platform = None
+    if media_type in oci.INDEX_TYPES:
+        index_body = body
+        chosen = oci.select_platform(doc, want, f"{ref.familiar} index {digest}")
+        descriptor_platform = chosen.get("platform")
+        body, media_type, digest = client.get_manifest(ref.repository, chosen["digest"])
+        media_type, doc = oci.classify(body, media_type, f"{ref.familiar} manifest {digest}")
+        if media_type in oci.INDEX_TYPES:
+            raise oci.ManifestError(f"{ref.familiar}: nested index {digest}; not supported.")
+    for i, layer in enumerate(doc["layers"]):
+        oci.check_layer_media_type(layer.get("mediaType", ""), layer["digest"], f"{ref.familiar} layer {i}")
+
+    result.after = digest
+    if check_mode:
+        result.changed = before != digest or not complete
+        result.actions.append(f"would pull {ref.name} {digest}" + (f" (was {before})" if before else ""))
+        return result
+
+    store.ensure()
+    with store.gc_guard():
+        config_desc = doc["config"]
+        if store.has_blob(config_desc["digest"], config_desc["size"]):
+            config_body = store.read_blob(config_desc["digest"])
+        else:
+            with client.open_blob(ref.repository, config_desc["digest"], config_desc["size"]) as raw:
+                config_body = raw.read(oci.MAX_MANIFEST_SIZE + 1)
+                if len(config_body) > oci.MAX_MANIFEST_SIZE:
+                    raise oci.ManifestError(f"{ref.familiar}: config larger than {oci.MAX_MANIFEST_SIZE} bytes.")
+                raw.read(1)  # reach EOF so the client verifies size and digest
+        config = oci.parse_config(config_body, doc, f"{ref.familiar} config {config_desc['digest']}")
+        layers = [
+            {"digest": layer["digest"], "diff_id": diff_id, "size": layer["size"], "media_type": layer.get("mediaType", "")}
+            for layer, diff_id in zip(doc["layers"], config["rootfs"]["diff_ids"])
+        ]
+        # Layers in parallel; each is verified and committed on its own.
+        fetched = [layer for layer in layers if not store.has_blob(layer["digest"], layer["size"])]
+        if progress:
+            progress({"event": "start", "name": ref.name, "digest": digest,
+                      "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
+        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
+            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer) for layer in layers]
+            downloaded = 0
+            errors = []
+            for layer, future in zip(layers, futures):
+                try:
+                    downloaded += future.result()
+                    if progress:
+                        progress({"event": "layer", "digest": layer["digest"], "size": layer["size"]})
+                except (RegistryError, DigestMismatchError, UnpackError, StoreError, oci.ManifestError) as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        store.put_blob(config_body, config_desc["digest"])
+        store.put_blob(body, digest)
+        if index_body is not None:
+            store.put_blob(index_body, remote)
+        annotations = {ANNOTATION_REMOTE_DIGEST: remote, ANNOTATION_SOURCE: ref.name}
+        descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(body),
+                                      "annotations": annotations}
+        plat = descriptor_platform or {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
+        if plat:
+            descriptor["platform"] = {k: plat[k] for k in ("os", "architecture", "variant") if plat.get(k)}
+        store.tag(ref.name, descriptor)
+    image = store.image(ref.name)
+    result.image = image
+    result.changed = True
+    result.downloaded_bytes = downloaded
+    result.layers_fetched = len(fetched)
+    result.layers_reused = len(layers) - len(fetched)
+    result.actions.append(
+        f"pulled {ref.name} {digest}: {len(fetched)} layer(s) downloaded ({downloaded} bytes), "
+        f"{result.layers_reused} already in the store")
+    result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode)
+    return result
+
+
+def _marker_path(dest: str) -> str:
+    dest = os.path.abspath(dest.rstrip("/"))
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.dockerless.json")
+
+
+def rootfs_digest(dest: str) -> str | None:
+    """The manifest digest a ``dest`` folder was last written from (recorded beside it, not inside it)."""
+    try:
+        with open(_marker_path(dest), "rb") as handle:
+            return json.load(handle).get("digest")
+    except (OSError, ValueError):
+        return None
+
+
+def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, check_mode: bool):
+    if not dest or image is None:
+        return None, False
+    dest = os.path.abspath(os.path.expanduser(dest.rstrip("/") or "/"))
+    if dest == "/":
+        raise StoreError("dest '/': refusing to write a root filesystem over the host's root.")
+    if rootfs_digest(dest) == image.digest and os.path.isdir(dest):
+        return dest, False
+    if check_mode:
+        return dest, True
+    write_rootfs(store, image, dest)
+    return dest, True
+
+
+def write_rootfs(store: Store, image: ImageRecord, dest: str) -> None:
+    """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped)."""
+    unpack = _unpack()
+    layer_dirs = ensure_unpacked(store, image)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    staging = dest + ".dockerless-new"
+    old = dest + ".dockerless-old"
+    remove_tree(staging)
+    remove_tree(old)
+    try:
+        unpack.flatten(layer_dirs, staging)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    if os.path.lexists(dest):
+        os.rename(dest, old)
+    os.rename(staging, dest)
+    remove_tree(old)
+    atomic_write(_marker_path(dest), json.dumps({"digest": image.digest, "name": image.name}).encode())
+
+
+def ensure_image(store: Store, name: str, policy: str = "missing", registry: RegistryOptions | None = None,
+                 platform: str | None = None) -> ImageRecord:
+    """The image ``name`` with every layer unpacked, pulling it per ``policy`` (``missing``, ``always``,
+    ``never``). Used by container_run and the CLI."""
+    ref = parse_reference(name)
+    if policy == "never":
+        image = store.image(ref.name)
+    else:
+        image = pull_image(store, ref.name, registry=registry, platform=platform, policy=policy).image
+        if image is None:
+            raise StoreError(f"image {ref.name}: pull finished without an image; pull it again.")
+    ensure_unpacked(store, image)
+    return image
+
+
+def remove_image(store: Store, name: str, check_mode: bool = False) -> bool:
+    """Untag ``name`` and collect what nothing else uses. Returns True when it was in the store."""
+    ref = parse_reference(name)
+    if not store.exists() or store.resolve(ref.name) is None:
+        return False
+    if not check_mode:
+        store.untag(ref.name)
+        with contextlib.suppress(StoreError):
+            store.gc()
+    return True
