@@ -36,9 +36,9 @@ def validate_digest(text: str) -> str:
 
     Called before a digest is ever used in a path or URL, so ``sha256:../../x`` can't reach either.
     """
-    if not isinstance(text, str) or not _DIGEST_RE.match(text):
+    if not isinstance(text, str) or not _DIGEST_RE.fullmatch(text):
         shown = text if isinstance(text, str) and len(text) < 100 else repr(text)[:100]
-        if isinstance(text, str) and _ANY_DIGEST_RE.match(text) and not text.startswith("sha256:"):
+        if isinstance(text, str) and _ANY_DIGEST_RE.fullmatch(text) and not text.startswith("sha256:"):
             raise ImageReferenceError(
                 f"digest {shown!s}: unsupported algorithm; only sha256 digests are supported."
             )
@@ -101,7 +101,7 @@ class Reference:
         return repo
 
     def with_tag(self, tag: str) -> Reference:
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ImageReferenceError(f"tag {tag!r}: invalid; tags are 1-128 of [A-Za-z0-9_.-], not starting with . or -.")
         return Reference(self.domain, self.repository, tag, None)
 
@@ -153,14 +153,14 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise ImageReferenceError(
                 f"image reference {original!r}: invalid tag {tag!r}; tags are 1-128 of [A-Za-z0-9_.-], "
                 "not starting with '.' or '-'."
             )
 
     domain, repository = _split_domain(text)
-    if not _DOMAIN_RE.match(domain):
+    if not _DOMAIN_RE.fullmatch(domain):
         raise ImageReferenceError(f"image reference {original!r}: invalid registry host {domain!r}.")
     port_match = re.search(r"(?<!:):([0-9]{1,5})$", domain) if not domain.endswith("]") else None
     if port_match:
@@ -173,7 +173,7 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
         raise ImageReferenceError(
             f"image reference {original!r}: repository names must be lowercase ({repository!r})."
         )
-    if not _PATH_RE.match(repository):
+    if not _PATH_RE.fullmatch(repository):
         raise ImageReferenceError(
             f"image reference {original!r}: invalid repository {repository!r}; use lowercase letters, digits and "
             "separators ('.', '_', '__', '-') between path components."

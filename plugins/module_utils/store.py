@@ -194,7 +194,9 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"store {self.root}: can't create {path}: {exc.strerror}. "
                                  "Choose another 'store' or fix the permissions.") from None
-        os.chmod(self.root, 0o700)
+        for path in (self.root, os.path.dirname(self.blobs_dir), os.path.dirname(self.layers_dir)):
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o700)
         layout = os.path.join(self.root, "oci-layout")
         if not os.path.exists(layout):
             atomic_write(layout, json.dumps({"imageLayoutVersion": "1.0.0"}).encode())

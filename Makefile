@@ -1,0 +1,41 @@
+# The two commands of the quick start: `make demo` and `make test`. Both install what they need
+# (scripts/install-deps.sh: Debian packages, .venv) and can be run again.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
+export ANSIBLE_NOCOLOR := 1
+PYTEST_ARGS ?=
+
+.PHONY: all deps demo test sanity lint units integration molecule test-fleet bench build clean
+
+all: test
+
+deps:
+	@./scripts/install-deps.sh
+
+demo: deps
+	@./scripts/demo.sh
+
+test: deps sanity units integration molecule
+	@echo "make test: all stages passed"
+
+sanity: deps
+	@./scripts/sanity.sh
+
+units: deps
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_ARGS)
+
+integration: deps
+	$(PY) -m pytest tests/integration -q -p no:cacheprovider $(PYTEST_ARGS)
+
+molecule: deps
+	@if [ -x scripts/molecule.sh ]; then ./scripts/molecule.sh default; else echo "molecule: no scenario wired yet"; fi
+
+test-fleet: deps
+	@./scripts/molecule.sh fleet
+
+build: deps
+	.venv/bin/ansible-galaxy collection build --force --output-path .build/dist .
+
+clean:
+	rm -rf .build tests/output
