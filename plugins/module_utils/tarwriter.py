@@ -1,0 +1,493 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Deterministic tar writing, shared by image_build (layers) and wsl_export (root filesystems).
+
+The same entries always give the same bytes, on any host and Python version, because we write the headers
+ourselves (POSIX ustar, IEEE Std 1003.1-2017 "pax" format) instead of relying on ``tarfile``'s defaults:
+
+- entries sorted by path components (``a``, ``a/b``, ``a.b``), so parents precede children;
+- one fixed mtime for every entry, no atime/ctime, empty uname/gname, numeric uid/gid;
+- mode holds the permission bits only (setuid/setgid/sticky kept, file type bits left out);
+- a PAX extended header only when ustar can't hold a value (long or non-ASCII names, ids over 2097151,
+  sizes over 8 GiB, xattrs); its records are sorted and it is named ``././@PaxHeader``;
+- a regular file met again with the same ``(st_dev, st_ino)`` becomes a hardlink to its first path;
+- the archive ends with two zero blocks, without padding to a 10 KiB record (as Go's archive/tar).
+
+Compression goes through deterministic streams: gzip without file name and with mtime 0 in its header
+(RFC 1952), zstd through the ``zstd`` command (or the ``zstandard`` module when the command is missing).
+The compressed bytes are still only as stable as the zlib/zstd version that makes them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+
+try:  # optional; only used when the zstd command is missing
+    import zstandard as _zstandard  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the host
+    _zstandard = None
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+HARDLINK = "hardlink"
+CHAR = "char"
+BLOCK = "block"
+FIFO = "fifo"
+
+_TYPEFLAGS = {FILE: b"0", HARDLINK: b"1", SYMLINK: b"2", CHAR: b"3", BLOCK: b"4", DIR: b"5", FIFO: b"6"}
+
+BLOCKSIZE = 512
+CHUNK = 1 << 20
+_MAX_OCTAL7 = 0o7777777
+_MAX_OCTAL11 = 0o77777777777
+
+MEDIA_TYPES = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+
+
+@dataclass
+class TarEntry:
+    """One archive member. ``path`` is relative to the archive root (``usr/bin/bash``), without a leading slash.
+
+    Regular files take their content from ``data`` or from the host file ``source`` (opened without following
+    symlinks, checked to still have ``size`` bytes and, when given, the same ``inode``).
+    """
+
+    path: str
+    kind: str
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    source: str | None = None
+    data: bytes | None = None
+    inode: tuple[int, int] | None = None
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+
+def normalize_member(path: str) -> str:
+    """``/usr//bin/./x`` -> ``usr/bin/x``; refuses ``..`` and empty paths."""
+    parts = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            raise DockerlessError(f"writing archive member {path!r}: '..' is not allowed. Use a path inside the root.")
+        parts.append(comp)
+    if not parts:
+        raise DockerlessError(f"writing archive member {path!r}: empty path. Name a file below the root.")
+    return "/".join(parts)
+
+
+def sort_key(path: str) -> tuple[bytes, ...]:
+    """Order by path components, compared as bytes: a directory's contents follow it directly."""
+    return tuple(os.fsencode(path).split(b"/"))
+
+
+def _octal(value: int, width: int) -> bytes:
+    """``width`` bytes: zero-padded octal digits and a trailing NUL (POSIX ustar numeric fields)."""
+    return b"%0*o" % (width - 1, value) + b"\0"
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    body = key.encode("utf-8") + b"=" + value + b"\n"
+    length = len(body) + 2  # at least one digit and the space
+    while True:
+        rec = str(length).encode() + b" " + body
+        if len(rec) == length:
+            return rec
+        length = len(rec)
+
+
+def _is_ascii(b: bytes) -> bool:
+    return all(c < 128 for c in b)
+
+
+def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) for ustar, or None when the path needs a PAX ``path`` record."""
+    if len(name) <= 100:
+        return b"", name
+    # Split at a slash so that prefix <= 155 and the rest <= 100 (ustar "prefix" field).
+    idx = name.rfind(b"/", 0, 156)
+    while idx > 0:
+        if len(name) - idx - 1 <= 100:
+            return name[:idx], name[idx + 1 :]
+        idx = name.rfind(b"/", 0, idx)
+    return None
+
+
+def _header(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    typeflag: bytes,
+    linkname: bytes,
+    devmajor: int,
+    devminor: int,
+    prefix: bytes = b"",
+) -> bytes:
+    parts = [
+        name.ljust(100, b"\0"),
+        _octal(mode, 8),
+        _octal(uid, 8),
+        _octal(gid, 8),
+        _octal(size, 12),
+        _octal(mtime, 12),
+        b" " * 8,  # checksum placeholder
+        typeflag,
+        linkname.ljust(100, b"\0"),
+        b"ustar\x0000",
+        b"\0" * 32,  # uname: left empty on purpose, only numeric ids count
+        b"\0" * 32,  # gname
+        _octal(devmajor, 8),
+        _octal(devminor, 8),
+        prefix.ljust(155, b"\0"),
+        b"\0" * 12,
+    ]
+    hdr = bytearray(b"".join(parts))
+    if len(hdr) != BLOCKSIZE:
+        raise DockerlessError(f"writing archive member {name!r}: header of {len(hdr)} bytes (internal error)")
+    hdr[148:156] = b"%06o\0 " % sum(hdr)
+    return bytes(hdr)
+
+
+class TarWriter:
+    """Writes members to ``out`` (anything with ``write``); see the module docstring for the format."""
+
+    def __init__(self, out, mtime: int = 0):
+        if mtime < 0 or mtime > _MAX_OCTAL11:
+            raise DockerlessError(f"writing an archive: mtime {mtime} out of range. Use a SOURCE_DATE_EPOCH >= 0.")
+        self.out = out
+        self.mtime = mtime
+        self.paths: list[str] = []
+        self._inodes: dict[tuple[int, int], str] = {}
+
+    def add(self, entry: TarEntry) -> None:
+        if entry.kind not in _TYPEFLAGS:
+            raise DockerlessError(f"writing archive member {entry.path}: unknown kind {entry.kind!r}")
+        kind = entry.kind
+        linkname = entry.linkname
+        size = entry.size if kind == FILE else 0
+        if kind == FILE and entry.inode is not None:
+            first = self._inodes.get(entry.inode)
+            if first is not None:
+                kind, linkname, size = HARDLINK, first, 0
+            else:
+                self._inodes[entry.inode] = entry.path
+        if kind == FILE and entry.data is not None:
+            size = len(entry.data)
+
+        name = os.fsencode(entry.path) + (b"/" if kind == DIR else b"")
+        link = os.fsencode(linkname) if kind in (HARDLINK, SYMLINK) else b""
+        if entry.devmajor > _MAX_OCTAL7 or entry.devminor > _MAX_OCTAL7:
+            raise DockerlessError(
+                f"writing archive member {entry.path}: device {entry.devmajor}:{entry.devminor} does not fit "
+                "in a tar header. Leave the device out."
+            )
+        pax: dict[str, bytes] = {}
+        split = _split_ustar(name) if _is_ascii(name) else None
+        if split is None:
+            pax["path"] = name
+            prefix, short = b"", _placeholder(name)
+        else:
+            prefix, short = split
+        if len(link) > 100 or not _is_ascii(link):
+            pax["linkpath"] = link
+            link = _placeholder(link)
+        uid, gid = entry.uid, entry.gid
+        if uid < 0 or gid < 0:
+            raise DockerlessError(f"writing archive member {entry.path}: negative uid/gid {uid}/{gid}")
+        if uid > _MAX_OCTAL7:
+            pax["uid"] = str(uid).encode()
+            uid = 0
+        if gid > _MAX_OCTAL7:
+            pax["gid"] = str(gid).encode()
+            gid = 0
+        hdr_size = size
+        if size > _MAX_OCTAL11:
+            pax["size"] = str(size).encode()
+            hdr_size = 0
+        for key in sorted(entry.xattrs):
+            pax["SCHILY.xattr." + key] = entry.xattrs[key]
+        if pax:
+            # Names that are not UTF-8 go in raw, without "hdrcharset=BINARY": GNU tar 1.34 warns about that
+            # keyword, and readers (GNU tar, Go, Python's surrogateescape) all take the bytes as they are.
+            records = b"".join(_pax_record(k, pax[k]) for k in sorted(pax))
+            self._write(_header(b"././@PaxHeader", 0o644, 0, 0, len(records), self.mtime, b"x", b"", 0, 0))
+            self._write(records)
+            self._pad(len(records))
+        self._write(
+            _header(
+                short,
+                entry.mode & 0o7777,
+                uid,
+                gid,
+                hdr_size,
+                self.mtime,
+                _TYPEFLAGS[kind],
+                link,
+                entry.devmajor if kind in (CHAR, BLOCK) else 0,
+                entry.devminor if kind in (CHAR, BLOCK) else 0,
+                prefix,
+            )
+        )
+        if kind == FILE:
+            if entry.data is not None:
+                self._write(entry.data)
+            elif entry.source is not None:
+                self._copy(entry, size)
+            elif size:
+                raise DockerlessError(f"writing archive member {entry.path}: no content given (internal error)")
+            self._pad(size)
+        self.paths.append(entry.path)
+
+    def _copy(self, entry: TarEntry, size: int) -> None:
+        src = entry.source or ""
+        try:
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DockerlessError(
+                f"reading {src} for archive member {entry.path}: {exc.strerror}. Check that it exists and is readable."
+            ) from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise DockerlessError(f"reading {src}: no longer a regular file. Keep inputs still while building.")
+            if st.st_size != size or (entry.inode is not None and (st.st_dev, st.st_ino) != entry.inode):
+                raise DockerlessError(f"reading {src}: it changed while the archive was written. Run it again.")
+            left = size
+            while left:
+                chunk = os.read(fd, min(CHUNK, left))
+                if not chunk:
+                    raise DockerlessError(f"reading {src}: it shrank while the archive was written. Run it again.")
+                self._write(chunk)
+                left -= len(chunk)
+            if os.read(fd, 1):
+                raise DockerlessError(f"reading {src}: it grew while the archive was written. Run it again.")
+        finally:
+            os.close(fd)
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def _pad(self, size: int) -> None:
+        rem = size % BLOCKSIZE
+        if rem:
+            self._write(b"\0" * (BLOCKSIZE - rem))
+
+    def close(self) -> None:
+        self._write(b"\0" * (2 * BLOCKSIZE))
+
+
+def _placeholder(name: bytes) -> bytes:
+    """The ustar field value when the real name lives in a PAX record: its ASCII tail, at most 100 bytes."""
+    ascii_only = bytes(c if c < 128 else 0x5F for c in name)
+    return ascii_only[-100:]
+
+
+def write_entries(entries: Iterable[TarEntry], out, mtime: int = 0) -> list[str]:
+    """Sort ``entries``, refuse duplicates, write them and the end-of-archive marker; return the paths."""
+    ordered = sorted(entries, key=lambda e: sort_key(e.path))
+    for prev, cur in zip(ordered, ordered[1:]):
+        if prev.path == cur.path:
+            raise DockerlessError(f"writing archive member {cur.path}: listed twice. Name each path once.")
+    writer = TarWriter(out, mtime)
+    for e in ordered:
+        writer.add(e)
+    writer.close()
+    return writer.paths
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Hashing and compression streams
+
+
+class HashingWriter:
+    """Counts and sha256-hashes what passes through, forwarding it to ``out`` (or nowhere)."""
+
+    def __init__(self, out=None):
+        self.out = out
+        self.size = 0
+        self._sha = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self._sha.update(data)
+        self.size += len(data)
+        if self.out is not None:
+            self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        flush = getattr(self.out, "flush", None)
+        if flush is not None:
+            flush()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
+
+
+class _Passthrough:
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, data) -> int:
+        self.out.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+class _ZstdProcess:
+    """Feeds the ``zstd`` command on stdin and copies its stdout to ``out`` from a thread."""
+
+    def __init__(self, out, level: int, binary: str):
+        self.out = out
+        self.proc = subprocess.Popen(
+            [binary, "-q", "-c", f"-{level}", "--single-thread", "--no-progress"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        try:
+            assert self.proc.stdout is not None
+            while True:
+                chunk = self.proc.stdout.read(CHUNK)
+                if not chunk:
+                    break
+                self.out.write(chunk)
+        except BaseException as exc:  # re-raised in close()
+            self.error = exc
+
+    def write(self, data) -> int:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()
+            raise DockerlessError("compressing with zstd: the zstd command stopped. Check its installation.") from None
+        return len(data)
+
+    def close(self) -> None:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        self.thread.join()
+        err = self.proc.stderr.read().decode("utf-8", "replace").strip() if self.proc.stderr else ""
+        rc = self.proc.wait()
+        if self.error is not None:
+            raise self.error
+        if rc != 0:
+            raise DockerlessError(f"compressing with zstd: exit status {rc}: {err[:300]}. Check the zstd command.")
+
+
+class _ZstdModule:
+    def __init__(self, out, level: int):
+        self.out = out
+        self._c = _zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True)  # type: ignore[union-attr]
+        self._obj = self._c.compressobj()
+
+    def write(self, data) -> int:
+        chunk = self._obj.compress(data)
+        if chunk:
+            self.out.write(chunk)
+        return len(data)
+
+    def close(self) -> None:
+        self.out.write(self._obj.flush())
+
+
+DEFAULT_LEVELS = {"gzip": 1, "zstd": 3, "none": 0}
+
+
+def open_compressor(kind: str, out, level: int | None = None):
+    """A writer with ``write``/``close`` that compresses into ``out`` deterministically."""
+    if level is None:
+        level = DEFAULT_LEVELS.get(kind, 0)
+    if kind == "none":
+        return _Passthrough(out)
+    if kind == "gzip":
+        if not 1 <= level <= 9:
+            raise DockerlessError(f"compressing with gzip: level {level} is not 1-9. Pick a level from 1 to 9.")
+        # No file name and mtime 0 in the gzip header (RFC 1952 section 2.3): nothing host or time specific.
+        return gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=out, mtime=0)
+    if kind == "zstd":
+        if not 1 <= level <= 19:
+            raise DockerlessError(f"compressing with zstd: level {level} is not 1-19. Pick a level from 1 to 19.")
+        binary = shutil.which("zstd")
+        if binary:
+            return _ZstdProcess(out, level, binary)
+        if _zstandard is not None:
+            return _ZstdModule(out, level)
+        raise DockerlessError(
+            "compressing with zstd: neither the zstd command nor the Python zstandard module is installed. "
+            "Install zstd, or use gzip."
+        )
+    raise DockerlessError(f"compressing a layer: unknown compression {kind!r}. Use gzip, zstd or none.")
+
+
+@dataclass
+class ArchiveResult:
+    """Digests of one written archive: ``diff_id`` over the tar, ``digest``/``size`` over the compressed bytes."""
+
+    diff_id: str
+    digest: str
+    size: int
+    uncompressed_size: int
+    paths: list[str]
+    media_type: str
+
+
+def write_archive(
+    entries: Iterable[TarEntry],
+    out: BinaryIO | None,
+    compression: str = "gzip",
+    level: int | None = None,
+    mtime: int = 0,
+) -> ArchiveResult:
+    """Write a sorted, deterministic, compressed tar of ``entries`` to ``out`` (None: only compute digests)."""
+    blob = HashingWriter(out)
+    comp = open_compressor(compression, blob, level)
+    tar = HashingWriter(comp)
+    try:
+        paths = write_entries(entries, tar, mtime)
+    finally:
+        comp.close()
+    return ArchiveResult(
+        diff_id=tar.digest,
+        digest=blob.digest,
+        size=blob.size,
+        uncompressed_size=tar.size,
+        paths=paths,
+        media_type=MEDIA_TYPES[compression],
+    )
