@@ -459,8 +459,8 @@ def read_ld_so_conf(fs: RootFS, conf: str = "/etc/ld.so.conf", _depth: int = 0) 
             continue
         if line.startswith("hwcap "):
             continue
-        # Old syntax allowed "dir=TYPE"; also accept comma/space separated lists as ldconfig does.
-        for d in line.replace(",", " ").split():
+        # ldconfig accepts several directories per line separated by ':', ',' or blanks, and the old "dir=TYPE".
+        for d in line.replace(",", " ").replace(":", " ").split():
             d = d.split("=", 1)[0]
             if d.startswith("/"):
                 dirs.append(d.rstrip("/") or "/")

@@ -1,0 +1,245 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deterministic tar writer, read back by Python's tarfile, GNU tar and the zstd/gzip tools."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+
+E = tw.TarEntry
+
+
+def sample_entries():
+    return [
+        E("etc", tw.DIR, 0o755),
+        E("etc/passwd", tw.FILE, 0o644, data=b"root:x:0:0::/root:/bin/sh\n"),
+        E("usr/bin/su", tw.FILE, 0o4755, data=b"\x7fELF fake"),
+        E("usr", tw.DIR, 0o755),
+        E("usr/bin", tw.DIR, 0o755),
+        E("tmp", tw.DIR, 0o1777),
+        E("lib", tw.SYMLINK, 0o777, linkname="usr/lib"),
+        E("dev/null", tw.CHAR, 0o666, devmajor=1, devminor=3),
+        E("dev", tw.DIR, 0o755),
+        E("dev/sda", tw.BLOCK, 0o660, gid=6, devmajor=8, devminor=0),
+        E("run/fifo", tw.FIFO, 0o600, uid=1000, gid=1000),
+        E("run", tw.DIR, 0o755),
+    ]
+
+
+def read_back(data: bytes) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return tar.getmembers()
+
+
+def test_roundtrip_and_order():
+    buf = io.BytesIO()
+    paths = tw.write_entries(sample_entries(), buf, mtime=1700000000)
+    assert paths == ["dev", "dev/null", "dev/sda", "etc", "etc/passwd", "lib", "run", "run/fifo", "tmp", "usr",
+                     "usr/bin", "usr/bin/su"]
+    members = {m.name: m for m in read_back(buf.getvalue())}
+    assert list(members) == paths
+    assert members["usr/bin/su"].mode == 0o4755 and members["usr/bin/su"].isreg()
+    assert members["tmp"].mode == 0o1777 and members["tmp"].isdir()
+    assert members["lib"].issym() and members["lib"].linkname == "usr/lib"
+    assert members["dev/null"].ischr() and (members["dev/null"].devmajor, members["dev/null"].devminor) == (1, 3)
+    assert members["dev/sda"].isblk() and members["dev/sda"].gid == 6
+    assert members["run/fifo"].isfifo() and members["run/fifo"].uid == 1000
+    for m in members.values():
+        assert m.mtime == 1700000000
+        assert m.uname == "" and m.gname == ""
+        assert not m.pax_headers  # nothing here needs PAX
+    data = buf.getvalue()
+    assert len(data) % 512 == 0 and data.endswith(b"\0" * 1024)
+
+
+def test_same_entries_any_order_same_bytes():
+    a, b = io.BytesIO(), io.BytesIO()
+    tw.write_entries(sample_entries(), a)
+    tw.write_entries(list(reversed(sample_entries())), b)
+    assert a.getvalue() == b.getvalue()
+
+
+def test_known_digest_is_stable():
+    """The format is ours, not tarfile's: this digest must not move between Python versions or hosts."""
+    buf = io.BytesIO()
+    tw.write_entries([E("a", tw.DIR, 0o755), E("a/b", tw.FILE, 0o644, data=b"hello\n")], buf)
+    data = buf.getvalue()
+    assert len(data) == 3 * 512 + 1024  # two headers, one data block, the end marker
+    # Header of "a/": name, octal fields with trailing NUL, ustar magic "ustar\0" + version "00".
+    assert data[:2] == b"a/" and data[100:108] == b"0000755\0" and data[257:265] == b"ustar\x0000"
+    assert data[156:157] == b"5" and data[512 + 156 : 512 + 157] == b"0"
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(_reference_tar()).hexdigest()
+
+
+def _reference_tar() -> bytes:
+    """The same two members written field by field from the POSIX ustar spec, as an independent oracle."""
+
+    def hdr(name, mode, typeflag, size):
+        h = bytearray(512)
+        h[0 : len(name)] = name
+        h[100:108] = b"%07o\0" % mode
+        h[108:116] = b"0000000\0"
+        h[116:124] = b"0000000\0"
+        h[124:136] = b"%011o\0" % size
+        h[136:148] = b"00000000000\0"
+        h[148:156] = b" " * 8
+        h[156:157] = typeflag
+        h[257:265] = b"ustar\x0000"
+        h[329:337] = b"0000000\0"
+        h[337:345] = b"0000000\0"
+        h[148:156] = b"%06o\0 " % sum(h)
+        return bytes(h)
+
+    return (hdr(b"a/", 0o755, b"5", 0) + hdr(b"a/b", 0o644, b"0", 6) + b"hello\n".ljust(512, b"\0") + b"\0" * 1024)
+
+
+@pytest.mark.parametrize(
+    "entry,pax_keys",
+    [
+        (E("d/" + "n" * 99, tw.FILE, data=b""), set()),  # fits name (101 with prefix split)
+        (E("p" * 150 + "/" + "n" * 99, tw.FILE, data=b""), set()),  # prefix + name
+        (E("x" * 300, tw.FILE, data=b""), {"path"}),
+        (E("caf\u00e9", tw.FILE, data=b""), {"path"}),
+        (E(os.fsdecode(b"raw\xff"), tw.FILE, data=b""), {"path"}),
+        (E("l", tw.SYMLINK, linkname="/" + "t" * 120), {"linkpath"}),
+        (E("u", tw.FILE, uid=2**21, gid=2**22, data=b""), {"uid", "gid"}),
+        (E("x", tw.FILE, data=b"", xattrs={"security.capability": b"\x01\x00\x00\x02"}),
+         {"SCHILY.xattr.security.capability"}),
+    ],
+)
+def test_pax_only_when_needed(entry, pax_keys):
+    buf = io.BytesIO()
+    tw.write_entries([entry], buf)
+    (member,) = read_back(buf.getvalue())
+    assert set(member.pax_headers) == pax_keys
+    assert member.name == entry.path
+    if entry.kind == tw.SYMLINK:
+        assert member.linkname == entry.linkname
+    assert (member.uid, member.gid) == (entry.uid, entry.gid)
+    has_x = buf.getvalue()[156:157] == b"x"
+    assert has_x == bool(pax_keys)
+
+
+@pytest.mark.parametrize("length", [1, 5, 6, 7, 8, 90, 91, 92, 93, 994, 995, 996, 997, 998])
+def test_pax_record_length_field_counts_itself(length):
+    rec = tw._pax_record("path", b"a" * length)
+    size, _, rest = rec.partition(b" ")
+    assert int(size) == len(rec)
+    assert rest == b"path=" + b"a" * length + b"\n"
+
+
+def test_hardlinks_by_inode(tmp_path):
+    (tmp_path / "one").write_bytes(b"shared")
+    os.link(tmp_path / "one", tmp_path / "two")
+    st = os.stat(tmp_path / "one")
+    ino = (st.st_dev, st.st_ino)
+    entries = [
+        E("z/two", tw.FILE, size=6, source=str(tmp_path / "two"), inode=ino),
+        E("a/one", tw.FILE, size=6, source=str(tmp_path / "one"), inode=ino),
+        E("a", tw.DIR, 0o755),
+        E("z", tw.DIR, 0o755),
+    ]
+    buf = io.BytesIO()
+    tw.write_entries(entries, buf)
+    m = {x.name: x for x in read_back(buf.getvalue())}
+    assert m["a/one"].isreg() and m["a/one"].size == 6
+    assert m["z/two"].islnk() and m["z/two"].linkname == "a/one" and m["z/two"].size == 0
+
+
+def test_source_file_checks(tmp_path):
+    f = tmp_path / "f"
+    f.write_bytes(b"12345")
+    # Size changed since planning.
+    with pytest.raises(DockerlessError, match="changed while"):
+        tw.write_entries([E("f", tw.FILE, size=3, source=str(f))], io.BytesIO())
+    # Swapped for a symlink: O_NOFOLLOW refuses to read through it.
+    os.symlink("/etc/passwd", tmp_path / "link")
+    with pytest.raises(DockerlessError, match="reading"):
+        tw.write_entries([E("f", tw.FILE, size=5, source=str(tmp_path / "link"))], io.BytesIO())
+    # Swapped for a FIFO: refused without blocking.
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(DockerlessError, match="no longer a regular file"):
+        tw.write_entries([E("f", tw.FILE, size=5, source=str(tmp_path / "fifo"))], io.BytesIO())
+    # Another inode than planned.
+    st = os.stat(f)
+    with pytest.raises(DockerlessError, match="changed while"):
+        tw.write_entries([E("f", tw.FILE, size=5, source=str(f), inode=(st.st_dev, st.st_ino + 1))], io.BytesIO())
+
+
+def test_refusals():
+    with pytest.raises(DockerlessError, match="listed twice"):
+        tw.write_entries([E("a", tw.FILE, data=b""), E("a", tw.FILE, data=b"")], io.BytesIO())
+    with pytest.raises(DockerlessError, match="'..' is not allowed"):
+        tw.normalize_member("a/../../etc")
+    assert tw.normalize_member("/usr//bin/./x") == "usr/bin/x"
+    with pytest.raises(DockerlessError, match="does not fit"):
+        tw.write_entries([E("d", tw.CHAR, devmajor=2**22)], io.BytesIO())
+    with pytest.raises(DockerlessError, match="mtime"):
+        tw.TarWriter(io.BytesIO(), mtime=-1)
+
+
+def test_gnu_tar_extracts_what_we_wrote(tmp_path):
+    """GNU tar as the oracle: listing and extraction (modes, setuid, links) match the entries."""
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(70000))
+    entries = sample_entries() + [E("data/big", tw.FILE, 0o640, size=70000, source=str(src)), E("data", tw.DIR, 0o750)]
+    out = tmp_path / "x.tar"
+    with open(out, "wb") as fh:
+        tw.write_entries([e for e in entries if e.kind not in (tw.CHAR, tw.BLOCK)], fh)
+    listing = subprocess.run(["tar", "-tvf", str(out), "--numeric-owner"], capture_output=True, text=True, check=True)
+    assert listing.stderr == ""
+    assert "-rwsr-xr-x 0/0" in listing.stdout and "lrwxrwxrwx 0/0               0 1970-01-01 00:00 lib -> usr/lib" in listing.stdout
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "-xpf", str(out), "-C", str(dest), "--numeric-owner"], check=True)
+    assert (dest / "data/big").read_bytes() == src.read_bytes()
+    assert oct(os.stat(dest / "data/big").st_mode & 0o7777) == "0o640"
+    assert os.readlink(dest / "lib") == "usr/lib"
+
+
+def test_write_archive_digests_and_gzip_header(tmp_path):
+    out = io.BytesIO()
+    res = tw.write_archive(sample_entries(), out, "gzip", mtime=0)
+    blob = out.getvalue()
+    assert res.digest == "sha256:" + hashlib.sha256(blob).hexdigest() and res.size == len(blob)
+    raw = gzip.decompress(blob)
+    assert res.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest() and res.uncompressed_size == len(raw)
+    # RFC 1952: ID1 ID2 CM FLG MTIME(4) XFL OS — no FNAME flag, mtime zero.
+    assert blob[:3] == b"\x1f\x8b\x08" and blob[3] & 0x08 == 0 and blob[4:8] == b"\0\0\0\0"
+    assert res.media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    # Digests only (check mode): same numbers, nothing written.
+    again = tw.write_archive(sample_entries(), None, "gzip", mtime=0)
+    assert (again.digest, again.diff_id, again.size) == (res.digest, res.diff_id, res.size)
+    plain = tw.write_archive(sample_entries(), None, "none")
+    assert plain.digest == plain.diff_id == res.diff_id
+
+
+def test_zstd_roundtrip(tmp_path):
+    if shutil.which("zstd") is None:
+        pytest.fail("the zstd command is missing (scripts/install-deps.sh installs it)")
+    out = io.BytesIO()
+    res = tw.write_archive(sample_entries(), out, "zstd")
+    raw = subprocess.run(["zstd", "-d", "-c"], input=out.getvalue(), capture_output=True, check=True).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == res.diff_id
+    assert res.media_type.endswith("+zstd")
+    again = tw.write_archive(sample_entries(), None, "zstd")
+    assert again.digest == res.digest
+
+
+def test_compression_levels_validated():
+    with pytest.raises(DockerlessError, match="level 0"):
+        tw.write_archive([], None, "gzip", level=0)
+    with pytest.raises(DockerlessError, match="unknown compression"):
+        tw.write_archive([], None, "xz")
