@@ -221,3 +221,30 @@ def check_layer_media_type(media_type: str, digest: str, what: str) -> None:
             "(Windows base images) are not served by the registry and can't be pulled here."
         )
     raise ManifestError(f"{what}: layer {digest} has unsupported media type {media_type!r}.")
+
+
+_DOCKER_TO_OCI_LAYER = {
+    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": OCI_LAYER_TAR,
+    OCI_LAYER_TAR: OCI_LAYER_TAR,
+    OCI_LAYER_GZIP: OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD: OCI_LAYER_ZSTD,
+}
+
+
+def docker_to_oci_manifest(doc: dict) -> bytes:
+    """Rewrite a Docker v2 schema 2 manifest as an OCI image manifest (what ``skopeo copy docker:// oci:``
+    does). The config and layer blobs are byte-identical; only media types change, so the OCI manifest has
+    its own digest. The store keeps OCI documents because skopeo's and umoci's OCI layout readers skip
+    descriptors with Docker media types."""
+    config = dict(doc["config"], mediaType=OCI_CONFIG)
+    layers = []
+    for layer in doc["layers"]:
+        media_type = layer.get("mediaType", "")
+        if media_type not in _DOCKER_TO_OCI_LAYER:
+            check_layer_media_type(media_type, layer.get("digest", "?"), "Docker manifest")
+        layers.append(dict(layer, mediaType=_DOCKER_TO_OCI_LAYER[media_type]))
+    out = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}
+    if doc.get("annotations"):
+        out["annotations"] = doc["annotations"]
+    return json.dumps(out, separators=(",", ":")).encode()

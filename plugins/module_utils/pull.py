@@ -12,6 +12,7 @@ store while they are decompressed, hashed (diff_id) and extracted. Layers downlo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -224,6 +225,11 @@ def pull_image(
             raise oci.ManifestError(f"{ref.familiar}: nested index {digest}; not supported.")
     for i, layer in enumerate(doc["layers"]):
         oci.check_layer_media_type(layer.get("mediaType", ""), layer["digest"], f"{ref.familiar} layer {i}")
+    if media_type == oci.DOCKER_MANIFEST:
+        # Stored as OCI so skopeo/umoci read the layout; the registry's digest stays in the annotations.
+        body = oci.docker_to_oci_manifest(doc)
+        media_type, doc = oci.classify(body, oci.OCI_MANIFEST, f"{ref.familiar} manifest (as OCI)")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
 
     result.after = digest
     if check_mode:
