@@ -901,6 +901,18 @@ class Cgroup:
                     f"memory_swap {swap} on cgroup {self.path} is below its memory limit {memory}: memory_swap is "
                     "memory plus swap; raise memory_swap or lower memory"
                 )
+        now_swap = current.get("memory_swap")
+        if (
+            self._version("memory") == 1
+            and swap is None
+            and isinstance(wanted.memory, int)
+            and isinstance(now_swap, int)
+            and _page_floor(wanted.memory) > now_swap
+        ):
+            raise CgroupError(
+                f"memory {wanted.memory} on cgroup {self.path} is above its current memory_swap {now_swap}: cgroup "
+                "v1 keeps memory <= memory+swap (memory.memsw.limit_in_bytes); set memory_swap as well"
+            )
         return wanted
 
     def _diff(self, wanted: Limits, current: dict) -> dict[str, tuple[Any, Any]]:
@@ -953,6 +965,9 @@ class Cgroup:
 
     # -- acting -----------------------------------------------------------------------------------------------
 
+    # The three calls that change cgroupfs. They are static methods so the unit tests' fake cgroupfs can stand in
+    # for the kernel (files appearing on mkdir, "+memory" edits, keyed files); nothing else touches the tree.
+
     @staticmethod
     def _write(path: str, text: str) -> None:
         """One write(2); cgroupfs reports a refused value as the write's error, which buffering would hide."""
@@ -961,6 +976,14 @@ class Cgroup:
             os.write(fd, (text or "\n").encode())
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _mkdir(path: str) -> None:
+        os.mkdir(path, 0o755)
+
+    @staticmethod
+    def _rmdir(path: str) -> None:
+        os.rmdir(path)
 
     def _ordered(self, keys: Iterable[str], targets: dict, current: dict) -> list[str]:
         """Keys in write order. On v1 memory.limit_in_bytes may never exceed memory.memsw.limit_in_bytes, so
@@ -1010,7 +1033,7 @@ class Cgroup:
                 if os.path.isdir(cur):
                     continue
                 try:
-                    os.mkdir(cur, 0o755)
+                    self._mkdir(cur)
                 except OSError as exc:
                     raise CgroupError(
                         f"creating cgroup {self.path} ({cur}): {_errmsg(exc)}; run as root or choose a cgroup "
@@ -1022,7 +1045,13 @@ class Cgroup:
                         mine = _read_text(os.path.join(cur, name))
                         theirs = _first_line(_read_text(os.path.join(parent, name)))
                         if mine is not None and not mine.strip() and theirs:
-                            self._write(os.path.join(cur, name), theirs)
+                            try:
+                                self._write(os.path.join(cur, name), theirs)
+                            except OSError as exc:
+                                raise CgroupError(
+                                    f"creating cgroup {self.path}: copying {name} {theirs!r} from {parent}: "
+                                    f"{_errmsg(exc)}; check the parent cpuset"
+                                )
 
     def _enable(self, directory: str, ctrls: list[str], enabled: list[tuple[str, str]]) -> None:
         have = (_read_text(os.path.join(directory, "cgroup.subtree_control")) or "").split()
@@ -1059,7 +1088,7 @@ class Cgroup:
                 problems.append(f"restoring {item.path} to {item.restore!r}: {_errmsg(exc)}")
         for path in reversed(created):
             try:
-                os.rmdir(path)
+                self._rmdir(path)
             except OSError as exc:
                 problems.append(f"removing {path}: {_errmsg(exc)}")
         for path, ctrl in reversed(enabled):
@@ -1098,8 +1127,9 @@ class Cgroup:
         setting failed, why, and what to do next.
         """
         was_missing = bool(self.missing_dirs())
+        seen = {} if was_missing else self.read_limits()
         # Validate everything before touching the tree: a bad value never creates a cgroup.
-        self._wanted(limits, {} if was_missing else self.read_limits())
+        self._wanted(limits, seen)
         created: list[str] = []
         enabled: list[tuple[str, str]] = []
         written: list[_Written] = []
@@ -1130,7 +1160,10 @@ class Cgroup:
             raise CgroupError(message)
         if was_missing:
             return {key: (None, after) for key, after in targets.items()}
-        return changed
+        # Report against what was there before this call, exactly as plan() did: a setting whose controller had
+        # to be enabled first (v2) read as None then, even if the kernel's default turned out to match.
+        earlier = self._diff(wanted, seen)
+        return {key: (earlier[key][0], after) for key, after in targets.items() if earlier[key][0] != after}
 
     # -- processes --------------------------------------------------------------------------------------------
 
@@ -1277,7 +1310,7 @@ class Cgroup:
             for sub in self._subtree(directory):
                 while True:
                     try:
-                        os.rmdir(sub)
+                        self._rmdir(sub)
                         break
                     except FileNotFoundError:
                         break

@@ -95,7 +95,7 @@ options:
       - Relative block I/O weight in cgroup v2 units, 1 to 10000 (v2 C(io.weight)).
       - On v1 it is written to C(blkio.weight) (CFQ) or C(blkio.bfq.weight) (BFQ) converted with runc's
         formula (C(io_weight = 1 + (blkio - 10) * 9999 / 990)); v1 has fewer steps, so the value read back is the
-        nearest one v1 can hold (for example V(100) reads back as V(101)).
+        nearest one v1 can hold (for example V(100) reads back as V(102)).
     type: int
   io_max:
     description:
