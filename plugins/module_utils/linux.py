@@ -1,0 +1,257 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One small ctypes wrapper around the Linux syscalls Python's ``os`` module lacks (before 3.12).
+
+Every syscall the runtime makes that ``os`` doesn't offer goes through here: unshare, setns, mount, umount2,
+pivot_root, capget/capset, prctl, sethostname, socket (for the loopback ioctl), mknod stays in ``os``.
+Failures raise ``OSError(errno, message)`` naming the call and its arguments, so callers can test ``errno``.
+
+This module is imported by the container init before ``pivot_root``: it must not import anything lazily
+(nothing from the host's library path can be loaded once the old root is gone).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import struct
+
+# -- clone(2) / unshare(2) namespace flags (include/uapi/linux/sched.h) ------------------------------------------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mount": CLONE_NEWNS,
+    "cgroup": CLONE_NEWCGROUP,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+}
+
+# -- mount(2) flags (include/uapi/linux/mount.h) ---------------------------------------------------------------
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+
+MNT_DETACH = 0x2
+
+# statvfs f_flag bits that a bind remount must keep (they are "locked" inside a user namespace).
+ST_FLAGS_TO_MS = (
+    (os.ST_RDONLY, MS_RDONLY),
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
+
+# -- prctl(2) options (include/uapi/linux/prctl.h) -------------------------------------------------------------
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_GET_KEEPCAPS = 7
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# -- capabilities (include/uapi/linux/capability.h) -------------------------------------------------------------
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+CAPABILITIES = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3, "CAP_FSETID": 4,
+    "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11, "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15, "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18,
+    "CAP_SYS_PTRACE": 19, "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27, "CAP_LEASE": 28,
+    "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31, "CAP_MAC_OVERRIDE": 32,
+    "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35, "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38, "CAP_BPF": 39, "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+# -- network ioctls (include/uapi/linux/sockios.h, if.h) ---------------------------------------------------------
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_CLOEXEC = 0o2000000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+# pivot_root has no glibc wrapper: syscall numbers per architecture (arch/*/entry/syscalls, asm-generic/unistd.h).
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41, "i686": 217,
+                   "armv7l": 218}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_c_char_p = ctypes.c_char_p
+_c_ulong = ctypes.c_ulong
+_c_int = ctypes.c_int
+
+_libc.mount.argtypes = [_c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p]
+_libc.umount2.argtypes = [_c_char_p, _c_int]
+_libc.unshare.argtypes = [_c_int]
+_libc.setns.argtypes = [_c_int, _c_int]
+_libc.sethostname.argtypes = [_c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong]
+_libc.capget.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_libc.socket.argtypes = [_c_int, _c_int, _c_int]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _fs(value: str | bytes | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return os.fsencode(value)
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def unshare(flags: int) -> None:
+    """unshare(2): move the calling process into new namespaces (``CLONE_NEW*`` flags)."""
+    _check(_libc.unshare(flags), f"unshare(0x{flags:x})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): join the namespace that ``fd`` (an open ``/proc/PID/ns/*`` file) refers to."""
+    _check(_libc.setns(fd, nstype), f"setns({fd}, 0x{nstype:x})")
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2)."""
+    _check(_libc.mount(_fs(source), _fs(target), _fs(fstype), flags, _fs(data)),
+           f"mount({source!r}, {target!r}, {fstype!r}, 0x{flags:x})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(_fs(target), flags), f"umount2({target!r}, {flags})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) through syscall(2): glibc has no wrapper."""
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
+    _check(_libc.syscall(ctypes.c_long(number), _c_char_p(_fs(new_root)), _c_char_p(_fs(put_old))),
+           f"pivot_root({new_root!r}, {put_old!r})")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); returns the call's result (some options return a value)."""
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option}, {arg2})")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """capget(2): (effective, permitted, inheritable) of ``pid`` (0: the caller) as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), ctypes.byref(data)), f"capget({pid})")
+    return tuple((getattr(data[1], f) << 32) | getattr(data[0], f)  # type: ignore[return-value]
+                 for f in ("effective", "permitted", "inheritable"))
+
+
+def capset(effective: int, permitted: int, inheritable: int = 0) -> None:
+    """capset(2) on the calling thread with 64-bit masks (version 3 header: two 32-bit words per set)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)),
+           f"capset(eff=0x{effective:x}, prm=0x{permitted:x}, inh=0x{inheritable:x})")
+
+
+def last_cap(proc: str = "/proc") -> int:
+    """The highest capability number the running kernel knows (``/proc/sys/kernel/cap_last_cap``)."""
+    try:
+        with open(os.path.join(proc, "sys/kernel/cap_last_cap"), "rb") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return max(CAPABILITIES.values())
+
+
+def drop_bounding_set(keep: int, last: int) -> None:
+    """Drop every capability not in mask ``keep`` from the bounding set (needs CAP_SETPCAP)."""
+    for cap in range(last + 1):
+        if not keep & (1 << cap) and _libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1:
+            prctl(PR_CAPBSET_DROP, cap)
+
+
+def clear_ambient() -> None:
+    """Empty the ambient set; EINVAL means the kernel predates ambient capabilities (4.3), nothing to clear."""
+    try:
+        prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError as exc:
+        if exc.errno != 22:
+            raise
+
+
+def socket(domain: int, type_: int, protocol: int = 0) -> int:
+    """socket(2), returning a bare fd (the ``socket`` module is not needed for one ioctl)."""
+    return _check(_libc.socket(domain, type_, protocol), f"socket({domain}, {type_})")
+
+
+def interface_up(name: str = "lo") -> None:
+    """Set IFF_UP on interface ``name`` in the current network namespace (SIOCGIFFLAGS/SIOCSIFFLAGS), the
+    way ``ip link set lo up`` does, without the ``ip`` binary."""
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC)
+    try:
+        ifname = name.encode()[:15].ljust(16, b"\0")
+        req = fcntl.ioctl(fd, SIOCGIFFLAGS, ifname + b"\0" * 24)
+        flags = struct.unpack_from("H", req, 16)[0]
+        if not flags & IFF_UP:
+            fcntl.ioctl(fd, SIOCSIFFLAGS, ifname + struct.pack("H", flags | IFF_UP) + b"\0" * 22)
+    finally:
+        os.close(fd)
+
+
+def mount_flags_of(path: str) -> int:
+    """The MS_* flags a bind remount of ``path`` must keep (from statvfs), e.g. nosuid on /proc."""
+    flags = os.statvfs(path).f_flag
+    return sum(ms for st, ms in ST_FLAGS_TO_MS if flags & st)

@@ -1,0 +1,407 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The container spec: module parameters + the image config → one validated, comparable description.
+
+``build_spec`` merges the image's config (Entrypoint, Cmd, Env, WorkingDir, User) with the caller's options
+the way Docker does, validates everything before anything is created, and returns a ``ContainerSpec``.
+``ContainerSpec.init_config`` turns it into the plain dict the container init (runtime_init) consumes.
+Named containers record ``ContainerSpec.as_dict()`` in ``spec.json``; ``spec_diff`` compares a recorded spec
+with a requested one on the keys in ``COMPARED_KEYS`` (a difference recreates the container).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import (
+    DEFAULT_CAPABILITIES,
+    MASKED_PATHS,
+    MAX_ID,
+    READONLY_PATHS,
+)
+
+ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
+RESTART_POLICIES = ("no", "on-failure", "always")
+ISOLATIONS = ("container", "chroot")
+ROOTFS_MODES = ("auto", "overlay", "copy")
+LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
+# What a difference of recreates a named container (stop_timeout, log size and rootfs mode don't).
+COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
+                 "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
+                 "isolation", "rlimits", "restart_policy")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$")
+_ENV_KEY_RE = re.compile(r"^[^=\0]+$")
+_RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+            "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+@dataclass
+class ContainerSpec:
+    """Everything that defines a container. ``lower_dirs`` are the image's layer folders, top → bottom."""
+
+    argv: list[str]
+    lower_dirs: list[str]
+    image: str | None = None
+    image_digest: str | None = None
+    diff_ids: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str = ""
+    hostname: str = ""
+    namespaces: list[str] = field(default_factory=lambda: list(ALL_NAMESPACES))
+    userns: bool = False
+    volumes: list[dict] = field(default_factory=list)
+    tmpfs: list[dict] = field(default_factory=list)
+    read_only: bool = False
+    limits: dict[str, Any] = field(default_factory=dict)
+    capabilities: list[str] = field(default_factory=lambda: sorted(DEFAULT_CAPABILITIES))
+    no_new_privileges: bool = True
+    privileged: bool = False
+    isolation: str = "container"
+    rlimits: list[dict] = field(default_factory=list)
+    restart_policy: str = "no"
+    stop_timeout: int = 10
+    rootfs_mode: str = "auto"
+    seccomp: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ContainerSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def compared(self) -> dict[str, Any]:
+        data = self.as_dict()
+        return {key: data.get(key) for key in COMPARED_KEYS}
+
+    def effective_capabilities(self) -> list[str]:
+        """The capability set of the container (bounding set; CapEff of a root user; a non-root user starts
+        with none, Docker's rule). Privileged: every capability the caller itself has."""
+        if self.privileged:
+            permitted = linux.capget()[1]
+            return [n for n, bit in sorted(linux.CAPABILITIES.items(), key=lambda i: i[1]) if permitted >> bit & 1]
+        return list(self.capabilities)
+
+    def init_config(self, cid: str, container_dir: str, name: str | None = None) -> dict[str, Any]:
+        """The dict runtime_init.spawn() takes; upper/work/copy live in ``container_dir``."""
+        return {
+            "id": cid,
+            "name": name,
+            "image": self.image,
+            "argv": list(self.argv),
+            "env": [f"{k}={v}" for k, v in self.env.items()],
+            "workdir": self.workdir,
+            "user": self.user,
+            "hostname": self.hostname,
+            "namespaces": list(self.namespaces),
+            "isolation": self.isolation,
+            "rootfs": {
+                "lower": list(self.lower_dirs),
+                "upper": os.path.join(container_dir, "upper"),
+                "work": os.path.join(container_dir, "work"),
+                "copy": os.path.join(container_dir, "rootfs-copy"),
+                "mountpoint": os.path.join(container_dir, "rootfs"),
+                "mode": self.rootfs_mode,
+                "read_only": self.read_only,
+            },
+            "volumes": [dict(v) for v in self.volumes],
+            "tmpfs": [dict(t) for t in self.tmpfs],
+            "capabilities": list(self.capabilities),
+            "privileged": self.privileged,
+            "no_new_privileges": self.no_new_privileges,
+            "masked_paths": list(MASKED_PATHS),
+            "readonly_paths": list(READONLY_PATHS),
+            "rlimits": [dict(r) for r in self.rlimits],
+            "seccomp": self.seccomp,
+        }
+
+
+def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
+    """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None)."""
+    wanted = after.compared()
+    if before is None:
+        return {k: {"before": None, "after": v} for k, v in wanted.items()}
+    return {k: {"before": before.get(k), "after": v} for k, v in wanted.items() if before.get(k) != v}
+
+
+def _as_argv(value: Any, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise RuntimeSetupError(f"{what} {value!r}: {exc}. Quote it properly or pass a list.") from None
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    raise RuntimeSetupError(f"{what}: expected a string or a list, got {type(value).__name__}")
+
+
+def resolve_argv(config: dict, command: Any = None, entrypoint: Any = None) -> list[str]:
+    """Docker's rule: an ``entrypoint`` option replaces the image's Entrypoint and drops its Cmd; ``command``
+    replaces Cmd. The result is Entrypoint + Cmd and must not be empty."""
+    cmd = _as_argv(command, "command")
+    ep = _as_argv(entrypoint, "entrypoint")
+    if ep is None:
+        ep = list(config.get("Entrypoint") or [])
+        if cmd is None:
+            cmd = list(config.get("Cmd") or [])
+    argv = list(ep) + list(cmd or [])
+    if not argv or not argv[0]:
+        raise RuntimeSetupError("no command to run: the image has neither Entrypoint nor Cmd. Set 'command'.")
+    return argv
+
+
+def merge_env(image_env: list[str] | None, env: dict | None) -> dict[str, str]:
+    """The image's ``Env`` (``K=V`` list) with ``env`` merged over it, image order first."""
+    out: dict[str, str] = {}
+    for item in image_env or []:
+        key, _, value = item.partition("=")
+        if key:
+            out[key] = value
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+            raise RuntimeSetupError(f"env: invalid variable name {key!r}. Names can't be empty or contain '='.")
+        if value is None:
+            raise RuntimeSetupError(f"env {key}: no value. Use an empty string for an empty variable.")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        value = str(value)
+        if "\0" in value:
+            raise RuntimeSetupError(f"env {key}: the value contains a NUL byte.")
+        out[key] = value
+    return out
+
+
+def _container_path(path: str, what: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise RuntimeSetupError(f"{what} {path!r}: must be an absolute path inside the container.")
+    if "\0" in path or any(part == ".." for part in path.split("/")):
+        raise RuntimeSetupError(f"{what} {path!r}: '..' and NUL are not allowed.")
+    return os.path.normpath(path)
+
+
+def parse_volume(text: str) -> dict:
+    """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only"}``."""
+    parts = text.split(":") if isinstance(text, str) else []
+    if len(parts) not in (2, 3):
+        raise RuntimeSetupError(f"volume {text!r}: expected host_path:container_path[:ro]")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise RuntimeSetupError(f"volume {text!r}: mode {mode!r} is not 'ro' or 'rw'")
+    if not source.startswith("/"):
+        raise RuntimeSetupError(f"volume {text!r}: the host path must be absolute")
+    if not os.path.exists(source):
+        raise RuntimeSetupError(f"volume {text!r}: {source} does not exist on the host. Create it first.")
+    target = _container_path(target, f"volume {text!r}: container path")
+    if target == "/":
+        raise RuntimeSetupError(f"volume {text!r}: can't mount over the container's /")
+    return {"source": os.path.realpath(source), "target": target, "read_only": mode == "ro"}
+
+
+def parse_tmpfs(text: str) -> dict:
+    """``path[:options]`` (Docker's --tmpfs) → ``{"target", "options"}``."""
+    target, _, options = text.partition(":")
+    target = _container_path(target, f"tmpfs {text!r}:")
+    if target == "/":
+        raise RuntimeSetupError(f"tmpfs {text!r}: can't mount over the container's /")
+    return {"target": target, "options": options}
+
+
+def parse_ulimit(text: str) -> dict:
+    """``name=soft[:hard]`` (Docker's --ulimit), ``-1``/``unlimited`` for no limit."""
+    name, sep, values = text.partition("=") if isinstance(text, str) else ("", "", "")
+    name = name.strip().lower()
+    if not sep or name not in _RLIMITS:
+        raise RuntimeSetupError(f"ulimit {text!r}: expected name=soft[:hard] with name one of {', '.join(_RLIMITS)}")
+    soft_text, _, hard_text = values.partition(":")
+
+    def number(v: str) -> int:
+        v = v.strip()
+        if v in ("-1", "unlimited"):
+            return -1
+        if not v.isdigit():
+            raise RuntimeSetupError(f"ulimit {text!r}: {v!r} is not a number")
+        return int(v)
+
+    soft = number(soft_text)
+    hard = number(hard_text) if hard_text else soft
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise RuntimeSetupError(f"ulimit {text!r}: the soft limit is above the hard limit")
+    return {"name": name, "soft": soft, "hard": hard}
+
+
+def resolve_capabilities(cap_add: list | None, cap_drop: list | None) -> list[str]:
+    """Docker's default set, minus ``cap_drop``, plus ``cap_add``; ``ALL`` works in both (drop first)."""
+    def norm(names):
+        out = []
+        for name in names or []:
+            key = str(name).upper()
+            if key == "ALL":
+                out.append("ALL")
+                continue
+            if not key.startswith("CAP_"):
+                key = "CAP_" + key
+            if key not in linux.CAPABILITIES:
+                raise RuntimeSetupError(f"capability {name!r} is unknown. Use names like NET_ADMIN or CAP_NET_ADMIN.")
+            out.append(key)
+        return out
+
+    add, drop = norm(cap_add), norm(cap_drop)
+    caps = set(DEFAULT_CAPABILITIES)
+    if "ALL" in drop:
+        caps = set()
+    caps -= set(drop)
+    if "ALL" in add:
+        caps = set(linux.CAPABILITIES)
+    caps |= {c for c in add if c != "ALL"}
+    return sorted(caps, key=linux.CAPABILITIES.get)
+
+
+def validate_user(user: str) -> str:
+    """Syntax and range of ``user[:group]``; names are resolved later, inside the image."""
+    if user is None:
+        return ""
+    user = str(user)
+    for part in user.split(":", 1):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise RuntimeSetupError(f"user {user!r}: id {part} is out of range (0-{MAX_ID}). Use a valid uid/gid.")
+        if part.startswith("-") or any(c in part for c in "\0\n/"):
+            raise RuntimeSetupError(f"user {user!r}: invalid user or group. Use name, uid, name:group or uid:gid.")
+    return user
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), "
+                                "at most 128 characters.")
+    return name
+
+
+def build_spec(
+    *,
+    image_config: dict | None,
+    lower_dirs: list[str],
+    image: str | None = None,
+    image_digest: str | None = None,
+    diff_ids: list[str] | None = None,
+    command: Any = None,
+    entrypoint: Any = None,
+    env: dict | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    hostname: str | None = None,
+    name: str | None = None,
+    namespaces: list[str] | None = None,
+    network: str = "none",
+    userns: bool = False,
+    volumes: list[str] | None = None,
+    tmpfs: list[str] | None = None,
+    read_only: bool = False,
+    limits: dict | None = None,
+    cap_add: list[str] | None = None,
+    cap_drop: list[str] | None = None,
+    no_new_privileges: bool = True,
+    privileged: bool = False,
+    isolation: str = "container",
+    ulimits: list[str] | None = None,
+    restart_policy: str = "no",
+    stop_timeout: int = 10,
+    rootfs_mode: str = "auto",
+) -> ContainerSpec:
+    """Validate options and merge them with the image config (the ``config`` object of an OCI image config)."""
+    cfg = dict(image_config or {})
+    if isolation not in ISOLATIONS:
+        raise RuntimeSetupError(f"isolation {isolation!r}: use one of {', '.join(ISOLATIONS)}")
+    if restart_policy not in RESTART_POLICIES:
+        raise RuntimeSetupError(f"restart_policy {restart_policy!r}: use one of {', '.join(RESTART_POLICIES)}")
+    if rootfs_mode not in ROOTFS_MODES:
+        raise RuntimeSetupError(f"rootfs mode {rootfs_mode!r}: use one of {', '.join(ROOTFS_MODES)}")
+    if network not in ("none", "host"):
+        raise RuntimeSetupError(f"network {network!r}: use 'none' (own namespace, loopback only) or 'host'")
+    if not lower_dirs:
+        raise RuntimeSetupError(f"image {image or '?'}: no layer folders to build a rootfs from. Pull it again.")
+
+    if isolation == "chroot":
+        # Filesystem only: a private mount namespace keeps the rootfs mount off the host, nothing else.
+        ns = ["mount"]
+    else:
+        ns = list(ALL_NAMESPACES if namespaces is None else namespaces)
+        unknown = [n for n in ns if n not in ALL_NAMESPACES]
+        if unknown:
+            raise RuntimeSetupError(f"namespaces {unknown}: unknown; use some of {', '.join(ALL_NAMESPACES)}")
+        if "mount" not in ns:
+            raise RuntimeSetupError("namespaces: 'mount' is required for isolation 'container' (pivot_root needs it)")
+        if network == "host":
+            ns = [n for n in ns if n != "net"]
+        elif "net" not in ns:
+            raise RuntimeSetupError("namespaces: without 'net' the host network is used; say network: host")
+        ns = [n for n in ALL_NAMESPACES if n in ns]
+
+    workdir = workdir or cfg.get("WorkingDir") or "/"
+    workdir = _container_path(workdir, "workdir")
+    if workdir == "/proc" or workdir.startswith("/proc/"):
+        # /proc/self/fd/N as a working directory is how CVE-2024-21626 reached the host.
+        raise RuntimeSetupError(f"workdir {workdir!r}: a working directory under /proc is refused.")
+
+    if hostname is None:
+        hostname = name or ""
+    hostname = str(hostname)
+    if hostname and not _HOSTNAME_RE.match(hostname):
+        raise RuntimeSetupError(f"hostname {hostname!r}: use letters, digits, '.' and '-', at most 64 characters.")
+
+    lim = {}
+    for key, value in (limits or {}).items():
+        if key not in LIMIT_KEYS:
+            raise RuntimeSetupError(f"limit {key!r}: unknown; use {', '.join(LIMIT_KEYS)}")
+        if value is not None:
+            lim[key] = value
+
+    volumes_parsed = [parse_volume(v) for v in volumes or []]
+    tmpfs_parsed = [parse_tmpfs(t) for t in tmpfs or []]
+    targets = [v["target"] for v in volumes_parsed] + [t["target"] for t in tmpfs_parsed]
+    dup = {t for t in targets if targets.count(t) > 1}
+    if dup:
+        raise RuntimeSetupError(f"volumes/tmpfs: {sorted(dup)} mounted twice. Keep one mount per container path.")
+
+    try:
+        stop_timeout = int(stop_timeout)
+    except (TypeError, ValueError):
+        raise RuntimeSetupError(f"stop_timeout {stop_timeout!r}: expected seconds") from None
+
+    return ContainerSpec(
+        argv=resolve_argv(cfg, command, entrypoint),
+        lower_dirs=list(lower_dirs),
+        image=image,
+        image_digest=image_digest,
+        diff_ids=list(diff_ids or []),
+        env=merge_env(cfg.get("Env"), env),
+        workdir=workdir,
+        user=validate_user(cfg.get("User") if user is None else user),
+        hostname=hostname,
+        namespaces=ns,
+        userns=bool(userns),
+        volumes=volumes_parsed,
+        tmpfs=tmpfs_parsed,
+        read_only=bool(read_only),
+        limits=lim,
+        capabilities=resolve_capabilities(cap_add, cap_drop),
+        no_new_privileges=bool(no_new_privileges),
+        privileged=bool(privileged),
+        isolation=isolation,
+        rlimits=[parse_ulimit(u) for u in ulimits or []],
+        restart_policy=restart_policy,
+        stop_timeout=max(0, stop_timeout),
+        rootfs_mode=rootfs_mode,
+    )
