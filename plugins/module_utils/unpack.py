@@ -1,0 +1,2000 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Safe, fast layer extraction: one pass over the compressed layer, one folder per layer, and flattening.
+
+``extract_layer`` reads a compressed layer stream once: it decompresses it, hashes the decompressed bytes into the
+diff_id (the whole stream, including anything after the end-of-archive blocks) and extracts the tar into an empty
+folder in **overlay form**, so the folder can be an overlayfs lower dir as is:
+
+* a whiteout ``.wh.NAME`` becomes a character device 0/0 named ``NAME`` (``mknod``, needs root); a whiteout whose
+  ``NAME`` already exists in the same layer is dropped: files of the same layer survive (OCI image spec, layer.md
+  "Whiteouts": a whiteout applies only to lower layers);
+* the opaque marker ``.wh..wh..opq`` sets the xattr ``trusted.overlay.opaque=y`` on its directory (needs root);
+* a character device 0/0 in the tar is the overlay whiteout already and is handled as ``.wh.NAME``.
+
+Without root (``as_root=False``, or ``as_root=None`` and euid != 0) the folder is in **plain form**: whiteouts stay
+regular empty files ``.wh.NAME`` and ``.wh..wh..opq``, device nodes are skipped (counted in ``LayerResult.skipped``),
+ownership is not changed, only ``user.*`` xattrs are kept, files get ``u+r`` and directories ``u+rwx`` so that the
+owner can read and remove the tree. ``flatten`` understands both forms (reading ``trusted.overlay.opaque`` needs
+root).
+
+Safety model. Every filesystem operation is relative to a directory file descriptor; a path is never joined into a
+string and handed to the kernel. Entry names are cleaned lexically with ``..`` clamped at the root (as containerd
+does). Parent directories are opened one component at a time with ``O_NOFOLLOW|O_DIRECTORY``; a symlink met on the
+way is resolved by us *inside* the root (absolute targets start at the root, ``..`` stops at the root, at most 40
+hops), which is what ``openat2(RESOLVE_IN_ROOT)`` does. Final components are created with ``O_EXCL``/``mkdir``/
+``symlink``/``mknod``, which never follow links; an existing object is removed first (tar semantics: the last entry
+wins). Metadata calls never follow links: ``fchown``/``fchmod``/``futimens`` on fds we opened with
+``O_NOFOLLOW``, ``lchown``/``utimensat(AT_SYMLINK_NOFOLLOW)`` otherwise, and hardlink entries get no metadata at all
+(CVE-2021-32760 was a chmod through a hardlink to a symlink). Cached parent fds are dropped whenever an entry
+removes a directory or a symlink (a type flip can change what a cached path means). On any error everything written
+under ``dest`` is removed.
+
+Bounds (``UnpackLimits``): entries, bytes written (sparse files count with their apparent size), decompressed
+stream size, per-entry extended header bytes (PAX, GNU long names, sparse maps), path length and depth, and the
+decompression ratio once more than 16 MiB came out.
+
+Speed. A metadata syscall is expensive on the store's disk, so an entry costs as few as possible: a regular file is
+``openat``, ``write``, ``futimens``, ``close``; ``fchown`` only when the owner differs from the one the kernel gave
+(euid/egid, or the parent's group when the parent is setgid), ``fchmod`` only when the creation mode (after umask)
+differs or setuid/setgid/sticky bits are wanted (after ``fchown``, which clears them). Directory times are set last.
+gzip is inflated by zlib in a helper thread while the main thread writes files; zstd runs in the ``zstd`` command.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import resource
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, UnpackError
+
+MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_TYPE_DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+_NON_DISTRIBUTABLE = frozenset(
+    (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    )
+)
+_COMPRESSION = {
+    MEDIA_TYPE_TAR: "none",
+    MEDIA_TYPE_TAR_GZIP: "gzip",
+    MEDIA_TYPE_DOCKER_GZIP: "gzip",
+    MEDIA_TYPE_TAR_ZSTD: "zstd",
+}
+
+_CHUNK = 1 << 20
+_RATIO_FLOOR = 16 << 20  # the ratio check starts once this many bytes were decompressed
+_MAX_SYMLINK_HOPS = 40  # Linux MAXSYMLINKS
+_NAME_MAX = 255
+_MAX_MAJOR = (1 << 12) - 1  # Linux dev_t: 12-bit major, 20-bit minor (include/linux/kdev_t.h)
+_MAX_MINOR = (1 << 20) - 1
+_MAX_ID = (1 << 32) - 2  # uid/gid 2^32-1 is "-1", "don't change", for chown(2)
+_NS_MAX = (1 << 63) - 1
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_SRC = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+_WH = b".wh."
+_WH_META = b".wh..wh."
+_WH_OPQ = b".wh..wh..opq"
+_S_WH = ".wh."
+_S_WH_META = ".wh..wh."
+_S_WH_OPQ = ".wh..wh..opq"
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+_FORBIDDEN_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")
+_S_FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+
+_ZERO_BLOCK = bytes(512)
+_REG_TYPES = (b"0", b"\0", b"7")
+_HEADER_ONLY_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # data size ignored, as Go's archive/tar does
+
+
+@dataclass
+class UnpackLimits:
+    """Bounds for one layer. Defaults fit any sane image; lower them for untrusted sources or tests."""
+
+    max_entries: int = 1_000_000
+    max_total_bytes: int = 64 * 2**30  # decompressed bytes written (and the decompressed stream)
+    max_header_bytes: int = 1 * 2**20  # PAX/GNU long-name/sparse-map bytes per entry
+    max_path_length: int = 4096
+    max_ratio: int = 1000  # decompressed/compressed, checked once > 16 MiB decompressed
+    max_depth: int = 256  # path components after resolution; keeps fd use and recursion bounded
+
+
+@dataclass
+class LayerResult:
+    """What ``extract_layer`` read and wrote."""
+
+    diff_id: str  # "sha256:<hex>" of the WHOLE decompressed stream (read to EOF, incl. padding after end)
+    size: int  # decompressed bytes
+    entries: int
+    skipped: int = 0  # entries or attributes not reproduced (devices without root, xattrs the fs refused, ...)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Decompression
+
+
+class _Reader:
+    """A minimal binary reader over a layer stream; ``compressed_bytes`` counts raw bytes consumed."""
+
+    def __init__(self, raw: BinaryIO, label: str) -> None:
+        self._raw = raw
+        self._label = label
+        self._compressed = 0
+        self.closed = False
+
+    @property
+    def compressed_bytes(self) -> int:
+        return self._compressed
+
+    def _raw_read(self, n: int = _CHUNK) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            self._compressed += len(data)
+        return data or b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _read_all(self) -> bytes:
+        parts = []
+        while True:
+            chunk = self.read(_CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _PlainReader(_Reader):
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self._read_all()
+        return self._raw_read(n)
+
+
+class _GzipReader(_Reader):
+    """RFC 1952 gzip, several members allowed (like Go's multistream reader); zero padding after a member is
+    tolerated, anything else after it is an error."""
+
+    def __init__(self, raw: BinaryIO, label: str) -> None:
+        super().__init__(raw, label)
+        self._d = zlib.decompressobj(31)
+        self._in = b""
+        self._state = 1  # 1: inside a member, 0: between members, 2: done
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self._read_all()
+        while True:
+            if self._state == 2:
+                return b""
+            if self._state == 0:
+                self._in = self._in.lstrip(b"\0")
+                if len(self._in) < 2:
+                    more = self._raw_read()
+                    if not more:
+                        if self._in:
+                            raise UnpackError(
+                                f"{self._label}: data after the end of the gzip stream is not gzip. The blob is "
+                                "damaged or not a gzip layer: remove it from the store and pull again."
+                            )
+                        self._state = 2
+                        return b""
+                    self._in += more
+                    continue
+                if self._in[:2] != b"\x1f\x8b":
+                    raise UnpackError(
+                        f"{self._label}: data after the end of the gzip stream is not gzip. The blob is damaged or "
+                        "not a gzip layer: remove it from the store and pull again."
+                    )
+                self._d = zlib.decompressobj(31)
+                self._state = 1
+            if not self._in:
+                self._in = self._raw_read()
+                if not self._in:
+                    raise UnpackError(
+                        f"{self._label}: the gzip stream ends early (truncated). Remove the blob from the store and "
+                        "pull again."
+                    )
+            try:
+                out = self._d.decompress(self._in, n)
+            except zlib.error as exc:
+                raise UnpackError(
+                    f"{self._label}: gzip data is corrupt ({exc}). The blob is damaged or its media type is wrong: "
+                    "remove it from the store and pull again."
+                )
+            if self._d.eof:
+                self._in = self._d.unused_data
+                self._state = 0
+            else:
+                self._in = self._d.unconsumed_tail
+            if out:
+                return out
+
+
+class _ZstdReader(_Reader):
+    """zstd through the ``zstd`` command: a feeder thread writes the raw stream into its stdin."""
+
+    def __init__(self, raw: BinaryIO, label: str) -> None:
+        super().__init__(raw, label)
+        exe = shutil.which("zstd")
+        if exe is None:
+            raise UnpackError(
+                f"{label}: a zstd layer needs the zstd command, which is not installed. Install the zstd package "
+                "(apt-get install zstd / dnf install zstd) and retry."
+            )
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [exe, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
+        )
+        self._feed_error: BaseException | None = None
+        self._feeder = threading.Thread(target=self._feed, name="dockerless-zstd-feed", daemon=True)
+        self._feeder.start()
+        self._done = False
+
+    def _feed(self) -> None:
+        stdin = self._proc.stdin
+        try:
+            while True:
+                data = self._raw_read()
+                if not data:
+                    break
+                stdin.write(data)
+        except BrokenPipeError:
+            pass  # zstd exited; its exit status tells why
+        except BaseException as exc:  # handed to the reading thread
+            self._feed_error = exc
+        finally:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self._read_all()
+        if self._done:
+            return b""
+        data = self._proc.stdout.read(n)
+        if data:
+            return data
+        self._done = True
+        self._feeder.join()
+        rc = self._proc.wait()
+        if self._feed_error is not None:
+            raise self._feed_error
+        if rc != 0:
+            self._err.seek(0)
+            detail = self._err.read(4096).decode("utf-8", "replace").strip().splitlines()
+            raise UnpackError(
+                f"{self._label}: zstd failed ({detail[-1] if detail else f'exit status {rc}'}). The blob is damaged "
+                "or its media type is wrong: remove it from the store and pull again."
+            )
+        return b""
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._feeder.join()
+        self._proc.stdout.close()
+        self._err.close()
+
+
+class _Prefetch(_Reader):
+    """Runs another reader in a helper thread (zlib releases the GIL), so inflating overlaps with writing files."""
+
+    def __init__(self, inner: _Reader, depth: int = 8) -> None:
+        super().__init__(inner._raw, inner._label)
+        self._inner = inner
+        self._q: queue.Queue = queue.Queue(depth)
+        self._stop = False
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, name="dockerless-inflate", daemon=True)
+        self._thread.start()
+
+    @property
+    def compressed_bytes(self) -> int:
+        return self._inner.compressed_bytes
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                chunk = self._inner.read(_CHUNK)
+                self._q.put((chunk, None))
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the reading thread
+            self._q.put((b"", exc))
+
+    def read(self, n: int = -1) -> bytes:
+        # ``n`` is advisory here: chunks come as the helper produced them (at most 1 MiB).
+        if self._eof:
+            return b""
+        chunk, exc = self._q.get()
+        if exc is not None:
+            self._eof = True
+            raise exc
+        if not chunk:
+            self._eof = True
+        return chunk
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._stop = True
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._inner.close()
+
+
+def _media_label(media_type: str) -> str:
+    return f"layer ({media_type})"
+
+
+def _compression(media_type: str) -> tuple[str, str]:
+    """(kind, label) for a layer media type, or UnpackError for foreign/unknown ones."""
+    base = (media_type or "").split(";", 1)[0].strip()
+    label = _media_label(base or "no media type")
+    if base in _NON_DISTRIBUTABLE:
+        raise UnpackError(
+            f"{label}: non-distributable (foreign) layers are not supported: their content is not meant to be "
+            "fetched from a registry. Use an image built without foreign layers."
+        )
+    kind = _COMPRESSION.get(base)
+    if kind is None:
+        raise UnpackError(
+            f"{label}: unsupported layer media type. Supported: {', '.join(sorted(_COMPRESSION))}; encrypted or "
+            "other layers need to be converted first (for example with skopeo copy)."
+        )
+    return kind, label
+
+
+def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
+    """Return a reader of the decompressed tar stream of a layer blob with media type ``media_type``.
+
+    gzip (OCI ``…tar+gzip`` and Docker ``…rootfs.diff.tar.gzip``) is inflated with zlib, zstd (``…tar+zstd``) by
+    the ``zstd`` command, plain tar (``…v1.tar``) is passed through. The reader has ``read(n)``, ``close()`` and
+    ``compressed_bytes`` (raw bytes consumed so far). Non-distributable/foreign and unknown media types raise
+    ``UnpackError``.
+    """
+    kind, label = _compression(media_type)
+    if kind == "gzip":
+        return _GzipReader(raw, label)  # type: ignore[return-value]
+    if kind == "zstd":
+        return _ZstdReader(raw, label)  # type: ignore[return-value]
+    return _PlainReader(raw, label)  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The tar stream
+
+
+class _Stream:
+    """Buffered reader over the decompressed stream that hashes and counts every byte and enforces stream bounds."""
+
+    def __init__(self, src: _Reader, limits: UnpackLimits, label: str) -> None:
+        self._src = src
+        self._limits = limits
+        self._label = label
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = self._src.read(_CHUNK)
+        if not chunk:
+            self._eof = True
+            return False
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        lim = self._limits
+        if self.size > lim.max_total_bytes:
+            raise UnpackError(
+                f"{self._label}: the decompressed stream is larger than max_total_bytes ({lim.max_total_bytes}). "
+                "The layer is a decompression bomb or larger than allowed: raise the limit only for a trusted image."
+            )
+        if self.size > _RATIO_FLOOR and self.size > lim.max_ratio * max(1, self._src.compressed_bytes):
+            raise UnpackError(
+                f"{self._label}: decompression ratio above {lim.max_ratio}:1 ({self.size} bytes out of "
+                f"{self._src.compressed_bytes}). This looks like a decompression bomb: raise max_ratio only for a "
+                "trusted image."
+            )
+        if self._pos < len(self._buf):
+            self._buf = self._buf[self._pos :] + chunk
+        else:
+            self._buf = chunk
+        self._pos = 0
+        return True
+
+    def at_eof(self) -> bool:
+        return self._pos >= len(self._buf) and not self._fill()
+
+    def read_exact(self, n: int) -> bytes:
+        end = self._pos + n
+        while end > len(self._buf):
+            if not self._fill():
+                raise UnpackError(
+                    f"{self._label}: the tar stream ends in the middle of an entry (truncated). Remove the blob "
+                    "from the store and pull again."
+                )
+            end = self._pos + n
+        data = self._buf[self._pos : end]
+        self._pos = end
+        return data
+
+    def read_upto(self, n: int) -> memoryview:
+        if self._pos >= len(self._buf) and not self._fill():
+            raise UnpackError(
+                f"{self._label}: the tar stream ends in the middle of a file (truncated). Remove the blob from the "
+                "store and pull again."
+            )
+        end = min(len(self._buf), self._pos + n)
+        view = memoryview(self._buf)[self._pos : end]
+        self._pos = end
+        return view
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            n -= len(self.read_upto(n))
+
+    def drain(self) -> None:
+        """Read (and hash) everything up to EOF; data after the end-of-archive is hashed, not extracted."""
+        self._pos = len(self._buf)
+        while self._fill():
+            self._pos = len(self._buf)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class _Member:
+    __slots__ = (
+        "name",
+        "linkname",
+        "type",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "mtime_ns",
+        "atime_ns",
+        "devmajor",
+        "devminor",
+        "xattrs",
+        "sparse",
+        "realsize",
+        "sparse_format",
+    )
+
+
+def _octal_or_base256(field_: bytes, what: str, label: str) -> int:
+    """A numeric header field: octal text, or GNU base-256 (first byte 0x80; 0xff marks a negative number)."""
+    if field_ and field_[0] & 0x80:
+        if field_[0] & 0x40:
+            raise UnpackError(f"{label}: tar header has a negative {what}. The layer is malformed or hostile.")
+        return int.from_bytes(bytes((field_[0] & 0x3F,)) + field_[1:], "big")
+    text = field_.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        if text.lstrip(b"01234567"):
+            raise ValueError(text)
+        return int(text, 8)
+    except ValueError:
+        raise UnpackError(f"{label}: tar header has an invalid {what} field. The layer is malformed.")
+
+
+def _pad(n: int) -> int:
+    return -n % 512
+
+
+def _parse_pax(data: bytes, label: str) -> dict[bytes, bytes]:
+    """PAX extended header records ``"%d %s=%s\\n"`` (POSIX.1-2001 pax, "extended header"); strict, like Go."""
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    end = len(data)
+    while pos < end:
+        if not data[pos:].strip(b"\0"):
+            break  # NUL padding after the last record
+        sp = data.find(b" ", pos, min(end, pos + 21))
+        length_text = data[pos:sp] if sp > pos else b""
+        if not length_text.isdigit():
+            raise UnpackError(f"{label}: bad PAX record (no length). The layer is malformed or hostile.")
+        length = int(length_text)
+        if length <= sp - pos + 1 or pos + length > end or data[pos + length - 1 : pos + length] != b"\n":
+            raise UnpackError(f"{label}: bad PAX record (wrong length). The layer is malformed or hostile.")
+        key, eq, value = data[sp + 1 : pos + length - 1].partition(b"=")
+        if not eq or not key:
+            raise UnpackError(f"{label}: bad PAX record (no key). The layer is malformed or hostile.")
+        out[key] = value
+        pos += length
+    return out
+
+
+def _pax_int(value: bytes, key: bytes, label: str, limit: int) -> int:
+    if not value.isdigit() or int(value) > limit:
+        raise UnpackError(
+            f"{label}: bad PAX record {key.decode('ascii', 'replace')}={value[:32]!r}. The layer is malformed or hostile."
+        )
+    return int(value)
+
+
+def _pax_time_ns(value: bytes, key: bytes, label: str) -> int:
+    text = value
+    neg = text.startswith(b"-")
+    if neg:
+        text = text[1:]
+    whole, _, frac = text.partition(b".")
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(whole) > 18:
+        raise UnpackError(
+            f"{label}: bad PAX record {key.decode('ascii', 'replace')}={value[:32]!r}. The layer is malformed or hostile."
+        )
+    ns = int(whole) * 1_000_000_000 + int((frac[:9] or b"0").ljust(9, b"0"))
+    return -ns if neg else ns
+
+
+def _show(name: bytes) -> str:
+    return name.decode("utf-8", "backslashreplace")
+
+
+def _clean(name: bytes) -> list[bytes]:
+    """Lexically clean a tar path; ``..`` never climbs above the root (clamped, like containerd's Join("/", name))."""
+    out: list[bytes] = []
+    for part in name.split(b"/"):
+        if not part or part == b".":
+            continue
+        if part == b"..":
+            if out:
+                out.pop()
+            continue
+        out.append(part)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Filesystem helpers (all relative to directory fds)
+
+
+def _listdir(fd: int) -> list[str]:
+    return os.listdir(fd)
+
+
+def _rmtree_children(top: int) -> None:
+    """Remove everything inside the directory open as ``top``, never following symlinks; iterative."""
+    stack: list[tuple[int, list[str], str | None]] = [(top, _listdir(top), None)]
+    try:
+        while stack:
+            fd, names, own = stack[-1]
+            if names:
+                name = names.pop()
+                try:
+                    os.unlink(name, dir_fd=fd)
+                    continue
+                except IsADirectoryError:
+                    pass
+                except FileNotFoundError:
+                    continue
+                child = os.open(name, _O_DIR, dir_fd=fd)
+                try:
+                    stack.append((child, _listdir(child), name))
+                except BaseException:
+                    os.close(child)
+                    raise
+            else:
+                stack.pop()
+                if own is not None:
+                    os.close(fd)
+                    os.rmdir(own, dir_fd=stack[-1][0])
+    finally:
+        for fd, _names, own in stack:
+            if own is not None:
+                os.close(fd)
+
+
+def _remove_at(parent: int, name: str | bytes, st: os.stat_result | None = None) -> os.stat_result | None:
+    """Remove ``name`` (a whole tree if it is a directory) from the directory ``parent``; None if it did not exist."""
+    if st is None:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+    if stat.S_ISDIR(st.st_mode):
+        fd = os.open(name, _O_DIR, dir_fd=parent)
+        try:
+            _rmtree_children(fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=parent)
+    else:
+        os.unlink(name, dir_fd=parent)
+    return st
+
+
+def _read_umask() -> int:
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _prepare_dest(dest: str, label: str) -> tuple[int, bool]:
+    """Open ``dest`` (created 0755 if missing; if present it must be an empty real directory)."""
+    created = False
+    try:
+        os.mkdir(dest, 0o755)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UnpackError(f"{label}: cannot create {dest}: {exc.strerror}. Check that its parent exists and is writable.")
+    try:
+        fd = os.open(dest, _O_DIR)
+    except OSError as exc:
+        raise UnpackError(
+            f"{label}: {dest} is not a directory we can open ({exc.strerror}); it must be an empty directory or "
+            "not exist. Remove it and retry."
+        )
+    if not created and os.listdir(fd):
+        os.close(fd)
+        raise UnpackError(f"{label}: {dest} is not empty. Extract into a new or empty directory.")
+    return fd, created
+
+
+def _cleanup_dest(dest: str, fd: int, created: bool) -> str:
+    """Remove everything written under dest; returns a note when that failed (never raises)."""
+    try:
+        _rmtree_children(fd)
+    except OSError as exc:
+        return f" Cleaning up {dest} failed too ({exc.strerror}): remove it by hand."
+    finally:
+        os.close(fd)
+    if created:
+        try:
+            os.rmdir(dest)
+        except OSError as exc:
+            return f" Removing {dest} failed too ({exc.strerror}): remove it by hand."
+    return ""
+
+
+def _clamp_ns(ns: int) -> int:
+    return max(-_NS_MAX, min(_NS_MAX, ns))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Extraction
+
+
+class _Extractor:
+    def __init__(self, root: int, stream: _Stream, limits: UnpackLimits, as_root: bool, label: str) -> None:
+        self.root = root
+        self.stream = stream
+        self.lim = limits
+        self.as_root = as_root
+        self.label = label
+        self.euid = os.geteuid()
+        self.egid = os.getegid()
+        self.umask = _read_umask()
+        st = os.fstat(root)
+        self.root_sgid = st.st_gid if st.st_mode & stat.S_ISGID else None
+        # lexical dir path -> (fd, resolved components, gid a new child inherits if the dir is setgid, else None)
+        self.cache: dict[bytes, tuple[int, tuple[bytes, ...], int | None]] = {}
+        # A quarter of the soft fd limit (at most 4096): enough to keep every directory of a usual layer open
+        # until its time is set at the end, while leaving room for the caller and for deep walks.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.cache_size = max(32, min(4096, (soft if soft > 0 else 1024) // 4))
+        self.stale: list[int] = []
+        self.dir_times: dict[bytes, tuple[int, int]] = {}
+        self.entries = 0
+        self.created = 0
+        self.written = 0
+        self.skipped = 0
+        self.notes: dict[str, int] = {}
+        self.left = 0  # data bytes of the current member not consumed yet
+        self.entry = b""
+
+    # -- errors ----------------------------------------------------------------------------------------------
+
+    def fail(self, what: str, step: str = "The layer is malformed or hostile: check where the image comes from.") -> UnpackError:
+        where = f" entry '{_show(self.entry)}'" if self.entry else ""
+        return UnpackError(f"{self.label}:{where}: {what}. {step}")
+
+    def note(self, text: str) -> None:
+        self.skipped += 1
+        self.notes[text] = self.notes.get(text, 0) + 1
+
+    # -- fd cache --------------------------------------------------------------------------------------------
+
+    def close_all(self) -> None:
+        for fd, _res, _sg in self.cache.values():
+            os.close(fd)
+        self.cache.clear()
+        self.flush_stale()
+
+    def flush_stale(self) -> None:
+        while self.stale:
+            os.close(self.stale.pop())
+
+    def invalidate(self) -> None:
+        """A directory or symlink is being removed: no cached resolution can be trusted any more."""
+        self.stale.extend(fd for fd, _res, _sg in self.cache.values())
+        self.cache.clear()
+
+    def cache_put(self, key: bytes, value: tuple[int, tuple[bytes, ...], int | None]) -> None:
+        old = self.cache.pop(key, None)
+        if old is not None:
+            self.stale.append(old[0])
+        if len(self.cache) >= self.cache_size:
+            oldest = next(iter(self.cache))
+            self.stale.append(self.cache.pop(oldest)[0])
+        self.cache[key] = value
+
+    def reopen(self, resolved: tuple[bytes, ...]) -> int:
+        fd = os.dup(self.root)
+        for name in resolved:
+            try:
+                nfd = os.open(name, _O_DIR, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = nfd
+        return fd
+
+    def dir(self, parts: list[bytes], create: bool) -> tuple[int, tuple[bytes, ...], int | None]:
+        """The directory ``parts`` resolved inside the root (symlinks followed as if the root were /)."""
+        if not parts:
+            return self.root, (), self.root_sgid
+        key = b"/".join(parts)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        start = None
+        i = len(parts) - 1
+        while i > 0:
+            start = self.cache.get(b"/".join(parts[:i]))
+            if start is not None:
+                break
+            i -= 1
+        if start is None:
+            i = 0
+            base_fd, resolved = self.root, ()
+        else:
+            base_fd, resolved = start[0], start[1]
+        fd, resolved = self.walk(base_fd, resolved, parts[i:], create)
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        value = (fd, resolved, st.st_gid if st.st_mode & stat.S_ISGID else None)
+        self.cache_put(key, value)  # evicted fds are closed only after the current entry: safe to keep using
+        return value
+
+    def walk(
+        self, base: int, resolved: tuple[bytes, ...], parts: list[bytes], create: bool
+    ) -> tuple[int, tuple[bytes, ...]]:
+        """Open ``parts`` below ``base`` one component at a time without following links; symlinks are read and
+        resolved inside the root. Returns an fd we own."""
+        fd = os.dup(base)
+        pending = list(reversed(parts))
+        hops = 0
+        try:
+            while pending:
+                name = pending.pop()
+                if not name or name == b".":
+                    continue
+                if name == b"..":
+                    if resolved:
+                        resolved = resolved[:-1]
+                        os.close(fd)
+                        fd = -1
+                        fd = self.reopen(resolved)
+                    continue
+                try:
+                    nfd = os.open(name, _O_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    self.count_created()
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                    nfd = os.open(name, _O_DIR, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if not stat.S_ISLNK(st.st_mode):
+                        raise self.fail(f"'{_show(name)}' on the path is not a directory")
+                    hops += 1
+                    if hops > _MAX_SYMLINK_HOPS:
+                        raise self.fail("too many levels of symbolic links (a symlink loop)")
+                    target = os.readlink(name, dir_fd=fd)
+                    if len(target) > self.lim.max_path_length:
+                        raise self.fail("a symlink on the path has a target longer than max_path_length")
+                    if target.startswith(b"/"):
+                        os.close(fd)
+                        fd = -1
+                        fd = os.dup(self.root)
+                        resolved = ()
+                    pending.extend(reversed(target.split(b"/")))
+                    continue
+                os.close(fd)
+                fd = nfd
+                resolved = resolved + (name,)
+                if len(resolved) > self.lim.max_depth:
+                    raise self.fail(f"the path resolves deeper than max_depth ({self.lim.max_depth}) directories")
+            return fd, resolved
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+
+    def count_created(self) -> None:
+        self.created += 1
+        if self.created > self.lim.max_entries:
+            raise self.fail(
+                f"more than max_entries ({self.lim.max_entries}) objects",
+                "The layer is a bomb or larger than allowed: raise max_entries only for a trusted image.",
+            )
+
+    # -- tar headers -----------------------------------------------------------------------------------------
+
+    def next_member(self) -> _Member | None:
+        stream = self.stream
+        lim = self.lim
+        label = self.label
+        meta = 0
+        pax: dict[bytes, bytes] = {}
+        long_name = long_link = None
+        while True:
+            if stream.at_eof():
+                if meta:
+                    raise self.fail("the tar stream ends after an extended header, without its entry")
+                return None
+            blk = stream.read_exact(512)
+            if blk == _ZERO_BLOCK:
+                if stream.at_eof():
+                    return None
+                if stream.read_exact(512) != _ZERO_BLOCK:
+                    raise self.fail("a single zero block inside the tar stream")
+                return None
+            chk = _octal_or_base256(blk[148:156], "checksum", label)
+            unsigned = sum(blk) - sum(blk[148:156]) + 256
+            if chk != unsigned:
+                signed = unsigned - 256 * sum(1 for b in blk if b >= 128) + 256 * sum(1 for b in blk[148:156] if b >= 128)
+                if chk != signed:
+                    raise self.fail("tar header checksum mismatch (not a tar stream, or corrupt)")
+            typ = blk[156:157]
+            size = _octal_or_base256(blk[124:136], "size", label)
+            if typ in (b"x", b"g", b"L", b"K"):
+                meta += size
+                if meta > lim.max_header_bytes:
+                    raise self.fail(
+                        f"extended headers larger than max_header_bytes ({lim.max_header_bytes})",
+                        "The layer is hostile or unusual: raise max_header_bytes only for a trusted image.",
+                    )
+                data = stream.read_exact(size)
+                stream.skip(_pad(size))
+                if typ == b"x":
+                    pax = _parse_pax(data, label)
+                elif typ == b"g":
+                    _parse_pax(data, label)  # validated, then ignored as Go's archive/tar and containerd do
+                elif typ == b"L":
+                    long_name = data.split(b"\0", 1)[0]
+                else:
+                    long_link = data.split(b"\0", 1)[0]
+                continue
+            return self.member(blk, typ, size, pax, long_name, long_link, meta)
+
+    def member(
+        self,
+        blk: bytes,
+        typ: bytes,
+        size: int,
+        pax: dict[bytes, bytes],
+        long_name: bytes | None,
+        long_link: bytes | None,
+        meta: int,
+    ) -> _Member:
+        label = self.label
+        num = _octal_or_base256
+        m = _Member()
+        name = blk[0:100].split(b"\0", 1)[0]
+        magic = blk[257:265]
+        if magic == b"ustar\x0000":
+            prefix = blk[345:500].split(b"\0", 1)[0]
+            if prefix:
+                name = prefix + b"/" + name
+        m.name = name
+        m.linkname = blk[157:257].split(b"\0", 1)[0]
+        m.mode = num(blk[100:108], "mode", label) & 0o7777
+        m.uid = num(blk[108:116], "uid", label)
+        m.gid = num(blk[116:124], "gid", label)
+        m.mtime_ns = num(blk[136:148], "mtime", label) * 1_000_000_000
+        m.atime_ns = None
+        if typ in (b"3", b"4"):
+            m.devmajor = num(blk[329:337], "devmajor", label)
+            m.devminor = num(blk[337:345], "devminor", label)
+        else:
+            m.devmajor = m.devminor = 0
+        m.xattrs = None
+        m.sparse = None
+        m.realsize = 0
+        m.sparse_format = None
+        if typ == b"\0" and name.endswith(b"/"):
+            typ = b"5"  # pre-POSIX tar marks directories with a trailing slash
+        if pax:
+            for key, value in pax.items():
+                if key == b"path":
+                    m.name = value
+                elif key == b"linkpath":
+                    m.linkname = value
+                elif key == b"size":
+                    size = _pax_int(value, key, label, _NS_MAX)
+                elif key == b"uid":
+                    m.uid = _pax_int(value, key, label, _NS_MAX)
+                elif key == b"gid":
+                    m.gid = _pax_int(value, key, label, _NS_MAX)
+                elif key == b"mtime":
+                    m.mtime_ns = _pax_time_ns(value, key, label)
+                elif key == b"atime":
+                    m.atime_ns = _pax_time_ns(value, key, label)
+                elif key.startswith(b"SCHILY.xattr."):
+                    if m.xattrs is None:
+                        m.xattrs = []
+                    m.xattrs.append((key[13:], value))
+                elif key.startswith(b"GNU.sparse."):
+                    m.sparse_format = m.sparse_format or {}
+                    m.sparse_format[key[11:]] = value
+        if long_name is not None:
+            m.name = long_name
+        if long_link is not None:
+            m.linkname = long_link
+        if b"\0" in m.name or b"\0" in m.linkname:
+            raise self.fail("a path with a NUL byte")
+        if m.uid > _MAX_ID or m.gid > _MAX_ID:
+            raise self.fail(f"uid/gid {m.uid}/{m.gid} out of range")
+        if typ == b"S":
+            m.sparse, m.realsize, meta = self.gnu_sparse(blk, meta)
+            typ = b"0"
+        elif m.sparse_format is not None:
+            fmt = m.sparse_format
+            if fmt.get(b"major") == b"1" and fmt.get(b"minor") == b"0":
+                if b"name" in fmt:
+                    m.name = fmt[b"name"]
+                m.realsize = _pax_int(fmt.get(b"realsize", b""), b"GNU.sparse.realsize", label, _NS_MAX)
+                m.sparse = "pax1"
+            else:
+                raise self.fail(
+                    "an old PAX sparse format (GNU.sparse 0.x)",
+                    "Only GNU tar's default sparse formats are supported: rebuild the layer without --sparse.",
+                )
+        m.type = typ
+        m.size = 0 if typ in _HEADER_ONLY_TYPES else size
+        return m
+
+    def gnu_sparse(self, blk: bytes, meta: int) -> tuple[list[tuple[int, int]], int, int]:
+        """Old GNU sparse header ('S'): 4 map entries in the header, more in 512-byte extension blocks."""
+        label = self.label
+        num = _octal_or_base256
+        segments = []
+        entries = [blk[386 + 24 * i : 410 + 24 * i] for i in range(4)]
+        extended = blk[482]
+        realsize = num(blk[483:495], "sparse realsize", label)
+        while True:
+            for ent in entries:
+                if not ent.strip(b"\0"):
+                    continue
+                segments.append((num(ent[:12], "sparse offset", label), num(ent[12:24], "sparse size", label)))
+            if not extended:
+                break
+            meta += 512
+            if meta > self.lim.max_header_bytes:
+                raise self.fail(f"sparse map larger than max_header_bytes ({self.lim.max_header_bytes})")
+            ext = self.stream.read_exact(512)
+            entries = [ext[24 * i : 24 * i + 24] for i in range(21)]
+            extended = ext[504]
+        return segments, realsize, meta
+
+    # -- the main loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        stream = self.stream
+        max_entries = self.lim.max_entries
+        while True:
+            m = self.next_member()
+            if m is None:
+                return
+            self.entries += 1
+            if self.entries > max_entries:
+                raise self.fail(
+                    f"more than max_entries ({max_entries}) entries",
+                    "The layer is a bomb or larger than allowed: raise max_entries only for a trusted image.",
+                )
+            self.entry = m.name
+            self.left = m.size
+            try:
+                self.apply(m)
+            except OSError as exc:
+                raise self.os_error(exc)
+            if self.left:
+                stream.skip(self.left)
+            stream.skip(_pad(m.size))
+            self.left = 0
+            self.entry = b""
+            if self.stale:
+                self.flush_stale()
+
+    def os_error(self, exc: OSError) -> UnpackError:
+        if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            return self.fail(f"{exc.strerror}", "Free disk space in the store and pull again.")
+        if exc.errno == errno.EPERM and self.as_root and self.euid != 0:
+            return self.fail(f"{exc.strerror}", "Run as root, or extract with as_root=False.")
+        if exc.errno == errno.ENAMETOOLONG:
+            return self.fail("a name is too long for the filesystem")
+        return self.fail(f"{exc.strerror or exc}")
+
+    def apply(self, m: _Member) -> None:
+        lim = self.lim
+        if len(m.name) > lim.max_path_length:
+            raise self.fail(f"path longer than max_path_length ({lim.max_path_length})")
+        parts = _clean(m.name)
+        typ = m.type
+        if not parts:
+            if typ != b"5":
+                raise self.fail("a non-directory entry for the layer root")
+            self.meta_dir(self.root, m, b"")
+            return
+        if len(parts) > lim.max_depth:
+            raise self.fail(f"path deeper than max_depth ({lim.max_depth})")
+        base = parts[-1]
+        for part in parts:
+            if len(part) > _NAME_MAX:
+                raise self.fail(f"a path component longer than {_NAME_MAX} bytes")
+        for part in parts[:-1]:
+            if part.startswith(_WH):
+                raise self.fail("a whiteout name used as a directory")
+        if base.startswith(_WH):
+            self.whiteout(parts)
+            return
+        if typ in _REG_TYPES:
+            self.regular(parts, m)
+        elif typ == b"5":
+            self.directory(parts, m)
+        elif typ == b"2":
+            self.symlink(parts, m)
+        elif typ == b"1":
+            self.hardlink(parts, m)
+        elif typ == b"3" or typ == b"4":
+            self.device(parts, m)
+        elif typ == b"6":
+            self.fifo(parts, m)
+        elif typ == b"D":
+            self.directory(parts, m)  # GNU dumpdir: a directory with a listing as data (skipped)
+        elif typ == b"V":
+            self.entries -= 1  # GNU volume label: not a file
+        else:
+            raise self.fail(f"unsupported tar entry type {typ!r}")
+
+    # -- entries ---------------------------------------------------------------------------------------------
+
+    def replace(self, pfd: int, name: bytes, keep_dir: bool = False) -> bool:
+        """Make room for a new entry ``name`` in ``pfd``: returns True when an existing directory is kept.
+
+        Removing a directory or a symlink changes what paths resolve to: the fd cache is dropped, and so are the
+        pending directory times below the current entry's path."""
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            if keep_dir and stat.S_ISDIR(st.st_mode):
+                return True
+            self.invalidate()
+            key = b"/".join(_clean(self.entry))
+            below = key + b"/"
+            for k in [k for k in self.dir_times if k == key or k.startswith(below)]:
+                del self.dir_times[k]
+        _remove_at(pfd, name, st)
+        return False
+
+    def want_mode(self, mode: int, is_dir: bool) -> int:
+        if self.as_root:
+            return mode
+        return mode | (0o700 if is_dir else 0o400)
+
+    def check_size(self, size: int) -> None:
+        self.written += size
+        if self.written > self.lim.max_total_bytes:
+            raise self.fail(
+                f"more than max_total_bytes ({self.lim.max_total_bytes}) of file data",
+                "The layer is a bomb or larger than allowed: raise max_total_bytes only for a trusted image.",
+            )
+
+    def regular(self, parts: list[bytes], m: _Member) -> None:
+        segments = None
+        if m.sparse is not None:
+            segments = self.sparse_map(m)
+            self.check_size(m.realsize)
+        else:
+            self.check_size(m.size)
+        self.count_created()
+        pfd, _res, sgid = self.dir(parts[:-1], True)
+        name = parts[-1]
+        perm = m.mode & 0o777
+        try:
+            fd = os.open(name, _O_NEW, perm, dir_fd=pfd)
+        except FileExistsError:
+            self.replace(pfd, name)
+            fd = os.open(name, _O_NEW, perm, dir_fd=pfd)
+        try:
+            if segments is None:
+                self.copy_data(fd, m.size)
+            else:
+                for offset, length in segments:
+                    os.lseek(fd, offset, os.SEEK_SET)
+                    self.copy_data(fd, length)
+                os.ftruncate(fd, m.realsize)
+            self.meta_fd(fd, m, self.new_owner(sgid), perm & ~self.umask, False)
+        finally:
+            os.close(fd)
+
+    def copy_data(self, fd: int, size: int) -> None:
+        stream = self.stream
+        write = os.write
+        while size:
+            view = stream.read_upto(size)
+            n = len(view)
+            size -= n
+            self.left -= n
+            done = write(fd, view)
+            while done < n:
+                done += write(fd, view[done:])
+
+    def sparse_map(self, m: _Member) -> list[tuple[int, int]]:
+        if m.sparse == "pax1":
+            # GNU sparse 1.0: the map is at the start of the data, decimal numbers one per line, padded to 512.
+            buf = b""
+            while True:
+                if len(buf) + 512 > self.lim.max_header_bytes or len(buf) + 512 > m.size:
+                    raise self.fail("sparse map too large or truncated")
+                buf += self.stream.read_exact(512)
+                self.left -= 512
+                lines = buf.split(b"\n")
+                if len(lines) > 1 and lines[0].isdigit() and len(lines) - 1 >= 1 + 2 * int(lines[0]):
+                    break
+            count = int(lines[0])
+            nums = []
+            for text in lines[1 : 1 + 2 * count]:
+                if not text.isdigit():
+                    raise self.fail("bad number in the sparse map")
+                nums.append(int(text))
+            segments = list(zip(nums[0::2], nums[1::2]))
+        else:
+            segments = m.sparse
+        pos = 0
+        total = 0
+        for offset, length in segments:
+            if offset < pos or offset + length > m.realsize:
+                raise self.fail("sparse map entries overlap or lie beyond the file size")
+            pos = offset + length
+            total += length
+        if total != self.left:
+            raise self.fail("sparse map does not match the stored data size")
+        return segments
+
+    def directory(self, parts: list[bytes], m: _Member) -> None:
+        pfd, res, sgid = self.dir(parts[:-1], True)
+        name = parts[-1]
+        perm = m.mode & 0o1777
+        created = True
+        try:
+            os.mkdir(name, perm, dir_fd=pfd)
+            self.count_created()
+        except FileExistsError:
+            if self.replace(pfd, name, keep_dir=True):
+                created = False
+            else:
+                os.mkdir(name, perm, dir_fd=pfd)
+        fd = os.open(name, _O_DIR, dir_fd=pfd)
+        key = b"/".join(parts)
+        try:
+            if created:
+                made = (perm & ~self.umask) | (stat.S_ISGID if sgid is not None else 0)
+                self.meta_dir(fd, m, key, self.new_owner(sgid), made)
+            else:
+                self.meta_dir(fd, m, key)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.cache_put(key, (fd, res + (name,), self.child_gid(m)))
+
+    def new_owner(self, sgid: int | None) -> tuple[int, int]:
+        """Owner the kernel gives a new object: euid, and egid or the group of a setgid parent."""
+        return self.euid, (self.egid if sgid is None else sgid)
+
+    def child_gid(self, m: _Member) -> int | None:
+        """Group new children of a directory entry inherit (only known, and only needed, as root)."""
+        return m.gid if self.as_root and m.mode & stat.S_ISGID else None
+
+    def meta_fd(self, fd: int, m: _Member, owner: tuple[int, int], made: int, is_dir: bool) -> None:
+        """Owner, then mode (chown clears setuid/setgid), then xattrs, then times, all on an fd we opened."""
+        want = self.want_mode(m.mode, is_dir)
+        chowned = False
+        if self.as_root and (m.uid, m.gid) != owner:
+            os.fchown(fd, m.uid, m.gid)
+            chowned = True
+        if want != made or (chowned and want & 0o7000):
+            os.fchmod(fd, want)
+        if m.xattrs:
+            self.xattrs(fd, m)
+        if not is_dir:
+            mt = _clamp_ns(m.mtime_ns)
+            at = mt if m.atime_ns is None else _clamp_ns(m.atime_ns)
+            os.utime(fd, ns=(at, mt))
+
+    def meta_dir(
+        self, fd: int, m: _Member, key: bytes, owner: tuple[int, int] | None = None, made: int | None = None
+    ) -> None:
+        if owner is None or made is None:  # an existing directory: ask what it has
+            st = os.fstat(fd)
+            owner = (st.st_uid, st.st_gid)
+            made = stat.S_IMODE(st.st_mode)
+        self.meta_fd(fd, m, owner, made, True)
+        mt = _clamp_ns(m.mtime_ns)
+        self.dir_times[key] = (mt if m.atime_ns is None else _clamp_ns(m.atime_ns), mt)
+        if not key:
+            self.root_sgid = self.child_gid(m)
+
+    def xattrs(self, target: int | str, m: _Member, follow: bool = True) -> None:
+        for key, value in m.xattrs or ():
+            if key.startswith(_FORBIDDEN_XATTR_PREFIXES):
+                raise self.fail(
+                    f"the layer sets the overlay attribute {_show(key)}",
+                    "A layer must not forge overlayfs metadata: the layer is hostile.",
+                )
+            if not self.as_root and not key.startswith(b"user."):
+                self.note("extended attributes outside user.* need root")
+                continue
+            if not follow and key.startswith(b"user."):
+                self.note("user.* extended attributes exist only on files and directories")
+                continue
+            try:
+                os.setxattr(target, key, value, follow_symlinks=follow)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+                self.note(f"extended attributes refused by the filesystem ({exc.strerror})")
+
+    def symlink(self, parts: list[bytes], m: _Member) -> None:
+        if len(m.linkname) > self.lim.max_path_length:
+            raise self.fail(f"symlink target longer than max_path_length ({self.lim.max_path_length})")
+        if not m.linkname:
+            raise self.fail("a symlink with an empty target")
+        self.count_created()
+        pfd, _res, sgid = self.dir(parts[:-1], True)
+        name = parts[-1]
+        try:
+            os.symlink(m.linkname, name, dir_fd=pfd)
+        except FileExistsError:
+            self.replace(pfd, name)
+            os.symlink(m.linkname, name, dir_fd=pfd)
+        self.meta_path(pfd, name, m, sgid, is_link=True)
+
+    def meta_path(self, pfd: int, name: bytes, m: _Member, sgid: int | None, is_link: bool) -> None:
+        """Metadata of an object we just created and can't open (symlink, device, fifo), never following links."""
+        if self.as_root and (m.uid, m.gid) != self.new_owner(sgid):
+            os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            chowned = True
+        else:
+            chowned = False
+        if not is_link:
+            want = self.want_mode(m.mode, False)
+            if want != (m.mode & 0o777 & ~self.umask) or (chowned and want & 0o7000):
+                # We created this fifo/device a moment ago in a tree nobody else writes: it is not a link, so
+                # fchmodat (which Linux can't do with AT_SYMLINK_NOFOLLOW) follows nothing.
+                os.chmod(name, want, dir_fd=pfd)
+        if m.xattrs:
+            self.xattrs(f"/proc/self/fd/{pfd}/{os.fsdecode(name)}", m, follow=False)
+        mt = _clamp_ns(m.mtime_ns)
+        at = mt if m.atime_ns is None else _clamp_ns(m.atime_ns)
+        os.utime(name, ns=(at, mt), dir_fd=pfd, follow_symlinks=False)
+
+    def hardlink(self, parts: list[bytes], m: _Member) -> None:
+        if len(m.linkname) > self.lim.max_path_length:
+            raise self.fail(f"hardlink target longer than max_path_length ({self.lim.max_path_length})")
+        target = _clean(m.linkname)
+        if not target:
+            raise self.fail("a hardlink to the layer root")
+        if len(target) > self.lim.max_depth:
+            raise self.fail(f"hardlink target deeper than max_depth ({self.lim.max_depth})")
+        self.count_created()
+        missing = self.fail(
+            f"hardlink target '{_show(m.linkname)}' does not exist in this layer (hardlink targets are resolved "
+            "inside the layer root)"
+        )
+        try:
+            tfd = self.dir(target[:-1], False)[0]
+        except (FileNotFoundError, NotADirectoryError):
+            raise missing
+        pfd = self.dir(parts[:-1], True)[0]
+        name = parts[-1]
+        # Hardlink entries get no metadata: the inode already has its target's (CVE-2021-32760). linkat without
+        # AT_SYMLINK_FOLLOW links a symlink itself, never what it points to.
+        try:
+            os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise missing
+        except PermissionError:
+            st_t = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+            if stat.S_ISDIR(st_t.st_mode):
+                raise self.fail(f"a hardlink to the directory '{_show(m.linkname)}'")
+            raise
+        except FileExistsError:
+            st_t = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+            st_n = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if (st_t.st_dev, st_t.st_ino) == (st_n.st_dev, st_n.st_ino):
+                return
+            self.replace(pfd, name)
+            os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+
+    def device(self, parts: list[bytes], m: _Member) -> None:
+        if m.devmajor > _MAX_MAJOR or m.devminor > _MAX_MINOR:
+            raise self.fail(f"device number {m.devmajor}:{m.devminor} out of range")
+        if m.type == b"3" and m.devmajor == 0 and m.devminor == 0:
+            self.whiteout(parts[:-1] + [_WH + parts[-1]])  # already an overlay whiteout
+            return
+        if not self.as_root:
+            self.note("device nodes need root")
+            return
+        self.count_created()
+        pfd, _res, sgid = self.dir(parts[:-1], True)
+        name = parts[-1]
+        kind = stat.S_IFCHR if m.type == b"3" else stat.S_IFBLK
+        dev = os.makedev(m.devmajor, m.devminor)
+        try:
+            os.mknod(name, kind | (m.mode & 0o777), dev, dir_fd=pfd)
+        except FileExistsError:
+            self.replace(pfd, name)
+            os.mknod(name, kind | (m.mode & 0o777), dev, dir_fd=pfd)
+        self.meta_path(pfd, name, m, sgid, is_link=False)
+
+    def fifo(self, parts: list[bytes], m: _Member) -> None:
+        self.count_created()
+        pfd, _res, sgid = self.dir(parts[:-1], True)
+        name = parts[-1]
+        try:
+            os.mkfifo(name, m.mode & 0o777, dir_fd=pfd)
+        except FileExistsError:
+            self.replace(pfd, name)
+            os.mkfifo(name, m.mode & 0o777, dir_fd=pfd)
+        self.meta_path(pfd, name, m, sgid, is_link=False)
+
+    def whiteout(self, parts: list[bytes]) -> None:
+        base = parts[-1]
+        if base == _WH_OPQ:
+            pfd, _res, _sg = self.dir(parts[:-1], True)
+            if self.as_root:
+                os.setxattr(pfd, _OPAQUE_XATTR, b"y")
+            else:
+                self.marker(pfd, base)
+            return
+        if base.startswith(_WH_META):
+            self.note("AUFS metadata entries (.wh..wh.*) ignored")
+            return
+        target = base[len(_WH) :]
+        if target in (b"", b".", b".."):
+            raise self.fail("a whiteout of '.', '..' or of nothing")
+        self.count_created()
+        pfd, _res, _sg = self.dir(parts[:-1], True)
+        if not self.as_root:
+            self.marker(pfd, base)
+            return
+        try:
+            os.mknod(target, stat.S_IFCHR, 0, dir_fd=pfd)
+        except FileExistsError:
+            pass  # the same layer has this name: its own content wins over its whiteout
+
+    def marker(self, pfd: int, name: bytes) -> None:
+        try:
+            os.close(os.open(name, _O_NEW, 0o600, dir_fd=pfd))
+        except FileExistsError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                self.replace(pfd, name)
+                os.close(os.open(name, _O_NEW, 0o600, dir_fd=pfd))
+
+    def finish(self) -> None:
+        """Directory times last: creating entries inside a directory changes its mtime."""
+        self.entry = b""
+        for key, (at, mt) in self.dir_times.items():
+            if not key:
+                os.utime(self.root, ns=(at, mt))
+                continue
+            hit = self.cache.get(key)
+            if hit is not None:  # the directory's own fd: still valid, the cache is dropped on any removal
+                os.utime(hit[0], ns=(at, mt))
+                continue
+            parts = key.split(b"/")
+            try:
+                pfd = self.dir(parts[:-1], False)[0]
+                st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
+            except (OSError, UnpackError):
+                continue  # replaced or removed by a later entry
+            if stat.S_ISDIR(st.st_mode):
+                os.utime(parts[-1], ns=(at, mt), dir_fd=pfd, follow_symlinks=False)
+            self.flush_stale()
+
+
+def extract_layer(
+    raw: BinaryIO,
+    media_type: str,
+    dest: str,
+    *,
+    limits: UnpackLimits | None = None,
+    as_root: bool | None = None,
+) -> LayerResult:
+    """Extract one compressed layer stream into ``dest`` in overlay form, in one pass.
+
+    ``raw`` is the compressed blob as stored/served (the caller may tee it into the blob store while we read);
+    ``dest`` must be an empty directory or not exist. Decompresses, hashes the diff_id over the whole decompressed
+    stream (read to EOF) and extracts. ``as_root`` None means "euid is 0". On any error raises ``UnpackError`` (or
+    the ``DockerlessError`` the raw stream raised) and removes everything written under ``dest``.
+    """
+    limits = limits or UnpackLimits()
+    if as_root is None:
+        as_root = os.geteuid() == 0
+    kind, mlabel = _compression(media_type)
+    label = f"extracting {mlabel} into {dest}"
+    root, created = _prepare_dest(dest, label)
+    try:
+        src = decompressing_reader(raw, media_type)
+        if kind == "gzip":
+            src = _Prefetch(src)  # type: ignore[arg-type]
+    except BaseException:
+        _cleanup_dest(dest, root, created)
+        raise
+    stream = _Stream(src, limits, label)  # type: ignore[arg-type]
+    ex = _Extractor(root, stream, limits, as_root, label)
+    try:
+        ex.run()
+        stream.drain()
+        ex.finish()
+        ex.close_all()
+        src.close()
+    except BaseException as exc:
+        try:
+            ex.close_all()
+        except OSError:
+            pass
+        src.close()
+        extra = _cleanup_dest(dest, root, created)
+        if isinstance(exc, DockerlessError):
+            if extra:
+                raise type(exc)(f"{exc}{extra}") from exc
+            raise
+        if isinstance(exc, OSError):
+            raise UnpackError(f"{label}: {exc.strerror or exc}.{extra or ' Check the store directory and retry.'}") from exc
+        raise
+    os.close(root)
+    notes = [f"{text}: {count}" for text, count in ex.notes.items()]
+    return LayerResult(
+        diff_id="sha256:" + stream.hexdigest(), size=stream.size, entries=ex.entries, skipped=ex.skipped, notes=notes
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Flattening
+
+
+_copy_file_range_ok = hasattr(os, "copy_file_range")
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
+    """Copy ``count`` bytes at ``offset`` in the kernel (copy_file_range), or with pread/pwrite where it can't."""
+    global _copy_file_range_ok
+    while count > 0:
+        if _copy_file_range_ok:
+            try:
+                n = os.copy_file_range(src, dst, min(count, 1 << 30), offset, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+                _copy_file_range_ok = False
+                continue
+        else:
+            data = os.pread(src, min(count, _CHUNK), offset)
+            n = len(data)
+            done = 0
+            while done < n:
+                done += os.pwrite(dst, data[done:], offset + done)
+        if n == 0:
+            raise UnpackError("a layer file shrank while it was being copied. Layer folders must not change: retry.")
+        offset += n
+        count -= n
+
+
+def _copy_fd(src: int, dst: int, st: os.stat_result) -> None:
+    size = st.st_size
+    if st.st_blocks * 512 >= size:
+        _copy_range(src, dst, 0, size)
+        return
+    # A sparse file: copy the data extents only, so the copy stays sparse.
+    pos = 0
+    while pos < size:
+        try:
+            data = os.lseek(src, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            break
+        hole = os.lseek(src, data, os.SEEK_HOLE)
+        _copy_range(src, dst, data, hole - data)
+        pos = hole
+    os.ftruncate(dst, size)
+
+
+class _Frame:
+    __slots__ = ("lfd", "dfd", "rel", "items", "own", "sgid")
+
+    def __init__(self, lfd: int, dfd: int, rel: tuple[str, ...], own: bool, sgid: int | None) -> None:
+        self.lfd = lfd
+        self.dfd = dfd
+        self.rel = rel
+        self.own = own
+        self.sgid = sgid
+        self.items: list[tuple[str, os.stat_result]] = []
+
+    def close(self) -> None:
+        if self.own:
+            os.close(self.lfd)
+            os.close(self.dfd)
+            self.own = False
+
+
+class _Flattener:
+    def __init__(self, dest: int, as_root: bool, label: str) -> None:
+        self.dest = dest
+        self.as_root = as_root
+        self.label = label
+        self.euid = os.geteuid()
+        self.egid = os.getegid()
+        self.umask = _read_umask()
+        self.dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
+        self.links: dict[tuple[int, int], tuple[str, ...]] = {}
+        self.layer_path = ""
+
+    def fail(self, what: str) -> UnpackError:
+        return UnpackError(
+            f"{self.label}: layer folder {self.layer_path}: {what}. Layer folders are made by extract_layer: "
+            "remove this one from the store and pull the image again."
+        )
+
+    def layer(self, path: str) -> None:
+        self.layer_path = path
+        self.links = {}
+        try:
+            lfd = os.open(path, _O_DIR)
+        except OSError as exc:
+            raise self.fail(f"cannot open it ({exc.strerror})")
+        try:
+            st = os.fstat(lfd)
+            self.dir_meta(self.dest, lfd, st, None)
+            self.dir_times[()] = (st.st_atime_ns, st.st_mtime_ns)
+            dst = os.fstat(self.dest)
+            self.merge(lfd, dst.st_gid if dst.st_mode & stat.S_ISGID else None)
+        finally:
+            os.close(lfd)
+
+    def merge(self, lroot: int, sgid: int | None) -> None:
+        stack = [self.frame(lroot, self.dest, (), False, sgid)]
+        try:
+            while stack:
+                fr = stack[-1]
+                if not fr.items:
+                    stack.pop().close()
+                    continue
+                name, st = fr.items.pop()
+                child = self.entry(fr, name, st)
+                if child is not None:
+                    stack.append(child)
+        finally:
+            for fr in stack:
+                fr.close()
+
+    def is_opaque(self, lfd: int, names: set[str]) -> bool:
+        if _S_WH_OPQ in names:
+            return True
+        try:
+            return os.getxattr(lfd, _OPAQUE_XATTR) == b"y"
+        except OSError:
+            return False  # no such attribute, or no permission to read trusted.* (not root)
+
+    def frame(self, lfd: int, dfd: int, rel: tuple[str, ...], own: bool, sgid: int | None) -> _Frame:
+        """Read one layer directory; apply its opaque marker and whiteouts to dest before copying its entries."""
+        fr = _Frame(lfd, dfd, rel, own, sgid)
+        try:
+            with os.scandir(lfd) as it:
+                entries = list(it)
+            if self.is_opaque(lfd, {e.name for e in entries}):
+                _rmtree_children(dfd)
+            for e in entries:
+                name = e.name
+                if name.startswith(_S_WH):
+                    if name.startswith(_S_WH_META):
+                        continue  # the opaque marker (handled above) or AUFS metadata
+                    target = name[len(_S_WH) :]
+                    if target in ("", ".", ".."):
+                        raise self.fail(f"a whiteout of '{target}'")
+                    _remove_at(dfd, target)
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    _remove_at(dfd, name)  # overlay whiteout: the name is deleted
+                    continue
+                fr.items.append((name, st))
+            fr.items.reverse()  # popped from the end: keep directory order
+        except BaseException:
+            fr.close()
+            raise
+        return fr
+
+    def new_owner(self, sgid: int | None) -> tuple[int, int]:
+        return self.euid, (self.egid if sgid is None else sgid)
+
+    def entry(self, fr: _Frame, name: str, st: os.stat_result) -> _Frame | None:
+        mode = st.st_mode
+        lfd, dfd = fr.lfd, fr.dfd
+        if stat.S_ISDIR(mode):
+            return self.directory(fr, name, st)
+        if stat.S_ISREG(mode):
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self.links.get(key)
+                if first is not None:
+                    self.hardlink(first, fr, name)
+                    return None
+                self.links[key] = fr.rel + (name,)
+            self.copy_file(fr, name, st)
+        elif stat.S_ISLNK(mode):
+            target = os.readlink(name, dir_fd=lfd)
+            self.create(dfd, name, lambda: os.symlink(target, name, dir_fd=dfd))
+            self.path_meta(fr, name, st, is_link=True)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            if not self.as_root:
+                return None  # device nodes need root; extract_layer already counted them
+            self.create(dfd, name, lambda: os.mknod(name, mode, st.st_rdev, dir_fd=dfd))
+            self.path_meta(fr, name, st, is_link=False)
+        elif stat.S_ISFIFO(mode):
+            self.create(dfd, name, lambda: os.mkfifo(name, stat.S_IMODE(mode) & 0o777, dir_fd=dfd))
+            self.path_meta(fr, name, st, is_link=False)
+        return None  # sockets can't come from a tar
+
+    def create(self, dfd: int, name: str, make) -> None:
+        try:
+            make()
+        except FileExistsError:
+            _remove_at(dfd, name)  # an upper non-directory replaces whatever the lower layers had
+            make()
+
+    def directory(self, fr: _Frame, name: str, st: os.stat_result) -> _Frame:
+        dfd = fr.dfd
+        perm = stat.S_IMODE(st.st_mode) & 0o1777
+        owner: tuple[int, int] | None = None
+        made: int | None = None
+        try:
+            os.mkdir(name, perm, dir_fd=dfd)
+            owner = self.new_owner(fr.sgid)
+            made = (perm & ~self.umask) | (stat.S_ISGID if fr.sgid is not None else 0)
+        except FileExistsError:
+            dst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISDIR(dst.st_mode):
+                _remove_at(dfd, name, dst)
+                os.mkdir(name, perm, dir_fd=dfd)
+                owner = self.new_owner(fr.sgid)
+                made = (perm & ~self.umask) | (stat.S_ISGID if fr.sgid is not None else 0)
+        cd = os.open(name, _O_DIR, dir_fd=dfd)
+        try:
+            cl = os.open(name, _O_DIR, dir_fd=fr.lfd)
+        except BaseException:
+            os.close(cd)
+            raise
+        try:
+            self.dir_meta(cd, cl, st, (owner, made) if owner is not None else None)
+            rel = fr.rel + (name,)
+            self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
+            sgid = st.st_gid if self.as_root and st.st_mode & stat.S_ISGID else None
+            return self.frame(cl, cd, rel, True, sgid)
+        except BaseException:
+            os.close(cd)
+            os.close(cl)
+            raise
+
+    def dir_meta(self, dfd: int, lfd: int, st: os.stat_result, new: tuple[tuple[int, int], int] | None) -> None:
+        """Upper directory attributes win, as in an overlay mount (a merged directory shows the upper one's)."""
+        if new is None:
+            dst = os.fstat(dfd)
+            owner, made = (dst.st_uid, dst.st_gid), stat.S_IMODE(dst.st_mode)
+        else:
+            owner, made = new
+        self.fd_meta(dfd, lfd, st, owner, made, True, merged=new is None)
+
+    def fd_meta(
+        self, dfd: int, sfd: int, st: os.stat_result, owner: tuple[int, int], made: int, is_dir: bool, merged: bool
+    ) -> None:
+        want = stat.S_IMODE(st.st_mode)
+        if not self.as_root and is_dir:
+            want |= 0o700  # the tree must stay writable and removable by its (non-root) owner
+        chowned = False
+        if self.as_root and (st.st_uid, st.st_gid) != owner:
+            os.fchown(dfd, st.st_uid, st.st_gid)
+            chowned = True
+        if want != made or (chowned and want & 0o7000):
+            os.fchmod(dfd, want)
+        self.copy_xattrs(sfd, dfd, merged)
+
+    def copy_xattrs(self, src: int | str, dst: int | str, merged: bool, follow: bool = True) -> None:
+        try:
+            names = os.listxattr(src, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EPERM):
+                return
+            raise
+        wanted = [
+            n
+            for n in names
+            if not n.startswith(_S_FORBIDDEN_XATTR_PREFIXES) and (self.as_root or n.startswith("user."))
+        ]
+        if merged:
+            for n in os.listxattr(dst, follow_symlinks=follow):
+                if n not in wanted and not n.startswith(_S_FORBIDDEN_XATTR_PREFIXES):
+                    if self.as_root or n.startswith("user."):
+                        os.removexattr(dst, n, follow_symlinks=follow)
+        for n in wanted:
+            try:
+                os.setxattr(dst, n, os.getxattr(src, n, follow_symlinks=follow), follow_symlinks=follow)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
+
+    def copy_file(self, fr: _Frame, name: str, st: os.stat_result) -> None:
+        sfd = os.open(name, _O_SRC, dir_fd=fr.lfd)
+        try:
+            perm = stat.S_IMODE(st.st_mode) & 0o777
+            try:
+                dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
+            except FileExistsError:
+                _remove_at(fr.dfd, name)
+                dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
+            try:
+                if st.st_size:
+                    _copy_fd(sfd, dfd, st)
+                self.fd_meta(dfd, sfd, st, self.new_owner(fr.sgid), perm & ~self.umask, False, False)
+                os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(sfd)
+
+    def hardlink(self, first: tuple[str, ...], fr: _Frame, name: str) -> None:
+        """A second name of an inode of this layer: link it to the copy made for the first name (inside dest)."""
+        if first[:-1] == fr.rel:
+            pfd, own = fr.dfd, False
+        else:
+            pfd, own = os.dup(self.dest), True
+            try:
+                for part in first[:-1]:
+                    nfd = os.open(part, _O_DIR, dir_fd=pfd)
+                    os.close(pfd)
+                    pfd = nfd
+            except BaseException:
+                os.close(pfd)
+                raise
+        try:
+            self.create(
+                fr.dfd,
+                name,
+                lambda: os.link(first[-1], name, src_dir_fd=pfd, dst_dir_fd=fr.dfd, follow_symlinks=False),
+            )
+        finally:
+            if own:
+                os.close(pfd)
+
+    def path_meta(self, fr: _Frame, name: str, st: os.stat_result, is_link: bool) -> None:
+        """Metadata of a symlink, device or fifo we just created in dest, never following links."""
+        dfd = fr.dfd
+        chowned = False
+        if self.as_root and (st.st_uid, st.st_gid) != self.new_owner(fr.sgid):
+            os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+            chowned = True
+        if not is_link:
+            want = stat.S_IMODE(st.st_mode)
+            if want != (want & 0o777 & ~self.umask) or (chowned and want & 0o7000):
+                os.chmod(name, want, dir_fd=dfd)  # just created by us, not a link: nothing to follow
+        if self.as_root:
+            self.copy_xattrs(f"/proc/self/fd/{fr.lfd}/{name}", f"/proc/self/fd/{dfd}/{name}", False, follow=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+    def finish(self) -> None:
+        _apply_dir_times(self.dest, self.dir_times)
+
+
+def _apply_dir_times(root: int, times: dict[tuple[str, ...], tuple[int, int]]) -> None:
+    """Set directory times last, walking the sorted paths with a stack of open directories (DFS order)."""
+    stack: list[tuple[str, int]] = []
+    try:
+        for rel in sorted(times):
+            keep = 0
+            while keep < len(stack) and keep < len(rel) and stack[keep][0] == rel[keep]:
+                keep += 1
+            while len(stack) > keep:
+                os.close(stack.pop()[1])
+            ok = True
+            for part in rel[len(stack) :]:
+                try:
+                    fd = os.open(part, _O_DIR, dir_fd=stack[-1][1] if stack else root)
+                except OSError:
+                    ok = False  # removed by an upper layer's whiteout
+                    break
+                stack.append((part, fd))
+            if ok:
+                os.utime(stack[-1][1] if rel else root, ns=times[rel])
+    finally:
+        for _name, fd in stack:
+            os.close(fd)
+
+
+def flatten(layer_dirs: Sequence[str], dest: str, *, as_root: bool | None = None) -> None:
+    """Merge layer folders (bottom -> top, overlay or plain form) into a plain root filesystem at ``dest``.
+
+    Applies whiteouts and opaque directories (no markers are left), keeps hardlinks within a layer, symlinks as
+    symlinks, owners, modes (setuid included) and xattrs (as root; ``trusted.overlay.*`` never), and sets times.
+    ``dest`` must be an empty directory or not exist; it is independent of the layer folders (files are copied with
+    copy_file_range, never hardlinked). On error, everything written under ``dest`` is removed.
+    """
+    if as_root is None:
+        as_root = os.geteuid() == 0
+    label = f"flattening {len(layer_dirs)} layers into {dest}"
+    root, created = _prepare_dest(dest, label)
+    fl = _Flattener(root, as_root, label)
+    try:
+        for path in layer_dirs:
+            fl.layer(path)
+        fl.finish()
+    except BaseException as exc:
+        extra = _cleanup_dest(dest, root, created)
+        if isinstance(exc, DockerlessError):
+            if extra:
+                raise type(exc)(f"{exc}{extra}") from exc
+            raise
+        if isinstance(exc, OSError):
+            raise UnpackError(
+                f"{label}: layer folder {fl.layer_path}: {exc.strerror or exc}"
+                f"{' (' + os.fsdecode(exc.filename) + ')' if isinstance(exc.filename, (str, bytes)) else ''}."
+                f"{extra or ' Check free space in the destination and that the layer folders are intact, then retry.'}"
+            ) from exc
+        raise
+    os.close(root)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tree manifests (for comparing trees in tests: ours vs umoci's, before vs after)
+
+
+_TYPE_CHAR = (
+    (stat.S_ISREG, "f"),
+    (stat.S_ISDIR, "d"),
+    (stat.S_ISLNK, "l"),
+    (stat.S_ISCHR, "c"),
+    (stat.S_ISBLK, "b"),
+    (stat.S_ISFIFO, "p"),
+    (stat.S_ISSOCK, "s"),
+)
+
+
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    while True:
+        data = os.read(fd, _CHUNK)
+        if not data:
+            return h.hexdigest()
+        h.update(data)
+
+
+def tree_manifest(root: str) -> dict[str, tuple]:
+    """Describe every object under ``root`` (never following links) as
+    ``path -> (type, mode, uid, gid, link, content)``.
+
+    ``path`` is relative (``"."`` for the root itself); ``type`` one of ``f d l c b p s``; ``mode`` the permission
+    bits including setuid/setgid/sticky; ``link`` the target of a symlink, or, for a regular file with other
+    hardlinks inside ``root``, the smallest path of its hardlink group (so hardlinked trees compare equal only if
+    the same files are linked); ``content`` the sha256 of a regular file, ``"major:minor"`` of a device, else "".
+    """
+    out: dict[str, tuple] = {}
+    groups: dict[tuple[int, int], list[str]] = {}
+    top = os.open(root, _O_DIR)
+    st = os.fstat(top)
+    out["."] = ("d", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, "", "")
+    stack: list[tuple[int, str, list[str], bool]] = [(top, "", sorted(os.listdir(top), reverse=True), True)]
+    try:
+        while stack:
+            fd, rel, names, _own = stack[-1]
+            if not names:
+                os.close(stack.pop()[0])
+                continue
+            name = names.pop()
+            path = f"{rel}{name}"
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            mode = st.st_mode
+            kind = next(ch for test, ch in _TYPE_CHAR if test(mode))
+            link = content = ""
+            if kind == "f":
+                ffd = os.open(name, _O_SRC, dir_fd=fd)
+                try:
+                    content = _sha256_fd(ffd)
+                finally:
+                    os.close(ffd)
+                if st.st_nlink > 1:
+                    groups.setdefault((st.st_dev, st.st_ino), []).append(path)
+            elif kind == "l":
+                link = os.readlink(name, dir_fd=fd)
+            elif kind in ("c", "b"):
+                content = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+            out[path] = (kind, stat.S_IMODE(mode), st.st_uid, st.st_gid, link, content)
+            if kind == "d":
+                cfd = os.open(name, _O_DIR, dir_fd=fd)
+                stack.append((cfd, f"{path}/", sorted(os.listdir(cfd), reverse=True), True))
+    finally:
+        for fd, _rel, _names, _own in stack:
+            os.close(fd)
+    for paths in groups.values():
+        if len(paths) > 1:
+            first = min(paths)
+            for p in paths:
+                kind, mode, uid, gid, _link, content = out[p]
+                out[p] = (kind, mode, uid, gid, first, content)
+    return out
