@@ -1959,10 +1959,10 @@ def tree_manifest(root: str) -> dict[str, tuple]:
     top = os.open(root, _O_DIR)
     st = os.fstat(top)
     out["."] = ("d", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, "", "")
-    stack: list[tuple[int, str, list[str], bool]] = [(top, "", sorted(os.listdir(top), reverse=True), True)]
+    stack: list[tuple[int, str, list[str]]] = [(top, "", sorted(os.listdir(top), reverse=True))]
     try:
         while stack:
-            fd, rel, names, _own = stack[-1]
+            fd, rel, names = stack[-1]
             if not names:
                 os.close(stack.pop()[0])
                 continue
@@ -1987,9 +1987,9 @@ def tree_manifest(root: str) -> dict[str, tuple]:
             out[path] = (kind, stat.S_IMODE(mode), st.st_uid, st.st_gid, link, content)
             if kind == "d":
                 cfd = os.open(name, _O_DIR, dir_fd=fd)
-                stack.append((cfd, f"{path}/", sorted(os.listdir(cfd), reverse=True), True))
+                stack.append((cfd, f"{path}/", sorted(os.listdir(cfd), reverse=True)))
     finally:
-        for fd, _rel, _names, _own in stack:
+        for fd, _rel, _names in stack:
             os.close(fd)
     for paths in groups.values():
         if len(paths) > 1:
