@@ -196,7 +196,7 @@ def parse_cpu_list(text: str) -> list[int]:
         raise CgroupError(f"CPU/memory-node list {text!r}: expected a list like '0-3' or '0,2,4-5'")
     out: set[int] = set()
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
+        lo, _dash, hi = part.partition("-")
         first, last = int(lo), int(hi or lo)
         if last < first:
             raise CgroupError(f"CPU/memory-node list {text!r}: range {part} runs backwards")
@@ -560,7 +560,7 @@ def _v2_iomax(read: Reader) -> list[dict] | None:
             continue
         rates = {k: MAX for k in _IO_KEYS}
         for token in parts[1:]:
-            key, _, value = token.partition("=")
+            key, _eq, value = token.partition("=")
             if key in rates:
                 rates[key] = MAX if value == "max" else int(value)
         devices[parts[0]] = rates
@@ -578,7 +578,7 @@ def _v2_cpus(read: Reader) -> float | str | None:
     line = _first_line(read("cpu.max"))
     if not line:
         return None
-    quota, _, period = line.partition(" ")
+    quota, _space, period = line.partition(" ")
     return MAX if quota == "max" else quota_to_cpus(int(quota), int(period or CPU_PERIOD))
 
 

@@ -144,12 +144,13 @@ attributes:
     description: Before and after per setting, plus C(exists) and C(processes).
   idempotent:
     support: full
+    description: Settings that already hold their value are not written; a second identical run reports no change.
 seealso:
   - name: Linux cgroup v2 documentation
     description: The kernel's description of the v2 interface files.
     link: https://docs.kernel.org/admin-guide/cgroup-v2.html
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""

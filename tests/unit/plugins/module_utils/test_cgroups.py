@@ -655,11 +655,11 @@ def test_v1_memory_and_swap_write_order(v1):
     v1.writes.clear()
     # raising both: swap must go first (memory 256m would exceed memsw 128m)
     cg.apply(Limits(memory="256m", memory_swap="512m"))
-    assert [os.path.basename(p) for p, _ in v1.writes] == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+    assert [os.path.basename(p) for p, _text in v1.writes] == ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
     v1.writes.clear()
     # lowering both: memory must go first (memsw 32m would be below memory 256m)
     cg.apply(Limits(memory="16m", memory_swap="32m"))
-    assert [os.path.basename(p) for p, _ in v1.writes] == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+    assert [os.path.basename(p) for p, _text in v1.writes] == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
     v1.writes.clear()
     # unlimited memory with swap unset also lifts swap (runc), swap first
     assert cg.apply(Limits(memory="max")) == {"memory": (16 * MiB, MAX), "memory_swap": (32 * MiB, MAX)}
