@@ -41,7 +41,7 @@ options:
   executables:
     description:
       - Host paths, or names looked up on O(search_path), of the executables to copy with their libraries.
-      - A script brings the interpreter of its C(#!) line (and, for C(#!/usr/bin/env NAME), C(NAME)); see O(notes).
+      - A script brings the interpreter of its C(#!) line (and, for C(#!/usr/bin/env NAME), C(NAME)); the RV(notes) return value says so.
       - Libraries loaded at run time with C(dlopen) (NSS modules, plugins) are not found; add them with O(files).
     type: list
     elements: str
@@ -146,7 +146,7 @@ seealso:
   - module: dockerless.containers.image_push
   - module: dockerless.containers.wsl_export
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""
