@@ -1007,17 +1007,23 @@ class Cgroup:
                 return line.strip()
         return f"{device} {unset}"
 
-    def _needed_v2(self, keys: Iterable[str]) -> list[str]:
-        """v2 controllers to enable down to this cgroup: those of the requested keys, plus memory and pids (when
-        available) so stats() can report usage."""
-        needed = []
-        for ctrl in [KEY_CONTROLLER[k] for k in keys] + ["memory", "pids"]:
+    def _needed_v2(self, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+        """v2 controllers to enable down to this cgroup: (required by the requested keys, optional). memory and
+        pids are optional extras so stats() can report usage; failing to enable them is not an error."""
+        required: list[str] = []
+        for ctrl in [KEY_CONTROLLER[k] for k in keys]:
             mount = self.hierarchy.mount(ctrl)
-            if mount is not None and mount.version == 2 and ctrl not in needed:
-                needed.append(ctrl)
-        return needed
+            if mount is not None and mount.version == 2 and ctrl not in required:
+                required.append(ctrl)
+        optional = [
+            c for c in ("memory", "pids")
+            if c not in required and self.hierarchy.mount(c) is not None and self.hierarchy.mount(c).version == 2
+        ]
+        return required, optional
 
-    def _ensure(self, needed: list[str], created: list[str], enabled: list[tuple[str, str]]) -> None:
+    def _ensure(
+        self, needed: tuple[list[str], list[str]], created: list[str], enabled: list[tuple[str, str]]
+    ) -> None:
         """Create the cgroup's directories. On v2, enable ``needed`` in each ancestor's cgroup.subtree_control on
         the way down (a child only gets the files of controllers its parent enables). On v1, seed a new cpuset
         cgroup's cpus/mems from its parent as runc does: an empty cpuset refuses every process (ENOSPC)."""
@@ -1027,8 +1033,9 @@ class Cgroup:
             seed = cpuset is not None and cpuset.version == 1 and cpuset.path == mount
             cur = mount
             for part in self.path.split("/"):
-                if v2 and needed:
-                    self._enable(cur, needed, enabled)
+                if v2:
+                    self._enable(cur, needed[0], enabled)
+                    self._enable(cur, needed[1], enabled, optional=True)
                 parent, cur = cur, os.path.join(cur, part)
                 if os.path.isdir(cur):
                     continue
@@ -1053,12 +1060,23 @@ class Cgroup:
                                     f"{_errmsg(exc)}; check the parent cpuset"
                                 )
 
-    def _enable(self, directory: str, ctrls: list[str], enabled: list[tuple[str, str]]) -> None:
+    def _enable(self, directory: str, ctrls: list[str], enabled: list[tuple[str, str]], optional: bool = False) -> None:
+        """Enable ``ctrls`` for the children of ``directory``; ``optional`` ones are skipped when impossible."""
+        if not ctrls:
+            return
         have = (_read_text(os.path.join(directory, "cgroup.subtree_control")) or "").split()
         available = (_read_text(os.path.join(directory, "cgroup.controllers")) or "").split()
         path = os.path.join(directory, "cgroup.subtree_control")
         for ctrl in ctrls:
             if ctrl in have:
+                continue
+            if optional:
+                if ctrl in available:
+                    try:
+                        self._write(path, f"+{ctrl}")
+                        enabled.append((path, ctrl))
+                    except OSError:
+                        pass  # only needed for statistics
                 continue
             if ctrl not in available:
                 raise CgroupError(

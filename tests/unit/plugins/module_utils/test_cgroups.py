@@ -580,6 +580,19 @@ def test_v2_internal_process_rule_message(v2):
     assert not os.path.exists(os.path.join(v2.root, "busy", "child"))
 
 
+def test_v2_statistics_controllers_are_best_effort(v2):
+    # "svc" holds processes, so the kernel refuses to enable anything in it; pids alone is needed, memory only
+    # for statistics, and a parent without memory must not fail the request
+    os.mkdir(os.path.join(v2.root, "svc"))
+    for name, text in {"cgroup.controllers": "pids", "cgroup.subtree_control": "", "cgroup.procs": ""}.items():
+        put(os.path.join(v2.root, "svc", name), text)
+    put(os.path.join(v2.root, "cgroup.subtree_control"), "pids")
+    cg = Cgroup("svc/job", cgroup_root=v2.root)
+    assert cg.apply(Limits(pids=5)) == {"pids": (None, 5)}
+    assert read(os.path.join(v2.root, "svc", "cgroup.subtree_control")) == "pids"
+    assert cg.stats()["memory_usage"] is None and cg.stats()["pids_current"] == 0
+
+
 def test_v2_missing_swap_file_is_explained(v2):
     v2.omit.add("memory.swap.max")
     cg = Cgroup("a", cgroup_root=v2.root)
