@@ -137,7 +137,7 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 def _split_host_port(registry: str) -> tuple[str, int | None]:
     if registry.startswith("["):
-        host, _, rest = registry[1:].partition("]")
+        host, _sep, rest = registry[1:].partition("]")
         return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
     host, sep, port = registry.rpartition(":")
     if sep and port.isdigit() and ":" not in host:
@@ -226,7 +226,7 @@ def scope_strings(atoms: frozenset[str]) -> list[str]:
     """The inverse of ``scope_atoms``: one ``type:name:a,b`` string per resource, actions sorted."""
     by_resource: dict[str, set[str]] = {}
     for atom in atoms:
-        resource, _, action = atom.rpartition(":")
+        resource, _sep, action = atom.rpartition(":")
         by_resource.setdefault(resource, set()).add(action)
     return [f"{res}:{','.join(sorted(actions))}" for res, actions in sorted(by_resource.items())]
 
@@ -367,21 +367,28 @@ class RegistryClient:
     @property
     def scheme(self) -> str:
         self._ready(auth=False)
-        assert self._scheme is not None
-        return self._scheme
+        return str(self._scheme)
 
     @property
     def base_url(self) -> str:
         return f"{self.scheme}://{self.registry}"
 
-    def _verify_for(self, url: str) -> bool | str:
-        # Passed on each request. The session ignores the environment (trust_env=False, so no .netrc credentials
-        # reach a registry), so the system bundle named by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE is applied here,
-        # as requests itself would; ca_path wins for the registry, insecure turns verification off for it only.
+    def _verify_for(self, url: str, token_auth: bool = False) -> bool | str:
+        """TLS verification for one request, passed on each request.
+
+        The session ignores the environment (trust_env=False, so no .netrc credentials reach a registry), so the
+        system bundle named by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE is applied here, as requests itself would.
+        The registry's host (any port: a token server beside it) gets ``ca_path``, or no verification when
+        ``insecure``; a token realm elsewhere gets ``ca_path`` too (private token servers share the registry's
+        CA); other hosts (object storage behind blob redirects) get the system bundle.
+        """
         default: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        if self._is_registry_origin(url):
+        registry_host = _split_host_port(self.registry)[0].strip("[]").lower()
+        if (urlsplit(url).hostname or "").lower() == registry_host:
             if self.insecure:
                 return False
+            return self.ca_path or default
+        if token_auth:
             return self.ca_path or default
         return default
 
@@ -593,7 +600,7 @@ class RegistryClient:
                 sent["Authorization"] = auth_header
             resp = self._session.request(
                 method, url, headers=sent, data=body, stream=True, allow_redirects=False,
-                verify=self._verify_for(url), timeout=(self.timeout, self.timeout), proxies=self._proxies(url),
+                verify=self._verify_for(url, token_auth), timeout=(self.timeout, self.timeout), proxies=self._proxies(url),
             )
             if not follow or resp.status_code not in REDIRECT_STATUSES or not resp.headers.get("Location"):
                 return resp

@@ -685,6 +685,16 @@ def test_token_realm_on_http_for_https_registry_gets_no_credentials(tls_server, 
     assert all(r.header("Authorization") is None for r in gate.token_requests)
 
 
+def test_https_token_realm_on_another_port_is_verified_with_ca_path(tls_server, tls_files):
+    with FaultServer(tls=(tls_files["server.pem"], tls_files["server.key"])) as token_srv:
+        gate, reg = token_registry(tls_server, token_srv, users={"u": SECRET})
+        reg.add_blob("app", BLOB)
+        client = make_client(tls_server, Credentials("u", SECRET, "parameters"), ca_path=tls_files["ca.pem"])
+        client.upload_blob("app", sha(b"new"), 3, lambda: io.BytesIO(b"new"))
+        assert gate.token_requests[-1].header("Authorization").startswith("Basic ")
+        assert reg.blobs[sha(b"new")] == b"new"
+
+
 def test_token_realm_with_userinfo_gets_no_credentials(server, other):
     other.on("GET", "/token", lambda req: Reply(200, {}, b'{"token": "t"}'))
     server.on("GET", "/v2/", lambda req: None if req.header("Authorization") == "Bearer t" else error_reply(
