@@ -21,10 +21,16 @@ import os
 import select
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import ContainerSpec
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
+    ContainerSpec,
+    spec_diff,
+    validate_name,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
 
 OUTPUT_LIMIT = 64 << 20  # bytes kept per stream of a foreground run; the rest is counted and dropped
 
@@ -38,67 +44,6 @@ def default_store_root() -> str:
 
 def new_id() -> str:
     return os.urandom(32).hex()
-
-
-def limits_of(spec: ContainerSpec):
-    """The cgroups.Limits for a spec's ``limits`` dict (option names of container_run)."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import Limits, parse_size
-
-    lim = spec.limits or {}
-
-    def size(key):
-        value = lim.get(key)
-        return None if value is None else parse_size(value)
-
-    return Limits(memory=size("memory"), memory_swap=size("memory_swap"), cpus=lim.get("cpus"),
-                  cpu_weight=lim.get("cpu_weight"), pids=lim.get("pids_limit"))
-
-
-class ContainerCgroup:
-    """The container's cgroup through the cgroups library; optional when no limit was asked and we can't
-    create cgroups (a user without delegation)."""
-
-    def __init__(self, name: str, spec: ContainerSpec, cgroup_root: str = "/sys/fs/cgroup"):
-        self.name = name
-        self.spec = spec
-        self.cgroup_root = cgroup_root
-        self.cgroup = None
-        self.path: str | None = None
-
-    def create(self) -> None:
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import (
-            Cgroup,
-            container_cgroup_path,
-        )
-
-        path = container_cgroup_path(self.name)
-        try:
-            cgroup = Cgroup(path, self.cgroup_root)
-            cgroup.apply(limits_of(self.spec))
-        except (CgroupError, OSError) as exc:
-            if self.spec.limits:
-                raise RuntimeSetupError(f"container {self.name}: applying the limits: {exc}") from None
-            return
-        self.cgroup, self.path = cgroup, path
-
-    def join(self, pid: int) -> None:
-        if self.cgroup is not None:
-            self.cgroup.add_pids([pid])
-
-    def oom_kills(self) -> int:
-        if self.cgroup is None:
-            return 0
-        try:
-            return self.cgroup.stats().get("oom_kills") or 0
-        except (CgroupError, OSError):
-            return 0
-
-    def remove(self) -> None:
-        if self.cgroup is not None:
-            try:
-                self.cgroup.remove(force=True)
-            except (CgroupError, OSError):
-                pass
 
 
 @dataclass
@@ -167,7 +112,7 @@ class Runtime:
         cdir = os.path.join(self.containers_dir, cid)
         os.makedirs(self.containers_dir, mode=0o700, exist_ok=True)
         os.mkdir(cdir, 0o700)
-        cgroup = ContainerCgroup(cid, spec, self.cgroup_root)
+        cgroup = ContainerCgroup(cid, spec.limits, self.cgroup_root)
         proc = None
         try:
             # Written so store GC keeps the layers while we run.
@@ -248,3 +193,288 @@ class Runtime:
         truncated = {k: d.dropped for k, d in (("stdout", out), ("stderr", err)) if d.dropped}
         return RunResult(id="", rc=rc, stdout=out.value(), stderr=err.value(), pid=proc.pid,
                          rootfs_mode=proc.rootfs_mode, timed_out=timed_out, truncated=truncated)
+
+    # -- named containers -----------------------------------------------------------------------------------
+    def container_dir(self, name: str) -> str:
+        return os.path.join(self.containers_dir, validate_name(name))
+
+    def inspect(self, name: str) -> ContainerInfo | None:
+        """The recorded state of container ``name`` (None when it doesn't exist)."""
+        cdir = self.container_dir(name)
+        record = runtime_state.read_json(os.path.join(cdir, runtime_state.SPEC_FILE))
+        if record is None or record.get("one_shot"):
+            return None
+        state = runtime_state.read_json(os.path.join(cdir, runtime_state.STATE_FILE)) or {}
+        return ContainerInfo.from_files(name, cdir, record, state, runtime_state.supervisor_alive(cdir))
+
+    def list(self) -> list[ContainerInfo]:
+        """Every named container in the store, by name."""
+        out = []
+        if not os.path.isdir(self.containers_dir):
+            return out
+        for entry in sorted(os.listdir(self.containers_dir)):
+            try:
+                info = self.inspect(entry)
+            except RuntimeSetupError:
+                continue
+            if info is not None:
+                out.append(info)
+        return out
+
+    def create(self, name: str, spec: ContainerSpec, log_max_size: int = runtime_state.DEFAULT_LOG_MAX) -> None:
+        """Record container ``name`` (spec.json, state created); refuses when it exists."""
+        cdir = self.container_dir(name)
+        os.makedirs(self.containers_dir, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(cdir, 0o700)
+        except FileExistsError:
+            raise RuntimeSetupError(f"container {name}: already exists. Remove it first (state: absent) or use "
+                                    "recreate.") from None
+        cid = new_id()
+        record = {"name": name, "id": cid, "created_at": runtime_state.now_iso(), "spec": spec.as_dict(),
+                  "config": spec.init_config(cid, cdir, name=name), "diff_ids": list(spec.diff_ids),
+                  "log_max_size": int(log_max_size)}
+        runtime_state.write_json(os.path.join(cdir, runtime_state.SPEC_FILE), record)
+        runtime_state.write_json(os.path.join(cdir, runtime_state.STATE_FILE), {"state": "created"})
+
+    def start(self, name: str) -> ContainerInfo:
+        """Start the supervisor of ``name`` (no-op when it runs); raises RuntimeSetupError when the container
+        could not be started, with the reason the init gave."""
+        from ansible_collections.dockerless.containers.plugins.module_utils import runtime_supervisor
+
+        info = self._require(name)
+        if info.supervised:
+            return info
+        outcome = runtime_supervisor.launch(info.path)
+        if "error" in outcome:
+            raise RuntimeSetupError(f"container {name}: {outcome['error']}")
+        return self._require(name)
+
+    def stop(self, name: str, timeout: float | None = None) -> bool:
+        """SIGTERM to the container's PID 1, SIGKILL after ``timeout`` (default: the spec's stop_timeout).
+        Returns True when something was running."""
+        import signal
+
+        info = self._require(name)
+        if not info.supervised:
+            return False
+        grace = info.spec.get("stop_timeout", 10) if timeout is None else timeout
+        pid = info.supervisor_pid
+        try:
+            pidfd = os.pidfd_open(pid) if pid else None
+        except ProcessLookupError:
+            pidfd = None
+        try:
+            # The lock is held, so the recorded supervisor PID is alive and is the supervisor's (it wrote it).
+            if pidfd is not None and runtime_state.supervisor_alive(info.path):
+                runtime_state.write_json(os.path.join(info.path, runtime_state.STOP_FILE), {"timeout": grace})
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+            if not self._wait_unlocked(info.path, grace + 10):
+                if pidfd is not None:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # its monitor and container die with it
+                if not self._wait_unlocked(info.path, 10):
+                    raise RuntimeSetupError(f"container {name}: the supervisor (pid {pid}) did not stop. "
+                                            "Check it with ps; kill it by hand.")
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        return True
+
+    def wait(self, name: str, timeout: float | None = None) -> ContainerInfo:
+        """Wait until the supervisor of ``name`` ends (a container that exited without restart)."""
+        info = self._require(name)
+        if not self._wait_unlocked(info.path, timeout):
+            raise TimeoutError(name)
+        return self._require(name)
+
+    def remove(self, name: str) -> bool:
+        """Stop ``name`` and delete its directory (upper dir, logs) and cgroup. False when it didn't exist."""
+        cdir = self.container_dir(name)
+        if not os.path.isdir(cdir):
+            return False
+        if self.inspect(name) is not None:
+            self.stop(name)
+        elif runtime_state.supervisor_alive(cdir):
+            raise RuntimeSetupError(f"container {name}: a supervisor still runs but spec.json is unreadable. "
+                                    "Stop it by hand first.")
+        try:
+            from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import (
+                Cgroup,
+                container_cgroup_path,
+            )
+
+            Cgroup(container_cgroup_path(name), self.cgroup_root).remove(force=True)
+        except (CgroupError, OSError):
+            pass
+        remove_tree(cdir)
+        return True
+
+    def logs(self, name: str, max_bytes: int = 1 << 20) -> tuple[bytes, bytes]:
+        cdir = self.container_dir(name)
+        return runtime_state.read_log(cdir, "stdout", max_bytes), runtime_state.read_log(cdir, "stderr", max_bytes)
+
+    def plan(self, name: str, state: str, spec: ContainerSpec | None = None, recreate: bool = False) -> Plan:
+        """What it takes to bring ``name`` to ``state`` (started/stopped/absent) with ``spec``. ``spec`` None
+        means "whatever it has" (no comparison); a container that must be created needs one."""
+        before = self.inspect(name)
+        diff = {} if spec is None else spec_diff(before.spec if before else None, spec)
+        actions: list[str] = []
+        running = before is not None and before.supervised
+        if state == "absent":
+            if before is not None or os.path.isdir(self.container_dir(name)):
+                actions = (["stop"] if running else []) + ["remove"]
+            return Plan(name, state, actions, {}, before, spec)
+        if before is None:
+            if spec is None:
+                raise RuntimeSetupError(f"container {name}: does not exist; 'image' is needed to create it.")
+            actions = ["create"] + (["start"] if state == "started" else [])
+            return Plan(name, state, actions, diff, before, spec)
+        if spec is not None and (diff or recreate):
+            actions = (["stop"] if running else []) + ["remove", "create"]
+            if state == "started":
+                actions.append("start")
+            return Plan(name, state, actions, diff, before, spec)
+        if state == "started" and not running:
+            actions = ["start"]
+        elif state == "stopped" and running:
+            actions = ["stop"]
+        return Plan(name, state, actions, diff, before, spec)
+
+    def apply(self, plan: Plan, log_max_size: int = runtime_state.DEFAULT_LOG_MAX,
+              stop_timeout: float | None = None) -> ContainerInfo | None:
+        """Carry out ``plan``; returns the container afterwards (None when removed)."""
+        for action in plan.actions:
+            if action == "stop":
+                self.stop(plan.name, stop_timeout)
+            elif action == "remove":
+                self.remove(plan.name)
+            elif action == "create":
+                self.create(plan.name, plan.spec, log_max_size)
+            elif action == "start":
+                self.start(plan.name)
+        return self.inspect(plan.name)
+
+    def _require(self, name: str) -> ContainerInfo:
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeSetupError(f"container {name}: not found in {self.containers_dir}. Create it with an "
+                                    "image first.")
+        return info
+
+    @staticmethod
+    def _wait_unlocked(cdir: str, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while runtime_state.supervisor_alive(cdir):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return True
+
+
+@dataclass
+class ContainerInfo:
+    """A named container as container_info and container_run report it."""
+
+    name: str
+    id: str
+    path: str
+    state: str                      # created, running, restarting, exited, dead
+    supervised: bool                # a supervisor process is alive for it
+    pid: int | None
+    supervisor_pid: int | None
+    exit_code: int | None
+    oom_killed: bool
+    started_at: str | None
+    finished_at: str | None
+    created_at: str | None
+    restart_count: int
+    rootfs_mode: str | None
+    cgroup: str | None
+    error: str | None
+    spec: dict
+
+    @classmethod
+    def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
+        recorded = state.get("state") or "created"
+        if not alive and recorded in ("running", "starting", "restarting"):
+            recorded = "dead"       # the supervisor vanished (killed, host reboot): so did the container
+        elif alive and recorded == "starting":
+            recorded = "running"
+        return cls(name=name, id=record.get("id", ""), path=cdir, state=recorded, supervised=alive,
+                   pid=state.get("pid") if alive else None,
+                   supervisor_pid=state.get("supervisor_pid") if alive else None,
+                   exit_code=state.get("exit_code"), oom_killed=bool(state.get("oom_killed")),
+                   started_at=state.get("started_at"), finished_at=state.get("finished_at"),
+                   created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
+                   rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
+                   spec=record.get("spec") or {})
+
+    @property
+    def running(self) -> bool:
+        return self.supervised and self.state in ("running", "restarting")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``container`` return value of the modules."""
+        spec = ContainerSpec.from_dict(self.spec) if self.spec else None
+        return {
+            "name": self.name, "id": self.id, "state": self.state, "running": self.running, "pid": self.pid,
+            "supervisor_pid": self.supervisor_pid, "exit_code": self.exit_code, "oom_killed": self.oom_killed,
+            "started_at": self.started_at, "finished_at": self.finished_at, "created_at": self.created_at,
+            "restart_count": self.restart_count, "rootfs_mode": self.rootfs_mode, "cgroup": self.cgroup,
+            "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
+            "command": self.spec.get("argv"), "restart_policy": self.spec.get("restart_policy"),
+            "capabilities": spec.effective_capabilities() if spec else [],
+            "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},
+            "path": self.path,
+        }
+
+
+@dataclass
+class Plan:
+    name: str
+    state: str
+    actions: list[str]
+    diff: dict[str, dict]
+    before: ContainerInfo | None
+    spec: ContainerSpec | None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+@dataclass
+class ImageForRun:
+    """An image resolved for a run: its record (None in check mode when it would have to be pulled first)."""
+
+    name: str
+    record: Any
+    lower_dirs: list[str]
+    would_pull: bool = False
+
+
+def image_for_run(store_root: str | None, image: str, pull: str = "missing", registry=None,
+                  check_mode: bool = False) -> ImageForRun:
+    """Find (and per ``pull`` fetch) ``image`` in the store; its layer folders top → bottom. In check mode
+    nothing is downloaded: an image that would be pulled comes back with ``would_pull`` and maybe no record."""
+    from ansible_collections.dockerless.containers.plugins.module_utils import pull as pull_lib
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    store = Store(store_root)
+    name = parse_reference(image).name
+    if check_mode:
+        present = store.exists() and store.resolve(name) is not None
+        record = store.image(name) if present else None
+        would_pull = not present and pull != "never"
+        if present and pull == "always":
+            result = pull_lib.pull_image(store, name, registry=registry, policy="always", check_mode=True)
+            would_pull = result.after != record.digest
+        if record is None and pull == "never":
+            store.image(name)  # raises the store's "not in the store; pull it first" error
+        lower = [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)] if record else []
+        return ImageForRun(name, None if would_pull else record, lower, would_pull)
+    record = pull_lib.ensure_image(store, name, policy=pull, registry=registry)
+    return ImageForRun(name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])

@@ -142,6 +142,10 @@ def _as_argv(value: Any, what: str) -> list[str] | None:
             return shlex.split(value)
         except ValueError as exc:
             raise RuntimeSetupError(f"{what} {value!r}: {exc}. Quote it properly or pass a list.") from None
+    if isinstance(value, bool):  # YAML turns an unquoted `true` into a boolean; the command `true` was meant
+        return ["true" if value else "false"]
+    if isinstance(value, (int, float)):
+        return [str(value)]
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     raise RuntimeSetupError(f"{what}: expected a string or a list, got {type(value).__name__}")

@@ -1,0 +1,150 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: container_info
+short_description: List the named containers of the local store and their state
+version_added: 0.1.0
+description:
+  - Reads the state that P(dockerless.containers.container_run#module) and the containers' supervisors record
+    under the store (C(containers/<name>/)), and checks whether each supervisor is still alive.
+  - A container whose supervisor vanished (killed, host rebooted) is reported as V(dead).
+  - Changes nothing.
+extends_documentation_fragment:
+  - dockerless.containers.store
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Only this container. Without it every named container is listed.
+    type: str
+  logs:
+    description:
+      - Include the last this many lines of each container's stdout and stderr logs (V(0) for none).
+    type: int
+    default: 0
+  stats:
+    description:
+      - Include the cgroup usage of running containers (memory, pids, CPU time).
+    type: bool
+    default: false
+seealso:
+  - module: dockerless.containers.container_run
+author:
+  - dockerless.containers contributors
+"""
+
+EXAMPLES = r"""
+- name: All containers
+  dockerless.containers.container_info:
+  register: info
+
+- name: One container with the tail of its logs
+  dockerless.containers.container_info:
+    name: web
+    logs: 50
+  register: web
+
+- name: Fail when it is not running
+  ansible.builtin.assert:
+    that: web.exists and web.containers[0].running
+"""
+
+RETURN = r"""
+exists:
+  description: Whether O(name) exists (true when O(name) is not given and any container exists).
+  returned: always
+  type: bool
+  sample: true
+containers:
+  description: The containers, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: web
+      id: 0f9f1c48874251ce174e29fa36c53bbe87e06e58861f550dc7518c4e7462dc54
+      state: running
+      running: true
+      pid: 31667
+      supervisor_pid: 31664
+      exit_code: null
+      oom_killed: false
+      started_at: "2026-11-28T07:59:25.147681Z"
+      finished_at: null
+      created_at: "2026-11-28T07:59:24.159338Z"
+      restart_count: 0
+      restart_policy: on-failure
+      image: 127.0.0.1:5000/team/web:1
+      image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
+      command: [/usr/bin/web, --port, "8080"]
+      rootfs_mode: overlay
+      cgroup: dockerless/web
+      error: null
+      capabilities: [CAP_CHOWN, CAP_KILL]
+      log_paths:
+        stdout: /var/lib/dockerless/containers/web/stdout.log
+        stderr: /var/lib/dockerless/containers/web/stderr.log
+      path: /var/lib/dockerless/containers/web
+      stdout_lines: ["listening on :8080"]
+      stderr_lines: []
+      stats: {memory_usage: 4194304, memory_peak: 5242880, oom_kills: 0, pids_current: 2, cpu_usage_usec: 81234}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+
+def describe(runtime: Runtime, info, logs: int, stats: bool) -> dict:
+    item = info.as_dict()
+    if logs > 0:
+        stdout, stderr = runtime.logs(info.name)
+        item["stdout_lines"] = stdout.decode("utf-8", "replace").splitlines()[-logs:]
+        item["stderr_lines"] = stderr.decode("utf-8", "replace").splitlines()[-logs:]
+    if stats:
+        item["stats"] = {}
+        if info.running and info.cgroup:
+            try:
+                item["stats"] = Cgroup(info.cgroup).stats()
+            except (DockerlessError, OSError):
+                item["stats"] = {}
+    return item
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(name=dict(type="str"), logs=dict(type="int", default=0),
+                           stats=dict(type="bool", default=False), **STORE_ARGS),
+        supports_check_mode=True,
+    )
+    params = module.params
+    runtime = Runtime(params["store"])
+    try:
+        if params["name"]:
+            info = runtime.inspect(params["name"])
+            found = [info] if info is not None else []
+        else:
+            found = runtime.list()
+        containers = [describe(runtime, info, params["logs"], params["stats"]) for info in found]
+    except DockerlessError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, exists=bool(containers), containers=containers)
+
+
+if __name__ == "__main__":
+    main()

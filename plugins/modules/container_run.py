@@ -1,0 +1,553 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: container_run
+short_description: Run a container from an image in the local store, with only the Linux kernel
+version_added: 0.1.0
+description:
+  - Runs a command from an image as a real container built from Linux namespaces (pid, mount, uts, ipc, net,
+    cgroup), an overlayfs root over the image's layer folders, C(pivot_root), Docker's default capabilities,
+    masked and read-only paths, and cgroup limits. No Docker, containerd, runc or podman is involved.
+  - Without O(name), runs the command once in the foreground, like M(ansible.builtin.command) inside the image,
+    and returns its exit code and output. The container is removed afterwards.
+  - With O(name), manages a named container declaratively. A detached container keeps running after the task,
+    watched by a small supervisor process that records its state, logs its output to size-capped files under
+    the store and applies O(restart_policy).
+  - A named container whose recorded settings (image digest, command, environment, mounts, limits, ...) equal
+    the requested ones and that is in the requested state is left alone (RV(ignore:changed=false)). Different
+    settings recreate it; the diff names the settings that changed.
+  - The image is taken from the store and pulled through the registry when missing (O(pull)).
+  - See C(docs/container_run.md) in the collection for the setup sequence and what each isolation means.
+extends_documentation_fragment:
+  - dockerless.containers.registry
+  - dockerless.containers.store
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Named containers report what would be created, started, stopped, recreated or removed, with the diff.
+      - A one-shot run (no O(name)) is not executed; the task reports RV(ignore:changed=true) and no output.
+  diff_mode:
+    support: full
+    details:
+      - Shows the state and the settings that differ between the recorded and the requested container.
+  idempotent:
+    support: partial
+    details:
+      - Named containers are idempotent. A one-shot run always runs and reports a change, like
+        M(ansible.builtin.command).
+options:
+  image:
+    description:
+      - The image to run, as for P(dockerless.containers.image_pull#module), for example V(alpine:3.20).
+      - Required unless O(name) is given with O(state=stopped) or O(state=absent) for an existing container.
+    type: str
+  pull:
+    description:
+      - V(missing) pulls the image only when it is not in the store; V(always) asks the registry for the tag's
+        digest and pulls what changed; V(never) uses the store only.
+    type: str
+    choices: [missing, always, never]
+    default: missing
+  command:
+    description:
+      - The command, as a list or a string split like a shell would (no shell features).
+      - Replaces the image's C(Cmd); the image's C(Entrypoint) still comes first unless O(entrypoint) is set.
+    type: raw
+  entrypoint:
+    description:
+      - Replaces the image's C(Entrypoint). As with Docker, setting it drops the image's C(Cmd).
+    type: list
+    elements: str
+  env:
+    description:
+      - Environment variables, merged over the image's C(Env).
+    type: dict
+  workdir:
+    description:
+      - Working directory in the container (created when missing). Defaults to the image's C(WorkingDir), else C(/).
+      - Paths under C(/proc) are refused (CVE-2024-21626).
+    type: str
+  user:
+    description:
+      - C(user), C(uid), C(user:group) or C(uid:gid), resolved from the image's C(/etc/passwd) and C(/etc/group)
+        inside the container. Defaults to the image's C(User), else root.
+      - Ids above 2147483647 are refused. A non-root user starts without effective capabilities (Docker's rule).
+    type: str
+  hostname:
+    description:
+      - Hostname in the container's UTS namespace. Defaults to O(name), or the first 12 characters of the id.
+    type: str
+  name:
+    description:
+      - Name of a managed container (letters, digits, C(_), C(.), C(-); at most 128 characters).
+      - Without it the run is a one-shot in the foreground.
+    type: str
+  state:
+    description:
+      - For named containers. V(started) creates and starts it; V(stopped) stops it (creating it stopped when
+        missing); V(absent) stops and removes it with its writable layer and logs.
+    type: str
+    choices: [started, stopped, absent]
+    default: started
+  detach:
+    description:
+      - For named containers, V(true) (the default) returns once the container runs.
+      - V(false) waits for it to exit (up to O(run_timeout)) and returns its exit code and output like a one-shot
+        run; it needs O(restart_policy=no).
+    type: bool
+  restart_policy:
+    description:
+      - What the supervisor does when the command exits. V(on-failure) restarts on a non-zero exit code,
+        V(always) on any exit. Restarts back off from 100 ms to 10 s.
+    type: str
+    choices: ['no', on-failure, always]
+    default: 'no'
+  stop_timeout:
+    description:
+      - Seconds between SIGTERM to the container's PID 1 and SIGKILL, when stopping it.
+    type: int
+    default: 10
+  recreate:
+    description:
+      - Recreate the named container even when its settings did not change.
+    type: bool
+    default: false
+  run_timeout:
+    description:
+      - Seconds a foreground run may take; then the whole container is killed and the task fails.
+      - Called C(run_timeout) because O(timeout) is the registry request timeout.
+    type: float
+  isolation:
+    description:
+      - V(container) isolates with all the namespaces, C(pivot_root), capabilities and masked paths.
+      - V(chroot) isolates the filesystem only (a private mount namespace and C(chroot)), sharing the host's
+        processes, network and hostname. It is not a security boundary.
+    type: str
+    choices: [container, chroot]
+    default: container
+  namespaces:
+    description:
+      - The namespaces to create for O(isolation=container). V(mount) is always needed.
+    type: list
+    elements: str
+    choices: [pid, mount, uts, ipc, net, cgroup]
+    default: [pid, mount, uts, ipc, net, cgroup]
+  network:
+    description:
+      - V(none) gives the container its own network namespace with only the loopback interface, up.
+      - V(host) shares the host's network.
+    type: str
+    choices: [none, host]
+    default: none
+  volumes:
+    description:
+      - Bind mounts C(host_path:container_path[:ro]). The host path must exist. The container path is resolved
+        inside the container's root, symlinks included.
+    type: list
+    elements: str
+  tmpfs:
+    description:
+      - tmpfs mounts C(container_path[:options]), for example V(/run:size=64m).
+    type: list
+    elements: str
+  read_only:
+    description:
+      - Mount the container's root filesystem read-only.
+    type: bool
+    default: false
+  memory:
+    description:
+      - Memory limit (V(64m), V(1g), bytes), through the cgroup of the container (C(dockerless/<name or id>)).
+    type: str
+  memory_swap:
+    description:
+      - Memory plus swap limit, Docker's meaning.
+    type: str
+  cpus:
+    description:
+      - CPU quota in CPUs, for example V(0.5) for half of one CPU.
+    type: float
+  cpu_weight:
+    description:
+      - Relative CPU weight, 1 to 10000 (cgroup v2 scale; converted on v1).
+    type: int
+  pids_limit:
+    description:
+      - Maximum number of processes (a fork bomb stops there).
+    type: int
+  cap_add:
+    description:
+      - Capabilities to add to Docker's default set, for example V(NET_ADMIN); V(ALL) adds every one.
+    type: list
+    elements: str
+  cap_drop:
+    description:
+      - Capabilities to remove from Docker's default set; V(ALL) removes every one.
+    type: list
+    elements: str
+  no_new_privileges:
+    description:
+      - Set C(no_new_privs) so setuid binaries and file capabilities can't raise privileges.
+    type: bool
+    default: true
+  privileged:
+    description:
+      - Every capability, no masked or read-only paths, writable C(/sys). C(/dev) stays minimal.
+    type: bool
+    default: false
+  ulimits:
+    description:
+      - Resource limits C(name=soft[:hard]) (Docker's C(--ulimit)), for example V(nofile=1024:2048).
+    type: list
+    elements: str
+  rootfs_mode:
+    description:
+      - V(auto) mounts overlayfs over the layer folders and falls back to a copy when that fails;
+        V(overlay) fails instead; V(copy) always copies the layers into the container's folder.
+    type: str
+    choices: [auto, overlay, copy]
+    default: auto
+  log_max_size:
+    description:
+      - Size at which a detached container's C(stdout.log) or C(stderr.log) is rotated (one old file is kept).
+    type: str
+    default: 10m
+notes:
+  - Runs as root. Containers need the kernel's namespaces and overlayfs; cgroup limits work on v1, v2 and hybrid
+    hosts.
+  - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
+    other codes.
+  - User namespaces (rootless containers) are not implemented yet.
+seealso:
+  - module: dockerless.containers.container_info
+  - module: dockerless.containers.image_pull
+  - module: dockerless.containers.cgroup_limit
+author:
+  - dockerless.containers contributors
+"""
+
+EXAMPLES = r"""
+- name: Run a command in alpine once and use its output
+  dockerless.containers.container_run:
+    image: alpine:3.20
+    command: [cat, /etc/alpine-release]
+  register: release
+
+- name: A long-running service with limits, restarted when it fails
+  dockerless.containers.container_run:
+    name: web
+    image: 127.0.0.1:5000/team/web:1
+    env:
+      PORT: "8080"
+    network: host
+    volumes:
+      - /srv/web/data:/data
+    memory: 256m
+    cpus: 0.5
+    pids_limit: 200
+    restart_policy: on-failure
+
+- name: Stop it
+  dockerless.containers.container_run:
+    name: web
+    state: stopped
+
+- name: Remove it, with its writable layer and logs
+  dockerless.containers.container_run:
+    name: web
+    state: absent
+
+- name: Accept exit code 1 from a check
+  dockerless.containers.container_run:
+    image: busybox
+    command: sh -c 'test -f /etc/os-release'
+  register: check
+  failed_when: check.rc not in [0, 1]
+
+- name: The filesystem of an image only, like chroot
+  dockerless.containers.container_run:
+    image: debian:12
+    isolation: chroot
+    command: [dpkg, -l]
+"""
+
+RETURN = r"""
+rc:
+  description: Exit code of the command (128 + signal number when it was killed, 137 for SIGKILL and OOM kills).
+  returned: when the command ran in the foreground
+  type: int
+  sample: 0
+stdout:
+  description: Standard output of the command.
+  returned: when the command ran in the foreground
+  type: str
+  sample: "3.20.3\n"
+stderr:
+  description: Standard error of the command.
+  returned: when the command ran in the foreground
+  type: str
+  sample: ""
+stdout_lines:
+  description: O(ignore:stdout) split into lines.
+  returned: when the command ran in the foreground
+  type: list
+  elements: str
+  sample: ["3.20.3"]
+stderr_lines:
+  description: RV(stderr) split into lines.
+  returned: when the command ran in the foreground
+  type: list
+  elements: str
+  sample: []
+timed_out:
+  description: The run took longer than O(run_timeout) and the container was killed.
+  returned: when the command ran in the foreground
+  type: bool
+  sample: false
+oom_killed:
+  description: The kernel's OOM killer killed a process of the container (memory limit reached).
+  returned: when the command ran in the foreground
+  type: bool
+  sample: false
+container:
+  description: The container after the task (for O(state=absent), before it was removed).
+  returned: always
+  type: dict
+  sample:
+    name: web
+    id: 0f9f1c48874251ce174e29fa36c53bbe87e06e58861f550dc7518c4e7462dc54
+    state: running
+    running: true
+    pid: 31667
+    supervisor_pid: 31664
+    exit_code: null
+    oom_killed: false
+    started_at: "2026-11-28T07:59:25.147681Z"
+    finished_at: null
+    restart_count: 0
+    image: 127.0.0.1:5000/team/web:1
+    image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
+    rootfs_mode: overlay
+    cgroup: dockerless/web
+    capabilities: [CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
+                   CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE,
+                   CAP_SETFCAP]
+    log_paths:
+      stdout: /var/lib/dockerless/containers/web/stdout.log
+      stderr: /var/lib/dockerless/containers/web/stderr.log
+actions:
+  description: What was done, or would be done in check mode.
+  returned: always
+  type: list
+  elements: str
+  sample: ["stop", "remove", "create", "start"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dockerless.containers.plugins.module_utils.common import (
+    REGISTRY_ARGS,
+    STORE_ARGS,
+    registry_options,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, image_for_run
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
+    ALL_NAMESPACES,
+    build_spec,
+    validate_name,
+)
+
+LIMIT_OPTIONS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
+
+
+def _spec(params: dict, image) -> object:
+    record = image.record
+    return build_spec(
+        image_config=(record.config.get("config") or {}) if record else {},
+        lower_dirs=image.lower_dirs or ["/nonexistent-until-pulled"],
+        image=image.name,
+        image_digest=record.digest if record else None,
+        diff_ids=[layer["diff_id"] for layer in record.layers] if record else [],
+        command=params["command"], entrypoint=params["entrypoint"], env=params["env"], workdir=params["workdir"],
+        user=params["user"], hostname=params["hostname"], name=params["name"], namespaces=params["namespaces"],
+        network=params["network"], volumes=params["volumes"], tmpfs=params["tmpfs"], read_only=params["read_only"],
+        limits={k: params[k] for k in LIMIT_OPTIONS if params[k] is not None}, cap_add=params["cap_add"],
+        cap_drop=params["cap_drop"], no_new_privileges=params["no_new_privileges"], privileged=params["privileged"],
+        isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
+        stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"],
+    )
+
+
+def _output(rc: int, stdout: bytes, stderr: bytes) -> dict:
+    out = stdout.decode("utf-8", "replace")
+    err = stderr.decode("utf-8", "replace")
+    return dict(rc=rc, stdout=out, stderr=err, stdout_lines=out.splitlines(), stderr_lines=err.splitlines())
+
+
+def _fail_on_rc(module: AnsibleModule, result: dict, what: str) -> None:
+    if result.get("timed_out"):
+        module.fail_json(msg=f"{what}: timed out after {module.params['run_timeout']}s; the container was killed. "
+                             "Raise run_timeout or check the command.", **result)
+    if result["rc"] != 0:
+        msg = "non-zero return code"
+        if result.get("oom_killed"):
+            msg += f" (the kernel's OOM killer ended it: memory limit {module.params['memory']}). Raise 'memory'."
+        module.fail_json(msg=msg, **result)
+
+
+def run_one_shot(module: AnsibleModule, runtime: Runtime, image) -> None:
+    params = module.params
+    if image.record is None:  # check mode, the image would be pulled first: nothing more is known
+        module.exit_json(changed=True, actions=[f"pull {image.name}", f"run in {image.name}"],
+                         container={"id": None, "image": image.name})
+    spec = _spec(params, image)
+    result = dict(changed=True, actions=[f"run {spec.argv!r} in {image.name}"], container={
+        "id": None, "image": image.name, "image_digest": spec.image_digest, "command": spec.argv,
+        "capabilities": spec.effective_capabilities()})
+    if image.would_pull:
+        result["actions"].insert(0, f"pull {image.name}")
+    if module.check_mode:
+        module.exit_json(**result)
+    run = runtime.run(spec, timeout=params["run_timeout"])
+    result["container"].update(id=run.id, pid=run.pid, rootfs_mode=run.rootfs_mode, cgroup=run.cgroup,
+                               state="exited", exit_code=run.rc, oom_killed=run.oom_killed)
+    result.update(_output(run.rc, run.stdout, run.stderr), timed_out=run.timed_out, oom_killed=run.oom_killed)
+    if run.truncated:
+        result["warnings"] = [f"{k} truncated: {n} bytes dropped" for k, n in run.truncated.items()]
+    _fail_on_rc(module, result, "container run")
+    module.exit_json(**result)
+
+
+def manage_named(module: AnsibleModule, runtime: Runtime, image, log_max: int) -> None:
+    params = module.params
+    name = params["name"]
+    pending = image is not None and image.record is None
+    spec = _spec(params, image) if image is not None and not pending else None
+    plan = runtime.plan(name, params["state"], spec, recreate=params["recreate"] or pending)
+    if pending:
+        # Check mode with the image still to pull: its digest and config are unknown, so a change is certain.
+        running = plan.before is not None and plan.before.running
+        plan.actions = (["stop"] if running else []) + (["remove"] if plan.before else []) + ["create"] + (
+            ["start"] if params["state"] == "started" else [])
+        plan.diff = {"image_digest": {"before": plan.before.spec.get("image_digest") if plan.before else None,
+                                      "after": "(to be pulled)"}}
+    actions = list(plan.actions)
+    if image is not None and image.would_pull and "create" in actions:
+        actions.insert(0, f"pull {image.name}")
+    before = plan.before.as_dict() if plan.before else None
+    diff = dict(before={"state": plan.before.state if plan.before else "absent"},
+                after={"state": {"started": "running", "stopped": "exited"}.get(params["state"], "absent")})
+    for key, change in plan.diff.items():
+        if plan.before is not None:
+            diff["before"][key] = change["before"]
+        diff["after"][key] = change["after"]
+    if plan.before is not None and not plan.changed:
+        diff["after"]["state"] = diff["before"]["state"]
+    result = dict(changed=plan.changed, actions=actions, diff=diff, container=before or {"name": name})
+    if module.check_mode:
+        module.exit_json(**result)
+    try:
+        after = runtime.apply(plan, log_max_size=log_max, stop_timeout=params["stop_timeout"])
+    except DockerlessError as exc:
+        module.fail_json(msg=str(exc), actions=actions)
+    if after is not None:
+        result["container"] = after.as_dict()
+    if params["detach"] is False and "start" in plan.actions:
+        try:
+            after = runtime.wait(name, params["run_timeout"])
+        except TimeoutError:
+            runtime.stop(name, 0)
+            after = runtime.inspect(name)
+            result["timed_out"] = True
+        stdout, stderr = runtime.logs(name)
+        rc = after.exit_code if after.exit_code is not None else -1
+        result.update(_output(rc, stdout, stderr), container=after.as_dict(), oom_killed=after.oom_killed)
+        result.setdefault("timed_out", False)
+        _fail_on_rc(module, result, f"container {name}")
+    module.exit_json(**result)
+
+
+def main() -> None:
+    argument_spec = dict(
+        image=dict(type="str"),
+        pull=dict(type="str", choices=["missing", "always", "never"], default="missing"),
+        command=dict(type="raw"),
+        entrypoint=dict(type="list", elements="str"),
+        env=dict(type="dict"),
+        workdir=dict(type="str"),
+        user=dict(type="str"),
+        hostname=dict(type="str"),
+        name=dict(type="str"),
+        state=dict(type="str", choices=["started", "stopped", "absent"], default="started"),
+        detach=dict(type="bool"),
+        restart_policy=dict(type="str", choices=["no", "on-failure", "always"], default="no"),
+        stop_timeout=dict(type="int", default=10),
+        recreate=dict(type="bool", default=False),
+        run_timeout=dict(type="float"),
+        isolation=dict(type="str", choices=["container", "chroot"], default="container"),
+        namespaces=dict(type="list", elements="str", choices=list(ALL_NAMESPACES), default=list(ALL_NAMESPACES)),
+        network=dict(type="str", choices=["none", "host"], default="none"),
+        volumes=dict(type="list", elements="str"),
+        tmpfs=dict(type="list", elements="str"),
+        read_only=dict(type="bool", default=False),
+        memory=dict(type="str"),
+        memory_swap=dict(type="str"),
+        cpus=dict(type="float"),
+        cpu_weight=dict(type="int"),
+        pids_limit=dict(type="int"),
+        cap_add=dict(type="list", elements="str"),
+        cap_drop=dict(type="list", elements="str"),
+        no_new_privileges=dict(type="bool", default=True),
+        privileged=dict(type="bool", default=False),
+        ulimits=dict(type="list", elements="str"),
+        rootfs_mode=dict(type="str", choices=["auto", "overlay", "copy"], default="auto"),
+        log_max_size=dict(type="str", default="10m"),
+        **REGISTRY_ARGS,
+        **STORE_ARGS,
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    name = params["name"]
+    try:
+        if name is None:
+            if params["state"] != "started":
+                module.fail_json(msg=f"state {params['state']} needs a container 'name'.")
+            if params["detach"]:
+                module.fail_json(msg="a detached container needs a 'name' to be managed by.")
+            if params["restart_policy"] != "no":
+                module.fail_json(msg="restart_policy applies to named, detached containers; set 'name'.")
+        else:
+            validate_name(name)
+            if params["detach"] is None:
+                params["detach"] = True
+            if not params["detach"] and params["restart_policy"] != "no":
+                module.fail_json(msg="detach: false waits for the container to exit; use restart_policy: 'no'.")
+        if not params["image"] and (name is None or params["state"] == "started"):
+            runtime = Runtime(params["store"])
+            if name is None or runtime.inspect(name) is None or params["recreate"]:
+                module.fail_json(msg="'image' is required to create a container.")
+        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import parse_size
+
+        log_max = parse_size(params["log_max_size"])
+        runtime = Runtime(params["store"])
+        image = None
+        if params["image"] and params["state"] != "absent":
+            image = image_for_run(params["store"], params["image"], params["pull"], registry_options(params),
+                                  check_mode=module.check_mode)
+        if name is None:
+            run_one_shot(module, runtime, image)
+        else:
+            manage_named(module, runtime, image, log_max)
+    except DockerlessError as exc:
+        module.fail_json(msg=str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""container_run and container_info run by ansible-playbook against localhost on the real kernel (root).
+
+The image is a busybox (Debian's busybox-static) image written into a fresh store with the store's own API:
+an uncompressed OCI layer blob, config and manifest, tagged, and its layer folder in place. Each test uses
+random container names and removes what it made; one playbook per scenario keeps the Ansible start-up cost
+down (check → real → idempotent check → idempotent real, each followed by asserts on the results).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+IMAGE = "127.0.0.1:5999/test/busybox:1"
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups"),
+    pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)"),
+]
+
+
+def make_busybox_rootfs(root: str) -> str:
+    for d in ("bin", "etc", "root", "tmp"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    os.chmod(os.path.join(root, "tmp"), 0o1777)
+    shutil.copy2(BUSYBOX, os.path.join(root, "bin", "busybox"))
+    for applet in subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split():
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(root, "bin", applet))
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    with open(os.path.join(root, "etc", "group"), "w") as f:
+        f.write("root:x:0:\nnogroup:x:65534:\n")
+    return root
+
+
+def add_image(store_root: str, name: str, rootfs: str, config: dict) -> str:
+    """Write ``rootfs`` as a one-layer OCI image named ``name`` into the store; returns the manifest digest."""
+    store = Store(store_root)
+    store.ensure()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(rootfs, arcname=".")
+    layer = buf.getvalue()
+    diff_id, size = store.put_blob(layer)
+    cfg = {"architecture": "amd64", "os": "linux", "config": config,
+           "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    cfg_digest, cfg_size = store.put_blob(json.dumps(cfg).encode())
+    manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                "config": {"mediaType": oci.OCI_CONFIG, "digest": cfg_digest, "size": cfg_size},
+                "layers": [{"mediaType": oci.OCI_LAYER_TAR, "digest": diff_id, "size": size}]}
+    body = json.dumps(manifest).encode()
+    digest, msize = store.put_blob(body)
+    store.tag(name, {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": msize})
+    if not store.has_layer(diff_id):
+        shutil.copytree(rootfs, store.layer_dir(diff_id), symlinks=True)
+    assert hashlib.sha256(layer).hexdigest() == diff_id.split(":")[1]
+    return digest
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("store"))
+    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
+    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin", "IMAGE_VAR=1"], "Cmd": ["/bin/sh"]})
+    return root
+
+
+@pytest.fixture
+def cleanup(store):
+    names: list[str] = []
+    yield names
+    runtime = Runtime(store)
+    for name in names:
+        runtime.remove(name)
+
+
+def test_one_shot_returns_output_like_command(store, run_module):
+    result = run_module("container_run", {"image": IMAGE, "store": store, "pull": "never",
+                                          "command": ["/bin/sh", "-c", "echo $IMAGE_VAR $FOO; hostname; echo e >&2"],
+                                          "env": {"FOO": "bar"}, "hostname": "one"})
+    assert not result["failed"], result["msg"]
+    assert result["changed"] is True
+    assert result["rc"] == 0
+    assert result["stdout_lines"] == ["1 bar", "one"]
+    assert result["stderr"] == "e\n"
+    assert result["container"]["rootfs_mode"] == "overlay"
+    assert result["container"]["image_digest"].startswith("sha256:")
+    assert os.listdir(os.path.join(store, "containers")) == []
+
+
+def test_one_shot_failures(store, run_playbook, tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    dockerless.containers.container_run: {{store: {store}, image: "{IMAGE}", pull: never}}
+  tasks:
+    - name: exit 3 fails the task
+      dockerless.containers.container_run: {{command: "sh -c 'echo out; exit 3'"}}
+      register: failing
+      ignore_errors: true
+    - name: failed_when accepts it
+      dockerless.containers.container_run: {{command: "sh -c 'exit 3'"}}
+      register: accepted
+      failed_when: accepted.rc not in [0, 3]
+    - name: timeout kills the container
+      dockerless.containers.container_run: {{command: [sleep, "60"], run_timeout: 1}}
+      register: slow
+      ignore_errors: true
+    - name: OOM is reported
+      dockerless.containers.container_run:
+        command: [dd, if=/dev/zero, of=/dev/null, bs=200M, count=1]
+        memory: 64m
+        memory_swap: 64m
+      register: oom
+      ignore_errors: true
+    - name: check mode does not run
+      dockerless.containers.container_run: {{command: [touch, /should-not-run]}}
+      check_mode: true
+      register: checked
+""")
+    run = run_playbook(playbook)
+    results = {t.task: t for t in run.tasks}
+    failing = results["exit 3 fails the task"]
+    assert failing.failed and failing.result["rc"] == 3 and failing.result["stdout"] == "out\n"
+    assert failing.result["msg"] == "non-zero return code"
+    accepted = results["failed_when accepts it"]
+    assert not accepted.failed and accepted.result["rc"] == 3
+    slow = results["timeout kills the container"]
+    assert slow.failed and slow.result["timed_out"] and slow.result["rc"] == 137
+    assert "timed out" in slow.result["msg"]
+    oom = results["OOM is reported"]
+    assert oom.failed and oom.result["oom_killed"] and oom.result["rc"] == 137
+    assert "OOM" in oom.result["msg"]
+    checked = results["check mode does not run"]
+    assert checked.result["changed"] and "rc" not in checked.result
+
+
+def test_detached_lifecycle_idempotence_and_check_mode(store, run_playbook, tmp_path, cleanup):
+    name = f"t-{secrets.token_hex(4)}"
+    cleanup.append(name)
+    playbook = tmp_path / "lifecycle.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  vars:
+    run: &run
+      name: {name}
+      store: {store}
+      image: "{IMAGE}"
+      pull: never
+      command: [sh, -c, 'trap "exit 0" TERM; echo started; while true; do sleep 0.2; done']
+      restart_policy: always
+      stop_timeout: 5
+      pids_limit: 50
+  tasks:
+    - name: start (check)
+      dockerless.containers.container_run: *run
+      check_mode: true
+      diff: true
+      register: start_check
+    - name: start
+      dockerless.containers.container_run: *run
+      register: start
+    - name: start again (check)
+      dockerless.containers.container_run: *run
+      check_mode: true
+      register: again_check
+    - name: start again
+      dockerless.containers.container_run: *run
+      register: again
+    - name: info
+      dockerless.containers.container_info: {{store: {store}, name: {name}, logs: 10, stats: true}}
+      register: info
+    - name: kill the container's PID 1 behind the supervisor's back
+      ansible.builtin.command: kill -9 {{{{ start.container.pid }}}}
+    - name: wait for the restart
+      dockerless.containers.container_info: {{store: {store}, name: {name}}}
+      register: restarted
+      until: restarted.containers[0].restart_count >= 1 and restarted.containers[0].state == 'running'
+      retries: 50
+      delay: 0.2
+    - name: stop
+      dockerless.containers.container_run: {{<<: *run, state: stopped}}
+      register: stop
+    - name: stop again
+      dockerless.containers.container_run: {{<<: *run, state: stopped}}
+      register: stop_again
+    - name: start after stop
+      dockerless.containers.container_run: *run
+      register: restart
+    - name: change the environment (check, diff)
+      dockerless.containers.container_run: {{<<: *run, env: {{A: "1"}}}}
+      check_mode: true
+      diff: true
+      register: recreate_check
+    - name: change the environment
+      dockerless.containers.container_run: {{<<: *run, env: {{A: "1"}}}}
+      register: recreate
+    - name: remove (check)
+      dockerless.containers.container_run: {{name: {name}, store: {store}, state: absent}}
+      check_mode: true
+      register: remove_check
+    - name: remove
+      dockerless.containers.container_run: {{name: {name}, store: {store}, state: absent}}
+      register: remove
+    - name: remove again
+      dockerless.containers.container_run: {{name: {name}, store: {store}, state: absent}}
+      register: remove_again
+    - name: info after removal
+      dockerless.containers.container_info: {{store: {store}, name: {name}}}
+      register: gone
+""")
+    run = run_playbook(playbook)
+    r = {t.task: t.result for t in run.tasks}
+    assert not run.failed, [(t.task, t.result.get("msg")) for t in run.tasks if t.failed]
+    assert r["start (check)"]["changed"] and r["start (check)"]["actions"] == ["create", "start"]
+    assert r["start (check)"]["diff"]["before"]["state"] == "absent"
+    assert r["start"]["changed"] and r["start"]["container"]["state"] == "running"
+    pid = r["start"]["container"]["pid"]
+    assert r["start again (check)"]["changed"] is False
+    assert r["start again"]["changed"] is False and r["start again"]["container"]["pid"] == pid
+    info = r["info"]["containers"][0]
+    assert info["running"] and info["pid"] == pid and info["stdout_lines"] == ["started"]
+    assert info["cgroup"] == f"dockerless/{name}" and info["stats"]["pids_current"] >= 1
+    restarted = r["wait for the restart"]["containers"][0]
+    assert restarted["pid"] != pid and restarted["restart_count"] >= 1
+    assert r["stop"]["changed"] and r["stop"]["container"]["state"] == "exited"
+    assert r["stop"]["container"]["exit_code"] == 0          # SIGTERM reached PID 1, whose trap exited
+    assert r["stop again"]["changed"] is False
+    assert r["start after stop"]["changed"] and r["start after stop"]["container"]["running"]
+    check = r["change the environment (check, diff)"]
+    assert check["changed"] and check["actions"] == ["stop", "remove", "create", "start"]
+    assert check["diff"]["before"]["env"] == {"PATH": "/bin", "IMAGE_VAR": "1"}
+    assert check["diff"]["after"]["env"] == {"PATH": "/bin", "IMAGE_VAR": "1", "A": "1"}
+    assert set(check["diff"]["after"]) == {"state", "env"}
+    assert r["change the environment"]["container"]["id"] != r["start"]["container"]["id"]
+    assert r["remove (check)"]["changed"] and r["remove"]["changed"]
+    assert r["remove again"]["changed"] is False
+    assert r["info after removal"]["exists"] is False
+    assert not os.path.exists(os.path.join(store, "containers", name))
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/dockerless/{name}")
+
+
+def test_named_foreground_supervision_logs_and_bad_parameters(store, run_playbook, tmp_path, cleanup):
+    fg, logged = f"fg-{secrets.token_hex(4)}", f"log-{secrets.token_hex(4)}"
+    cleanup.extend([fg, logged])
+    playbook = tmp_path / "misc.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    dockerless.containers.container_run: {{store: {store}, image: "{IMAGE}", pull: never}}
+  tasks:
+    - name: named foreground
+      dockerless.containers.container_run:
+        name: {fg}
+        detach: false
+        command: [sh, -c, 'echo hello; echo oops >&2']
+      register: fg
+    - name: its logs
+      dockerless.containers.container_info: {{store: {store}, name: {fg}, logs: 5}}
+      register: fg_info
+    - name: a chatty detached container
+      dockerless.containers.container_run:
+        name: {logged}
+        log_max_size: 8k
+        stop_timeout: 1
+        command: [sh, -c, 'i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; sleep 60']
+      register: logged
+    - name: workdir under /proc
+      dockerless.containers.container_run: {{command: [true], workdir: /proc/self/fd/5}}
+      register: bad_workdir
+      ignore_errors: true
+    - name: no image
+      dockerless.containers.container_run: {{image: null, command: [true]}}
+      register: no_image
+      ignore_errors: true
+    - name: user out of range
+      dockerless.containers.container_run: {{command: true, user: "4294967295"}}
+      register: bad_user
+      ignore_errors: true
+""")
+    run = run_playbook(playbook)
+    r = {t.task: t.result for t in run.tasks}
+    fg_result = r["named foreground"]
+    assert not fg_result.get("failed"), fg_result.get("msg")
+    assert fg_result["rc"] == 0 and fg_result["stdout"] == "hello\n" and fg_result["stderr"] == "oops\n"
+    assert fg_result["container"]["state"] == "exited" and fg_result["container"]["exit_code"] == 0
+    assert r["its logs"]["containers"][0]["stdout_lines"] == ["hello"]
+
+    supervisor = r["a chatty detached container"]["container"]["supervisor_pid"]
+    # ansible-playbook and the module are gone; the supervisor still runs the container.
+    assert os.path.exists(f"/proc/{supervisor}")
+    log = os.path.join(store, "containers", logged, "stdout.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not os.path.exists(log + ".1"):
+        time.sleep(0.1)
+    assert os.path.getsize(log) <= 8192 and os.path.getsize(log + ".1") <= 8192
+    # Nothing of Ansible's (its result pipe, the module's files) leaked into the supervisor: its pipes are its
+    # wake-up pipe (both ends) and the read ends of the container's stdout and stderr, nothing else.
+    targets = [os.readlink(f"/proc/{supervisor}/fd/{fd}") for fd in os.listdir(f"/proc/{supervisor}/fd")]
+    assert not any("ansible" in t.lower() for t in targets), targets
+    pipes = [t for t in targets if t.startswith("pipe:")]
+    assert len(pipes) == 4 and len(set(pipes)) == 3, targets
+    assert os.readlink(f"/proc/{supervisor}/fd/1") == "/dev/null"
+
+    assert "under /proc" in r["workdir under /proc"]["msg"]
+    assert "'image' is required" in r["no image"]["msg"]
+    assert "out of range" in r["user out of range"]["msg"]
