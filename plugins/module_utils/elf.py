@@ -289,7 +289,7 @@ def _parse(r: _Reader) -> ElfInfo:
         strtab = next((v for t, v in tags if t == DT_STRTAB), None)
         strsz = next((v for t, v in tags if t == DT_STRSZ), None)
         string_tags = {DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH}
-        if any(t in string_tags for t, _ in tags):
+        if any(t in string_tags for t, _v in tags):
             if strtab is None:
                 raise _fail(path, "dynamic section without DT_STRTAB")
             str_off = _vaddr_to_offset(loads, strtab)

@@ -378,9 +378,9 @@ class _ZstdProcess:
 
     def _pump(self) -> None:
         try:
-            assert self.proc.stdout is not None
-            while True:
-                chunk = self.proc.stdout.read(CHUNK)
+            stdout = self.proc.stdout
+            while stdout is not None:
+                chunk = stdout.read(CHUNK)
                 if not chunk:
                     break
                 self.out.write(chunk)
@@ -388,7 +388,8 @@ class _ZstdProcess:
             self.error = exc
 
     def write(self, data) -> int:
-        assert self.proc.stdin is not None
+        if self.proc.stdin is None:
+            raise DockerlessError("compressing with zstd: no pipe to the zstd command (internal error)")
         try:
             self.proc.stdin.write(data)
         except BrokenPipeError:
