@@ -32,7 +32,7 @@ options:
 seealso:
   - module: dockerless.containers.image_pull
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""

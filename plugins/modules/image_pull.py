@@ -61,7 +61,7 @@ seealso:
   - module: dockerless.containers.image_info
   - module: dockerless.containers.image_push
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""
