@@ -247,6 +247,7 @@ class Runtime:
             return info
         outcome = runtime_supervisor.launch(info.path)
         if "error" in outcome:
+            self._wait_unlocked(info.path, 10)  # it records the failure, then ends
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
         return self._require(name)
 

@@ -416,3 +416,21 @@ def test_rootfs_entries_keep_their_modes(runtime, rootfs):
     assert result.stdout.decode().strip() == "1777"
     assert stat.S_IMODE(os.stat(os.path.join(rootfs, "tmp")).st_mode) == 0o1777
     assert re.match(r"^\d+$", result.stdout.decode().strip())
+
+
+def test_cpus_quota_holds_a_busy_loop(runtime, rootfs):
+    # A busy loop for 2 s under cpus=0.5: the CFS quota is set in the container's cgroup and the loop gets at
+    # most ~half of one CPU. (On a loaded host it may get less; the bound is what the limit guarantees.)
+    script = (
+        "(while :; do :; done) & read up1 rest < /proc/uptime; sleep 2; read up2 rest < /proc/uptime; "
+        "if [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then read q < /sys/fs/cgroup/cpu/cpu.cfs_quota_us; "
+        "read ns < /sys/fs/cgroup/cpuacct/cpuacct.usage; echo \"$q $ns\"; "
+        "else read q p < /sys/fs/cgroup/cpu.max; while read k v; do [ $k = usage_usec ] && echo \"$q ${v}000\"; "
+        "done < /sys/fs/cgroup/cpu.stat; fi; echo \"$up1 $up2\""
+    )
+    result = run(runtime, rootfs, ["/bin/sh", "-c", script], limits={"cpus": 0.5})
+    assert result.rc == 0, result.stderr
+    (quota, used_ns), (up1, up2) = (line.split() for line in result.stdout.decode().splitlines())
+    assert int(quota) == 50000
+    share = int(used_ns) / 1e9 / (float(up2) - float(up1))
+    assert 0.01 < share <= 0.6, share
