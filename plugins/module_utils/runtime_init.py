@@ -550,13 +550,13 @@ def _real_dir(root: str, name: str, image: str) -> str:
     return path
 
 
-def _mount_rootfs(rootfs: dict, cid: str) -> str:
+def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     target = rootfs["mountpoint"]
     _mkdir_p(target, 0o700)
     mode = rootfs.get("mode") or "auto"
     if mode in ("auto", "overlay"):
         try:
-            _mount_overlay(rootfs["lower"], rootfs["upper"], rootfs["work"], target)
+            _mount_overlay(rootfs["lower"], rootfs["upper"], rootfs["work"], target, nodev)
             return "overlay"
         except OSError as exc:
             if mode == "overlay":
@@ -572,10 +572,13 @@ def _mount_rootfs(rootfs: dict, cid: str) -> str:
                 pass
     # pivot_root needs a mount point: bind the copy onto the mount target.
     _mount(copy, target, None, linux.MS_BIND | linux.MS_REC, None, f"container {cid}: binding the rootfs copy")
+    if nodev:
+        _mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | nodev | linux.mount_flags_of(target), None,
+               f"container {cid}: remounting the rootfs copy nodev")
     return "copy"
 
 
-def _mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
+def _mount_overlay(lower: list[str], upper: str, work: str, target: str, flags: int = 0) -> None:
     """overlayfs with lowerdir top→bottom. Lower dirs sharing one parent (the store's layers/sha256) are
     given relative to it: the whole option string must fit in one page (4096 bytes)."""
     for path in [upper, work] + list(lower):
@@ -593,7 +596,7 @@ def _mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None
     if len(data) >= 4000:
         raise RuntimeSetupError(f"{len(lower)} layers don't fit in overlayfs' mount options ({len(data)} bytes). "
                                 "Squash the image into fewer layers.")
-    linux.mount("overlay", target, "overlay", 0, data)
+    linux.mount("overlay", target, "overlay", flags, data)
 
 
 def _cgroup_mounts() -> list[tuple[str, str, str]]:
@@ -646,15 +649,21 @@ def _mount_cgroups(root: str, flags: int) -> None:
                | linux.MS_NODEV, "mode=755", "remounting /sys/fs/cgroup read-only")
 
 
-def _make_dev(root: str) -> None:
+def _make_dev(root: str, nodev: int) -> None:
+    """/dev as a tmpfs with the standard devices. Without a devices cgroup (Docker has one; v2 needs eBPF), the
+    allow-list is made with ``nodev``: the tmpfs is nodev, so a node created inside with CAP_MKNOD can't be
+    opened, and the standard devices are bind mounts of the host's nodes, which keep their own mount flags."""
     dev = os.path.join(root, "dev")
-    _mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k", "mounting /dev")
+    _mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME | nodev, "mode=755,size=65536k",
+           "mounting /dev")
     for name, major, minor in DEVICES:
         path = os.path.join(dev, name)
         try:
+            if nodev:
+                raise PermissionError
             os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
         except PermissionError:
-            # No mknod in a user namespace: bind the host's node instead (runc does the same).
+            # On a nodev /dev, or without mknod (user namespace): bind the host's node (runc does the latter).
             with open(path, "w"):
                 pass
             _mount("/dev/" + name, path, None, linux.MS_BIND, None, f"binding /dev/{name}")
@@ -682,7 +691,7 @@ def _make_dev(root: str) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
-def _mount_volume(root: str, vol: dict, cid: str) -> None:
+def _mount_volume(root: str, vol: dict, cid: str, nodev: int) -> None:
     source = vol["source"]
     target = secure_join(root, vol["target"])
     try:
@@ -698,10 +707,11 @@ def _mount_volume(root: str, vol: dict, cid: str) -> None:
         raise RuntimeSetupError(f"container {cid}: creating the mount point {vol['target']}: {exc}") from None
     what = f"container {cid}: binding volume {source} on {vol['target']}"
     _mount(source, target, None, linux.MS_BIND | linux.MS_REC, None, what)
-    if vol.get("read_only"):
-        with _Step(what + " read-only"):
+    extra = nodev | (linux.MS_RDONLY if vol.get("read_only") else 0)
+    if extra:
+        with _Step(what + (" read-only" if vol.get("read_only") else " nodev")):
             kept = linux.mount_flags_of(target)
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | kept, None)
+            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | extra | kept, None)
 
 
 def _mount_tmpfs(root: str, entry: dict, cid: str) -> None:
@@ -828,12 +838,13 @@ def _init(config: dict, status_w: int) -> None:
     container = config.get("isolation", "container") == "container"
     privileged = bool(config.get("privileged"))
     ro = 0 if privileged else linux.MS_RDONLY
+    nodev = 0 if privileged else linux.MS_NODEV
 
     if "mount" in namespaces:
         # Nothing mounted from here on may propagate back to the host.
         _mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE, None, "making / private")
     rootfs = config["rootfs"]
-    mode = _mount_rootfs(rootfs, cid)
+    mode = _mount_rootfs(rootfs, cid, nodev)
     _report(status_w, rootfs=mode)
     root = rootfs["mountpoint"]
     image = config.get("image") or cid
@@ -842,7 +853,7 @@ def _init(config: dict, status_w: int) -> None:
     _real_dir(root, "dev", image)
     sys_dir = _real_dir(root, "sys", image)
     _mount("proc", proc, "proc", linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV, None, "mounting /proc")
-    _make_dev(root)
+    _make_dev(root, nodev)
     sys_flags = linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV | ro
     try:
         linux.mount("sysfs", sys_dir, "sysfs", sys_flags, None)
@@ -858,7 +869,7 @@ def _init(config: dict, status_w: int) -> None:
     mounts = [("v", v) for v in config.get("volumes") or ()] + [("t", t) for t in config.get("tmpfs") or ()]
     for kind, entry in sorted(mounts, key=lambda m: os.path.normpath(m[1]["target"]).count("/")):
         if kind == "v":
-            _mount_volume(root, entry, cid)
+            _mount_volume(root, entry, cid, nodev)
         else:
             _mount_tmpfs(root, entry, cid)
 

@@ -434,3 +434,21 @@ def test_cpus_quota_holds_a_busy_loop(runtime, rootfs):
     assert int(quota) == 50000
     share = int(used_ns) / 1e9 / (float(up2) - float(up1))
     assert 0.01 < share <= 0.6, share
+
+
+def test_device_nodes_made_inside_are_unusable(runtime, rootfs, tmp_path):
+    # CAP_MKNOD is in Docker's set; without a devices cgroup the host's disk must still be out of reach.
+    disk = os.stat("/").st_dev
+    major, minor = os.major(disk), os.minor(disk)
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    script = "".join(
+        f"mknod {d}/disk b {major} {minor} && (head -c 1 {d}/disk > /dev/null) 2>&1 | sed 's|^|{d}: |'; "
+        for d in ("/tmp", "/dev", "/vol", "/dev/shm"))
+    script += "echo -n x > /dev/null && head -c 1 /dev/zero | wc -c"
+    result = run(runtime, rootfs, ["/bin/sh", "-c", script], volumes=[f"{vol}:/vol"])
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 5, (lines, result.stderr)
+    for line in lines[:4]:
+        assert "Permission denied" in line, line
+    assert lines[4].strip() == "1"        # the standard devices work
