@@ -246,6 +246,10 @@ class _TooLarge(RegistryError):
     """Internal: a capped body went over its cap."""
 
 
+class _BrokenRead(RegistryError):
+    """Internal: the connection broke while a capped body was read (a fresh request may succeed)."""
+
+
 class _RestartUpload(Exception):
     """Internal: the upload session failed in a way a fresh session may fix (5xx, reset, expired token)."""
 
@@ -717,8 +721,8 @@ class RegistryClient:
                     raise _TooLarge(f"{op}: the {what} is over the {cap}-byte limit; refusing it.",
                                     status=resp.status_code)
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
-            raise RegistryError(f"{op}: the connection broke while reading the {what} "
-                                f"({self._describe_exc(exc)}). Try again.", status=resp.status_code) from None
+            raise _BrokenRead(f"{op}: the connection broke while reading the {what} "
+                              f"({self._describe_exc(exc)}). Check the network, then try again.") from None
         return bytes(buf)
 
     def _error_document(self, resp: Any) -> tuple[tuple[str, ...], list[str], bool]:
@@ -850,15 +854,26 @@ class RegistryClient:
         self._check_repository(repository)
         self._check_reference(reference)
         op = f"getting manifest {self._name(repository, reference)}"
-        resp = self._send("GET", self._url(repository, "manifests", reference), op,
-                          atoms=repository_scope(repository, "pull"), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
-                          follow_redirects=True)
-        with contextlib.closing(resp):
-            if resp.status_code != 200:
-                self._raise_for(resp, op, "manifest")
-            body = self._read_capped(resp, max_size, op, "manifest")
-            media_type = _media_type(resp.headers.get("Content-Type"))
-            header_digest = resp.headers.get("Docker-Content-Digest")
+        attempt = 0
+        while True:
+            resp = self._send("GET", self._url(repository, "manifests", reference), op,
+                              atoms=repository_scope(repository, "pull"),
+                              headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}, follow_redirects=True)
+            with contextlib.closing(resp):
+                if resp.status_code != 200:
+                    self._raise_for(resp, op, "manifest")
+                try:
+                    body = self._read_capped(resp, max_size, op, "manifest")
+                except _BrokenRead:
+                    # A GET can be sent again; the partial body is dropped, never used.
+                    if attempt >= self.max_retries:
+                        raise
+                    self._sleep_backoff(attempt)
+                    attempt += 1
+                    continue
+                media_type = _media_type(resp.headers.get("Content-Type"))
+                header_digest = resp.headers.get("Docker-Content-Digest")
+            break
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if ":" in reference and digest != reference:
             raise DigestMismatchError(

@@ -422,13 +422,25 @@ def test_5xx_retries_are_bounded(server, status):
     assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 4
 
 
-def test_connection_reset_is_retried(server):
+def test_connection_reset_mid_manifest_is_retried(server):
     server.on("GET", "/v2/app/manifests/1", Reply(200, {}, b"x" * 100, content_length=5000, cut_after=10), times=1)
     server.on("GET", "/v2/app/manifests/1", manifest_reply())
-    # A reset while reading a manifest body is reported, not silently retried with a partial document.
-    with pytest.raises(RegistryError, match="connection broke while reading the manifest"):
-        make_client(server).get_manifest("app", "1")
     assert make_client(server).get_manifest("app", "1")[2] == MANIFEST_DIGEST
+    assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 2
+
+
+def test_connection_resets_mid_manifest_are_bounded(server):
+    server.on("GET", "/v2/app/manifests/1", Reply(200, {}, b"x" * 100, content_length=5000, cut_after=10))
+    with pytest.raises(RegistryError, match="connection broke while reading the manifest"):
+        make_client(server, max_retries=2).get_manifest("app", "1")
+    assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 3
+
+
+def test_connection_reset_before_answer_is_retried(server):
+    server.on("GET", "/v2/app/manifests/1", Reply(status=0), times=2)
+    server.on("GET", "/v2/app/manifests/1", manifest_reply())
+    assert make_client(server).get_manifest("app", "1")[2] == MANIFEST_DIGEST
+    assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 3
 
 
 @pytest.mark.parametrize("status,code,exc,text", [
