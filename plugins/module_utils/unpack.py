@@ -568,7 +568,7 @@ def _pax_time_ns(value: bytes, key: bytes, label: str) -> int:
     neg = text.startswith(b"-")
     if neg:
         text = text[1:]
-    whole, _, frac = text.partition(b".")
+    whole, _dot, frac = text.partition(b".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or len(whole) > 18:
         raise UnpackError(
             f"{label}: bad PAX record {key.decode('ascii', 'replace')}={value[:32]!r}. The layer is malformed or hostile."
@@ -725,7 +725,11 @@ class _Extractor:
         self.egid = os.getegid()
         self.umask = _read_umask()
         st = os.fstat(root)
-        self.root_sgid = st.st_gid if st.st_mode & stat.S_ISGID else None
+        if stat.S_IMODE(st.st_mode) != 0o755:
+            # The layer root is the overlay lower dir's root and so the container's "/": 0755 unless the tar
+            # has a "./" entry, whatever mode the caller's (temporary) directory was created with.
+            os.fchmod(root, 0o755)
+        self.root_sgid = None
         # lexical dir path -> (fd, resolved components, gid a new child inherits if the dir is setgid, else None)
         self.cache: dict[bytes, tuple[int, tuple[bytes, ...], int | None]] = {}
         # A quarter of the soft fd limit (at most 4096): enough to keep every directory of a usual layer open
@@ -1166,6 +1170,15 @@ class _Extractor:
         pfd, _res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
         perm = m.mode & 0o777
+        if not m.size and segments is None:
+            # Empty file: mknod(S_IFREG) + utimensat are two syscalls where open/futimens/close are three.
+            try:
+                os.mknod(name, stat.S_IFREG | perm, 0, dir_fd=pfd)
+            except FileExistsError:
+                self.replace(pfd, name)
+                os.mknod(name, stat.S_IFREG | perm, 0, dir_fd=pfd)
+            self.meta_path(pfd, name, m, sgid, is_link=False)
+            return
         try:
             fd = os.open(name, _O_NEW, perm, dir_fd=pfd)
         except FileExistsError:
@@ -1290,7 +1303,7 @@ class _Extractor:
         if not key:
             self.root_sgid = self.child_gid(m)
 
-    def xattrs(self, target: int | str, m: _Member, follow: bool = True) -> None:
+    def xattrs(self, target: int | str, m: _Member, follow: bool = True, on_link: bool = False) -> None:
         for key, value in m.xattrs or ():
             if key.startswith(_FORBIDDEN_XATTR_PREFIXES):
                 raise self.fail(
@@ -1300,8 +1313,8 @@ class _Extractor:
             if not self.as_root and not key.startswith(b"user."):
                 self.note("extended attributes outside user.* need root")
                 continue
-            if not follow and key.startswith(b"user."):
-                self.note("user.* extended attributes exist only on files and directories")
+            if on_link and key.startswith(b"user."):
+                self.note("user.* extended attributes can't be set on symlinks")
                 continue
             try:
                 os.setxattr(target, key, value, follow_symlinks=follow)
@@ -1326,7 +1339,8 @@ class _Extractor:
         self.meta_path(pfd, name, m, sgid, is_link=True)
 
     def meta_path(self, pfd: int, name: bytes, m: _Member, sgid: int | None, is_link: bool) -> None:
-        """Metadata of an object we just created and can't open (symlink, device, fifo), never following links."""
+        """Metadata of an object we just created without an fd (symlink, device, fifo, empty file), never
+        following links."""
         if self.as_root and (m.uid, m.gid) != self.new_owner(sgid):
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
             chowned = True
@@ -1335,11 +1349,11 @@ class _Extractor:
         if not is_link:
             want = self.want_mode(m.mode, False)
             if want != (m.mode & 0o777 & ~self.umask) or (chowned and want & 0o7000):
-                # We created this fifo/device a moment ago in a tree nobody else writes: it is not a link, so
+                # We created this object a moment ago in a tree nobody else writes: it is not a link, so
                 # fchmodat (which Linux can't do with AT_SYMLINK_NOFOLLOW) follows nothing.
                 os.chmod(name, want, dir_fd=pfd)
         if m.xattrs:
-            self.xattrs(f"/proc/self/fd/{pfd}/{os.fsdecode(name)}", m, follow=False)
+            self.xattrs(f"/proc/self/fd/{pfd}/{os.fsdecode(name)}", m, follow=False, on_link=is_link)
         mt = _clamp_ns(m.mtime_ns)
         at = mt if m.atime_ns is None else _clamp_ns(m.atime_ns)
         os.utime(name, ns=(at, mt), dir_fd=pfd, follow_symlinks=False)

@@ -191,7 +191,7 @@ def test_later_entries_replace_earlier_ones(tmp_path):
         (MEDIA_TYPE_TAR_GZIP, lambda b: gzip.compress(b, 6)),
         (MEDIA_TYPE_DOCKER_GZIP, lambda b: gzip.compress(b, 1)),
         (MEDIA_TYPE_TAR_ZSTD, lambda b: subprocess.run(["zstd", "-q", "-c"], input=b, stdout=subprocess.PIPE, check=True).stdout),
-        (MEDIA_TYPE_TAR_GZIP + "; charset=binary", lambda b: gzip.compress(b)),
+        (MEDIA_TYPE_TAR_GZIP + "; charset=binary", gzip.compress),
     ],
 )
 def test_media_types_and_diff_id(tmp_path, media, compress):
@@ -227,7 +227,9 @@ def test_bad_gzip_is_rejected(tmp_path, blob, match):
 
 
 def test_bad_zstd_is_rejected(tmp_path):
-    good = subprocess.run(["zstd", "-q", "-c"], input=tar_bytes(E("f", data=b"f" * 10000)), stdout=subprocess.PIPE).stdout
+    good = subprocess.run(
+        ["zstd", "-q", "-c"], input=tar_bytes(E("f", data=b"f" * 10000)), stdout=subprocess.PIPE, check=True
+    ).stdout
     for blob in (good[:-6], b"\x28\xb5\x2f\xfd" + b"\x00" * 30, b"not zstd at all"):
         with pytest.raises(UnpackError, match="zstd failed"):
             extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_ZSTD)
@@ -309,6 +311,31 @@ def test_dest_must_be_empty_or_missing(tmp_path):
     assert (tmp_path / "empty/f").read_bytes() == b"1"
 
 
+def test_layer_root_mode(tmp_path):
+    (tmp_path / "private").mkdir(mode=0o700)
+    extract(tar_bytes(E("f", data=b"1")), tmp_path / "private")
+    assert stat.S_IMODE(os.stat(tmp_path / "private").st_mode) == 0o755  # not the caller's temporary 0700
+    extract(tar_bytes(E("./", "d", mode=0o750, mtime=T0 - 9), E("f", data=b"1")), tmp_path / "explicit")
+    st = os.stat(tmp_path / "explicit")
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o750, T0 - 9)
+
+
+def test_empty_files_get_their_metadata(tmp_path):
+    data = tar_bytes(
+        E("e1", mode=0o600, mtime=T0 - 1),
+        E("e2", mode=0o777, pax={"SCHILY.xattr.user.k": "v", "atime": "1500000000"}),
+        E("e2", mode=0o640),  # replaces
+    )
+    extract(data, tmp_path / "root")
+    st = os.lstat(tmp_path / "root/e1")
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime, st.st_size) == (0o600, T0 - 1, 0)
+    assert stat.S_IMODE(os.lstat(tmp_path / "root/e2").st_mode) == 0o640
+    assert os.listxattr(tmp_path / "root/e2") == []
+    extract(tar_bytes(E("e", mode=0o777, pax={"SCHILY.xattr.user.k": "v"})), tmp_path / "r2")
+    assert stat.S_IMODE(os.lstat(tmp_path / "r2/e").st_mode) == 0o777
+    assert os.getxattr(tmp_path / "r2/e", "user.k") == b"v"
+
+
 def test_error_in_existing_empty_dest_leaves_it_empty(tmp_path):
     (tmp_path / "root").mkdir()
     with pytest.raises(UnpackError):
@@ -359,6 +386,7 @@ def test_owners_setuid_xattrs_and_devices_as_root(tmp_path):
         E("usr/bin/mine", data=b"m", mode=0o6750, uid=1000, gid=1001),
         E("usr/bin/ping", data=b"p", mode=0o755, uid=1000, pax={"SCHILY.xattr.security.capability": cap_text}),
         E("usr/bin/tagged", data=b"t", pax={"SCHILY.xattr.user.tag": "v1", "SCHILY.xattr.trusted.note": "n"}),
+        E("usr/bin/empty-suid", data=b"", mode=0o6755, uid=1000, gid=1000),
         E("srv/", "d", mode=0o2775, uid=0, gid=1000),
         E("srv/file", data=b"f", uid=0, gid=0),
         E("srv/sub/", "d", mode=0o755, uid=0, gid=0),
@@ -380,6 +408,8 @@ def test_owners_setuid_xattrs_and_devices_as_root(tmp_path):
     assert os.lstat(root / "usr/bin/ping").st_uid == 1000
     assert os.getxattr(root / "usr/bin/tagged", "user.tag") == b"v1"
     assert os.getxattr(root / "usr/bin/tagged", "trusted.note") == b"n"
+    st = os.lstat(root / "usr/bin/empty-suid")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_size) == (0o6755, 1000, 1000, 0)
     assert (os.lstat(root / "srv").st_gid, stat.S_IMODE(os.lstat(root / "srv").st_mode)) == (1000, 0o2775)
     assert os.lstat(root / "srv/file").st_gid == 0  # not the setgid parent's group
     assert os.lstat(root / "srv/inherit").st_gid == 1000
