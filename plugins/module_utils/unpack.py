@@ -538,7 +538,7 @@ def _parse_pax(data: bytes, label: str) -> dict[bytes, bytes]:
     pos = 0
     end = len(data)
     while pos < end:
-        if not data[pos:].strip(b"\0"):
+        if data[pos] == 0 and data.count(b"\0", pos) == end - pos:
             break  # NUL padding after the last record
         sp = data.find(b" ", pos, min(end, pos + 21))
         length_text = data[pos:sp] if sp > pos else b""
@@ -744,6 +744,7 @@ class _Extractor:
         self.skipped = 0
         self.notes: dict[str, int] = {}
         self.left = 0  # data bytes of the current member not consumed yet
+        self.steps = 0  # path components resolved by walk()
         self.entry = b""
 
     # -- errors ----------------------------------------------------------------------------------------------
@@ -781,16 +782,6 @@ class _Extractor:
             oldest = next(iter(self.cache))
             self.stale.append(self.cache.pop(oldest)[0])
         self.cache[key] = value
-
-    def reopen(self, resolved: tuple[bytes, ...]) -> int:
-        fd = os.dup(self.root)
-        for name in resolved:
-            try:
-                nfd = os.open(name, _O_DIR, dir_fd=fd)
-            finally:
-                os.close(fd)
-            fd = nfd
-        return fd
 
     def dir(self, parts: list[bytes], create: bool) -> tuple[int, tuple[bytes, ...], int | None]:
         """The directory ``parts`` resolved inside the root (symlinks followed as if the root were /)."""
@@ -835,12 +826,20 @@ class _Extractor:
                 name = pending.pop()
                 if not name or name == b".":
                     continue
+                self.steps += 1
+                if self.steps > self.max_steps:
+                    raise self.fail(
+                        "resolving paths through symlinks took too many steps (a symlink maze)",
+                        "The layer is hostile: check where the image comes from.",
+                    )
                 if name == b"..":
                     if resolved:
+                        # The parent of a directory we reached from the root by name: ".." is no symlink, and
+                        # nothing else writes this tree, so it is resolved[:-1].
                         resolved = resolved[:-1]
+                        nfd = os.open(b"..", _O_DIR, dir_fd=fd)
                         os.close(fd)
-                        fd = -1
-                        fd = self.reopen(resolved)
+                        fd = nfd
                     continue
                 try:
                     nfd = os.open(name, _O_DIR, dir_fd=fd)
@@ -879,6 +878,11 @@ class _Extractor:
             if fd >= 0:
                 os.close(fd)
             raise
+
+    @property
+    def max_steps(self) -> int:
+        """Path-resolution work allowed so far: a constant per entry, so time stays linear in the input."""
+        return 65536 + 64 * self.entries
 
     def count_created(self) -> None:
         self.created += 1
@@ -1211,16 +1215,23 @@ class _Extractor:
     def sparse_map(self, m: _Member) -> list[tuple[int, int]]:
         if m.sparse == "pax1":
             # GNU sparse 1.0: the map is at the start of the data, decimal numbers one per line, padded to 512.
-            buf = b""
-            while True:
-                if len(buf) + 512 > self.lim.max_header_bytes or len(buf) + 512 > m.size:
+            blocks: list[bytes] = []
+            size = newlines = 0
+            count = -1
+            while count < 0 or newlines < 1 + 2 * count:
+                if size + 512 > self.lim.max_header_bytes or size + 512 > m.size:
                     raise self.fail("sparse map too large or truncated")
-                buf += self.stream.read_exact(512)
+                blk = self.stream.read_exact(512)
+                blocks.append(blk)
+                size += 512
                 self.left -= 512
-                lines = buf.split(b"\n")
-                if len(lines) > 1 and lines[0].isdigit() and len(lines) - 1 >= 1 + 2 * int(lines[0]):
-                    break
-            count = int(lines[0])
+                newlines += blk.count(b"\n")
+                if count < 0 and newlines:
+                    first = b"".join(blocks).split(b"\n", 1)[0]
+                    if not first.isdigit():
+                        raise self.fail("bad number in the sparse map")
+                    count = int(first)
+            lines = b"".join(blocks).split(b"\n")
             nums = []
             for text in lines[1 : 1 + 2 * count]:
                 if not text.isdigit():

@@ -17,6 +17,7 @@ import re
 import stat
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -581,6 +582,26 @@ def test_component_longer_than_name_max(area):
 )
 def test_symlink_loops(area, entries):
     area.fails(tar_bytes(*entries), "symbolic links|symlink loop")
+
+
+def test_symlink_maze_is_bounded(area):
+    """Each walk may take 40 hops of PATH_MAX-long targets; the per-layer step budget stops a maze early."""
+    maze = [E("d/", "d"), E("m", "l", link="d/../" * 800 + "d")]
+    for i in range(6):
+        maze += [E(f"n{i}", "l", link="m/../" * 39 + "d"), E(f"n{i}/f")]
+    start = time.monotonic()
+    area.fails(tar_bytes(*maze), "symlink maze")
+    assert time.monotonic() - start < 30
+
+
+def test_many_small_pax_records_parse_in_linear_time(area):
+    records = b"".join(b"%d comment=%05d\n" % (len(b"00 comment=00000\n"), i) for i in range(60000))
+    records += bytes(3000)  # NUL padding after the last record is tolerated
+    assert len(records) < 2**20
+    start = time.monotonic()
+    area.extract(pax_member(records, data=b"p"))
+    assert time.monotonic() - start < 10
+    assert (area.root / "f").read_bytes() == b"p"
 
 
 # --------------------------------------------------------------------------------------------------------------
