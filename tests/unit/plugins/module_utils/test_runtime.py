@@ -191,10 +191,13 @@ def test_masked_paths_are_empty_or_unreadable(runtime, rootfs):
 def test_exit_code_stdout_stderr(runtime, rootfs):
     result = run(runtime, rootfs, ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.rc, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
-    assert result.cgroup and result.cgroup.startswith("dockerless/")
-    # Everything the run made on the host is gone: container dir and cgroup.
+    assert result.cgroup is None           # no limits: the PID namespace holds the processes, no cgroup needed
+    limited = run(runtime, rootfs, ["/bin/sh", "-c", "exit 4"], limits={"pids_limit": 20})
+    assert limited.rc == 4 and limited.cgroup == f"dockerless/{limited.id}"
+    # Everything the runs made on the host is gone: container dirs and the cgroup.
     assert os.listdir(runtime.containers_dir) == []
-    assert not os.path.exists(os.path.join("/sys/fs/cgroup/pids", result.cgroup))
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/pids", limited.cgroup))
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup", limited.cgroup))
 
 
 def test_env_workdir_and_user(runtime, rootfs):
