@@ -18,7 +18,7 @@ description:
     the same sha256, so O(dest) is only rewritten when its content would change. It is written to a temp file
     beside O(dest) and renamed.
   - Checks the image against Microsoft's recommendations for custom distributions and reports what breaks them
-    in RV(warnings), or fixes it for the rules listed in O(fix).
+    as task warnings (the C(warnings) key of the result), or fixes it for the rules listed in O(fix).
 extends_documentation_fragment:
   - dockerless.containers.store
 attributes:
@@ -174,12 +174,6 @@ format:
   returned: success
   type: str
   sample: wsl
-warnings:
-  description: Where the image breaks Microsoft's recommendations (and other things worth knowing).
-  returned: success
-  type: list
-  elements: str
-  sample: ["/etc/resolv.conf is in the image; WSL generates it. Set fix: [resolv_conf] to leave it out."]
 fixed:
   description: What O(fix) changed in the archive.
   returned: success
@@ -256,13 +250,15 @@ def main() -> None:
         result = export_image(Store(p["store"]), opts, check_mode=module.check_mode)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
+    # Findings are Ansible warnings (the standard "warnings" result key); passing warnings= is deprecated.
+    for warning in result.warnings:
+        module.warn(warning)
     module.exit_json(
         changed=result.changed,
         dest=result.dest,
         sha256=result.sha256,
         size=result.size,
         format=result.format,
-        warnings=result.warnings,
         fixed=result.fixed,
         image=result.image,
         imported=result.imported,
