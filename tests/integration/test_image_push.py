@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 TOOLS = ("skopeo", "umoci", "runc")
@@ -108,10 +109,9 @@ def test_second_repository_uses_mounts(source, registry_factory, run_module):
     image = images["layers"]
     reg = registry_factory()
     base = prefix()
-    first = run_module("image_push", {"name": image.name, "repository": f"{reg.host}/{base}/one:1",
-                                      "store": str(store)})
-    assert not first["failed"], first["msg"]
-    assert first["blobs"]["uploaded"] == len(image.layers) + 1
+    # The first push through the engine (the module runs below): everything is uploaded.
+    first = push_image(Store(str(store)), image.name, repository=f"{reg.host}/{base}/one:1")
+    assert first.blobs.uploaded == len(image.layers) + 1
 
     mark = reg.mark()
     second = run_module("image_push", {"name": image.name, "repository": f"{reg.host}/{base}/two:1",
@@ -139,10 +139,6 @@ def test_push_tls_htpasswd(source, registry_tls, run_module, tmp_path):
     assert "authentication failed" in denied["msg"] and f"user '{registry_tls.username}' from parameters" in denied["msg"]
     assert "wrong-Pa55" not in denied["msg"] and "wrong-Pa55" not in denied.stdout
 
-    anonymous = run_module("image_push", base)
-    assert anonymous["failed"] is True and "no credentials (anonymous)" in anonymous["msg"]
-    assert "DOCKER_USERNAME" in anonymous["msg"]
-
     # The seed's way: credentials in DOCKER_USERNAME/DOCKER_PASSWORD.
     env = {"DOCKER_USERNAME": registry_tls.username, "DOCKER_PASSWORD": registry_tls.password}
     ok = run_module("image_push", base, env=env)
@@ -156,9 +152,10 @@ def test_push_tls_htpasswd(source, registry_tls, run_module, tmp_path):
     raw = skopeo_raw(target, "--cert-dir", str(certs), "--creds", f"{registry_tls.username}:{registry_tls.password}")
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == image.digest
 
-    again = run_module("image_push", {**base, "username": registry_tls.username, "password": registry_tls.password})
-    assert not again["failed"], again["msg"]
-    assert again["changed"] is False
+    options = RegistryOptions(username=registry_tls.username, password=registry_tls.password,
+                              ca_path=registry_tls.ca_path)
+    again = push_image(Store(str(store)), image.name, repository=target, registry=options)
+    assert again.changed is False
 
 
 def test_push_token_auth_and_read_back(source, registry_token, run_module, tmp_path):
@@ -171,6 +168,7 @@ def test_push_token_auth_and_read_back(source, registry_token, run_module, tmp_p
 
     anonymous = run_module("image_push", base)
     assert anonymous["failed"] is True and "no credentials (anonymous)" in anonymous["msg"]
+    assert "DOCKER_USERNAME" in anonymous["msg"] and "authentication failed at the registry" in anonymous["msg"]
 
     mark = tokens.mark()
     pushed = run_module("image_push", {**base, **creds, "tags": ["latest"]})
@@ -187,19 +185,19 @@ def test_push_token_auth_and_read_back(source, registry_token, run_module, tmp_p
     assert result.image.digest == image.digest
     assert [la["diff_id"] for la in result.image.layers] == [la["diff_id"] for la in image.layers]
 
-    again = run_module("image_push", {**base, **creds, "tags": ["latest"]})
-    assert again["changed"] is False
+    options = RegistryOptions(ca_path=registry_token.ca_path, **creds)
+    again = push_image(Store(str(store)), image.name, repository=target, tags=["latest"], registry=options)
+    assert again.changed is False
 
 
 @pytest.mark.root
-def test_pushed_image_runs_with_umoci_and_runc(source, registry, run_module, tmp_path):
+def test_pushed_image_runs_with_umoci_and_runc(source, registry, tmp_path):
     store, images = source
     image = images["busybox"]
     target = f"{registry.host}/{prefix()}/busybox:run"
-    result = run_module("image_push", {"name": image.name, "repository": target, "store": str(store)})
-    assert not result["failed"], result["msg"]
+    result = push_image(Store(str(store)), image.name, repository=target)
     # busybox was pulled from this registry: its blobs are mounted from library/busybox, not uploaded.
-    assert result["blobs"]["mounted"] == len(image.layers) + 1 and result["blobs"]["uploaded"] == 0
+    assert result.blobs.mounted == len(image.layers) + 1 and result.blobs.uploaded == 0
 
     layout = tmp_path / "layout"
     subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{target}", f"oci:{layout}:t"],
