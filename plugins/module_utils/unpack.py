@@ -31,9 +31,21 @@ wins). Metadata calls never follow links: ``fchown``/``fchmod``/``futimens`` on 
 removes a directory or a symlink (a type flip can change what a cached path means). On any error everything written
 under ``dest`` is removed.
 
-Bounds (``UnpackLimits``): entries, bytes written (sparse files count with their apparent size), decompressed
-stream size, per-entry extended header bytes (PAX, GNU long names, sparse maps), path length and depth, and the
-decompression ratio once more than 16 MiB came out.
+Bounds (``UnpackLimits``): entries (objects created, implicit parent directories included), bytes written (sparse
+files count with their apparent size), decompressed stream size, per-entry extended header bytes (PAX, GNU long
+names, sparse maps), path length and depth, and the decompression ratio once more than 16 MiB came out. Path
+resolution is bounded too: 40 symlink hops per path and a per-layer budget of steps linear in the number of
+entries, so a symlink maze can't make extraction quadratic. Parsing is linear in the input.
+
+Tar dialect: ustar, GNU (long names, base-256 numbers, old sparse) and PAX (path, linkpath, size, uid, gid, mtime,
+atime, ``SCHILY.xattr.*``, GNU sparse 1.0), read like Go's archive/tar (which made the layers Docker hashes): the size
+of header-only entries (links, directories, devices, fifos) is ignored, global PAX headers are validated and
+ignored, a stream may end without the end-of-archive blocks, anything after them is hashed but not extracted.
+The layer root gets mode 0755 unless the tar has a ``./`` entry.
+
+A layer is extracted without its lower layers, so a path in layer 2 whose parent was a symlink in layer 1 becomes
+a directory in layer 2's folder and, merged, replaces that symlink, as an overlay mount shows it (Docker's
+single-tree applier would write through the link, inside the root). Tars made by diffing never do this.
 
 Speed. A metadata syscall is expensive on the store's disk, so an entry costs as few as possible: a regular file is
 ``openat``, ``write``, ``futimens``, ``close``; ``fchown`` only when the owner differs from the one the kernel gave

@@ -542,6 +542,7 @@ def _unprivileged(work):
         E("d/new", data=b"n", uid=0),
         E("dev/null", "c", major=1, minor=3),
         E("f", data=b"f", mode=0o4755, pax={"SCHILY.xattr.user.k": "v"}),
+        E("empty", mode=0o640),
     )
 
     def job():
@@ -558,7 +559,7 @@ def _unprivileged(work):
 
     got = _run_as_nobody(job)
     assert got["skipped"] == [0, 1]
-    assert got["paths"] == [".", "d", "d/new", "etc", "f"]
+    assert got["paths"] == [".", "d", "d/new", "empty", "etc", "f"]
     assert got["f"] == ["f", 0o4755, 65534, 65534]
     assert got["xattr"] == "v"
 
