@@ -247,6 +247,34 @@ def test_user_token_can_push_and_wrong_password_is_refused(registry_token: Any) 
     ]
 
 
+def test_token_server_oauth2_post_and_fault_injection(registry_token: Any) -> None:
+    ts = registry_token.token_server
+    repo = f"harness/oauth-{secrets.token_hex(4)}"
+    url, ca = ts.realm, registry_token.ca_path
+    form = {"grant_type": "password", "service": TOKEN_SERVICE, "scope": f"repository:{repo}:pull,push",
+            "client_id": "harness", "access_type": "offline", "username": registry_token.username,
+            "password": registry_token.password}
+    resp = requests.post(url, data=form, verify=ca, timeout=5)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert _jwt_claims(body["access_token"])["access"] == [{"type": "repository", "name": repo, "actions": ["pull", "push"]}]
+    refreshed = requests.post(
+        url, data={"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "service": TOKEN_SERVICE,
+                   "scope": f"repository:{repo}:pull", "client_id": "harness"},
+        verify=ca, timeout=5,
+    )
+    assert refreshed.status_code == 200
+    assert _jwt_claims(refreshed.json()["access_token"])["sub"] == registry_token.username
+    assert requests.post(url, data=dict(form, password="wrong"), verify=ca, timeout=5).status_code == 401
+    assert requests.post(url, data=dict(form, grant_type="implicit"), verify=ca, timeout=5).status_code == 400
+    ts.force_status = 503
+    try:
+        assert _get_token(registry_token, f"repository:{repo}:pull").status_code == 503
+    finally:
+        ts.force_status = None
+    assert _get_token(registry_token, f"repository:{repo}:pull").status_code == 200
+
+
 def test_skopeo_pushes_and_pulls_through_token_auth(registry_token: Any, seeded_registry: Any, tmp_path: Path) -> None:
     """A real client (skopeo) speaks our token server's protocol: push as the user, pull anonymously."""
     ts = registry_token.token_server
@@ -370,6 +398,13 @@ def test_seeded_images_match_skopeo_inspect(seeded_registry: Any) -> None:
 
 def test_seeding_again_pushes_the_same_digests(seeded_registry: Any, tmp_path: Path) -> None:
     assert run_seed(seeded_registry.registry, tmp_path / "again") == seeded_registry.images
+
+
+def test_seed_over_tls_with_basic_auth_gives_the_same_digest(registry_tls: Any, seeded_registry: Any, tmp_path: Path) -> None:
+    """Builds are reproducible, and the script pushes over https with a CA and credentials too."""
+    images = run_seed(registry_tls, tmp_path / "layout", images="layers")
+    assert images["layers"]["digest"] == seeded_registry.digest("layers")
+    assert images["layers"]["reference"] == f"{registry_tls.host}/test/layers:1"
 
 
 @pytest.mark.root
