@@ -144,7 +144,7 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
 
     digest = None
     if "@" in text:
-        text, _, digest = text.partition("@")
+        text, digest = text.split("@", 1)
         validate_digest(digest)
 
     # A tag is the part after the last ':' when that ':' comes after the last '/' (else it is a port).

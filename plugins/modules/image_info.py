@@ -20,8 +20,10 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
   idempotent:
     support: full
+    description: Reading the store changes nothing.
 options:
   name:
     description:
@@ -97,7 +99,7 @@ def main() -> None:
         for tag, desc in entries:
             tags_by_digest.setdefault(desc["digest"], []).append(tag)
         if module.params["name"] is None:
-            wanted = [tag for tag, _ in entries]
+            wanted = [entry[0] for entry in entries]
         else:
             wanted = [parse_reference(n).name for n in module.params["name"]]
         by_name = dict(entries)

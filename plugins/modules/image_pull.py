@@ -13,7 +13,7 @@ description:
   - Fetches an image over the Distribution API v2, verifies every manifest and blob against its digest while
     streaming, keeps it in the local store (an OCI image layout that C(skopeo) and C(umoci) can read) and
     unpacks each layer once into its own folder.
-  - With O(pull=always) one C(HEAD) request decides: when the tag still points to the digest in the store, nothing
+  - With O(pull=always) one C(HEAD) request decides. When the tag still points to the digest in the store, nothing
     is downloaded and the task reports no change.
   - Optionally writes the flattened root filesystem to O(dest).
 extends_documentation_fragment:
@@ -28,6 +28,7 @@ attributes:
     description: Shows the manifest digest before and after.
   idempotent:
     support: full
+    description: A second run with the same tag digest reports no change and downloads nothing.
 options:
   name:
     description:

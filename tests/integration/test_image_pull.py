@@ -258,7 +258,7 @@ def test_kill9_then_resume_and_concurrent_pulls(registry, tmp_path):
     assert Store(str(store)).is_complete(Store(str(store)).image(name))
 
     other = tmp_path / "store2"
-    procs = [subprocess.Popen([sys.executable, "-c", _PULLER, paths, str(other), name]) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", _PULLER, paths, str(other), name]) for _attempt in range(2)]
     assert [p.wait(120) for p in procs] == [0, 0]
     verify_store(other)
     index = json.loads((other / "index.json").read_text())
@@ -311,4 +311,3 @@ def test_hostile_layer_from_registry_is_contained(registry, tmp_path):
     except Exception as exc:  # refusing the layer is a correct outcome too
         assert "escape" in str(exc) or "outside" in str(exc) or "symlink" in str(exc), exc
     assert not Path(f"/tmp/dockerless-victim-{os.getpid()}").exists()
-

@@ -29,8 +29,8 @@ def index(*platforms):
 def test_classify_manifest_and_index():
     mt, doc = oci.classify(json.dumps(manifest()).encode(), oci.OCI_MANIFEST, "m")
     assert mt == oci.OCI_MANIFEST and doc["layers"][0]["digest"] == D2
-    mt, _ = oci.classify(json.dumps(index({"os": "linux", "architecture": "amd64"})).encode(), None, "i")
-    assert mt == oci.OCI_INDEX
+    kind = oci.classify(json.dumps(index({"os": "linux", "architecture": "amd64"})).encode(), None, "i")[0]
+    assert kind == oci.OCI_INDEX
 
 
 def test_classify_infers_missing_media_type():

@@ -81,7 +81,7 @@ def test_interrupted_ingest_leaves_nothing(tmp_path):
 
 def test_corrupt_blob_on_disk_detected(tmp_path):
     store = Store(str(tmp_path))
-    digest, _ = store.put_blob(b"{}")
+    digest = store.put_blob(b"{}")[0]
     os.chmod(store.blob_path(digest), 0o644)
     with open(store.blob_path(digest), "wb") as handle:
         handle.write(b"[]")
@@ -93,7 +93,7 @@ def test_tags_and_image_record(tmp_path):
     store = Store(str(tmp_path))
     ids = make_image(store, "127.0.0.1:5000/a/b:1")
     make_image(store, "127.0.0.1:5000/a/b:2", b"other")
-    assert [n for n, _ in store.images()] == ["127.0.0.1:5000/a/b:1", "127.0.0.1:5000/a/b:2"]
+    assert [entry[0] for entry in store.images()] == ["127.0.0.1:5000/a/b:1", "127.0.0.1:5000/a/b:2"]
     record = store.image("127.0.0.1:5000/a/b:1")
     assert record.digest == ids["digest"] and record.platform == "linux/amd64"
     assert record.layers == [{"digest": ids["layer"], "diff_id": ids["diff_id"], "size": 5,
