@@ -16,8 +16,14 @@ deps:
 demo: deps
 	@./scripts/demo.sh
 
-test: deps sanity units integration molecule
-	@echo "make test: all stages passed"
+# Every stage runs even when an earlier one fails, so one run shows everything; the exit status is non-zero
+# when any stage failed.
+test: deps
+	@failed=""; for stage in sanity units integration molecule; do \
+	    echo "=== make $$stage"; $(MAKE) --no-print-directory $$stage || failed="$$failed $$stage"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED stages:$$failed"; exit 1; fi; \
+	echo "make test: all stages passed"
 
 sanity: deps
 	@./scripts/sanity.sh
