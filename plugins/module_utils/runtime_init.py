@@ -18,7 +18,8 @@ How a container starts (``spawn``), and why:
   propagation private, the rootfs (overlayfs over the layer folders, or a copy), /proc, /dev, /sys,
   /sys/fs/cgroup, volumes, ``pivot_root(".", ".")`` and a lazy unmount of the old root, masked and
   read-only paths, hostname, loopback up, rlimits, no_new_privs, bounding set, user and groups,
-  capabilities, (seccomp: issue 11 hooks in at ``apply_seccomp``), close every fd but 0-2, exec.
+  capabilities, the seccomp filter (``apply_seccomp``; compiled by ``spawn`` in the caller), close every fd but
+  0-2, exec.
 * The init reports to the caller on a close-on-exec pipe: newline-separated JSON messages (rootfs mode,
   errors). End of file without an error means ``execve`` succeeded.
 * The monitor stays outside the PID namespace, waits for the init and exits with the same status. It is the
@@ -34,7 +35,8 @@ The config (a JSON-able dict, built by runtime_spec) has these keys: ``id``, ``a
 ``isolation`` (``container``/``chroot``), ``rootfs`` (``lower`` top→bottom, ``upper``, ``work``,
 ``mountpoint``, ``copy``, ``mode`` auto/overlay/copy, ``read_only``), ``volumes`` (source, target,
 read_only), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
-``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``seccomp`` (None until issue 11).
+``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``seccomp`` (``default``, a profile path,
+or None/``unconfined``: see seccomp.py).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import signal
 import stat
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 
 # Docker's default capability set (moby oci/caps/defaults.go).
@@ -381,6 +383,9 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     ``before_unshare(monitor_pid)`` runs in the caller after the fork, before any namespace exists (the
     cgroup is joined there). Returns once the monitor runs; call ``read_status`` to learn how setup went."""
     flags = namespace_flags(config)
+    # The seccomp filter is compiled here, before anything exists, so the init only loads it (seccomp.py).
+    seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
+                                     privileged=bool(config.get("privileged")))
     sync_r, sync_w = os.pipe()
     status_r, status_w = os.pipe()
     parent = os.getpid()
@@ -389,7 +394,7 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         try:
             os.close(sync_w)
             os.close(status_r)
-            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w)
+            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter)
         finally:
             os._exit(EXIT_SETUP_FAILED)
     os.close(sync_r)
@@ -442,7 +447,8 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int) -> None:
+def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
+             seccomp_filter=None) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -464,7 +470,7 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         os._exit(EXIT_SETUP_FAILED)
     if child == 0:
         try:
-            _init(config, status_w)
+            _init(config, status_w, seccomp_filter)
         except BaseException as exc:
             _report(status_w, error=str(exc) or type(exc).__name__)
         os._exit(EXIT_SETUP_FAILED)
@@ -799,15 +805,12 @@ def _rlimits(limits) -> None:
             resource.setrlimit(getattr(resource, name), (item["soft"], item["hard"]))
 
 
-def apply_seccomp(profile) -> None:
-    """The seccomp hook (issue 11). Called after no_new_privs, the user switch and capset, right before the
-    fds are closed and the command is exec'd (runc loads the filter as late as possible when no_new_privs is
-    set). With no_new_privs off and a non-root user, a filter must be loaded before the user switch instead:
-    seccomp(2) needs no_new_privs or CAP_SYS_ADMIN. ``None``/``unconfined``: nothing to load."""
-    if profile in (None, "unconfined"):
-        return
-    raise RuntimeSetupError(f"seccomp profile {profile!r}: seccomp filters are not implemented yet (issue 11). "
-                            "Use seccomp 'unconfined'.")
+def apply_seccomp(compiled) -> None:
+    """The seccomp hook: load the filter ``spawn`` compiled (``seccomp.Filter``; None: nothing to load). Called
+    after no_new_privs, the user switch and capset, right before the fds are closed and the command is exec'd
+    (runc loads the filter as late as possible when no_new_privs is set). With no_new_privs off, ``_init`` calls
+    it before capabilities are dropped instead: loading a filter needs no_new_privs or CAP_SYS_ADMIN."""
+    seccomp.apply(compiled)
 
 
 def _find_executable(name: str, env: dict) -> str:
@@ -824,7 +827,7 @@ def _find_executable(name: str, env: dict) -> str:
     raise RuntimeSetupError(f"exec {name!r}: executable file not found in $PATH. Check 'command' and the image.")
 
 
-def _init(config: dict, status_w: int) -> None:
+def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
     """PID 1 of the container until execve. Raises RuntimeSetupError; never returns on success."""
     cid = config.get("name") or config["id"]
     # Non-dumpable until exec: processes of the container can't ptrace us or open /proc/1/exe, which is the
@@ -922,6 +925,11 @@ def _init(config: dict, status_w: int) -> None:
 
     if config.get("no_new_privileges", True):
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    else:
+        # Without no_new_privs the filter needs CAP_SYS_ADMIN to load: now, before capabilities are dropped
+        # (runc's order). Docker's profile allows the prctl/setgroups/setresuid/capset calls that follow.
+        apply_seccomp(seccomp_filter)
+        seccomp_filter = None
     last = linux.last_cap()
     if privileged:
         caps = linux.capget()[1]  # every capability we have (Docker: all; a host may lack some itself)
@@ -939,7 +947,7 @@ def _init(config: dict, status_w: int) -> None:
     with _Step("setting capabilities"):
         linux.capset(granted, granted, 0)
         linux.clear_ambient()
-    apply_seccomp(config.get("seccomp"))
+    apply_seccomp(seccomp_filter)
 
     path = _find_executable(config["argv"][0], env)
     _keep_only_fds({0, 1, 2, status_w})
