@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -212,8 +211,8 @@ def test_pushed_image_runs_with_umoci_and_runc(source, registry, tmp_path):
     config_path.write_text(json.dumps(config))
     cid = f"dl-push-{secrets.token_hex(4)}"
     run = subprocess.run(["runc", "run", "--bundle", str(bundle), cid], capture_output=True, text=True, timeout=60,
-                         stdin=subprocess.DEVNULL)
+                         stdin=subprocess.DEVNULL, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "pushed-image-runs"
-    assert not Path("/run/runc", cid).exists() or subprocess.run(["runc", "delete", "-f", cid]).returncode == 0
-    os.sync()
+    # `runc run` removes the container when its process exits: nothing is left behind.
+    assert not Path("/run/runc", cid).exists()

@@ -341,7 +341,7 @@ class MemoryRegistry:
                 return error_reply(404, "BLOB_UPLOAD_UNKNOWN")
             crange = req.header("Content-Range")
             if crange is not None:
-                start, _, end = crange.partition("-")
+                start, _dash, end = crange.partition("-")
                 if int(start) != len(buf) or int(end) != len(buf) + len(req.body) - 1:
                     return Reply(416, {"Range": f"0-{len(buf) - 1}"})
             buf += req.body
@@ -442,18 +442,18 @@ class BearerGate:
         user = None
         auth = req.header("Authorization")
         if auth:
-            scheme, _, value = auth.partition(" ")
+            scheme, _sp, value = auth.partition(" ")
             if scheme.lower() != "basic":
                 return error_reply(401, "UNAUTHORIZED", "basic auth expected")
-            name, _, password = base64.b64decode(value).decode().partition(":")
+            name, _colon, password = base64.b64decode(value).decode().partition(":")
             if self.users.get(name) != password:
                 return error_reply(401, "UNAUTHORIZED", "invalid username or password")
             user = name
         granted = set()
         for scope in req.query.get("scope", []):
             for item in scope.split():
-                kind, _, rest = item.partition(":")
-                name, _, actions = rest.rpartition(":")
+                kind, _colon, rest = item.partition(":")
+                name, _colon, actions = rest.rpartition(":")
                 for action in actions.split(","):
                     if user is not None or (self.anonymous_pull and action == "pull"):
                         granted.add(f"{kind}:{name}:{action}")
@@ -473,7 +473,7 @@ class BearerGate:
         auth = req.header("Authorization") or ""
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
         with self._lock:
-            grants = {t: g for t, g, _ in self.issued}
+            grants = {t: g for t, g, _user in self.issued}
         if req.path == "/v2/":
             return None if token in grants else self._challenge(None)
         m = re.fullmatch(rf"/v2/{_NAME}/(blobs|manifests)/.*", req.path)

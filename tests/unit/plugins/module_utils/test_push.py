@@ -187,8 +187,9 @@ def test_push_to_another_repository_then_mount_for_the_next(server, store):
                                       "present": 0, "present_bytes": 0}
     assert sorted(reg.mounted) == sorted(("two/app", d, "one/app") for d in img["blobs"])
     assert any("from one/app" in a for a in second.actions)
-    assert not [w for w in writes(server) if w[0] in ("PATCH",) or (w[0] == "PUT" and "/uploads/" in w[1]
-                                                                     and "two/app" in w[1])]
+    uploads_to_two = [w for w in writes(server) if "two/app" in w[1] and (w[0] == "PATCH" or (
+        w[0] == "PUT" and "/uploads/" in w[1]))]
+    assert uploads_to_two == []
     recorded = store.resolve(name)["annotations"][ANNOTATION_PUSHED].split()
     assert recorded == [f"{server.host}/one/app:1", f"{server.host}/two/app:1"]
 
@@ -215,9 +216,9 @@ def test_mount_miss_falls_back_to_upload_in_the_same_session(server, store):
 
 
 def test_mount_sources_ignore_other_registries_and_the_target(store):
-    add_image(store, "127.0.0.1:5000/a/b:1", [b"L1"], annotations={ANNOTATION_SOURCE: "127.0.0.1:5000/c/d:1",
-                                                                    ANNOTATION_PUSHED: "127.0.0.1:5000/e/f:1 "
-                                                                                       "other.example/g/h:1"})
+    annotations = {ANNOTATION_SOURCE: "127.0.0.1:5000/c/d:1",
+                   ANNOTATION_PUSHED: "127.0.0.1:5000/e/f:1 other.example/g/h:1"}
+    add_image(store, "127.0.0.1:5000/a/b:1", [b"L1"], annotations=annotations)
     add_image(store, "other.example/x/y:1", [b"L1"])
     sources = mount_sources(store, parse_reference("127.0.0.1:5000/a/b:2"))
     assert sources[sha(b"L1")] == ["e/f", "c/d"]
@@ -248,7 +249,7 @@ def test_uploads_run_in_parallel(server, store):
     server.on("PUT", "/v2/team/app/blobs/uploads/.*", slow_put)
     MemoryRegistry(server).install()
     name = f"{server.host}/team/app:1"
-    add_image(store, name, [os.urandom(1000) for _ in range(6)])
+    add_image(store, name, [os.urandom(1000) for _i in range(6)])
     result = push(store, server, name)
     assert result.blobs.uploaded == 7
     assert peak[0] >= 3

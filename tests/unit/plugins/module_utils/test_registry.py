@@ -206,7 +206,7 @@ def test_oversized_manifest_without_length_stops_after_the_cap(server):
     produced = []
 
     def endless():
-        for _ in range(256):  # 64 MiB if the client read it all
+        for _i in range(256):  # 64 MiB if the client read it all
             produced.append(2**18)
             yield b" " * 2**18
 
@@ -468,7 +468,7 @@ def test_oversized_error_body_is_not_read(server):
     produced = []
 
     def endless():
-        for _ in range(64):
+        for _i in range(64):
             produced.append(1)
             yield b"E" * 2**18
 
@@ -626,7 +626,7 @@ def test_insufficient_scope_challenge_gets_a_wider_token(server):
     # A registry that also wants a scope the client can't guess: it names it in its challenge.
     def needs_extra(req):
         token = (req.header("Authorization") or "")[len("Bearer "):]
-        if any(t == token and "repository:extra:pull" in g for t, g, _ in gate.issued):
+        if any(t == token and "repository:extra:pull" in g for t, g, _user in gate.issued):
             return None
         return error_reply(401, "UNAUTHORIZED", headers={"WWW-Authenticate": (
             f'Bearer realm="{gate.realm}",service="fault-registry",scope="repository:extra:pull",'
@@ -679,7 +679,7 @@ def test_wrong_password_at_token_server_names_the_source_not_the_secret(server):
 
 
 def test_anonymous_denied_push_says_how_to_provide_credentials(server):
-    gate, _ = token_registry(server, anonymous_pull=True)
+    token_registry(server, anonymous_pull=True)
     client = make_client(server)
     with pytest.raises(AuthError, match="authentication failed at the registry.*no credentials \\(anonymous\\).*"
                                         "DOCKER_USERNAME and DOCKER_PASSWORD"):

@@ -181,7 +181,7 @@ def test_large_upload_and_download_keep_memory_flat(registry, size, chunk_size):
     tracemalloc.start()
     try:
         client.upload_blob("test/big", digest, size, lambda: _Pattern(size), chunk_size=chunk_size)
-        _, upload_peak = tracemalloc.get_traced_memory()
+        _current, upload_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         with client.open_blob("test/big", digest, size) as stream:
             total = 0
@@ -190,7 +190,7 @@ def test_large_upload_and_download_keep_memory_flat(registry, size, chunk_size):
                 if not data:
                     break
                 total += len(data)
-        _, download_peak = tracemalloc.get_traced_memory()
+        _current, download_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert stream.verified and total == size
