@@ -285,4 +285,3 @@ def push_image(
         except (StoreError, OSError):
             pass  # bookkeeping for later mounts only; the push itself succeeded
     return result
-
