@@ -770,6 +770,23 @@ def apply(compiled: Filter | None) -> None:
         raise RuntimeSetupError(f"loading seccomp profile {compiled.profile!r}: {os.strerror(err)}: {hint}.")
 
 
+def check_spec(spec: str | None) -> str:
+    """Validate a ``seccomp`` option value before anything is created (build_spec): ``default``, ``unconfined``
+    (also for None) or the absolute path of a readable, valid profile. Returns the value to record."""
+    if spec is None or spec == UNCONFINED:
+        return UNCONFINED
+    load_profile(spec)
+    return spec
+
+
+def report(spec: str | None, capabilities, privileged: bool = False) -> dict:
+    """What container_run and container_info return under ``seccomp`` for a container recorded with option
+    ``spec``: ``describe`` of the filter it gets (compiled or taken from the caches)."""
+    if privileged and spec not in (None, UNCONFINED):
+        return {"profile": spec, "enabled": False, "reason": "privileged containers get no filter (as with Docker)"}
+    return describe(prepare(spec, capabilities, privileged), spec)
+
+
 def describe(compiled: Filter | None, spec: str | None = None) -> dict:
     """What container_run and container_info report about a container's filter."""
     if compiled is None:

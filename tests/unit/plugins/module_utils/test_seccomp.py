@@ -771,6 +771,26 @@ def test_missing_libseccomp_is_a_clear_error(monkeypatch):
     assert seccomp.libseccomp_version() is None
 
 
+def test_check_spec(tmp_path):
+    assert seccomp.check_spec(None) == seccomp.check_spec("unconfined") == "unconfined"
+    assert seccomp.check_spec("default") == "default"
+    path = tmp_path / "p.json"
+    path.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    assert seccomp.check_spec(str(path)) == str(path)
+    path.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"]}]}')
+    with pytest.raises(RuntimeSetupError, match="syscalls\\[0\\]: action None"):
+        seccomp.check_spec(str(path))
+
+
+@needs_libseccomp
+def test_report():
+    info = seccomp.report("default", DEFAULT_CAPABILITIES)
+    assert info["enabled"] is True and info["profile"] == "default" and info["syscalls_denied"] == ["clone3"]
+    assert seccomp.report("unconfined", DEFAULT_CAPABILITIES) == {"profile": "unconfined", "enabled": False}
+    privileged = seccomp.report("default", DEFAULT_CAPABILITIES, privileged=True)
+    assert privileged["enabled"] is False and "privileged" in privileged["reason"]
+
+
 if __name__ == "__main__" and "--regenerate" in sys.argv:
     with open(JSON_PATH, encoding="utf-8") as src:
         text = render_default_module(json.load(src))
