@@ -780,6 +780,14 @@ def test_monolithic_upload(server):
     assert put.query["digest"] == [BLOB_DIGEST] and put.query["_state"] == ["su1"] and put.body == BLOB
 
 
+def test_empty_blob_upload(server):
+    reg = MemoryRegistry(server).install()
+    make_client(server).upload_blob("app", sha(b""), 0, lambda: io.BytesIO(b""))
+    assert reg.blobs[sha(b"")] == b""
+    put = server.requests_to("PUT", "/v2/app/blobs/uploads/.*")[0]
+    assert put.header("Content-Length") == "0" and put.header("Transfer-Encoding") is None
+
+
 def test_chunked_upload_with_content_range(server):
     reg = MemoryRegistry(server).install()
     make_client(server).upload_blob("app", BLOB_DIGEST, len(BLOB), lambda: io.BytesIO(BLOB), chunk_size=4096)
