@@ -10,11 +10,11 @@ module: wsl_export
 short_description: Export an image as a WSL distribution (rootfs tar, tar.gz or .wsl)
 version_added: 0.1.0
 description:
-  - Turns an image of the local store into what C(wsl.exe --import) and C(wsl.exe --install --from-file) take:
+  - Turns an image of the local store into what C(wsl.exe --import) and C(wsl.exe --install --from-file) take,
     a tar whose root is the filesystem root, with whiteouts applied (the flattened image), numeric owners, and
     modes, setuid bits, symlinks and hardlinks kept.
   - The archive is streamed from the image's layer folders; no root filesystem is written to disk.
-  - Deterministic (sorted entries, one fixed mtime, gzip without name or time): the same image and options give
+  - Deterministic (sorted entries, one fixed mtime, gzip without name or time), so the same image and options give
     the same sha256, so O(dest) is only rewritten when its content would change. It is written to a temp file
     beside O(dest) and renamed.
   - Checks the image against Microsoft's recommendations for custom distributions and reports what breaks them
@@ -32,6 +32,7 @@ attributes:
     description: Shows the sha256 of O(dest) before and after.
   idempotent:
     support: full
+    description: The same image and options give the same bytes; an unchanged O(dest) is not rewritten.
 options:
   image:
     description: The image in the store (pull or build it first), e.g. C(docker.io/library/debian:12).
@@ -60,7 +61,8 @@ options:
   wsl_conf:
     description:
       - Sections of C(/etc/wsl.conf), each a dict of keys to values, merged over the image's own file, for
-        example C({boot: {systemd: true}, network: {hostname: dev}}). A V(null) value removes a key.
+        example section C(boot) with C(systemd) set to V(true), or C(network) with C(hostname). A V(null) value
+        removes a key.
     type: dict
     default: {}
   distribution_conf:
