@@ -74,6 +74,12 @@ def test_bash_ls_image_check_build_idempotent_and_runs(run_playbook, tmp_path):
         {"name": "real", MODULE: args, "diff": True},
         {"name": "check again", MODULE: args, "check_mode": True},
         {"name": "real again", MODULE: args},
+        # Our own runtime (container_run) runs it too, from the layer folder the build unpacked.
+        {"name": "run ls", "dockerless.containers.container_run": {"image": name, "command": ["ls", "/"],
+                                                                   "store": store}},
+        {"name": "run bash", "dockerless.containers.container_run": {"image": name,
+                                                                     "command": ["bash", "-c", "echo ok"],
+                                                                     "store": store}},
     ])
     check, real = r["check"], r["real"]
     assert not check["failed"], check["msg"]
@@ -88,6 +94,11 @@ def test_bash_ls_image_check_build_idempotent_and_runs(run_playbook, tmp_path):
     again = r["real again"]
     assert not again["failed"] and not again["changed"]
     assert again["image"]["digest"] == real["image"]["digest"]
+
+    run_ls, run_bash = r["run ls"], r["run bash"]
+    assert not run_ls["failed"] and run_ls["rc"] == 0, run_ls["msg"] + str(run_ls.get("stderr"))
+    assert {"lib", "lib64", "usr"} <= set(run_ls["stdout"].split())
+    assert not run_bash["failed"] and (run_bash["rc"], run_bash["stdout"]) == (0, "ok\n"), run_bash.get("stderr")
 
     # skopeo reads the store as the OCI layout it is.
     inspect = json.loads(subprocess.run(["skopeo", "inspect", f"oci:{store}:{name}"], capture_output=True,
