@@ -1,0 +1,744 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The benchmark cases: ours and the peers on the same inputs, alternating, every number from a run.
+
+Each ``case_*`` function gets the :class:`Context`, runs its contenders through :func:`harness.alternate`
+and appends :class:`harness.Row` objects (and facts such as registry request counts) to it. A case whose
+engine or peer is missing records why in ``ctx.skipped`` instead of a row.
+
+How ours runs, per case:
+* pull, push, build, container start: ``bench/ours.py`` in a child process (``.venv/bin/python``): the
+  interpreter's start and the imports are included, like any command-line front.
+* no-change re-pull and re-push ("module time"): the real Ansible module as Ansible ships it to a host, the
+  ``AnsiballZ_<module>.py`` payload kept with ``ANSIBLE_KEEP_REMOTE_FILES=1``, run by the target's python.
+* demo playbook: ``ansible-playbook`` itself.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from harness import BenchError, Contender, Row, Sample, alternate, row, timed
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(HERE)
+COLLECTIONS = os.path.join(CHECKOUT, ".build", "collections")
+OURS = os.path.join(HERE, "ours.py")
+MODULE_UTILS = os.path.join(CHECKOUT, "plugins", "module_utils")
+
+
+@dataclass
+class Context:
+    work: str                                   # scratch space, wiped per case
+    python: str                                 # the venv's python (ours runs with it)
+    registry: Any                               # scripts/registry.py RegistryProcess serving the inputs
+    refs: dict[str, str]                        # input name → reference in that registry
+    inputs: dict[str, Any]                      # input name → inputs.Entry
+    log: Callable[[str], None] = print
+    quick: bool = False                         # fewer rounds (smoke run)
+    rows: list[Row] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.work, *parts)
+
+    def rounds(self, normal: int) -> int:
+        return 2 if self.quick else normal
+
+    def env(self, bytecode: bool = True) -> dict[str, str]:
+        """Environment for our children. ``bytecode``: let Python cache compiled modules (an installed CLI has
+        its .pyc files; this environment sets PYTHONDONTWRITEBYTECODE, which would recompile on every run)."""
+        env = dict(os.environ)
+        if bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
+        env["ANSIBLE_NOCOLOR"] = "1"
+        env["ANSIBLE_LOCALHOST_WARNING"] = "False"
+        env["ANSIBLE_INVENTORY_UNPARSED_WARNING"] = "False"
+        return env
+
+
+def engine_present(unit: str) -> bool:
+    return os.path.exists(os.path.join(MODULE_UTILS, f"{unit}.py"))
+
+
+def rmtree(path: str) -> None:
+    """Remove a tree, unmounting anything mounted below it first (podman's overlay storage may be)."""
+    if not os.path.lexists(path):
+        return
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            mounts = [line.split()[4] for line in f]
+    except OSError:
+        mounts = []
+    for mnt in sorted((m for m in mounts if m == real or m.startswith(real + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", path], check=False, capture_output=True)
+
+
+def ours(ctx: Context, *args: str) -> Sample:
+    proc = timed([ctx.python, OURS, *args], env=ctx.env())
+    try:
+        extra = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"bench/ours.py {args[0]}: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in extra.items() if k in ("changed", "rc", "engine_s")})
+
+
+def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None) -> Sample:
+    """Run commands one after the other; the sample is their summed time and the largest peak RSS."""
+    total, rss = 0.0, 0
+    for argv in procs_argv:
+        proc = timed(argv, env=env)
+        total += proc.seconds
+        rss = max(rss, proc.rss_kib)
+    return Sample(total, rss)
+
+
+SKOPEO = ["skopeo", "--insecure-policy"]
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+# --- podman: runs, and what it leaves behind ---------------------------------------------------------------
+
+
+class PodmanGuard:
+    """Restore what podman may change on the host: ``net.ipv4.ip_forward`` and iptables chains it adds."""
+
+    CHAIN_PREFIXES = ("CNI-", "NETAVARK", "PODMAN")
+
+    def __init__(self, forward_path: str = "/proc/sys/net/ipv4/ip_forward") -> None:
+        self.forward_path = forward_path
+        self.forward = self._forward()
+        self.chains = self._chains()
+
+    def _forward(self) -> Optional[str]:
+        try:
+            with open(self.forward_path, encoding="ascii") as f:
+                return f.read().strip()
+        except OSError:
+            return None
+
+    @staticmethod
+    def _chains() -> set[tuple[str, str]]:
+        if not have("iptables-save"):
+            return set()
+        out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+        table, chains = "", set()
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                chains.add((table, line[1:].split()[0]))
+        return chains
+
+    def restore(self) -> list[str]:
+        """Undo podman's leftovers; returns what was cleaned (for the report)."""
+        cleaned = []
+        if self.forward is not None and self._forward() != self.forward:
+            with open(self.forward_path, "w", encoding="ascii") as f:
+                f.write(self.forward + "\n")
+            cleaned.append(f"net.ipv4.ip_forward back to {self.forward}")
+        new = [c for c in self._chains() - self.chains if c[1].startswith(self.CHAIN_PREFIXES)]
+        for table, chain in new:
+            subprocess.run(["iptables", "-t", table, "-F", chain], check=False, capture_output=True)
+        for table, chain in new:
+            subprocess.run(["iptables", "-t", table, "-X", chain], check=False, capture_output=True)
+            cleaned.append(f"iptables -t {table} -X {chain}")
+        return cleaned
+
+
+def podman_argv(ctx: Context) -> list[str]:
+    return ["podman", "--root", ctx.path("podman", "root"), "--runroot", ctx.path("podman", "run"),
+            "--storage-driver", "overlay", "--events-backend", "none"]
+
+
+# --- cases -------------------------------------------------------------------------------------------------
+
+
+def case_pull(ctx: Context) -> None:
+    """Pull + unpack of the Debian image: ours vs skopeo copy + umoci unpack, GNU tar, podman pull."""
+    ref = ctx.refs["debian"]
+    blobs = ctx.inputs["debian"].open().layer_blobs("image")
+    store, oci, bundle, tardir = ctx.path("store"), ctx.path("oci"), ctx.path("bundle"), ctx.path("tar")
+    contenders = [
+        Contender("ours", "ours: bench/ours.py pull (store + one unpacked folder per layer)",
+                  lambda: ours(ctx, "pull", "--store", store, "--name", ref),
+                  prepare=lambda: rmtree(store)),
+        Contender("skopeo+umoci", "skopeo copy docker://… oci:… + umoci unpack",
+                  lambda: steps(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"],
+                                ["umoci", "unpack", "--image", f"{oci}:img", bundle]),
+                  prepare=lambda: (rmtree(oci), rmtree(bundle))),
+        Contender("tar", "GNU tar -xzf of the same layer blobs (local files, no network), one after the other",
+                  lambda: steps(*[["tar", "--numeric-owner", "-xzf", b, "-C", tardir] for b in blobs]),
+                  prepare=lambda: (rmtree(tardir), os.makedirs(tardir))),
+    ]
+    guard = None
+    if have("podman"):
+        guard = PodmanGuard()
+        contenders.append(Contender(
+            "podman", "podman pull (overlay storage, own --root)",
+            lambda: steps(podman_argv(ctx) + ["pull", "--quiet", "--tls-verify=false", f"docker://{ref}"]),
+            prepare=lambda: rmtree(ctx.path("podman"))))
+    else:
+        ctx.skipped.append(("pull+unpack vs podman pull", "podman is not installed (bench/bench.sh installs it)"))
+    try:
+        samples = alternate(contenders, ctx.rounds(3), log=ctx.log, title="pull")
+    finally:
+        if guard is not None:
+            ctx.facts["podman_cleanup"] = guard.restore()
+        for p in (store, oci, bundle, tardir, ctx.path("podman")):
+            rmtree(p)
+    labels = {c.key: c.label for c in contenders}
+    size, nlayers = ctx.inputs["debian"].size()
+    case = f"pull + unpack, Debian bookworm minbase ({size / 1e6:.0f} MB gzip, {nlayers} layers)"
+    ours_rss = statistics.median(s.rss_kib for s in samples["ours"]) / 1024
+    ctx.facts["pull_debian_rss_mib"] = ours_rss
+    for peer in [c.key for c in contenders[1:]]:
+        ctx.rows.append(row(case, samples, "ours", peer, labels, group="pull"))
+
+
+def ansiballz(ctx: Context, module: str, args: dict[str, Any], name: str) -> str:
+    """Run ``module`` (``image_pull`` or a full name such as ``ansible.builtin.stat``) once through ``ansible``,
+    keeping its AnsiballZ payload; returns the payload's path."""
+    tmp = ctx.path(f"ansiballz-{name}")
+    rmtree(tmp)
+    os.makedirs(tmp)
+    env = ctx.env(bytecode=False)
+    env.update({"ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_REMOTE_TMP": tmp})
+    fqcn = module if "." in module else f"dockerless.containers.{module}"
+    module = fqcn.rsplit(".", 1)[1]
+    argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", fqcn,
+            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
+    proc = timed(argv, env=env, check=False)
+    if proc.rc != 0:
+        raise BenchError(f"ansible -m {module}: exit {proc.rc}: {proc.stdout[-1500:]} {proc.stderr[-800:]}")
+    found = glob.glob(os.path.join(tmp, "ansible-tmp-*", f"AnsiballZ_{module}.py"))
+    if len(found) != 1:
+        raise BenchError(f"ansible -m {module}: expected one AnsiballZ payload under {tmp}, found {found}")
+    return found[0]
+
+
+def module_run(ctx: Context, payload: str) -> Sample:
+    proc = timed([ctx.python, payload], env=ctx.env(bytecode=False))
+    try:
+        result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:
+        raise BenchError(f"{payload}: no JSON result: {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    if result.get("failed"):
+        raise BenchError(f"{payload}: module failed: {result.get('msg')}")
+    return Sample(proc.seconds, proc.rss_kib, {"changed": result.get("changed")})
+
+
+def counted(ctx: Context, run: Callable[[], Sample], reg: Any = None) -> Callable[[], Sample]:
+    """Wrap ``run`` so the sample records the registry requests it made (method + path kind)."""
+    reg = reg or ctx.registry
+
+    def wrapped() -> Sample:
+        mark = reg.mark()
+        sample = run()
+        entries = reg.request_log(since=mark)
+        sample.extra["requests"] = len(entries)
+        sample.extra["request_list"] = [f"{e.method} {_kind(e.path)}" for e in entries]
+        return sample
+    return wrapped
+
+
+def _kind(path: str) -> str:
+    if "/manifests/" in path:
+        return "manifest"
+    if "/blobs/uploads" in path:
+        return "upload"
+    if "/blobs/" in path:
+        return "blob"
+    return path
+
+
+def _requests_summary(samples: list[Sample]) -> str:
+    counts = [s.extra.get("requests", 0) for s in samples]
+    kinds = samples[-1].extra.get("request_list", []) if samples else []
+    tally: dict[str, int] = {}
+    for k in kinds:
+        tally[k] = tally.get(k, 0) + 1
+    detail = ", ".join(f"{n}× {k}" for k, n in sorted(tally.items()))
+    lo, hi = min(counts), max(counts)
+    return f"{lo if lo == hi else f'{lo}–{hi}'} request(s)" + (f" ({detail})" if detail else "")
+
+
+def stat_floor(ctx: Context) -> Contender:
+    """``ansible.builtin.stat`` as an AnsiballZ payload: what any module pays before doing anything."""
+    payload = ansiballz(ctx, "ansible.builtin.stat", {"path": "/"}, "stat")
+    return Contender("stat-module", "ansible.builtin.stat of / as an AnsiballZ payload (every module's floor)",
+                     lambda: module_run(ctx, payload))
+
+
+def case_repull(ctx: Context) -> None:
+    """No-change re-pull (pull: always, digest unchanged): image_pull module time and registry requests."""
+    ref = ctx.refs["debian"]
+    store, oci = ctx.path("store"), ctx.path("oci")
+    rmtree(store)
+    rmtree(oci)
+    payload = ansiballz(ctx, "image_pull", {"name": ref, "store": store, "pull": "always"}, "pull")
+    timed(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"])
+    contenders = [
+        Contender("ours", "ours: image_pull module (AnsiballZ payload, pull: always)",
+                  counted(ctx, lambda: module_run(ctx, payload))),
+        Contender("ours-cli", "ours: bench/ours.py pull (pull: always), engine called from a small CLI",
+                  counted(ctx, lambda: ours(ctx, "pull", "--store", store, "--name", ref))),
+        Contender("skopeo", "skopeo copy docker://… oci:… into the layout that already has it",
+                  counted(ctx, lambda: steps(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
+                                                      f"oci:{oci}:img"]))),
+        stat_floor(ctx),
+    ]
+    guard = None
+    if have("podman"):
+        guard = PodmanGuard()
+        rmtree(ctx.path("podman"))
+        timed(podman_argv(ctx) + ["pull", "--quiet", "--tls-verify=false", f"docker://{ref}"])
+        contenders.append(Contender(
+            "podman", "podman pull of an image it already has",
+            counted(ctx, lambda: steps(podman_argv(ctx) + ["pull", "--quiet", "--tls-verify=false", f"docker://{ref}"]))))
+    try:
+        samples = alternate(contenders, ctx.rounds(7), log=ctx.log, title="re-pull")
+    finally:
+        if guard is not None:
+            ctx.facts.setdefault("podman_cleanup", []).extend(guard.restore())
+        for p in (store, oci, ctx.path("podman")):
+            rmtree(p)
+    if any(s.extra.get("changed") for k in ("ours", "ours-cli") for s in samples[k]):
+        raise BenchError("no-change re-pull: our pull reported changed=true on an unchanged image")
+    labels = {c.key: c.label for c in contenders}
+    ctx.facts["repull_requests"] = {k: [s.extra["requests"] for s in v] for k, v in samples.items()
+                                    if "requests" in v[0].extra}
+    ctx.facts["repull_request_kinds"] = samples["ours"][-1].extra["request_list"]
+    engine = statistics.median(s.extra["engine_s"] for s in samples["ours-cli"])
+    ctx.facts["repull_engine_s"] = engine
+    for peer in [k for k in samples if k not in ("ours", "ours-cli")]:
+        notes = f"ours {_requests_summary(samples['ours'])}"
+        if peer in ("skopeo", "podman"):
+            notes += f"; {peer} {_requests_summary(samples[peer])}"
+        ctx.rows.append(row("no-change re-pull (image_pull module time)", samples, "ours", peer, labels, notes=notes,
+                            group="re-pull"))
+    ctx.rows.append(row("no-change re-pull (small CLI: interpreter + engine)", samples, "ours-cli", "skopeo", labels,
+                        notes=f"engine call (imports included) {engine:.3f} s median", group="re-pull-cli"))
+
+
+def case_memory(ctx: Context) -> None:
+    """Peak RSS of our pull of the 500 MB image vs the 60 MB one: must stay flat."""
+    big, small = ctx.refs["big"], ctx.refs["debian"]
+    store = ctx.path("store")
+    contenders = [
+        Contender("big", "ours: pull of the 500 MB image", lambda: ours(ctx, "pull", "--store", store, "--name", big),
+                  prepare=lambda: rmtree(store)),
+        Contender("debian", "ours: pull of the Debian image",
+                  lambda: ours(ctx, "pull", "--store", store, "--name", small), prepare=lambda: rmtree(store)),
+    ]
+    try:
+        # Peak RSS does not depend on the machine's load: two rounds, no warm-up (the pull case warmed up).
+        samples = alternate(contenders, 2, warmup=0, log=ctx.log, title="memory")
+    finally:
+        rmtree(store)
+    labels = {c.key: c.label for c in contenders}
+    bsize, bl = ctx.inputs["big"].size()
+    dsize, dl = ctx.inputs["debian"].size()
+    largest = max(ctx.inputs["big"].open().resolve("image")[0]["layers"], key=lambda d: d["size"])["size"]
+    ctx.rows.append(row(
+        f"peak RSS of a pull: 500 MiB image ({bsize / 1e6:.0f} MB gzip, {bl} layers, largest {largest / 1e6:.0f} MB) "
+        f"vs Debian ({dsize / 1e6:.0f} MB, {dl} layers)", samples, "big", "debian", labels, unit="MiB",
+        notes="ours both sides; the ratio is big/small peak RSS", group="memory"))
+    ctx.rows.append(row(
+        "pull time, 500 MiB image vs Debian image (for scale)", samples, "big", "debian", labels,
+        notes="ours both sides; data layers: few large files", group="memory"))
+
+
+# --- push --------------------------------------------------------------------------------------------------
+
+
+class Sink:
+    """A registry that is emptied before each push sample (stop, wipe storage, start on the same port)."""
+
+    def __init__(self, ctx: Context):
+        sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
+        import registry as registry_script  # noqa: PLC0415 - scripts/registry.py, a sibling script
+
+        sys.path.pop(0)
+        self.lib = registry_script
+        self.root = ctx.path("sink")
+        self.port = registry_script.free_port()
+        self.reg = None
+
+    def reset(self) -> None:
+        if self.reg is not None:
+            self.reg.stop()
+        rmtree(self.root)
+        self.reg = self.lib.start_registry(self.root, port=self.port)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.reg is not None:
+            self.reg.stop()
+        rmtree(self.root)
+
+
+def case_push(ctx: Context) -> None:
+    """Push of the Debian image to an empty registry and the no-change re-push: ours vs skopeo."""
+    if not engine_present("push"):
+        ctx.skipped.append(("push / re-push", "plugins/module_utils/push.py is not in this checkout yet"))
+        return
+    ref = ctx.refs["debian"]
+    store = ctx.path("push-store")
+    rmtree(store)
+    ours(ctx, "pull", "--store", store, "--name", ref)
+    sink = Sink(ctx)
+    target = f"{sink.host}/bench/debian"
+    try:
+        contenders = [
+            Contender("ours", "ours: bench/ours.py push (from our store)",
+                      lambda: ours(ctx, "push", "--store", store, "--name", ref, "--repository", target),
+                      prepare=sink.reset),
+            Contender("skopeo", "skopeo copy oci:<our store>:<ref> docker://… (same source)",
+                      lambda: steps(SKOPEO + ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                                              f"oci:{store}:{ref}", f"docker://{target}:1"]),
+                      prepare=sink.reset),
+        ]
+        samples = alternate(contenders, ctx.rounds(4), log=ctx.log, title="push")
+        labels = {c.key: c.label for c in contenders}
+        size, nlayers = ctx.inputs["debian"].size()
+        ctx.rows.append(row(f"push to an empty registry, Debian ({size / 1e6:.0f} MB, {nlayers} layers)", samples,
+                            "ours", "skopeo", labels, group="push"))
+
+        # No-change re-push: the sink keeps what the last push stored.
+        sink.reset()
+        payload = ansiballz(ctx, "image_push", {"name": ref, "repository": target, "store": store}, "push")
+        counter = _SinkCounter(sink)
+        contenders = [
+            Contender("ours", "ours: image_push module (AnsiballZ payload), tag already there",
+                      counted(ctx, lambda: module_run(ctx, payload), counter)),
+            Contender("skopeo", "skopeo copy oci:… docker://… again",
+                      counted(ctx, lambda: steps(SKOPEO + ["copy", "--quiet", "--preserve-digests",
+                                                          "--dest-tls-verify=false", f"oci:{store}:{ref}",
+                                                          f"docker://{target}:1"]), counter)),
+        ]
+        samples = alternate(contenders, ctx.rounds(7), log=ctx.log, title="re-push")
+        if any(s.extra.get("changed") for s in samples["ours"]):
+            raise BenchError("no-change re-push: image_push reported changed=true")
+        labels = {c.key: c.label for c in contenders}
+        notes = f"ours {_requests_summary(samples['ours'])}; skopeo {_requests_summary(samples['skopeo'])}"
+        ctx.rows.append(row("no-change re-push (module time)", samples, "ours", "skopeo", labels, notes=notes,
+                            group="re-push"))
+    finally:
+        sink.stop()
+        rmtree(store)
+
+
+class _SinkCounter:
+    """mark()/request_log() of whichever registry process the sink runs now."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+
+    def mark(self) -> int:
+        return self.sink.reg.mark()
+
+    def request_log(self, since: int = 0):
+        return self.sink.reg.request_log(since=since)
+
+
+# --- build -------------------------------------------------------------------------------------------------
+
+
+class UmociRepack:
+    """``umoci repack`` of a tree: the bundle is prepared once; its umoci state is restored before each run."""
+
+    def __init__(self, ctx: Context, name: str, trees: list[tuple[str, str]]):
+        self.layout = ctx.path(f"umoci-{name}")
+        self.bundle = ctx.path(f"umoci-{name}-bundle")
+        self.saved = ctx.path(f"umoci-{name}-saved")
+        for p in (self.layout, self.bundle, self.saved):
+            rmtree(p)
+        timed(["umoci", "init", "--layout", self.layout])
+        timed(["umoci", "new", "--image", f"{self.layout}:img"])
+        timed(["umoci", "unpack", "--image", f"{self.layout}:img", self.bundle])
+        for src, dest in trees:
+            target = os.path.join(self.bundle, "rootfs", dest.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            subprocess.run(["cp", "-a", src, target], check=True)
+        os.makedirs(self.saved)
+        for name_ in os.listdir(self.bundle):
+            if name_ != "rootfs":
+                shutil.copy2(os.path.join(self.bundle, name_), self.saved)
+        shutil.copy2(os.path.join(self.layout, "index.json"), self.saved + "/index.json.layout")
+
+    def restore(self) -> None:
+        for name_ in os.listdir(self.saved):
+            if name_ == "index.json.layout":
+                shutil.copy2(os.path.join(self.saved, name_), os.path.join(self.layout, "index.json"))
+            else:
+                shutil.copy2(os.path.join(self.saved, name_), self.bundle)
+
+    def run(self) -> Sample:
+        return steps(["umoci", "repack", "--image", f"{self.layout}:img", self.bundle])
+
+    def cleanup(self) -> None:
+        for p in (self.layout, self.bundle, self.saved):
+            rmtree(p)
+
+
+def _bash_ls_tree(ctx: Context) -> list[tuple[str, str]]:
+    """The host files our build would pick for bash + ls (its own plan), for the peers to copy as a tree."""
+    sys.path.insert(0, COLLECTIONS)
+    try:
+        from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, plan_layer
+    finally:
+        sys.path.pop(0)
+    plan = plan_layer(BuildSpec(name="bench/bash-ls:1", executables=["/bin/bash", "/bin/ls"]))
+    return [("/" + p, "/" + p) for p, e in sorted(plan.entries.items()) if e.kind != "dir"]
+
+
+def case_build(ctx: Context) -> None:
+    """Build of the bash+ls image and of a ~170 MB tree: ours vs umoci repack (and buildah when it runs)."""
+    if not engine_present("build"):
+        ctx.skipped.append(("build", "plugins/module_utils/build.py is not in this checkout yet"))
+        return
+    import inputs  # noqa: PLC0415 - sibling module
+
+    rootfs = inputs.debian_rootfs(ctx.log)
+    usr = os.path.join(rootfs, "usr")
+    store = ctx.path("build-store")
+    cases = [
+        ("bash+ls image (executables with their shared-library closure)", "bashls",
+         ["--executable", "/bin/bash", "--executable", "/bin/ls"], _bash_ls_tree(ctx)),
+        ("build of a directory: Debian's /usr (about 170 MB, 8,000 entries)", "usr",
+         ["--tree", f"{usr}:/usr"], [(usr, "/usr")]),
+    ]
+    for title, name, args, trees in cases:
+        umoci = UmociRepack(ctx, name, trees)
+        contenders = [
+            Contender("ours", "ours: bench/ours.py build into an empty store (gzip)",
+                      lambda a=args: ours(ctx, "build", "--store", store, "--name", "bench/built:1", *a),
+                      prepare=lambda: rmtree(store)),
+            Contender("umoci", "umoci repack of the same tree (bundle prepared beforehand)", umoci.run,
+                      prepare=umoci.restore),
+        ]
+        try:
+            samples = alternate(contenders, ctx.rounds(3 if name == "usr" else 5), log=ctx.log, title=f"build {name}")
+        finally:
+            umoci.cleanup()
+            rmtree(store)
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row(title, samples, "ours", "umoci", labels, group="build"))
+
+
+# --- containers --------------------------------------------------------------------------------------------
+
+
+def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
+    """An OCI bundle made by umoci from the same image, its process set to /bin/true, no terminal."""
+    bundle = ctx.path(f"runc-{name}")
+    rmtree(bundle)
+    timed(["umoci", "unpack", "--image", f"{ref_layout}:image", bundle])
+    with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    with open(os.path.join(bundle, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    return bundle
+
+
+def case_run(ctx: Context) -> None:
+    """Start-to-exit of /bin/true: ours vs runc run; then our start of the 500 MB image vs the 5 MB one."""
+    if not engine_present("runtime") or not engine_present("runtime_spec"):
+        ctx.skipped.append(("container start", "the runtime engine is not in this checkout yet"))
+        return
+    store = ctx.path("run-store")
+    rmtree(store)
+    for name in ("busybox", "small", "big"):
+        ours(ctx, "pull", "--store", store, "--name", ctx.refs[name])
+    bundle = _runc_bundle(ctx, "busybox", ctx.inputs["busybox"].layout)
+    counter = [0]
+
+    def runc() -> Sample:
+        counter[0] += 1
+        return steps(["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}-{counter[0]}"])
+
+    try:
+        contenders = [
+            Contender("ours", "ours: bench/ours.py run (python start + imports + container)",
+                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["busybox"], "/bin/true")),
+            Contender("runc", "runc run of a umoci-unpacked bundle of the same image", runc),
+        ]
+        samples = alternate(contenders, ctx.rounds(10), log=ctx.log, title="run")
+        if any(s.extra.get("rc") for s in samples["ours"]):
+            raise BenchError("container start: /bin/true exited non-zero in our runtime")
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row("container start-to-exit of /bin/true (busybox image)", samples, "ours", "runc", labels,
+                            group="run"))
+        bsize, _ = ctx.inputs["big"].size()
+        ssize, _ = ctx.inputs["small"].size()
+        contenders = [
+            Contender("big", "ours: run /bin/true in the 500 MiB image",
+                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["big"], "/bin/true")),
+            Contender("small", "ours: run /bin/true in the 5 MiB image",
+                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["small"], "/bin/true")),
+        ]
+        samples = alternate(contenders, ctx.rounds(10), log=ctx.log, title="start size")
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row(f"container start: 500 MiB image ({bsize / 1e6:.0f} MB gzip) vs 5 MiB image "
+                            f"({ssize / 1e6:.1f} MB gzip)", samples, "big", "small", labels,
+                            notes="ours both sides", group="run"))
+    finally:
+        rmtree(bundle)
+        rmtree(store)
+
+
+# --- the demo playbook -------------------------------------------------------------------------------------
+
+
+def _demo_copy(ctx: Context, store: str) -> tuple[str, int]:
+    """playbooks/demo.yml with the store and rootfs pointed into the work dir; returns (path, task count)."""
+    import yaml  # noqa: PLC0415 - PyYAML comes with ansible-core
+
+    with open(os.path.join(CHECKOUT, "playbooks", "demo.yml"), encoding="utf-8") as f:
+        plays = yaml.safe_load(f)
+    tasks = 0
+    for play in plays:
+        defaults = play.setdefault("module_defaults", {})
+        group = defaults.setdefault("group/dockerless.containers.dockerless", {})
+        group["store"] = store
+        tasks += len(play.get("tasks", [])) + len(play.get("pre_tasks", [])) + len(play.get("post_tasks", []))
+    path = ctx.path("demo.yml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(plays, f, sort_keys=False)
+    return path, tasks
+
+
+def case_playbook(ctx: Context) -> None:
+    """The demo playbook's idempotent re-run vs a playbook of as many ansible.builtin.stat tasks."""
+    import yaml  # noqa: PLC0415
+
+    store = ctx.path("demo-store")
+    rmtree(store)
+    demo, ntasks = _demo_copy(ctx, store)
+    stat_play = [{"name": "as many stat tasks as the demo has", "hosts": "localhost", "connection": "local",
+                  "gather_facts": False,
+                  "tasks": [{"name": f"stat {i}", "ansible.builtin.stat": {"path": "/"}} for i in range(ntasks)]}]
+    stat_path = ctx.path("stat.yml")
+    with open(stat_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(stat_play, f, sort_keys=False)
+    env = ctx.env(bytecode=False)
+    env["DEMO_REGISTRY"] = ctx.registry.host
+    env["HOME"] = ctx.path("home")
+    os.makedirs(env["HOME"], exist_ok=True)
+    playbook = os.path.join(os.path.dirname(ctx.python), "ansible-playbook")
+
+    def play(path: str) -> Callable[[], Sample]:
+        def run() -> Sample:
+            proc = timed([playbook, "-i", "localhost,", "-e", f"ansible_python_interpreter={ctx.python}", path],
+                         env=env)
+            changed = 0
+            for line in proc.stdout.splitlines():
+                if line.startswith("localhost") and "changed=" in line:
+                    changed = int(line.split("changed=")[1].split()[0])
+            return Sample(proc.seconds, proc.rss_kib, {"changed": changed})
+        return run
+
+    timed([playbook, "-i", "localhost,", "-e", f"ansible_python_interpreter={ctx.python}", demo], env=env)
+    contenders = [
+        Contender("demo", f"ansible-playbook playbooks/demo.yml, idempotent re-run ({ntasks} tasks)", play(demo)),
+        Contender("stat", f"ansible-playbook of {ntasks} ansible.builtin.stat tasks", play(stat_path)),
+    ]
+    try:
+        samples = alternate(contenders, ctx.rounds(3), log=ctx.log, title="playbook")
+    finally:
+        rmtree(store)
+        rmtree(env["HOME"])
+    changed = [s.extra["changed"] for s in samples["demo"]]
+    labels = {c.key: c.label for c in contenders}
+    ctx.rows.append(row("demo playbook idempotent re-run vs as many stat tasks", samples, "demo", "stat", labels,
+                        notes=f"demo re-run reported changed={max(changed)}", group="playbook"))
+
+
+CASES: dict[str, Callable[[Context], None]] = {
+    "pull": case_pull,
+    "repull": case_repull,
+    "memory": case_memory,
+    "push": case_push,
+    "build": case_build,
+    "run": case_run,
+    "playbook": case_playbook,
+}
+
+
+def profile_pull(ctx: Context, out_dir: str) -> dict[str, Any]:
+    """One pull of the Debian image under py-spy (all threads); returns the top functions by sampled time."""
+    spy = os.path.join(os.path.dirname(ctx.python), "py-spy")
+    if not os.path.exists(spy):
+        return {"skipped": "py-spy is not installed in .venv (bench/requirements.txt)"}
+    store = ctx.path("profile-store")
+    result: dict[str, Any] = {}
+    for mode, flags in (("wall", ["--idle"]), ("gil", ["--gil"])):
+        rmtree(store)
+        raw = os.path.join(out_dir, f"profile-pull-{mode}.txt")
+        start = time.perf_counter()
+        timed([spy, "record", "--rate", "100", "--format", "raw", "--nonblocking", "-o", raw, *flags, "--",
+               ctx.python, OURS, "pull", "--store", store, "--name", ctx.refs["debian"]], env=ctx.env())
+        result[mode] = {"seconds": time.perf_counter() - start, **_aggregate(raw)}
+    rmtree(store)
+    return result
+
+
+def _aggregate(raw: str) -> dict[str, Any]:
+    """Self and inclusive sample shares per function (file:function, lines merged) from py-spy's raw output."""
+    self_t: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    with open(raw, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            count = int(n)
+            total += count
+            frames = [_frame(fr) for fr in stack.split(";") if fr]
+            if not frames:
+                continue
+            self_t[frames[-1]] = self_t.get(frames[-1], 0) + count
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + count
+    top_self = sorted(self_t.items(), key=lambda kv: -kv[1])[:12]
+    top_incl = sorted(((k, v) for k, v in incl.items() if "module_utils" in k or "ours.py" in k),
+                      key=lambda kv: -kv[1])[:12]
+    return {"samples": total, "self": [(k, v / total) for k, v in top_self] if total else [],
+            "inclusive": [(k, v / total) for k, v in top_incl] if total else []}
+
+
+def _frame(text: str) -> str:
+    # "function (path/file.py:123)" → "file.py:function"; the process/thread header frames are kept as they are
+    if " (" in text and text.endswith(")"):
+        func, where = text[:-1].split(" (", 1)
+        path = where.rsplit(":", 1)[0]
+        short = "module_utils/" + path.split("module_utils/")[-1] if "module_utils/" in path else os.path.basename(path)
+        return f"{short}:{func}"
+    return text

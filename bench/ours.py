@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Our engine as a small command, so the benchmark times it as a child process like the peers' commands.
+
+    python bench/ours.py pull  --store S --name REF [--dest DIR] [--policy always]
+    python bench/ours.py push  --store S --name REF --repository HOST/REPO
+    python bench/ours.py build --store S --name REF [--executable PATH …] [--tree SRC:DEST …]
+    python bench/ours.py run   --store S --image REF -- ARGV …
+
+Each prints one JSON object (what the engine returned that the report uses). The time includes the
+interpreter's start and the imports, as a command-line front would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_CHECKOUT, ".build", "collections"))
+
+_MU = "ansible_collections.dockerless.containers.plugins.module_utils"
+
+
+def pull(args: argparse.Namespace) -> dict:
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    result = pull_image(Store(args.store), args.name, policy=args.policy, dest=args.dest)
+    return {"changed": result.changed, "digest": result.after, "downloaded_bytes": result.downloaded_bytes,
+            "layers_fetched": result.layers_fetched, "rootfs": result.rootfs}
+
+
+def push(args: argparse.Namespace) -> dict:
+    from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    result = push_image(Store(args.store), args.name, repository=args.repository)
+    return {"changed": result.changed, "digest": result.digest, "blobs": result.blobs.as_dict()}
+
+
+def build(args: argparse.Namespace) -> dict:
+    from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec, build_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    files = [FileSpec(src=t.split(":", 1)[0], dest=t.split(":", 1)[1]) for t in args.tree]
+    spec = BuildSpec(name=args.name, executables=list(args.executable), files=files, source_date_epoch=946684800)
+    result = build_image(Store(args.store), spec)
+    return {"changed": result.changed, "digest": result.after, "files": len(result.files)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    store = Store(args.store)
+    image = store.image(args.image)  # prepared: pulled and unpacked beforehand, no registry involved
+    spec = build_spec(
+        image_config=image.config.get("config") or {},
+        lower_dirs=[store.layer_dir(layer["diff_id"]) for layer in reversed(image.layers)],
+        image=image.name, image_digest=image.digest, diff_ids=[layer["diff_id"] for layer in image.layers],
+        command=args.argv,
+    )
+    result = Runtime(args.store).run(spec)
+    return {"rc": result.rc, "rootfs_mode": result.rootfs_mode, "stdout": result.stdout.decode(errors="replace")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="op", required=True)
+    p = sub.add_parser("pull")
+    p.add_argument("--store", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--dest")
+    p.add_argument("--policy", default="always", choices=("always", "missing"))
+    p = sub.add_parser("push")
+    p.add_argument("--store", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--repository", required=True)
+    p = sub.add_parser("build")
+    p.add_argument("--store", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--executable", action="append", default=[])
+    p.add_argument("--tree", action="append", default=[], metavar="SRC:DEST")
+    p = sub.add_parser("run")
+    p.add_argument("--store", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("argv", nargs="+")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    out = {"pull": pull, "push": push, "build": build, "run": run}[args.op](args)
+    out["engine_s"] = round(time.perf_counter() - start, 4)  # imports of the engine included, interpreter start not
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""docs/benchmarks.md and docs/benchmarks.png from a run's results (never from typed numbers).
+
+``python bench/report.py RESULTS.json`` re-renders both files from a saved ``bench/results/*.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Optional
+
+from harness import Row, Target
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(HERE)
+
+
+def _find(rows: list[Row], group: str, peer_key: Optional[str] = None, case_has: str = "") -> Optional[Row]:
+    for r in rows:
+        if r.group == group and (peer_key is None or r.peer_key == peer_key) and case_has in r.case:
+            return r
+    return None
+
+
+def _ratio_target(issue: str, text: str, r: Optional[Row], limit: float, missing: str) -> Target:
+    if r is None or not r.ratios:
+        return Target(issue, text, f"not measured: {missing}", None)
+    return Target(issue, text, f"{r.ratio:.2f}× (min {min(r.ratios):.2f}, max {max(r.ratios):.2f})", r.ratio <= limit)
+
+
+def _time_target(issue: str, text: str, r: Optional[Row], limit: float, missing: str) -> Target:
+    if r is None:
+        return Target(issue, text, f"not measured: {missing}", None)
+    return Target(issue, text, f"{r.ours_median:.2f} s median (min {min(r.ours_values):.2f}, max "
+                  f"{max(r.ours_values):.2f})", r.ours_median < limit)
+
+
+def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Target]:
+    """The targets named in the module issues, checked against this run's rows."""
+    why = {case: reason for case, reason in skipped}
+
+    def reason(*keys: str) -> str:
+        for k in keys:
+            for case, text in why.items():
+                if k in case:
+                    return text
+        return "case not run"
+
+    targets = [
+        _ratio_target("#2 image_pull", "pull + unpack ≤ 0.5× skopeo copy + umoci unpack",
+                      _find(rows, "pull", "skopeo+umoci"), 0.5, reason("pull")),
+        _ratio_target("#2 image_pull", "pull + unpack faster than GNU tar -xzf of the same layers (≤ 1.0×)",
+                      _find(rows, "pull", "tar"), 1.0, reason("pull")),
+    ]
+    kinds = facts.get("repull_request_kinds")
+    counts = facts.get("repull_requests", {}).get("ours")
+    if counts:
+        one_head = all(c == 1 for c in counts) and kinds == ["HEAD manifest"]
+        targets.append(Target("#2 image_pull", "no-change re-pull makes one HEAD request",
+                              f"{min(counts)}–{max(counts)} request(s) per run: {', '.join(kinds or [])}", one_head))
+    else:
+        targets.append(Target("#2 image_pull", "no-change re-pull makes one HEAD request",
+                              f"not measured: {reason('re-pull')}", None))
+    targets += [
+        _time_target("#2 image_pull", "no-change re-pull under 0.3 s of module time",
+                     _find(rows, "re-pull", "skopeo"), 0.3, reason("re-pull")),
+        _ratio_target("#2 image_pull", "peak memory flat in layer size (500 MiB image ≤ 1.25× the Debian image's peak RSS)",
+                      _find(rows, "memory", case_has="peak RSS"), 1.25, reason("memory")),
+        _ratio_target("#4 image_push", "push ≤ 1.0× skopeo copy oci:… docker://…", _find(rows, "push"), 1.0,
+                      reason("push")),
+        _time_target("#4 image_push", "no-change re-push under 0.3 s of module time", _find(rows, "re-push"), 0.3,
+                     reason("push")),
+        _ratio_target("#3 image_build", "build of the bash+ls image ≤ 1.0× umoci repack",
+                      _find(rows, "build", case_has="bash+ls"), 1.0, reason("build")),
+        _ratio_target("#3 image_build", "build of a large directory ≤ 1.0× umoci repack",
+                      _find(rows, "build", case_has="directory"), 1.0, reason("build")),
+        _ratio_target("#6 container_run", "start-to-exit of /bin/true ≤ 1.0× runc run",
+                      _find(rows, "run", "runc"), 1.0, reason("container start")),
+        _ratio_target("#6 container_run", "start of a 500 MB image ≤ 1.2× a 5 MB image",
+                      _find(rows, "run", "small"), 1.2, reason("container start")),
+    ]
+    demo = _find(rows, "playbook")
+    targets.append(Target(
+        "#8/#9 playbooks", "demo playbook re-run vs as many stat tasks (reported; no numeric target)",
+        f"{demo.ratio:.2f}× ({demo.ours_median:.1f} s vs {demo.peer_median:.1f} s)" if demo
+        else f"not measured: {reason('playbook')}", None))
+    return targets
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    return f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
+
+
+def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`bench/run.py`) from one run on the machine below; every number comes from",
+        "that run (raw samples: `bench/results/`). Ratios are ours / peer, per round, with runs alternating",
+        "(A B A B …) after a warm-up: the median ratio and its min–max over the rounds. Below 1.0 means we are",
+        "faster (or smaller). How each side runs is in the second table and in `bench/README.md`.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mib'] // 1024} GiB, kernel {m['kernel']}, "
+        f"Python {m['python']}; run {m['date']}, {results['elapsed_s'] / 60:.1f} min; "
+        f"load average at start {m['load_at_start'][0]:.1f}, at end {results.get('load_at_end', [0])[0]:.1f}"
+        + (" (other jobs were running: absolute times are inflated, the alternating ratios less so)"
+           if max(m['load_at_start'][0], results.get('load_at_end', [0])[0]) > m['cores'] else "") + ".",
+        "",
+        "Tools: " + ", ".join(f"{k} {v}" for k, v in results["tools"].items()) + ".",
+        "",
+        "| case | us (median) | peer | peer (median) | ratio (median, min–max) | rounds | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.case} | {_fmt(r.ours_median, r.unit)} | {r.peer_key} | {_fmt(r.peer_median, r.unit)} | "
+            f"**{r.ratio:.2f}×** ({min(r.ratios):.2f}–{max(r.ratios):.2f}) | {len(r.ratios)} | {r.notes} |")
+    lines += ["", "## Targets from the module issues", "", "| issue | target | measured | status |", "|---|---|---|---|"]
+    for t in targets:
+        status = "met" if t.met else ("not met" if t.met is False else "—")
+        lines.append(f"| {t.issue} | {t.text} | {t.measured} | {status} |")
+    lines += ["", "## What runs on each side", "", "| case | us | peer |", "|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.case} | {r.ours} | {r.peer} |")
+    if results.get("skipped"):
+        lines += ["", "## Not measured in this run", ""]
+        lines += [f"- {case}: {reason}" for case, reason in results["skipped"]]
+    facts = results.get("facts", {})
+    if facts.get("podman_cleanup") is not None:
+        cleaned = facts["podman_cleanup"]
+        lines += ["", f"podman's leftovers cleaned after its runs: {', '.join(cleaned) if cleaned else 'none found'}."]
+    prof = results.get("profile")
+    if prof and "skipped" not in prof:
+        lines += ["", "## Where our pull spends its time (py-spy, one pull of the Debian image)", ""]
+        for mode, title in (("wall", "all threads, idle included (wall time)"), ("gil", "only the thread holding the GIL")):
+            p = prof.get(mode)
+            if not p:
+                continue
+            lines += [f"{title}: {p['samples']} samples over {p['seconds']:.1f} s", "",
+                      "| self | function | | inclusive | function (engine) |", "|---|---|---|---|---|"]
+            for i in range(max(len(p["self"]), len(p["inclusive"]))):
+                s = p["self"][i] if i < len(p["self"]) else ("", 0)
+                n = p["inclusive"][i] if i < len(p["inclusive"]) else ("", 0)
+                lines.append(f"| {s[1] * 100:.1f} % | `{s[0]}` | | {n[1] * 100:.1f} % | `{n[0]}` |")
+            lines.append("")
+    elif prof:
+        lines += ["", f"Profile: {prof['skipped']}."]
+    lines += ["", "![ratios](benchmarks.png)", ""]
+    return "\n".join(lines)
+
+
+def chart(path: str, rows: list[Row]) -> bool:
+    """Horizontal bars of the median ratios (whiskers min–max), log scale, a line at 1.0."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    labels = [f"{r.case[:58]}{'…' if len(r.case) > 58 else ''}\nvs {r.peer_key}" for r in rows]
+    ratios = [r.ratio for r in rows]
+    lo = [r.ratio - min(r.ratios) for r in rows]
+    hi = [max(r.ratios) - r.ratio for r in rows]
+    colors = ["#2e7d32" if x <= 1.0 else "#c62828" for x in ratios]
+    fig, ax = plt.subplots(figsize=(11, 0.62 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, ratios, xerr=[lo, hi], color=colors, alpha=0.85, capsize=3, left=0)
+    ax.axvline(1.0, color="black", linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7.5)
+    ax.set_xlabel("ours / peer (median of alternating rounds, whiskers min–max; < 1 is better)")
+    for yi, x in zip(y, ratios):
+        ax.text(x * 1.04, yi, f"{x:.2f}×", va="center", fontsize=8)
+    ax.set_title("dockerless.containers vs peers")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def rows_from(results: dict[str, Any]) -> list[Row]:
+    return [Row(r["case"], r["ours"], r["peer"], r["ours_values"], r["peer_values"], r["unit"], r["notes"], r["group"],
+                r.get("ours_key", "ours"), r.get("peer_key", "")) for r in results["rows"]]
+
+
+def write(results: dict[str, Any], docs_dir: str) -> tuple[str, str]:
+    rows = rows_from(results)
+    targets = evaluate_targets(rows, results.get("facts", {}), [tuple(s) for s in results.get("skipped", [])])
+    results["targets"] = [t.__dict__ for t in targets]
+    md_path = os.path.join(docs_dir, "benchmarks.md")
+    png_path = os.path.join(docs_dir, "benchmarks.png")
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write(markdown(results, rows, targets))
+    if not chart(png_path, rows):
+        png_path = ""
+    return md_path, png_path
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python bench/report.py bench/results/RESULTS.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        results = json.load(f)
+    md, png = write(results, os.path.join(CHECKOUT, "docs"))
+    print(md, png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``make bench``: make (or reuse) the inputs, start a registry on loopback, run every case, write the report.
+
+    .venv/bin/python bench/run.py [--cases pull,repull,…] [--quick] [--no-profile] [--docs DIR]
+                                  [--deadline SECONDS]
+
+Results: ``docs/benchmarks.md``, ``docs/benchmarks.png`` and the raw samples in ``bench/results/``.
+When the run passes ``--deadline`` seconds (default 780), the remaining cases run with two rounds each so the
+whole command stays under 15 minutes on a 2-core machine; the report says how many rounds each row had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import cases  # noqa: E402 - after the path set-up above
+import harness  # noqa: E402
+import inputs  # noqa: E402
+import report  # noqa: E402
+
+CHECKOUT = os.path.dirname(HERE)
+WORK = os.environ.get("DOCKERLESS_BENCH_WORK", "/var/tmp/dockerless-bench-run")  # not bench/unpack_bench.py's dir
+INPUTS_FOR = {"pull": ["debian"], "repull": ["debian"], "memory": ["debian", "big"], "push": ["debian"],
+              "build": ["busybox"], "run": ["busybox", "small", "big"], "playbook": ["busybox"]}
+
+
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def tools() -> dict[str, str]:
+    def ver(argv: list[str], strip: str = "") -> str:
+        return harness.tool_version(argv).replace(strip, "").strip()
+
+    return {
+        "skopeo": ver(["skopeo", "--version"], "skopeo version"),
+        "umoci": ver(["umoci", "--version"], "umoci version"),
+        "runc": ver(["runc", "--version"], "runc version"),
+        "podman": ver(["podman", "--version"], "podman version"),
+        "GNU tar": ver(["tar", "--version"], "tar (GNU tar)"),
+        "docker-registry": ver(["docker-registry", "--version"]).split()[-1] if harness.tool_version(
+            ["docker-registry", "--version"]) != "missing" else "missing",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(cases.CASES), help="comma-separated: " + ",".join(cases.CASES))
+    parser.add_argument("--quick", action="store_true", help="two rounds per case (a smoke run, not for the docs)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of a pull")
+    parser.add_argument("--docs", default=os.path.join(CHECKOUT, "docs"), help="where benchmarks.md/.png go")
+    parser.add_argument("--deadline", type=float, default=780.0,
+                        help="seconds after which the remaining cases run two rounds (default 780)")
+    args = parser.parse_args(argv)
+    selected = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in selected if c not in cases.CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {', '.join(cases.CASES)}")
+    if os.geteuid() != 0:
+        print("bench: run as root (the runtime, umoci unpack and runc need it)", file=sys.stderr)
+        return 2
+
+    start = time.monotonic()
+    machine = harness.machine()
+    _log(f"bench: {machine['cpu']}, {machine['cores']} cores, kernel {machine['kernel']}, "
+         f"load {machine['load_at_start'][0]:.1f}")
+    names = sorted({n for c in selected for n in INPUTS_FOR[c]} | {"busybox"})
+    for name in names:
+        inputs.ALL[name].ensure(_log)
+
+    sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
+    import registry as registry_script  # noqa: PLC0415 - scripts/registry.py
+
+    reg = registry_script.start_registry(os.path.join(inputs.CACHE, "registry"), port=0)
+    try:
+        t = time.monotonic()
+        refs = inputs.seed_registry(reg.host, names, _log)
+        _log(f"bench: registry {reg.url} seeded with {', '.join(names)} in {time.monotonic() - t:.1f}s")
+        cases.rmtree(WORK)
+        os.makedirs(WORK)
+        ctx = cases.Context(work=WORK, python=os.path.join(CHECKOUT, ".venv", "bin", "python"), registry=reg,
+                            refs=refs, inputs=inputs.ALL, log=_log, quick=args.quick)
+        failures = []
+        for name in selected:
+            if time.monotonic() - start > args.deadline and not ctx.quick:
+                _log(f"bench: past the {args.deadline:.0f}s deadline; the remaining cases run two rounds")
+                ctx.quick = True
+            t = time.monotonic()
+            _log(f"bench: case {name}")
+            try:
+                cases.CASES[name](ctx)
+            except Exception as exc:  # noqa: BLE001 - one failing case must not lose the others' numbers
+                traceback.print_exc()
+                ctx.skipped.append((name, f"failed: {exc}"))
+                failures.append(name)
+            _log(f"bench: case {name} took {time.monotonic() - t:.0f}s")
+        profile = None
+        if not args.no_profile and "pull" in selected:
+            _log("bench: profiling one pull with py-spy")
+            try:
+                profile = cases.profile_pull(ctx, os.path.join(HERE, "results"))
+            except Exception as exc:  # noqa: BLE001 - the profile is extra information
+                profile = {"skipped": f"py-spy failed: {exc}"}
+        cases.rmtree(WORK)
+    finally:
+        reg.stop()
+
+    results = {
+        "machine": machine,
+        "tools": tools(),
+        "elapsed_s": time.monotonic() - start,
+        "load_at_end": os.getloadavg(),
+        "quick": args.quick,
+        "rows": [r.as_dict() for r in ctx.rows],
+        "facts": ctx.facts,
+        "skipped": ctx.skipped,
+        "profile": profile,
+        "inputs": {n: {"path": inputs.ALL[n].path, "compressed_bytes": inputs.ALL[n].size()[0],
+                       "layers": inputs.ALL[n].size()[1]} for n in names},
+    }
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    md, png = report.write(results, args.docs)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    raw = os.path.join(HERE, "results", f"results-{stamp}.json")
+    with open(raw, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1, default=str)
+
+    _log("")
+    _log(f"{'case':<72} {'peer':<14} ratio (min–max)")
+    for r in ctx.rows:
+        _log(f"{r.case[:72]:<72} {r.peer_key:<14} {r.ratio:.2f}× ({min(r.ratios):.2f}–{max(r.ratios):.2f})")
+    for t in results["targets"]:
+        status = "met" if t["met"] else ("NOT MET" if t["met"] is False else "-")
+        _log(f"target {t['issue']}: {t['text']}: {t['measured']} → {status}")
+    for case, reason in ctx.skipped:
+        _log(f"not measured: {case}: {reason}")
+    _log(f"bench: wrote {md}{', ' + png if png else ''} and {raw} in {(time.monotonic() - start) / 60:.1f} min")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tests of the benchmark harness itself: timing and memory of real children, alternation, inputs, report."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import zlib
+
+import cases
+import harness
+import inputs
+import pytest
+import report
+from layout import Layout
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# --- harness.timed --------------------------------------------------------------------------------------------
+
+
+def test_timed_reports_the_commands_own_peak_rss_not_ours():
+    ballast = bytearray(120 << 20)  # make this process big: a plain fork would report at least this much
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    small = harness.timed(["true"])
+    big = harness.timed([sys.executable, "-c", "b = bytearray(64 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1"])
+    assert small.rss_kib < 8 * 1024, small.rss_kib
+    assert 64 * 1024 <= big.rss_kib < 110 * 1024, big.rss_kib
+    del ballast
+
+
+def test_timed_measures_wall_time_and_keeps_output():
+    proc = harness.timed(["sh", "-c", "sleep 0.3; echo out; echo err >&2"])
+    assert 0.3 <= proc.seconds < 3
+    assert (proc.stdout, proc.stderr, proc.rc) == ("out\n", "err\n", 0)
+
+
+def test_timed_failure_names_the_command_status_and_stderr():
+    with pytest.raises(harness.BenchError, match=r"sh -c .* exited 3 .*boom"):
+        harness.timed(["sh", "-c", "echo boom >&2; exit 3"])
+    assert harness.timed(["sh", "-c", "exit 3"], check=False).rc == 3
+
+
+# --- alternation and rows -----------------------------------------------------------------------------------
+
+
+def test_alternate_runs_warmup_then_rounds_in_order_with_untimed_hooks():
+    events: list[str] = []
+
+    def contender(key: str, seconds: float) -> harness.Contender:
+        def run() -> harness.Sample:
+            events.append(f"run {key}")
+            return harness.Sample(seconds, extra={"n": len(events)})
+        return harness.Contender(key, key, run, prepare=lambda: events.append(f"prepare {key}"),
+                                 cleanup=lambda: events.append(f"cleanup {key}"))
+
+    samples = harness.alternate([contender("A", 2.0), contender("B", 4.0)], rounds=3, warmup=1, log=lambda _: None)
+    assert [e for e in events if e.startswith("run")] == ["run A", "run B"] * 4
+    assert events[:3] == ["prepare A", "run A", "cleanup A"]
+    assert [len(samples["A"]), len(samples["B"])] == [3, 3]
+    # the warm-up pair (events 1-6) is not among the samples
+    assert min(s.extra["n"] for s in samples["A"]) > 6
+
+
+def test_row_pairs_rounds_and_converts_memory():
+    samples = {
+        "ours": [harness.Sample(1.0, 10240), harness.Sample(3.0, 20480), harness.Sample(2.0, 10240)],
+        "peer": [harness.Sample(2.0, 5120), harness.Sample(3.0, 5120), harness.Sample(8.0, 5120)],
+    }
+    labels = {"ours": "us", "peer": "them"}
+    r = harness.row("case", samples, "ours", "peer", labels)
+    assert r.ratios == [0.5, 1.0, 0.25]
+    assert (r.ratio, r.ours_median, r.peer_median) == (0.5, 2.0, 3.0)
+    m = harness.row("case", samples, "ours", "peer", labels, unit="MiB")
+    assert m.ours_values == [10.0, 20.0, 10.0] and m.ratio == 2.0
+    assert r.as_dict()["ratio_min"] == 0.25 and r.as_dict()["peer_key"] == "peer"
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+def test_debian_layer_split_keeps_parents_and_puts_each_path_once():
+    paths = ["usr", "usr/lib", "usr/lib/x.so", "usr/share/doc/a", "usr/bin/sh", "etc/passwd", "bin"]
+    layers = inputs.split_layers(paths)
+    assert layers[0] == ["usr", "usr/lib", "usr/lib/x.so"]
+    assert layers[1] == ["usr", "usr/share", "usr/share/doc", "usr/share/doc/a"]
+    assert layers[2] == ["usr", "usr/bin", "usr/bin/sh"]
+    assert layers[3] == ["bin", "etc", "etc/passwd"]
+    assert inputs.group_of("usr/libexec/x") == 2  # a prefix match needs the slash
+    leaves = [p for layer in layers for p in layer if p in ("usr/lib/x.so", "usr/share/doc/a", "usr/bin/sh")]
+    assert sorted(leaves) == ["usr/bin/sh", "usr/lib/x.so", "usr/share/doc/a"]
+
+
+def test_text_data_is_deterministic_and_compresses_to_about_half():
+    a = inputs.text_data(random.Random(7), 1 << 20)
+    b = inputs.text_data(random.Random(7), 1 << 20)
+    assert a == b and len(a) == 1 << 20
+    ratio = len(zlib.compress(a, 1)) / len(a)
+    assert 0.4 < ratio < 0.7, ratio
+
+
+def test_layout_layers_have_true_digests_and_skopeo_reads_them(tmp_path):
+    layout = Layout(str(tmp_path / "oci"))
+
+    def write(tar: tarfile.TarFile) -> None:
+        import io
+
+        info = tarfile.TarInfo("hello.txt")
+        data = b"hello bench\n" * 1000
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    desc, diff_id = layout.add_layer(write)
+    blob = open(layout.blob_path(desc.digest), "rb").read()
+    assert desc.digest == "sha256:" + hashlib.sha256(blob).hexdigest() and desc.size == len(blob)
+    raw = gzip.decompress(blob)
+    assert diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    layout.image("t", [(desc, diff_id)], {"Cmd": ["/hello"]})
+    out = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{layout.root}:t"], capture_output=True, text=True,
+                         check=True).stdout
+    manifest = json.loads(out)
+    assert [la["digest"] for la in manifest["layers"]] == [desc.digest]
+    assert Layout(layout.root).layer_blobs("t") == [layout.blob_path(desc.digest)]
+
+
+# --- cases helpers ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.root
+def test_podman_guard_removes_new_chains_and_restores_forwarding(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root for iptables")
+    forward = tmp_path / "ip_forward"
+    forward.write_text("0\n")
+    guard = cases.PodmanGuard(forward_path=str(forward))
+    chain = f"PODMAN-BENCHTEST-{os.getpid()}"
+    subprocess.run(["iptables", "-t", "filter", "-N", chain], check=True)
+    try:
+        forward.write_text("1\n")
+        cleaned = guard.restore()
+        assert forward.read_text().strip() == "0"
+        assert f"iptables -t filter -X {chain}" in cleaned
+        listed = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
+        assert f":{chain} " not in listed
+    finally:
+        subprocess.run(["iptables", "-t", "filter", "-X", chain], capture_output=True)
+
+
+def test_rmtree_removes_readonly_trees(tmp_path):
+    top = tmp_path / "t"
+    (top / "a" / "b").mkdir(parents=True)
+    (top / "a" / "b" / "f").write_text("x")
+    os.chmod(top / "a", 0o500)
+    cases.rmtree(str(top))
+    assert not top.exists()
+
+
+def test_py_spy_raw_output_is_aggregated_per_function(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "process 1;main (ours.py:10);extract (/x/module_utils/unpack.py:5);open (/x/module_utils/unpack.py:9) 30\n"
+        "process 1;main (ours.py:10);extract (/x/module_utils/unpack.py:6) 10\n"
+        "process 1;main (ours.py:11);read (/usr/lib/python3.11/socket.py:700) 60\n")
+    agg = cases._aggregate(str(raw))
+    assert agg["samples"] == 100
+    assert agg["self"][0] == ("socket.py:read", 0.6)
+    assert ("module_utils/unpack.py:extract", 0.4) in agg["inclusive"]
+    assert ("module_utils/unpack.py:open", 0.3) in agg["self"]
+    assert ("socket.py:read", 0.6) not in agg["inclusive"]  # the inclusive list is about the engine and ours.py
+
+
+# --- report -------------------------------------------------------------------------------------------------
+
+
+def _rows() -> list[harness.Row]:
+    return [
+        harness.Row("pull + unpack", "ours", "skopeo", [4.0, 5.0, 6.0], [10.0, 10.0, 10.0], group="pull",
+                    peer_key="skopeo+umoci"),
+        harness.Row("pull + unpack", "ours", "tar", [4.0, 5.0, 6.0], [4.0, 4.0, 4.0], group="pull", peer_key="tar"),
+        harness.Row("no-change re-pull (image_pull module time)", "ours", "skopeo", [0.2, 0.25, 0.4], [0.1, 0.1, 0.1],
+                    group="re-pull", peer_key="skopeo"),
+    ]
+
+
+def test_targets_are_checked_against_rows_and_say_why_when_missing():
+    facts = {"repull_requests": {"ours": [1, 1, 1]}, "repull_request_kinds": ["HEAD manifest"]}
+    targets = {t.text: t for t in report.evaluate_targets(_rows(), facts, [("push / re-push", "no push.py yet")])}
+    assert targets["pull + unpack ≤ 0.5× skopeo copy + umoci unpack"].met is True  # median 0.5
+    assert targets["pull + unpack faster than GNU tar -xzf of the same layers (≤ 1.0×)"].met is False
+    assert targets["no-change re-pull makes one HEAD request"].met is True
+    assert targets["no-change re-pull under 0.3 s of module time"].met is True  # median 0.25
+    push = targets["push ≤ 1.0× skopeo copy oci:… docker://…"]
+    assert push.met is None and "no push.py yet" in push.measured
+    facts["repull_request_kinds"] = ["GET /v2/", "HEAD manifest"]
+    facts["repull_requests"]["ours"] = [2, 2, 2]
+    two = {t.text: t for t in report.evaluate_targets(_rows(), facts, [])}
+    assert two["no-change re-pull makes one HEAD request"].met is False
+
+
+def test_report_writes_markdown_and_a_png_chart(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib comes from bench/requirements.txt (bench/bench.sh)")
+    results = {
+        "machine": {"cpu": "Test CPU", "cores": 2, "memory_mib": 2048, "kernel": "6.1", "python": "3.11",
+                    "date": "2026-01-01 00:00 UTC", "load_at_start": [0.5, 0, 0]},
+        "tools": {"skopeo": "1.9"}, "elapsed_s": 60.0, "load_at_end": [0.7, 0, 0],
+        "rows": [r.as_dict() for r in _rows()], "facts": {}, "skipped": [["build", "not yet"]], "profile": None,
+    }
+    md_path, png_path = report.write(results, str(tmp_path))
+    text = open(md_path, encoding="utf-8").read()
+    assert "| pull + unpack | 5.00 s | skopeo+umoci | 10.00 s | **0.50×** (0.40–0.60) | 3 |" in text
+    assert "Test CPU, 2 cores" in text and "- build: not yet" in text
+    assert open(png_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# --- ours.py against a real registry ------------------------------------------------------------------------
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_ours_pull_then_no_change_repull_is_one_head(tmp_path):
+    sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
+    import registry as registry_script
+
+    sys.path.pop(0)
+    reg = registry_script.start_registry(str(tmp_path / "reg"), port=0)
+    try:
+        refs = inputs.seed_registry(reg.host, ["busybox"], log=lambda _: None)
+        ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=reg, refs=refs,
+                            inputs=inputs.ALL, log=lambda _: None)
+        store = str(tmp_path / "store")
+        first = cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
+        assert first.extra["changed"] is True and first.rss_kib > 0
+        again = cases.counted(ctx, lambda: cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"]))()
+        assert again.extra["changed"] is False
+        assert "HEAD manifest" in again.extra["request_list"]
+        assert all(k in ("HEAD manifest", "GET /v2/") for k in again.extra["request_list"]), again.extra
+    finally:
+        reg.stop()
