@@ -21,7 +21,7 @@
 #   tests, and concurrent runs must not share it.
 # Exits non-zero if either ansible-test or ruff fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 CHECKOUT=$(pwd -P)
 VENV="$CHECKOUT/.venv"
 PY="$VENV/bin/python"
