@@ -149,14 +149,12 @@ def _record_push(store: Store, image: ImageRecord, pushed: list[str]) -> None:
     desc = store.resolve(image.name)
     if desc is None or desc.get("digest") != image.digest:
         return
-    annotations = dict(desc.get("annotations") or {})
-    known = str(annotations.get(ANNOTATION_PUSHED) or "").split()
+    known = str((desc.get("annotations") or {}).get(ANNOTATION_PUSHED) or "").split()
     own = parse_reference(image.name).repo_name  # the name already says the blobs are there
     new = [ref for ref in pushed if ref not in known and parse_reference(ref).repo_name != own]
     if not new:
         return
-    annotations[ANNOTATION_PUSHED] = " ".join((known + new)[-_MAX_PUSHED_RECORDS:])
-    store.tag(image.name, dict(desc, annotations=annotations))
+    store.annotate(image.name, image.digest, {ANNOTATION_PUSHED: " ".join((known + new)[-_MAX_PUSHED_RECORDS:])})
 
 
 def push_image(

@@ -316,6 +316,24 @@ class Store:
             self._write_index(index)
         return True
 
+    def annotate(self, name: str, expected_digest: str, annotations: dict) -> bool:
+        """Merge ``annotations`` into the entry ``name`` only if it still points at ``expected_digest``
+        (compare-and-set under the index lock). Returns True when index.json changed."""
+        with self.lock():
+            index = self._read_index()
+            for desc in index["manifests"]:
+                if (desc.get("annotations") or {}).get(oci.ANNOTATION_REF_NAME) != name:
+                    continue
+                if desc.get("digest") != expected_digest:
+                    return False
+                merged = dict(desc.get("annotations") or {}, **annotations)
+                if merged == desc.get("annotations"):
+                    return False
+                desc["annotations"] = merged
+                self._write_index(index)
+                return True
+        return False
+
     def untag(self, name: str) -> bool:
         if not self.exists():
             return False

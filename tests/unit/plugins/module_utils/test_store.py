@@ -156,3 +156,14 @@ def test_digest_never_becomes_a_path(tmp_path):
         store.blob_path("sha256:../../etc/passwd")
     with pytest.raises(Exception, match="digest"):
         store.layer_dir("sha256:" + "A" * 64)
+
+
+def test_annotate_is_compare_and_set(tmp_path):
+    store = Store(str(tmp_path))
+    ids = make_image(store, "r/a:1")
+    assert store.annotate("r/a:1", ids["digest"], {"x": "1"}) is True
+    assert store.resolve("r/a:1")["annotations"]["x"] == "1"
+    assert store.annotate("r/a:1", ids["digest"], {"x": "1"}) is False       # nothing new
+    assert store.annotate("r/a:1", "sha256:" + "f" * 64, {"x": "2"}) is False  # entry moved on: untouched
+    assert store.resolve("r/a:1")["annotations"]["x"] == "1"
+    assert store.annotate("r/none:1", ids["digest"], {"x": "1"}) is False
