@@ -19,6 +19,7 @@ Host files are read only where they were named: symlinks in ``files`` are copied
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -26,6 +27,7 @@ import os
 import re
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.elf import (
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError, DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.store import ImageRecord, Store
+from ansible_collections.dockerless.containers.plugins.module_utils.store import ImageRecord, Store, remove_tree
 from ansible_collections.dockerless.containers.plugins.module_utils.tarwriter import (
     DIR,
     FILE,
@@ -537,8 +539,12 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
         with store.gc_guard():
             layer = None
             if plan.entries:
-                with store.ingest() as writer:
-                    layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch)
+                # The uncompressed tar is extracted into a layer folder while it is written (a second core does
+                # it), so containers can use the image at once without decompressing the blob again.
+                with store.ingest() as writer, _LayerUnpacker(store) as unpacker:
+                    layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch,
+                                          tee=unpacker)
+                unpacker.commit(layer.diff_id)
             config_body, config_digest, manifest_body, digest = finish(layer)
             store.put_blob(config_body)
             store.put_blob(manifest_body)
@@ -547,13 +553,9 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
     changed = digest != before
     image = _record(name, digest, manifest_body, config_body, config_digest)
     if not check_mode:
-        # Unpack the new layer (and any base layer not unpacked yet) so containers can use it without a pull.
         from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
 
-        try:
-            ensure_unpacked(store, store.image(name))
-        except ImportError:  # the unpack unit is not installed in this checkout yet
-            plan.notes.append("layers not unpacked: plugins/module_utils/unpack.py is missing")
+        ensure_unpacked(store, store.image(name))  # base layers not unpacked yet; ours is there already
     if changed:
         actions.append(("would build " if check_mode else "built ") + f"{name} {digest}" +
                        (f" (was {before})" if before else ""))
@@ -583,6 +585,76 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
         actions=actions,
         diff=diff,
     )
+
+
+class _LayerUnpacker:
+    """Extracts the layer tar into a temp folder of the store from a pipe, in a thread, while it is written."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.tmp = ""
+        self.dest = ""
+        self.result = None
+        self.error: BaseException | None = None
+        self._pipe = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _LayerUnpacker:
+        from ansible_collections.dockerless.containers.plugins.module_utils.unpack import extract_layer
+
+        self.tmp = self.store.make_tmp_dir("build-layer-")
+        self.dest = os.path.join(self.tmp, "rootfs")
+        rfd, wfd = os.pipe()
+        reader = os.fdopen(rfd, "rb")
+        self._pipe = os.fdopen(wfd, "wb")
+
+        def run() -> None:
+            try:
+                self.result = extract_layer(reader, oci.OCI_LAYER_TAR, self.dest)
+            except BaseException as exc:  # re-raised in __exit__
+                self.error = exc
+            finally:
+                reader.close()
+
+        self._thread = threading.Thread(target=run, name="build-unpack", daemon=True)
+        self._thread.start()
+        return self
+
+    def write(self, data) -> int:
+        try:
+            self._pipe.write(data)  # type: ignore[union-attr]
+        except BrokenPipeError:
+            self._finish()
+            raise self.error or BuildError("unpacking the new layer: the extraction stopped early.") from None
+        return len(data)
+
+    def _finish(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._pipe.close()
+            self._pipe = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._finish()
+        if exc_type is not None or self.error is not None:
+            remove_tree(self.tmp)
+        if exc_type is None and self.error is not None:
+            raise self.error
+
+    def commit(self, diff_id: str) -> None:
+        try:
+            if self.result is None or self.result.diff_id != diff_id:
+                raise BuildError(
+                    f"unpacking the new layer: extracted {getattr(self.result, 'diff_id', None)}, wrote {diff_id}. "
+                    "Run the build again."
+                )
+            if not self.store.has_layer(diff_id):
+                self.store.commit_layer_dir(self.dest, diff_id)
+        finally:
+            remove_tree(self.tmp)
 
 
 def _descriptor(manifest_body: bytes, digest: str, config_body: bytes) -> dict:

@@ -349,6 +349,17 @@ class HashingWriter:
         return "sha256:" + self._sha.hexdigest()
 
 
+class _Tee:
+    def __init__(self, first, second):
+        self.first = first
+        self.second = second
+
+    def write(self, data) -> int:
+        self.first.write(data)
+        self.second.write(data)
+        return len(data)
+
+
 class _Passthrough:
     def __init__(self, out):
         self.out = out
@@ -475,11 +486,15 @@ def write_archive(
     compression: str = "gzip",
     level: int | None = None,
     mtime: int = 0,
+    tee=None,
 ) -> ArchiveResult:
-    """Write a sorted, deterministic, compressed tar of ``entries`` to ``out`` (None: only compute digests)."""
+    """Write a sorted, deterministic, compressed tar of ``entries`` to ``out`` (None: only compute digests).
+
+    ``tee`` (anything with ``write``) also receives the uncompressed tar, e.g. to extract it while it is written.
+    """
     blob = HashingWriter(out)
     comp = open_compressor(compression, blob, level)
-    tar = HashingWriter(comp)
+    tar = HashingWriter(_Tee(comp, tee) if tee is not None else comp)
     try:
         paths = write_entries(entries, tar, mtime)
     finally:
