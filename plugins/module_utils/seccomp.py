@@ -165,6 +165,7 @@ class Filter:
 
 _DEFAULT_CHECKED = False
 
+
 def load_profile(spec: str | None) -> dict | None:
     """The profile named by ``spec``: ``default`` (Docker's default profile), ``unconfined`` or None (no
     filter: returns None), or the path of a JSON profile in Docker's format. The profile is validated."""
@@ -784,7 +785,11 @@ def report(spec: str | None, capabilities, privileged: bool = False) -> dict:
     ``spec``: ``describe`` of the filter it gets (compiled or taken from the caches)."""
     if privileged and spec not in (None, UNCONFINED):
         return {"profile": spec, "enabled": False, "reason": "privileged containers get no filter (as with Docker)"}
-    return describe(prepare(spec, capabilities, privileged), spec)
+    try:
+        return describe(prepare(spec, capabilities, privileged), spec)
+    except RuntimeSetupError as exc:
+        # container_info must still answer when a recorded profile file is gone or libseccomp was removed.
+        return {"profile": spec, "enabled": None, "error": str(exc)}
 
 
 def describe(compiled: Filter | None, spec: str | None = None) -> dict:

@@ -272,11 +272,11 @@ def test_same_answers_as_runc_with_dockers_profile(ours, image, tmp_path):
     name = f"dl-seccomp-{os.getpid()}"
     try:
         theirs = subprocess.run([RUNC, "run", "--bundle", bundle, name], capture_output=True, timeout=60,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, check=False)
     finally:
-        subprocess.run([RUNC, "delete", "--force", name], capture_output=True)
+        subprocess.run([RUNC, "delete", "--force", name], capture_output=True, check=False)
     assert theirs.returncode == 0, theirs.stderr.decode()
     runc_answers = json.loads(theirs.stdout)
-    confined, _ = ours
+    confined = ours[0]
     # CapEff is the same set (Docker's 14); compare everything.
     assert confined == runc_answers

@@ -10,7 +10,7 @@ execution is simulated, which lets us ask about architectures this host can't ru
 number. The kernel tests (test_seccomp_kernel.py) run the same filters for real.
 
 Run as a script to regenerate plugins/module_utils/seccomp_default.py from seccomp_default.json:
-``PYTHONPATH=.build/collections .venv/bin/python tests/unit/plugins/module_utils/test_seccomp.py --regenerate``.
+``PYTHONPATH=.build/collections .venv/bin/python tests/unit/plugins/module_utils/test_seccomp_profile.py --regenerate``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ HEADER = '''# -*- coding: utf-8 -*-
 GENERATED from seccomp_default.json (the same directory); do not edit by hand. The JSON is our copy of moby's
 ``profiles/seccomp/default.json`` in Docker's profile format (see docs/seccomp.md for its provenance). It is
 held here as a .py module because AnsiballZ ships only the Python modules a module imports: a data file beside
-module_utils never reaches the target. tests/unit/plugins/module_utils/test_seccomp.py checks that the two are
+module_utils never reaches the target. tests/unit/plugins/module_utils/test_seccomp_profile.py checks that the two are
 equal and prints the command that regenerates this file.
 """
 
@@ -72,7 +72,9 @@ PROFILE = '''
 
 
 def render_default_module(profile: dict) -> str:
-    return HEADER + pprint.pformat(profile, width=116, sort_dicts=False, compact=True) + "\n"
+    # Continuation lines aligned under the opening brace (pycodestyle E128), every line within 120 columns.
+    body = pprint.pformat(profile, width=120 - len("PROFILE = "), sort_dicts=False, compact=True)
+    return HEADER + body.replace("\n", "\n" + " " * len("PROFILE = ")) + "\n"
 
 
 def test_default_module_is_generated_from_the_json():
@@ -80,7 +82,7 @@ def test_default_module_is_generated_from_the_json():
         profile = json.load(handle)
     assert seccomp_default.PROFILE == profile, (
         "seccomp_default.py differs from seccomp_default.json; regenerate it with "
-        "PYTHONPATH=.build/collections .venv/bin/python tests/unit/plugins/module_utils/test_seccomp.py --regenerate")
+        "PYTHONPATH=.build/collections .venv/bin/python tests/unit/plugins/module_utils/test_seccomp_profile.py --regenerate")
     with open(PY_PATH, encoding="utf-8") as handle:
         assert handle.read() == render_default_module(profile), "regenerate seccomp_default.py (see above)"
 
@@ -789,6 +791,8 @@ def test_report():
     assert seccomp.report("unconfined", DEFAULT_CAPABILITIES) == {"profile": "unconfined", "enabled": False}
     privileged = seccomp.report("default", DEFAULT_CAPABILITIES, privileged=True)
     assert privileged["enabled"] is False and "privileged" in privileged["reason"]
+    gone = seccomp.report("/nonexistent/profile.json", DEFAULT_CAPABILITIES)
+    assert gone["enabled"] is None and "can't read it" in gone["error"]
 
 
 if __name__ == "__main__" and "--regenerate" in sys.argv:
