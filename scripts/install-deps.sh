@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl openssh-client busybox-static python3-venv python3-requests rsync curl shellcheck)
+DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl openssh-client busybox-static python3-venv python3-requests rsync curl shellcheck libseccomp2)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
