@@ -1,0 +1,915 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The command-line front: ``dockerless <subcommand>`` and the seed's four scripts, over the same engine the
+modules use (pull, push, build, runtime, wsl). Argument parsing and the subcommands live here so they can be
+imported and tested; ``bin/dockerless`` only finds the collection and calls ``main()``.
+
+``main()`` dispatches on the name it was called by, like a multi-call binary: ``image-download``,
+``image-upload``, ``run`` and ``run-chroot`` (the seed's names, ``bin/`` wrappers) get their own small parsers;
+anything else is ``dockerless`` with subcommands. Exit codes (docs/cli.md):
+
+* 0 success; 1 an operation failed (registry, store, build, export: the message says what and what next);
+  2 bad usage; 130 interrupted (Ctrl-C);
+* ``run``: the container's exit code (128 + signal number when it was killed), or 125 when the container could
+  not be set up or its command not executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import sys
+from typing import IO, Any
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
+    DockerlessError,
+    RuntimeSetupError,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SETUP = 125
+EXIT_INTERRUPTED = 130
+
+SEED_DIR = os.path.join("~", ".docker-internals")
+SEED_COMMANDS = ("image-download", "image-upload", "run", "run-chroot")
+ENV_STORE = "DOCKERLESS_STORE"
+ENV_CA_PATH = "DOCKERLESS_CA_PATH"
+WSL_FIXES = ("all", "resolv_conf", "root_user", "shadow_hashes", "config_permissions", "kernel", "systemd_units")
+_COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class UsageError(Exception):
+    """Options that parse but can't be used together (exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small helpers (pure, unit-tested)
+
+
+def collection_version(root: str = _COLLECTION_ROOT) -> str:
+    """The collection's version: MANIFEST.json of an installed collection, else galaxy.yml of a checkout."""
+    try:
+        with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as handle:
+            return str(json.load(handle)["collection_info"]["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as handle:
+            match = re.search(r"^version:\s*['\"]?([^\s'\"]+)", handle.read(), re.M)
+            return match.group(1) if match else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def seed_dest(name: str, home: str | None = None) -> str:
+    """The seed's folder for an image: ``~/.docker-internals/<repository>/<tag>`` (the registry host is not part
+    of it, so ``127.0.0.1:5000/library/alpine:latest`` and ``library/alpine:latest`` share a folder)."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+
+    ref = parse_reference(name)
+    leaf = ref.tag or (ref.digest or "latest").replace(":", "-")
+    base = os.path.join(home, ".docker-internals") if home else os.path.expanduser(SEED_DIR)
+    return os.path.join(base, *ref.repository.split("/"), leaf)
+
+
+def parse_env(items: list[str] | None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``-e KEY=VALUE`` sets; ``-e KEY`` copies the caller's value and is skipped when unset (Docker's rule)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"-e {item!r}: the variable name is empty; write -e NAME=value.")
+        if sep:
+            out[key] = value
+        elif key in environ:
+            out[key] = environ[key]
+    return out
+
+
+def parse_pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (labels): both parts required."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise UsageError(f"{what} {item!r}: expected KEY=VALUE.")
+        out[key] = value
+    return out
+
+
+def parse_command(text: str | None, what: str) -> list[str] | None:
+    """A JSON list (``'["sh", "-c", "x"]'``) or a shell-like string (``'sh -c x'``)."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            value = json.loads(stripped)
+        except ValueError as exc:
+            raise UsageError(f"{what} {text!r}: not valid JSON ({exc}). Write it like '[\"sh\", \"-c\", \"x\"]'.")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{what} {text!r}: expected a JSON list of strings.")
+        return value
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} {text!r}: {exc}.")
+
+
+def parse_file_item(text: str):
+    """``SRC:DEST[:MODE]`` → build.FileSpec (owner/group stay 0, as image_build's default)."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.build import FileSpec, parse_mode
+
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"--file {text!r}: expected SRC:DEST or SRC:DEST:MODE, e.g. ./app:/usr/local/bin/app:0755.")
+    mode = parse_mode(parts[2], f"--file {text!r}") if len(parts) == 3 else None
+    return FileSpec(src=os.path.abspath(parts[0]), dest=parts[1], mode=mode)
+
+
+def parse_wsl_conf(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``SECTION.KEY=VALUE`` → ``{section: {key: value}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        left, sep, value = item.partition("=")
+        section, dot, key = left.partition(".")
+        if not sep or not dot or not section or not key:
+            raise UsageError(f"{item!r}: expected SECTION.KEY=VALUE, e.g. boot.systemd=true.")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def default_container_name(image: str) -> str:
+    """``<image base name>-<6 hex>`` for ``run -d`` without ``--name``."""
+    base = re.sub(r"[^A-Za-z0-9_.-]", "-", image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]) or "container"
+    return f"{base[:100]}-{os.urandom(3).hex()}"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [headers] + rows]
+    return "\n".join(lines) + "\n"
+
+
+class Output:
+    """Where a subcommand writes: human lines (not with --quiet/--json), one JSON document (--json), or the
+    single value scripts want (--quiet)."""
+
+    def __init__(self, args: argparse.Namespace, stdout: IO[str], stderr: IO[str]):
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.json = bool(getattr(args, "json", False))
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def info(self, text: str) -> None:
+        if not self.quiet and not self.json:
+            self.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def value(self, text: str) -> None:
+        """What --quiet prints (a digest, a name)."""
+        if self.quiet and not self.json:
+            self.stdout.write(text + "\n")
+
+    def document(self, data: Any) -> None:
+        if self.json:
+            self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    def progress_stream(self) -> IO[str] | None:
+        from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+
+        return self.stdout if wanted(self.stdout, self.quiet, self.json) else None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument parsing
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _store_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("store")
+    g.add_argument("--store", default=os.environ.get(ENV_STORE),
+                   help=f"store root (default: ${ENV_STORE}, else /var/lib/dockerless as root, "
+                        "~/.local/share/dockerless otherwise)")
+    return p
+
+
+def _output_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the digest or name")
+    g.add_argument("--json", action="store_true", help="print one JSON document with the result")
+    return p
+
+
+def _registry_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("registry",
+                             "credentials: --username/--password-stdin, else DOCKER_USERNAME/DOCKER_PASSWORD, "
+                             "else ~/.docker/config.json (or --auth-file)")
+    g.add_argument("--username", help="registry user name")
+    g.add_argument("--password-stdin", action="store_true",
+                   help="read the password (or token) from the first line of stdin; never pass it as an argument")
+    g.add_argument("--auth-file", help="a docker config.json to take credentials from")
+    g.add_argument("--insecure", action="store_true",
+                   help="allow plain http or an unverified certificate (loopback registries may use http anyway)")
+    g.add_argument("--ca-path", default=os.environ.get(ENV_CA_PATH),
+                   help=f"CA bundle that signs the registry's certificate (default: ${ENV_CA_PATH})")
+    g.add_argument("--timeout", type=float, default=60, help="seconds per request (default: 60)")
+    return p
+
+
+def _platform_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image (default: this host)")
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
+    g = p.add_argument_group("container")
+    g.add_argument("--name", help="name of a detached container (-d); default: IMAGE-<random>")
+    g.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background under a supervisor; manage it with ps/stop/rm")
+    if seed:
+        g.add_argument("-i", "--interactive", action="store_true", default=True,
+                       help="keep stdin attached (always on for this script)")
+        g.add_argument("-t", "--tty", action="store_true", default=None,
+                       help="allocate a pseudo-terminal (default: when stdin and stdout are terminals)")
+    else:
+        g.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
+        g.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal (needs a terminal)")
+    g.add_argument("-e", "--env", action="append", metavar="KEY[=VALUE]",
+                   help="set a variable; KEY alone copies it from this environment")
+    g.add_argument("-v", "--volume", action="append", metavar="HOST:CONTAINER[:ro]", help="bind-mount a host path")
+    g.add_argument("--tmpfs", action="append", metavar="PATH[:OPTIONS]", help="mount a tmpfs")
+    g.add_argument("-w", "--workdir", help="working directory inside the container")
+    g.add_argument("-u", "--user", help="user[:group] (names or ids of the image)")
+    g.add_argument("--hostname", help="host name inside the container")
+    g.add_argument("--entrypoint", help="replace the image's entrypoint (a JSON list or a string)")
+    g.add_argument("--network", choices=["none", "host"], default="none",
+                   help="none: own network namespace with loopback only (default); host: the host's network")
+    g.add_argument("--isolation", choices=["container", "chroot"], default="chroot" if seed == "chroot" else "container",
+                   help="container: namespaces + pivot_root (default); chroot: only a private mount namespace")
+    g.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    g.add_argument("--cap-add", action="append", metavar="CAP", help="add a capability (e.g. NET_ADMIN)")
+    g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
+    g.add_argument("--privileged", action="store_true", help="every capability, no masked paths")
+    g.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="resource limit, e.g. nofile=1024")
+    g.add_argument("--restart", choices=["no", "on-failure", "always"], default="no",
+                   help="restart policy of a detached container")
+    g.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
+                   help="when to pull the image (default: missing)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
+    lim = p.add_argument_group("limits (cgroups v1 or v2)")
+    lim.add_argument("--memory", "-m", help="memory limit, e.g. 256m")
+    lim.add_argument("--memory-swap", help="memory + swap limit, e.g. 512m (-1: unlimited)")
+    lim.add_argument("--cpus", type=float, help="CPU quota in cores, e.g. 0.5")
+    lim.add_argument("--cpu-weight", type=int, help="relative CPU weight (1-10000)")
+    lim.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    p.add_argument("image", help="image reference, e.g. 127.0.0.1:5000/library/busybox:latest")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
+
+
+def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
+    """The ``dockerless`` parser with its subcommands."""
+    store, output, registry, platform = _store_parent(), _output_parent(), _registry_parent(), _platform_parent()
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=_FORMATTER,
+        description="Pull, build, push and run container images with the Linux kernel and the registry API only "
+                    "(the dockerless.containers engine).",
+        epilog=_examples(
+            f"{prog} pull 127.0.0.1:5000/library/busybox:latest",
+            f"{prog} run -it 127.0.0.1:5000/library/busybox:latest sh",
+            f"echo hi | {prog} run -i busybox cat",
+            f"{prog} run -d --name web --memory 256m --cpus 0.5 127.0.0.1:5000/team/web:1",
+            f"{prog} ps; {prog} stop web; {prog} rm web",
+            "",
+            "exit codes: 0 ok, 1 the operation failed, 2 bad usage, 130 interrupted;",
+            "run: the container's exit code, or 125 when it could not be started.",
+        ))
+    parser.add_argument("--version", action="store_true", help="print the version and where the code is loaded from")
+    sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("pull", parents=[store, output, registry, platform], formatter_class=_FORMATTER,
+                       help="pull an image into the store", description="Pull an image into the store, verifying "
+                       "every digest, and unpack its layers. Shows per-layer progress on a terminal.",
+                       epilog=_examples(f"{prog} pull alpine:3.20",
+                                        f"{prog} pull --dest ./rootfs 127.0.0.1:5000/library/busybox:latest",
+                                        f"{prog} pull -q --platform linux/arm64 127.0.0.1:5000/test/multi:1"))
+    p.add_argument("--pull", choices=["always", "missing"], default="always",
+                   help="always: ask the registry (default); missing: no network when the image is in the store")
+    p.add_argument("--dest", help="also write the flattened root filesystem to this folder")
+    p.add_argument("name", help="image reference")
+
+    p = sub.add_parser("push", parents=[store, output, registry], formatter_class=_FORMATTER,
+                       help="push an image of the store to a registry",
+                       description="Push an image of the store. Blobs the registry has are skipped, blobs of "
+                       "another repository of the same registry are mounted, the rest is uploaded.",
+                       epilog=_examples(f"{prog} push 127.0.0.1:5000/team/app:1",
+                                        f"DOCKER_USERNAME=me DOCKER_PASSWORD=… {prog} push app:1 "
+                                        "--repository docker.io/me/app:1.0 --tag latest"))
+    p.add_argument("--repository", help="where to push, registry/path/name[:tag] (default: NAME itself)")
+    p.add_argument("--tag", action="append", dest="tags", metavar="TAG", help="another tag for the same manifest")
+    p.add_argument("name", help="image in the store")
+
+    p = sub.add_parser("build", parents=[store, output], formatter_class=_FORMATTER,
+                       help="build an image from host files and executables",
+                       description="Build an image from host executables (with their shared libraries, found "
+                       "without running them) and files. The same inputs give the same digest.",
+                       epilog=_examples(f"{prog} build --executable /bin/bash --executable /bin/ls "
+                                        "--cmd '[\"/bin/bash\"]' 127.0.0.1:5000/team/bash:1",
+                                        f"{prog} build --base busybox --file ./app.sh:/app.sh:0755 --cmd /app.sh app:1",
+                                        f"{prog} build --rootfs ~/.docker-internals/me/alpine/latest me/alpine:latest"))
+    p.add_argument("--executable", action="append", dest="executables", metavar="PATH",
+                   help="a host executable; its shared-library closure comes with it")
+    p.add_argument("--file", action="append", dest="files", metavar="SRC:DEST[:MODE]", help="a host file or folder")
+    p.add_argument("--rootfs", metavar="DIR", help="a whole folder as the image's root (files are stored as root:root)")
+    p.add_argument("--base", help="base image in the store")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="environment variable")
+    p.add_argument("--entrypoint", help="entrypoint (a JSON list or a string)")
+    p.add_argument("--cmd", help="command (a JSON list or a string)")
+    p.add_argument("-w", "--workdir", help="working directory")
+    p.add_argument("-u", "--user", help="user[:group]")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="label")
+    p.add_argument("--expose", action="append", dest="exposed_ports", metavar="PORT[/PROTO]", help="exposed port")
+    p.add_argument("--volume", action="append", dest="volumes", metavar="PATH", help="volume path of the config")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="layer compression")
+    p.add_argument("--compression-level", type=int, help="compression level")
+    p.add_argument("--source-date-epoch", type=int, help="timestamp of every file (default: $SOURCE_DATE_EPOCH or 0)")
+    p.add_argument("name", help="image name to build into, name:tag")
+
+    p = sub.add_parser("run", parents=[store, registry, platform], formatter_class=_FORMATTER,
+                       help="run a command in a new container",
+                       description="Run a command in a new container. In the foreground the container uses this "
+                       "terminal or these pipes and is removed when it exits; with -d it is named and supervised.",
+                       epilog=_examples(f"{prog} run -it 127.0.0.1:5000/library/busybox:latest sh",
+                                        f"echo hi | {prog} run -i busybox cat",
+                                        f"{prog} run --memory 64m --pids-limit 50 -e MODE=test -v /srv/data:/data busybox env",
+                                        f"{prog} run -d --name web --restart on-failure 127.0.0.1:5000/team/web:1",
+                                        f"{prog} run --isolation chroot debian:12 dpkg -l"))
+    _add_run_options(p)
+
+    p = sub.add_parser("ps", parents=[store, output], formatter_class=_FORMATTER, help="list named containers",
+                       description="List named (detached) containers: running ones, or all with -a.",
+                       epilog=_examples(f"{prog} ps", f"{prog} ps -a --json"))
+    p.add_argument("-a", "--all", action="store_true", help="also stopped and exited containers")
+
+    p = sub.add_parser("stop", parents=[store, output], formatter_class=_FORMATTER, help="stop named containers",
+                       description="SIGTERM to the container's PID 1, SIGKILL after the timeout.",
+                       epilog=_examples(f"{prog} stop web", f"{prog} stop -t 0 web worker"))
+    p.add_argument("-t", "--time", type=float, help="seconds before SIGKILL (default: the container's stop_timeout)")
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = sub.add_parser("rm", parents=[store, output], formatter_class=_FORMATTER, help="remove named containers",
+                       description="Remove containers with their writable layer, logs and cgroup.",
+                       epilog=_examples(f"{prog} rm web", f"{prog} rm -f web"))
+    p.add_argument("-f", "--force", action="store_true", help="stop a running container first")
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = sub.add_parser("images", parents=[store, output], formatter_class=_FORMATTER, help="list images in the store",
+                       description="List the images of the store (never contacts a registry).",
+                       epilog=_examples(f"{prog} images", f"{prog} images --json alpine:3.20"))
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these images")
+
+    p = sub.add_parser("export-wsl", parents=[store, output], formatter_class=_FORMATTER,
+                       help="export an image as a WSL distribution",
+                       description="Write an image as a rootfs .tar, .tar.gz or .wsl for wsl --import / --install, "
+                       "checked against Microsoft's rules for custom distributions.",
+                       epilog=_examples(f"{prog} export-wsl alpine:3.20 /srv/alpine.tar.gz",
+                                        f"{prog} export-wsl --default-user dev --wsl-conf boot.systemd=true "
+                                        "--fix all debian:12 /mnt/c/wsl/debian.wsl"))
+    p.add_argument("--format", choices=["tar", "tar.gz", "wsl"], help="default: from DEST's extension")
+    p.add_argument("--default-user", help="user WSL starts as (created when missing)")
+    p.add_argument("--default-uid", type=int, default=1000, help="uid of a created default user (default: 1000)")
+    p.add_argument("--wsl-conf", action="append", metavar="SECTION.KEY=VALUE", help="a setting of /etc/wsl.conf")
+    p.add_argument("--distribution-conf", action="append", metavar="SECTION.KEY=VALUE",
+                   help="a setting of /etc/wsl-distribution.conf")
+    p.add_argument("--fix", action="append", choices=WSL_FIXES, help="fix this rule instead of warning")
+    p.add_argument("--compression-level", type=int, default=6, help="gzip level (default: 6)")
+    p.add_argument("--source-date-epoch", type=int, help="mtime of every entry")
+    p.add_argument("--mode", default="0600", help="permissions of DEST (default: 0600)")
+    p.add_argument("image", help="image in the store")
+    p.add_argument("dest", help="file to write: *.tar, *.tar.gz or *.wsl")
+    return parser
+
+
+def build_seed_parser(command: str) -> argparse.ArgumentParser:
+    """Parsers of the seed's scripts."""
+    store, output, registry, platform = _store_parent(), _output_parent(), _registry_parent(), _platform_parent()
+    if command == "image-download":
+        p = argparse.ArgumentParser(
+            prog=command, parents=[store, output, registry, platform], formatter_class=_FORMATTER,
+            description="Pull an image into the store and write its flattened root filesystem to "
+                        "~/.docker-internals/<repository>/<tag>/ (rewritten only when the image changed).",
+            epilog=_examples(f"{command} library/alpine:latest",
+                             f"{command} 127.0.0.1:5000/library/busybox:latest   # -> ~/.docker-internals/library/busybox/latest"))
+        p.add_argument("--dest", help="another folder for the root filesystem")
+        p.add_argument("name", help="image reference, e.g. library/alpine:latest")
+        return p
+    if command == "image-upload":
+        p = argparse.ArgumentParser(
+            prog=command, parents=[store, output, registry], formatter_class=_FORMATTER,
+            description="Upload an image with DOCKER_USERNAME/DOCKER_PASSWORD: the store's image NAME; when the "
+                        "store has none, the folder ~/.docker-internals/<repository>/<tag>/ built as a one-layer "
+                        "image (files stored as root:root, the config of the image it was downloaded from).",
+            epilog=_examples(f"DOCKER_USERNAME=me DOCKER_PASSWORD=… {command} me/alpine:latest",
+                             f"{command} --from library/alpine:latest me/alpine:latest",
+                             f"{command} --rootfs ./rootfs 127.0.0.1:5000/me/app:1"))
+        p.add_argument("--from", dest="source", metavar="IMAGE", help="push this image of the store as NAME")
+        p.add_argument("--rootfs", metavar="DIR", help="build NAME from this folder, then push it")
+        p.add_argument("name", help="<user>/<repository>:<tag> (or registry/path:tag)")
+        return p
+    p = argparse.ArgumentParser(
+        prog=command, parents=[store, registry, platform], formatter_class=_FORMATTER,
+        description=("Run a command in the image's filesystem with a private mount namespace only (chroot isolation)."
+                     if command == "run-chroot" else
+                     "Run a command in a new container (namespaces, pivot_root, Docker's default capabilities). ")
+        + " stdin stays attached; a terminal gets a pseudo-terminal. The image is pulled when missing.",
+        epilog=_examples(f"{command} library/alpine:latest sh", f"echo hi | {command} 127.0.0.1:5000/library/busybox:latest cat"))
+    _add_run_options(p, seed="chroot" if command == "run-chroot" else True)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subcommands
+
+
+def _registry_options(args: argparse.Namespace, stdin: IO[str]):
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions
+
+    password = None
+    if getattr(args, "password_stdin", False):
+        password = stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: stdin gave an empty line; pipe the password or token into it.")
+    return RegistryOptions(username=args.username, password=password, auth_file=args.auth_file,
+                           insecure=bool(args.insecure), ca_path=args.ca_path, timeout=args.timeout)
+
+
+def _store(args: argparse.Namespace):
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    return Store(args.store)
+
+
+def _board(stream: IO[str] | None, verb: str, done: str):
+    if stream is None:
+        return None
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import Board
+
+    return Board(stream, verb, done)
+
+
+def do_pull(args: argparse.Namespace, out: Output, registry, dest: str | None, progress_to: IO[str] | None = None):
+    """Pull with progress on ``progress_to`` (a terminal) or none."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
+
+    board = _board(progress_to, "Downloading", "Pull complete")
+    try:
+        return pull_image(_store(args), args.name, registry=registry, platform=getattr(args, "platform", None),
+                          policy=getattr(args, "pull", "always"), dest=dest, progress=board)
+    finally:
+        if board is not None:
+            board.close()
+
+
+def _report_pull(out: Output, result) -> None:
+    for action in result.actions:
+        out.info(action)
+    if result.rootfs:
+        out.info(f"root filesystem {'written to' if result.rootfs_changed else 'up to date in'} {result.rootfs}")
+    if result.image is not None:
+        out.value(result.image.digest)
+    out.document({"changed": result.changed, "image": result.image.as_dict() if result.image else None,
+                  "actions": result.actions, "downloaded_bytes": result.downloaded_bytes,
+                  "rootfs": result.rootfs})
+
+
+def cmd_pull(args, out: Output, stdin: IO[str]) -> int:
+    result = do_pull(args, out, _registry_options(args, stdin), args.dest, out.progress_stream())
+    _report_pull(out, result)
+    return EXIT_OK
+
+
+def cmd_image_download(args, out: Output, stdin: IO[str]) -> int:
+    dest = os.path.abspath(os.path.expanduser(args.dest)) if args.dest else seed_dest(args.name)
+    args.pull = "always"
+    result = do_pull(args, out, _registry_options(args, stdin), dest, out.progress_stream())
+    _report_pull(out, result)
+    return EXIT_OK
+
+
+class _CountingFile:
+    """Wraps a blob file opened for upload; reports every chunk read."""
+
+    def __init__(self, handle, report):
+        self._handle = handle
+        self._report = report
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        if data:
+            self._report(len(data))
+        return data
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class ProgressClient:
+    """A RegistryClient as push_image sees it, reporting blob outcomes and upload bytes to ``progress``."""
+
+    def __init__(self, client, progress):
+        self._client = client
+        self._progress = progress
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def blob_exists(self, repository: str, digest: str):
+        size = self._client.blob_exists(repository, digest)
+        if size is not None:
+            self._progress({"event": "present", "digest": digest, "size": size})
+        return size
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        mounted = self._client.mount_blob(repository, digest, from_repository)
+        if mounted:
+            self._progress({"event": "mounted", "digest": digest})
+        return mounted
+
+    def upload_blob(self, repository: str, digest: str, size: int, opener, **kwargs) -> None:
+        def counted():
+            # Every attempt starts from byte 0 (the client restarts failed uploads from a fresh session).
+            self._progress({"event": "bytes", "digest": digest, "size": size, "bytes": 0, "restart": True})
+            return _CountingFile(opener(), lambda n: self._progress(
+                {"event": "bytes", "digest": digest, "size": size, "bytes": n}))
+
+        self._client.upload_blob(repository, digest, size, counted, **kwargs)
+
+
+def do_push(args, out: Output, registry, name: str, repository: str | None, tags: list[str] | None) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+
+    store = _store(args)
+    target = parse_reference(repository or name)
+    client = registry.client(target.registry)
+    board = _board(out.progress_stream(), "Uploading", "Pushed")
+    if board is not None:
+        image = store.image(parse_reference(name).name)
+        descs = [image.manifest["config"], *image.manifest["layers"]]
+        board({"event": "start", "name": target.repo_name,
+               "layers": [{"digest": d["digest"], "size": d["size"]} for d in descs]})
+        client = ProgressClient(client, board)
+    try:
+        result = push_image(store, name, repository=repository, tags=tags, registry=registry, client=client,
+                            progress=board)
+        if board is not None and not result.changed:
+            for digest in list(board.order):  # the tags already point to it: every blob is there
+                board({"event": "present", "digest": digest})
+    finally:
+        if board is not None:
+            board.close()
+    for action in result.actions:
+        out.info(action)
+    out.value(result.digest)
+    out.document({"changed": result.changed, "image": result.image_dict(), "blobs": result.blobs.as_dict(),
+                  "actions": result.actions})
+    return EXIT_OK
+
+
+def cmd_push(args, out: Output, stdin: IO[str]) -> int:
+    return do_push(args, out, _registry_options(args, stdin), args.name, args.repository, args.tags)
+
+
+def _source_config(store, folder: str) -> dict:
+    """The config of the image ``folder`` was written from (image_pull's dest records its digest beside it),
+    when that image is still in the store; else {}."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import rootfs_digest
+
+    digest = rootfs_digest(folder)
+    if not digest or not store.exists():
+        return {}
+    for name, desc in store.images():
+        if desc.get("digest") == digest:
+            try:
+                return dict(store.load_image(name, desc).config.get("config") or {})
+            except DockerlessError:
+                continue
+    return {}
+
+
+def build_from_rootfs(store, name: str, folder: str, config: dict | None = None):
+    """``folder`` as the only layer of image ``name`` (build.py; owners are stored as 0, modes kept)."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec, build_image
+
+    cfg = config or {}
+    env = {}
+    for item in cfg.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    spec = BuildSpec(name=name, files=[FileSpec(src=os.path.abspath(folder), dest="/")], env=env,
+                     entrypoint=cfg.get("Entrypoint"), cmd=cfg.get("Cmd"), workdir=cfg.get("WorkingDir") or None,
+                     user=cfg.get("User") or None)
+    return build_image(store, spec)
+
+
+def cmd_image_upload(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+
+    if args.source and args.rootfs:
+        raise UsageError("--from and --rootfs: give one source.")
+    registry = _registry_options(args, stdin)
+    store = _store(args)
+    name = parse_reference(args.name).name
+    if args.source:
+        return do_push(args, out, registry, parse_reference(args.source).name, name, None)
+    folder = args.rootfs
+    in_store = store.exists() and store.resolve(name) is not None
+    if folder is None and not in_store:
+        folder = seed_dest(name)
+        if not os.path.isdir(folder):
+            raise DockerlessError(
+                f"uploading {name}: it is not in the store {store.root} and {folder} does not exist. Download or "
+                f"build it first (image-download, dockerless build), or name a source with --from IMAGE.")
+    if folder is not None:
+        folder = os.path.abspath(os.path.expanduser(folder))
+        if not os.path.isdir(folder):
+            raise DockerlessError(f"uploading {name}: {folder} is not a folder. Give the root filesystem to upload.")
+        built = build_from_rootfs(store, name, folder, _source_config(store, folder))
+        for action in built.actions:
+            out.info(action)
+    return do_push(args, out, registry, name, None, None)
+
+
+def cmd_build(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec, build_image
+
+    files = [parse_file_item(item) for item in args.files or []]
+    if args.rootfs:
+        files.insert(0, FileSpec(src=os.path.abspath(os.path.expanduser(args.rootfs)), dest="/"))
+    spec = BuildSpec(
+        name=args.name, executables=[os.path.abspath(e) for e in args.executables or []], files=files,
+        base=args.base, env=parse_pairs(args.env, "-e"), entrypoint=parse_command(args.entrypoint, "--entrypoint"),
+        cmd=parse_command(args.cmd, "--cmd"), workdir=args.workdir, user=args.user,
+        labels=parse_pairs(args.label, "--label"), exposed_ports=args.exposed_ports or [], volumes=args.volumes or [],
+        compression=args.compression, compression_level=args.compression_level,
+        source_date_epoch=args.source_date_epoch)
+    result = build_image(_store(args), spec)
+    for action in result.actions:
+        out.info(action)
+    for note in result.notes:
+        out.info(f"note: {note}")
+    out.value(result.after)
+    out.document({"changed": result.changed, "image": result.image, "files": result.files, "notes": result.notes,
+                  "actions": result.actions})
+    return EXIT_OK
+
+
+def _run_spec(args, store_root: str | None, image, name: str | None):
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+
+    record = image.record
+    limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
+              if getattr(args, k) is not None}
+    return build_spec(
+        image_config=record.config.get("config") or {}, lower_dirs=image.lower_dirs, image=image.name,
+        image_digest=record.digest, diff_ids=[layer["diff_id"] for layer in record.layers],
+        command=list(args.command) if args.command else None,
+        entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
+        workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
+        volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
+        limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
+        isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart)
+
+
+def _absolute_volume(text: str) -> str:
+    """``./data:/data`` → ``/abs/data:/data`` (a relative host path is relative to the current directory)."""
+    host, sep, rest = text.partition(":")
+    if sep and host.startswith("."):
+        return os.path.abspath(host) + sep + rest
+    return text
+
+
+def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, image_for_run
+
+    if _is_seed(args) and args.detach:
+        args.interactive = False  # the seed's scripts attach stdin by default; a detached container can't
+    if args.tty is None:  # the seed's run: a terminal when there is one
+        args.tty = not args.detach and os.isatty(stdio[0]) and os.isatty(stdio[1])
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]
+    if args.detach and (args.tty or args.interactive):
+        raise UsageError("-d runs in the background: -i and -t need the foreground. Drop -d, or -i/-t.")
+    if args.tty and not os.isatty(stdio[0]) and args.interactive:
+        raise UsageError("-t: the input is not a terminal. Drop -t (use -i for pipes), or run from a terminal.")
+    if args.name and not args.detach:
+        raise UsageError("--name names a detached container (-d); a foreground run is removed when it exits.")
+    if args.restart != "no" and not args.detach:
+        raise UsageError("--restart applies to detached containers (-d).")
+    if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
+        raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
+    registry = _registry_options(args, stdin)
+    if args.pull != "never":
+        # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
+        progress = sys.stderr if not args.quiet else None
+        pull_args = argparse.Namespace(store=args.store, name=args.image, platform=args.platform, pull=args.pull)
+        do_pull(pull_args, out, registry, None, progress if wanted(progress) else None)
+    image = image_for_run(args.store, args.image, pull="never")
+    runtime = Runtime(args.store)
+    if args.detach:
+        name = args.name or default_container_name(args.image)
+        spec = _run_spec(args, args.store, image, name)
+        runtime.create(name, spec)
+        try:
+            info = runtime.start(name)
+        except DockerlessError:
+            runtime.remove(name)
+            raise
+        out.stdout.write(name + "\n")
+        out.document(info.as_dict())
+        return EXIT_OK
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_run import run_foreground
+
+    spec = _run_spec(args, args.store, image, None)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    return run_foreground(runtime, spec, interactive=args.interactive, terminal=bool(args.tty),
+                          stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+
+
+def _is_seed(args) -> bool:
+    return bool(getattr(args, "seed", False))
+
+
+def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    infos = [i for i in Runtime(args.store).list() if args.all or i.running]
+    rows = [[i.name, i.state, str(i.pid or ""), str(i.spec.get("image") or ""),
+             shlex.join(i.spec.get("argv") or []), i.started_at or ""] for i in infos]
+    if not out.quiet:
+        out.info(table(rows, ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED"]).rstrip("\n"))
+    for info in infos:
+        out.value(info.name)
+    out.document([i.as_dict() for i in infos])
+    return EXIT_OK
+
+
+def cmd_stop(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    runtime = Runtime(args.store)
+    done = []
+    for name in args.names:
+        stopped = runtime.stop(name, args.time)
+        done.append({"name": name, "stopped": stopped})
+        out.info(f"{name}: {'stopped' if stopped else 'was not running'}")
+        out.value(name)
+    out.document(done)
+    return EXIT_OK
+
+
+def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    runtime = Runtime(args.store)
+    done = []
+    for name in args.names:
+        info = runtime.inspect(name)
+        if info is not None and info.running and not args.force:
+            raise RuntimeSetupError(f"removing container {name}: it is running. Stop it first "
+                                    f"(dockerless stop {name}) or use rm -f.")
+        removed = runtime.remove(name)
+        if not removed:
+            raise RuntimeSetupError(f"removing container {name}: no such container in {runtime.containers_dir}. "
+                                    "See dockerless ps -a.")
+        done.append({"name": name, "removed": True})
+        out.info(f"{name}: removed")
+        out.value(name)
+    out.document(done)
+    return EXIT_OK
+
+
+def cmd_images(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import human_size
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+
+    store = _store(args)
+    entries = store.images() if store.exists() else []
+    wanted_names = {parse_reference(n).name for n in args.names} if args.names else None
+    images, rows = [], []
+    for name, desc in entries:
+        if wanted_names is not None and name not in wanted_names:
+            continue
+        info = store.load_image(name, desc).as_dict()
+        info["unpacked"] = all(store.has_layer(layer["diff_id"]) for layer in info["layers"])
+        images.append(info)
+        rows.append([name, info["digest"][:19], info["platform"], human_size(info["size"]), info.get("created") or ""])
+    if wanted_names is not None:
+        missing = sorted(wanted_names - {i["name"] for i in images})
+        if missing:
+            raise DockerlessError(f"images: {', '.join(missing)} not in the store {store.root}. Pull or build them.")
+    if not out.quiet:
+        out.info(table(rows, ["IMAGE", "DIGEST", "PLATFORM", "SIZE", "CREATED"]).rstrip("\n"))
+    for info in images:
+        out.value(info["name"])
+    out.document(images)
+    return EXIT_OK
+
+
+def cmd_export_wsl(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.build import parse_mode
+    from ansible_collections.dockerless.containers.plugins.module_utils.wsl import ExportOptions, export_image
+
+    mode = parse_mode(args.mode, "--mode")
+    opts = ExportOptions(image=args.image, dest=args.dest, format=args.format, default_user=args.default_user,
+                         default_uid=args.default_uid, wsl_conf=parse_wsl_conf(args.wsl_conf),
+                         distribution_conf=parse_wsl_conf(args.distribution_conf), fix=args.fix or [],
+                         compression_level=args.compression_level, source_date_epoch=args.source_date_epoch,
+                         mode=0o600 if mode is None else mode)
+    result = export_image(_store(args), opts)
+    for action in result.actions:
+        out.info(action)
+    for warning in result.warnings:
+        out.stderr.write(f"warning: {warning}\n")
+    out.value(result.sha256)
+    out.document({"changed": result.changed, "dest": result.dest, "sha256": result.sha256, "size": result.size,
+                  "format": result.format, "fixed": result.fixed, "warnings": result.warnings,
+                  "image": result.image, "actions": result.actions})
+    return EXIT_OK
+
+
+HANDLERS = {
+    "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "ps": cmd_ps, "stop": cmd_stop,
+    "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
+    "image-download": cmd_image_download, "image-upload": cmd_image_upload,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str] | None = None,
+         stderr: IO[str] | None = None, stdin: IO[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) as ``prog`` (default: the name this was called by) and run the
+    subcommand; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    stdin = stdin or sys.stdin
+    prog = prog or os.path.basename(sys.argv[0] or "dockerless")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    seed = prog in SEED_COMMANDS
+    parser = build_seed_parser(prog) if seed else build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if seed:
+        command = "run" if prog in ("run", "run-chroot") else prog
+        args.seed = True
+    else:
+        if args.version:
+            stdout.write(f"dockerless (dockerless.containers {collection_version()}) from {_COLLECTION_ROOT}\n")
+            return EXIT_OK
+        command = args.subcommand
+        if command is None:
+            parser.print_help(stderr)
+            return EXIT_USAGE
+    out = Output(args, stdout, stderr)
+    what = prog if seed else f"{prog} {command}"
+    try:
+        return HANDLERS[command](args, out, stdin)
+    except UsageError as exc:
+        stderr.write(f"{what}: {exc}\n")
+        return EXIT_USAGE
+    except DockerlessError as exc:
+        stderr.write(f"{what}: {exc}\n")
+        # run: every error is raised before the container's command ran (its own failures are exit codes).
+        return EXIT_SETUP if command == "run" else EXIT_ERROR
+    except KeyboardInterrupt:
+        stderr.write(f"\n{what}: interrupted\n")
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        stderr.write(f"{what}: {exc.strerror or exc}"
+                     + (f": {exc.filename}" if getattr(exc, "filename", None) else "") + "\n")
+        return EXIT_ERROR
