@@ -57,9 +57,9 @@ class Bundle:
         cid = f"dl-build-{secrets.token_hex(4)}"
         try:
             return subprocess.run(["runc", "run", "--bundle", str(self.path), cid], capture_output=True, text=True,
-                                  timeout=60, stdin=subprocess.DEVNULL)
+                                  timeout=60, stdin=subprocess.DEVNULL, check=False)
         finally:
-            subprocess.run(["runc", "delete", "--force", cid], capture_output=True)
+            subprocess.run(["runc", "delete", "--force", cid], capture_output=True, check=False)
 
 
 @pytest.mark.root
@@ -224,14 +224,14 @@ def test_hostile_inputs_fail_clearly_and_tag_nothing(run_playbook, tmp_path):
     store = str(tmp_path / "store")
     os.mkfifo(tmp_path / "fifo")
     tasks = []
-    for case, extra, _ in HOSTILE:
+    for case, extra, _message in HOSTILE:
         args = json.loads(json.dumps({"name": "me/hostile:1", "store": store, **extra}))
         for f in args.get("files", []):
             if f["src"] == "FIFO":
                 f["src"] = str(tmp_path / "fifo")
         tasks.append({"name": case, MODULE: args, "ignore_errors": True})
     r = play(run_playbook, tmp_path, tasks)
-    for case, _, message in HOSTILE:
+    for case, _extra, message in HOSTILE:
         assert r[case]["failed"] and message in r[case]["msg"], (case, r[case].get("msg"))
     index = os.path.join(store, "index.json")
     assert not os.path.exists(index) or "me/hostile" not in open(index).read()

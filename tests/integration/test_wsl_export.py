@@ -60,8 +60,8 @@ def exported(seeded_registry, tmp_path_factory):
     bb_tar = {"image": busybox, "dest": str(out / "busybox.tar"), "store": store}
     tasks = [
         {"name": "pull", "dockerless.containers.image_pull": {"name": busybox, "store": store}},
-        {"name": "build", "dockerless.containers.image_build": {"name": tools, "executables": ["bash", "ls"],
-                                                                 "store": store}},
+        {"name": "build",
+         "dockerless.containers.image_build": {"name": tools, "executables": ["bash", "ls"], "store": store}},
         {"name": "check", MODULE: bb_tar, "check_mode": True, "diff": True},
         {"name": "real", MODULE: bb_tar, "diff": True},
         {"name": "check again", MODULE: bb_tar, "check_mode": True},
@@ -84,7 +84,7 @@ def exported(seeded_registry, tmp_path_factory):
 
 @pytest.mark.root
 def test_busybox_export_sequence_and_tree(exported, tmp_path):
-    r, store, out, busybox, _ = exported
+    r, store, out, busybox, _tools = exported
     assert not r["pull"]["failed"] and not r["build"]["failed"], r["pull"]["msg"] + r["build"]["msg"]
     check, real = r["check"], r["real"]
     assert not check["failed"], check["msg"]
@@ -119,13 +119,13 @@ def test_busybox_export_sequence_and_tree(exported, tmp_path):
     assert ours == flat
 
     # What WSL does with it: a shell in that root.
-    ok = subprocess.run(["chroot", str(tmp_path / "ours"), "/bin/sh", "-c", "echo ok"], capture_output=True, text=True)
+    ok = subprocess.run(["chroot", str(tmp_path / "ours"), "/bin/sh", "-c", "echo ok"], capture_output=True, text=True, check=False)
     assert (ok.returncode, ok.stdout) == (0, "ok\n"), ok.stderr
 
 
 @pytest.mark.root
 def test_wsl_format_config_files_and_gzip(exported, tmp_path):
-    r, _store, out, _busybox, _ = exported
+    r, _store, out, _busybox, _tools = exported
     for name in ("gz", "wsl"):
         assert not r[name]["failed"], r[name]["msg"]
     assert r["gz"]["format"] == "tar.gz" and r["wsl"]["format"] == "wsl"
@@ -143,26 +143,27 @@ def test_wsl_format_config_files_and_gzip(exported, tmp_path):
     home = os.stat(root / "home/dev")
     assert (home.st_uid, home.st_gid) == (1000, 1000)
     who = subprocess.run(["chroot", "--userspec=1000:1000", str(root), "/bin/sh", "-c", "id -un; cd ~ && pwd"],
-                         capture_output=True, text=True, env={"HOME": "/home/dev", "PATH": "/usr/sbin:/usr/bin:/bin"})
+                         capture_output=True, text=True, env={"HOME": "/home/dev", "PATH": "/usr/sbin:/usr/bin:/bin"},
+                         check=False)
     assert who.stdout.split() == ["dev", "/home/dev"], who.stderr
 
 
 @pytest.mark.root
 def test_bash_ls_image_export_runs(exported, tmp_path):
-    r, _store, out, _busybox, _ = exported
+    r, _store, out, _busybox, _tools = exported
     res = r["tools"]
     assert not res["failed"], res["msg"]
     # No /etc/passwd at all in this image: that breaks Microsoft's root-user rule, and we say so.
     assert any("no root user with uid 0" in w for w in res.get("warnings", []))
     root = extract(str(out / "tools.tar.gz"), tmp_path / "tools")
-    ok = subprocess.run(["chroot", str(root), "/usr/bin/bash", "-c", "echo ok; ls /"], capture_output=True, text=True)
+    ok = subprocess.run(["chroot", str(root), "/usr/bin/bash", "-c", "echo ok; ls /"], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.split()[0] == "ok" and {"lib", "lib64", "usr"} <= set(ok.stdout.split()[1:])
 
 
 @pytest.mark.root
 def test_import_to_without_wsl_exe_fails_clearly(exported):
-    r, _store, out, _busybox, _ = exported
+    r, _store, out, _busybox, _tools = exported
     res = r["import"]
     assert res["failed"]
     assert "wsl.exe is not reachable" in res["msg"] and "wsl.exe --import bb C:\\WSL\\bb" in res["msg"]

@@ -135,7 +135,7 @@ def test_pax_only_when_needed(entry, pax_keys):
 @pytest.mark.parametrize("length", [1, 5, 6, 7, 8, 90, 91, 92, 93, 994, 995, 996, 997, 998])
 def test_pax_record_length_field_counts_itself(length):
     rec = tw._pax_record("path", b"a" * length)
-    size, _, rest = rec.partition(b" ")
+    size, _space, rest = rec.partition(b" ")
     assert int(size) == len(rec)
     assert rest == b"path=" + b"a" * length + b"\n"
 
