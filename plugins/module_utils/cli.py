@@ -18,6 +18,7 @@ anything else is ``dockerless`` with subcommands. Exit codes (docs/cli.md):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -41,6 +42,9 @@ SEED_COMMANDS = ("image-download", "image-upload", "run", "run-chroot")
 ENV_STORE = "DOCKERLESS_STORE"
 ENV_CA_PATH = "DOCKERLESS_CA_PATH"
 WSL_FIXES = ("all", "resolv_conf", "root_user", "shadow_hashes", "config_permissions", "kernel", "systemd_units")
+# A folder's content as the image root: build.py puts SRC *inside* a dest that ends with "/", and "/." is the
+# root itself (image_path drops "."), so the folder's children land at /.
+ROOT_DEST = "/."
 _COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -624,7 +628,7 @@ def build_from_rootfs(store, name: str, folder: str, config: dict | None = None)
     for item in cfg.get("Env") or []:
         key, _, value = item.partition("=")
         env[key] = value
-    spec = BuildSpec(name=name, files=[FileSpec(src=os.path.abspath(folder), dest="/")], env=env,
+    spec = BuildSpec(name=name, files=[FileSpec(src=os.path.abspath(folder), dest=ROOT_DEST)], env=env,
                      entrypoint=cfg.get("Entrypoint"), cmd=cfg.get("Cmd"), workdir=cfg.get("WorkingDir") or None,
                      user=cfg.get("User") or None)
     return build_image(store, spec)
@@ -663,7 +667,7 @@ def cmd_build(args, out: Output, stdin: IO[str]) -> int:
 
     files = [parse_file_item(item) for item in args.files or []]
     if args.rootfs:
-        files.insert(0, FileSpec(src=os.path.abspath(os.path.expanduser(args.rootfs)), dest="/"))
+        files.insert(0, FileSpec(src=os.path.abspath(os.path.expanduser(args.rootfs)), dest=ROOT_DEST))
     spec = BuildSpec(
         name=args.name, executables=[os.path.abspath(e) for e in args.executables or []], files=files,
         base=args.base, env=parse_pairs(args.env, "-e"), entrypoint=parse_command(args.entrypoint, "--entrypoint"),
@@ -881,7 +885,9 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     seed = prog in SEED_COMMANDS
     parser = build_seed_parser(prog) if seed else build_parser(prog)
     try:
-        args = parser.parse_args(argv)
+        # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if seed:

@@ -127,8 +127,8 @@ class Board:
                 item.done_bytes += int(event.get("bytes") or 0)
                 if event.get("restart"):
                     item.done_bytes = 0
+                force = item.status != "active"  # the first chunk shows at once, the next ones throttled
                 item.status = "active"
-                force = False
             elif kind in ("layer", "blob"):
                 item = self._item(event["digest"], int(event.get("size") or 0))
                 # A layer that never moved a byte was already in the store (or the registry).
