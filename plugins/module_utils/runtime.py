@@ -176,7 +176,7 @@ class Runtime:
                     if grace <= 0:
                         break
                     wait = grace if wait is None else min(wait, grace)
-                ready, _, _ = select.select(fds, [], [], wait)
+                ready = select.select(fds, [], [], wait)[0]
                 if not ready:
                     if deadline is not None and not timed_out and time.monotonic() >= deadline:
                         timed_out = True

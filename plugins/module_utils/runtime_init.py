@@ -317,7 +317,7 @@ class InitProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.status_fd is not None:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self.status_fd], [], [], wait)
+            ready = select.select([self.status_fd], [], [], wait)[0]
             if not ready:
                 return False
             chunk = os.read(self.status_fd, 65536)
@@ -498,7 +498,7 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         except ChildProcessError:
             break
     signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
-    _, status = os.waitpid(child, 0)
+    status = os.waitpid(child, 0)[1]
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -610,7 +610,7 @@ def _cgroup_mounts() -> list[tuple[str, str, str]]:
     result = []
     with open("/proc/self/mountinfo", "rb") as handle:
         for raw in handle.read().decode("utf-8", "replace").splitlines():
-            left, _, right = raw.partition(" - ")
+            left, right = (raw.split(" - ", 1) + [""])[:2]
             fields, rfields = left.split(), right.split()
             if len(fields) < 5 or len(rfields) < 3:
                 continue
@@ -626,7 +626,7 @@ def _mount_cgroups(root: str, flags: int) -> None:
     if not os.path.isdir(target):
         return
     mounts = _cgroup_mounts()
-    kinds = {point: fstype for point, fstype, _ in mounts}
+    kinds = {m[0]: m[1] for m in mounts}
     if kinds.get("/sys/fs/cgroup") == "cgroup2":
         _mount("cgroup2", target, "cgroup2", flags, None, "mounting /sys/fs/cgroup (cgroup2)")
         return
@@ -907,7 +907,7 @@ def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
     user = resolve_user(config.get("user") or "", _read_small("/etc/passwd"), _read_small("/etc/group"))
     env = {}
     for item in config.get("env") or ():
-        key, _, value = item.partition("=")
+        key, value = (item.split("=", 1) + [""])[:2]
         env[key] = value
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", user["home"])

@@ -77,7 +77,7 @@ class ContainerSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def compared(self) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def merge_env(image_env: list[str] | None, env: dict | None) -> dict[str, str]:
     """The image's ``Env`` (``K=V`` list) with ``env`` merged over it, image order first."""
     out: dict[str, str] = {}
     for item in image_env or []:
-        key, _, value = item.partition("=")
+        key, value = (item.split("=", 1) + [""])[:2]
         if key:
             out[key] = value
     for key, value in (env or {}).items():
@@ -216,7 +216,7 @@ def parse_volume(text: str) -> dict:
 
 def parse_tmpfs(text: str) -> dict:
     """``path[:options]`` (Docker's --tmpfs) → ``{"target", "options"}``."""
-    target, _, options = text.partition(":")
+    target, options = (text.split(":", 1) + [""])[:2]
     target = _container_path(target, f"tmpfs {text!r}:")
     if target == "/":
         raise RuntimeSetupError(f"tmpfs {text!r}: can't mount over the container's /")
@@ -229,7 +229,7 @@ def parse_ulimit(text: str) -> dict:
     name = name.strip().lower()
     if not sep or name not in _RLIMITS:
         raise RuntimeSetupError(f"ulimit {text!r}: expected name=soft[:hard] with name one of {', '.join(_RLIMITS)}")
-    soft_text, _, hard_text = values.partition(":")
+    soft_text, hard_text = (values.split(":", 1) + [""])[:2]
 
     def number(v: str) -> int:
         v = v.strip()

@@ -134,7 +134,7 @@ def launch(container_dir: str, python: str | None = None, timeout: float = START
     deadline = time.monotonic() + timeout
     try:
         while True:
-            ready, _, _ = select.select([notify_r], [], [], max(0.0, deadline - time.monotonic()))
+            ready = select.select([notify_r], [], [], max(0.0, deadline - time.monotonic()))[0]
             if not ready:
                 return {"error": f"the supervisor did not report within {timeout:.0f}s; see "
                                  f"{os.path.join(container_dir, 'supervisor.log')}"}
@@ -251,7 +251,7 @@ class _Supervisor:
                     if grace <= 0:
                         break
                     timeout = grace if timeout is None else min(timeout, grace)
-                ready, _, _ = select.select(fds, [], [], timeout)
+                ready = select.select(fds, [], [], timeout)[0]
                 if stop_deadline is not None and not killed and time.monotonic() >= stop_deadline:
                     proc.kill()
                     killed = True
@@ -295,7 +295,7 @@ class _Supervisor:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            ready, _, _ = select.select([self.wake_r], [], [], left)
+            ready = select.select([self.wake_r], [], [], left)[0]
             if ready:
                 self._drain_wake()
 

@@ -22,8 +22,10 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   idempotent:
     support: full
+    description: Read-only.
 options:
   name:
     description:
@@ -42,7 +44,7 @@ options:
 seealso:
   - module: dockerless.containers.container_run
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""

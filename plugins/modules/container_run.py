@@ -29,18 +29,18 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: partial
+    description: Reports what would be pulled, created, started, stopped, recreated or removed; changes nothing.
     details:
-      - Named containers report what would be created, started, stopped, recreated or removed, with the diff.
+      - Named containers report their actions with the diff.
       - A one-shot run (no O(name)) is not executed; the task reports RV(ignore:changed=true) and no output.
   diff_mode:
     support: full
-    details:
-      - Shows the state and the settings that differ between the recorded and the requested container.
+    description: Shows the state and the settings that differ between the recorded and the requested container.
   idempotent:
     support: partial
+    description: Named containers are idempotent; a one-shot run always runs and reports a change.
     details:
-      - Named containers are idempotent. A one-shot run always runs and reports a change, like
-        M(ansible.builtin.command).
+      - A one-shot run behaves like M(ansible.builtin.command).
 options:
   image:
     description:
@@ -229,7 +229,7 @@ seealso:
   - module: dockerless.containers.image_pull
   - module: dockerless.containers.cgroup_limit
 author:
-  - dockerless.containers contributors
+  - dockerless.containers contributors (@dockerless)
 """
 
 EXAMPLES = r"""

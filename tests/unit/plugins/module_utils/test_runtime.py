@@ -113,7 +113,7 @@ def probe(rootfs, tmp_path_factory):
 
 
 def test_pid_1_is_the_command(probe):
-    out, _ = probe
+    out = probe[0]
     assert out["pid"] == "1"
     assert out["cmdline"].startswith("/bin/sh -c")
 
@@ -123,7 +123,7 @@ def test_hostname_is_the_containers(probe):
 
 
 def test_only_loopback_and_it_is_up(probe):
-    out, _ = probe
+    out = probe[0]
     assert out["net"].split() == ["lo"]
     assert int(out["loflags"], 16) & 0x1  # IFF_UP
 
@@ -148,7 +148,7 @@ def test_only_fds_0_to_2_reach_the_command(probe):
 
 
 def test_proc_sys_sysfs_and_cgroupfs_are_read_only(probe):
-    out, _ = probe
+    out = probe[0]
     assert "Read-only file system" in out["sysctl"]
     assert "Read-only file system" in out["sysfs"]
     assert "Read-only file system" in out["cgroupfs"]
@@ -382,8 +382,8 @@ def test_cap_add_and_drop(runtime, rootfs):
 def test_no_nested_proc_mount_or_sysrq_from_inside(runtime, rootfs):
     # The escape HOSTILE.md names: a new namespace + fresh /proc + write to sysrq. Without CAP_SYS_ADMIN
     # the unshare itself is refused, so the old root can't be reached.
-    result = run(runtime, rootfs, ["/bin/sh", "-c", "unshare -mpf sh -c 'mount -t proc proc /mnt && echo h > "
-                                                     "/mnt/sysrq-trigger' 2>&1; echo rc=$?"])
+    script = "unshare -mpf sh -c 'mount -t proc proc /mnt && echo h > /mnt/sysrq-trigger' 2>&1; echo rc=$?"
+    result = run(runtime, rootfs, ["/bin/sh", "-c", script])
     out = result.stdout.decode()
     assert "rc=0" not in out and "Operation not permitted" in out
 

@@ -66,7 +66,8 @@ def test_on_failure_restarts_until_stopped(runtime, rootfs):
 
 def test_policy_no_ends_with_the_command(runtime, rootfs):
     start(runtime, rootfs, "once", ["sh", "-c", "echo done; exit 5"])
-    info = wait_for(lambda: (lambda i: i if not i.supervised else None)(runtime.inspect("once")))
+    wait_for(lambda: not runtime.inspect("once").supervised)
+    info = runtime.inspect("once")
     assert (info.state, info.exit_code, info.restart_count) == ("exited", 5, 0)
     assert info.finished_at and info.started_at
     assert runtime.logs("once") == (b"done\n", b"")
