@@ -137,14 +137,42 @@ def ensure_unpacked(store: Store, image: ImageRecord) -> list[str]:
     return [store.layer_dir(layer["diff_id"]) for layer in image.layers]
 
 
-def _fetch_layer(store: Store, client, repository: str, layer: dict) -> int:
+class _Counted:
+    """A read-only stream that reports the size of every chunk read (per-layer progress of the CLI)."""
+
+    def __init__(self, source, report: Callable[[int], None]):
+        self._source = source
+        self._report = report
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self._report(len(data))
+        return data
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _fetch_layer(store: Store, client, repository: str, layer: dict,
+                 progress: Callable[[dict], None] | None = None) -> int:
     if store.has_blob(layer["digest"], layer["size"]):
         if not store.has_layer(layer["diff_id"]):
             with store.open_blob(layer["digest"]) as raw:
                 _extract_into_store(store, layer, raw)
         return 0
-    with client.open_blob(repository, layer["digest"], layer["size"]) as raw, \
+    with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
             store.ingest(layer["digest"], layer["size"]) as writer:
+        raw = blob
+        if progress:
+            # {"event": "bytes"} per chunk read from the registry, from this download thread.
+            raw = _Counted(blob, lambda n: progress({"event": "bytes", "digest": layer["digest"],
+                                                      "size": layer["size"], "bytes": n}))
         if store.has_layer(layer["diff_id"]):
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:
@@ -185,7 +213,11 @@ def pull_image(
     progress: Callable[[dict], None] | None = None,
 ) -> PullResult:
     """Pull ``name`` into ``store``. ``policy``: ``always`` (ask the registry; download what changed) or
-    ``missing`` (no network when the image is already complete in the store)."""
+    ``missing`` (no network when the image is already complete in the store).
+
+    ``progress`` gets ``{"event": "start", "name", "digest", "layers": [{"digest", "size"}]}`` once the manifest
+    is known, ``{"event": "bytes", "digest", "size", "bytes"}`` per chunk downloaded (called from the download
+    threads) and ``{"event": "layer", "digest", "size"}`` when a layer is in place."""
     ref = parse_reference(name)
     want = oci.parse_platform(platform)
     registry = registry or RegistryOptions()
@@ -193,11 +225,15 @@ def pull_image(
     existing_matches_platform = existing is None or not existing.platform or oci.platform_matches(
         want, oci.parse_platform(existing.platform).as_dict())
     before = existing.digest if existing else None
-    complete = existing is not None and existing_matches_platform and store.is_complete(existing)
+    # Blobs are the content; layer folders are a cache rebuilt from them without the network.
+    complete = existing is not None and existing_matches_platform and all(
+        store.has_blob(layer["digest"], layer["size"]) for layer in existing.layers)
 
     result = PullResult(changed=False, image=existing, before=before, after=before)
     if policy == "missing" and complete:
         result.actions.append(f"{ref.name} is in the store ({before}); not asking the registry (pull: missing)")
+        if not check_mode:
+            ensure_unpacked(store, existing)
         result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
         result.changed = result.rootfs_changed
         return result
@@ -206,6 +242,8 @@ def pull_image(
     remote = _remote_digest(client, ref)
     if complete and existing.remote_digest == remote:
         result.actions.append(f"{ref.name} is up to date ({remote})")
+        if not check_mode:
+            ensure_unpacked(store, existing)
         result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
         result.changed = result.rootfs_changed
         return result
@@ -259,7 +297,7 @@ def pull_image(
             progress({"event": "start", "name": ref.name, "digest": digest,
                       "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
-            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer) for layer in layers]
+            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress) for layer in layers]
             downloaded = 0
             errors = []
             for layer, future in zip(layers, futures):

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -311,3 +312,18 @@ def test_hostile_layer_from_registry_is_contained(registry, tmp_path):
     except Exception as exc:  # refusing the layer is a correct outcome too
         assert "escape" in str(exc) or "outside" in str(exc) or "symlink" in str(exc), exc
     assert not Path(f"/tmp/dockerless-victim-{os.getpid()}").exists()
+
+
+def test_missing_layer_folder_rebuilt_from_blobs_without_network(registry_factory, seeded_registry, tmp_path):
+    reg = registry_factory()
+    src, dst = seeded_registry.ref("busybox"), f"{reg.host}/cache/busybox:1"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                    f"docker://{src}", f"docker://{dst}"], check=True, capture_output=True)
+    store = Store(str(tmp_path / "store"))
+    image = pull_image(store, dst).image
+    reg.stop()
+    for layer in image.layers:
+        shutil.rmtree(store.layer_dir(layer["diff_id"]))
+    again = pull_image(store, dst, policy="missing")
+    assert again.changed is False
+    assert store.is_complete(store.image(dst))
