@@ -422,6 +422,8 @@ class ContainerInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """The ``container`` return value of the modules."""
+        from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
+
         spec = ContainerSpec.from_dict(self.spec) if self.spec else None
         return {
             "name": self.name, "id": self.id, "state": self.state, "running": self.running, "pid": self.pid,
@@ -431,6 +433,7 @@ class ContainerInfo:
             "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
             "command": self.spec.get("argv"), "restart_policy": self.spec.get("restart_policy"),
             "capabilities": spec.effective_capabilities() if spec else [],
+            "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged) if spec else None,
             "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},
             "path": self.path,
         }

@@ -35,19 +35,23 @@ The config (a JSON-able dict, built by runtime_spec) has these keys: ``id``, ``a
 ``isolation`` (``container``/``chroot``), ``rootfs`` (``lower`` top→bottom, ``upper``, ``work``,
 ``mountpoint``, ``copy``, ``mode`` auto/overlay/copy, ``read_only``), ``volumes`` (source, target,
 read_only), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
-``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``seccomp`` (``default``, a profile path,
+``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``stdin_null`` (default true: fd 0
+becomes the container's /dev/null), ``terminal`` (fds 0-2 are a pty slave to take as controlling terminal),
+``seccomp`` (``default``, a profile path,
 or None/``unconfined``: see seccomp.py).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import resource
 import select
 import signal
 import stat
+import termios
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp
@@ -835,6 +839,11 @@ def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # the container never outlives its monitor
     os.setsid()
+    if config.get("terminal"):
+        # stdio is a pty slave (the CLI's ``run -t``): make it the session's controlling terminal, so the
+        # container's line discipline turns Ctrl-C / Ctrl-Z into signals (runc's console setup does this).
+        with _Step("taking the terminal"):
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     _reset_signals()
     os.umask(0)
     namespaces = set(config.get("namespaces") or ())

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils import seccomp as seccomp_lib
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import (
     DEFAULT_CAPABILITIES,
@@ -35,7 +36,7 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 # What a difference of recreates a named container (stop_timeout, log size and rootfs mode don't).
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
-                 "isolation", "rlimits", "restart_policy")
+                 "isolation", "rlimits", "restart_policy", "seccomp")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$")
 _ENV_KEY_RE = re.compile(r"^[^=\0]+$")
@@ -70,7 +71,7 @@ class ContainerSpec:
     restart_policy: str = "no"
     stop_timeout: int = 10
     rootfs_mode: str = "auto"
-    seccomp: str | None = None
+    seccomp: str | None = seccomp_lib.DEFAULT  # "default", "unconfined" or a profile path (seccomp.py)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -323,6 +324,7 @@ def build_spec(
     restart_policy: str = "no",
     stop_timeout: int = 10,
     rootfs_mode: str = "auto",
+    seccomp: str | None = seccomp_lib.DEFAULT,
 ) -> ContainerSpec:
     """Validate options and merge them with the image config (the ``config`` object of an OCI image config)."""
     cfg = dict(image_config or {})
@@ -408,4 +410,5 @@ def build_spec(
         restart_policy=restart_policy,
         stop_timeout=max(0, stop_timeout),
         rootfs_mode=rootfs_mode,
+        seccomp=seccomp_lib.check_spec(seccomp),
     )

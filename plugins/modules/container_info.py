@@ -95,6 +95,7 @@ containers:
       cgroup: dockerless/web
       error: null
       capabilities: [CAP_CHOWN, CAP_KILL]
+      seccomp: {profile: default, enabled: true}
       log_paths:
         stdout: /var/lib/dockerless/containers/web/stdout.log
         stderr: /var/lib/dockerless/containers/web/stderr.log

@@ -213,6 +213,14 @@ options:
     type: str
     choices: [auto, overlay, copy]
     default: auto
+  seccomp:
+    description:
+      - The seccomp filter. V(default) is Docker's default profile (resolved against the container's
+        capabilities); V(unconfined) loads none; any other value is the absolute path of a profile in Docker's
+        JSON format.
+      - Privileged containers get no filter, as with Docker. Needs C(libseccomp.so.2) on the host to compile it.
+    type: str
+    default: default
   log_max_size:
     description:
       - Size at which a detached container's C(stdout.log) or C(stderr.log) is rotated (one old file is kept).
@@ -338,6 +346,7 @@ container:
     capabilities: [CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
                    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE,
                    CAP_SETFCAP]
+    seccomp: {profile: default, enabled: true}
     log_paths:
       stdout: /var/lib/dockerless/containers/web/stdout.log
       stderr: /var/lib/dockerless/containers/web/stderr.log
@@ -351,6 +360,7 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.common import (
     REGISTRY_ARGS,
     STORE_ARGS,
@@ -381,7 +391,7 @@ def _spec(params: dict, image) -> object:
         limits={k: params[k] for k in LIMIT_OPTIONS if params[k] is not None}, cap_add=params["cap_add"],
         cap_drop=params["cap_drop"], no_new_privileges=params["no_new_privileges"], privileged=params["privileged"],
         isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
-        stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"],
+        stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"], seccomp=params["seccomp"],
     )
 
 
@@ -410,7 +420,8 @@ def run_one_shot(module: AnsibleModule, runtime: Runtime, image) -> None:
     spec = _spec(params, image)
     result = dict(changed=True, actions=[f"run {spec.argv!r} in {image.name}"], container={
         "id": None, "image": image.name, "image_digest": spec.image_digest, "command": spec.argv,
-        "capabilities": spec.effective_capabilities()})
+        "capabilities": spec.effective_capabilities(),
+        "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged)})
     if image.would_pull:
         result["actions"].insert(0, f"pull {image.name}")
     if module.check_mode:
@@ -508,6 +519,7 @@ def main() -> None:
         privileged=dict(type="bool", default=False),
         ulimits=dict(type="list", elements="str"),
         rootfs_mode=dict(type="str", choices=["auto", "overlay", "copy"], default="auto"),
+        seccomp=dict(type="str", default="default"),
         log_max_size=dict(type="str", default="10m"),
         **REGISTRY_ARGS,
         **STORE_ARGS,

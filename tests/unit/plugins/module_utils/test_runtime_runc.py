@@ -24,6 +24,7 @@ import subprocess
 import pytest
 from test_runtime import BUSYBOX, make_busybox_rootfs, sections
 
+from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import (
     DEFAULT_CAPABILITIES,
@@ -71,6 +72,7 @@ echo "== mqueue"; ls -A /dev/mqueue
 echo "== shm"; ls -ld /dev/shm | cut -c1-10
 echo "== ulimit"; ulimit -n
 echo "== escape"; unshare -m true 2>&1 | grep -o 'Operation not permitted'
+echo "== userns"; unshare -U true 2>&1; echo "rc=$?"
 echo "== end"
 """.replace("MASKED", " ".join(MASKED_PATHS))
 
@@ -91,6 +93,8 @@ def runc_config(template: dict, args: list[str]) -> dict:
     linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")]
     linux["maskedPaths"] = list(MASKED_PATHS)
     linux["readonlyPaths"] = list(READONLY_PATHS)
+    # Docker's default seccomp profile, resolved for the same capabilities: what dockerd would hand runc.
+    linux["seccomp"] = seccomp.resolve_profile(seccomp.load_profile(seccomp.DEFAULT), DEFAULT_CAPABILITIES)
     return config
 
 
@@ -118,7 +122,7 @@ def answers(tmp_path_factory):
 
 
 SAME = ["pid", "hostname", "net", "loflags", "status", "id", "dev", "devpts", "fds", "ro", "masked", "mqueue", "shm",
-        "ulimit", "escape"]
+        "ulimit", "escape", "userns"]
 
 
 @pytest.mark.parametrize("probe", SAME)
