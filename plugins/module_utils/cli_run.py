@@ -14,9 +14,9 @@ pseudo-terminal the CLI allocates and proxies:
 * the container's exit code comes back as the CLI's exit code; the terminal is restored in every case.
 
 The pty is allocated here and its slave fd handed to ``runtime_init.spawn`` as the container's fds 0-2 with
-``config["terminal"] = True``. For Ctrl-C/Ctrl-Z to raise signals inside, the container's session must take the
-slave as its controlling terminal (``ioctl(0, TIOCSCTTY)`` right after ``setsid()`` in the init, which is what
-runc's console setup does); ``runtime_init`` does that when it honours the ``terminal`` key.
+``config["terminal"] = True``: the init then takes the slave as its session's controlling terminal
+(``ioctl(0, TIOCSCTTY)`` right after ``setsid()``, as runc's console setup does), so Ctrl-C and Ctrl-Z become
+signals for the container's foreground job and a resize sends it SIGWINCH.
 
 The container's setup mirrors ``Runtime.run`` (state folder ``<store>/containers/<id>/`` marked ``one_shot`` so
 store GC keeps its layers, a cgroup when there are limits or no PID namespace, removal afterwards). The monitor
@@ -177,9 +177,17 @@ class TerminalProxy:
         assert container.proc is not None
         pidfd = os.pidfd_open(container.proc.monitor_pid)
         saved_attr = None
+        raw_fd = None
         if self.stdin is not None and os.isatty(self.stdin):
-            saved_attr = termios.tcgetattr(self.stdin)
+            raw_fd, saved_attr = self.stdin, termios.tcgetattr(self.stdin)
             tty.setraw(self.stdin, termios.TCSANOW)
+        elif os.isatty(self.stdout):
+            # -t without -i: keys stay with this terminal (Ctrl-C signals the CLI, which forwards it), but its
+            # output processing is off, or the container pty's "\r\n" would come out as "\r\r\n".
+            raw_fd, saved_attr = self.stdout, termios.tcgetattr(self.stdout)
+            attrs = termios.tcgetattr(self.stdout)
+            attrs[1] &= ~termios.OPOST
+            termios.tcsetattr(self.stdout, termios.TCSANOW, attrs)
         old_winch = signal.signal(signal.SIGWINCH, self.copy_winsize)
         os.set_blocking(self.master, False)
         stdin_open = self.stdin is not None
@@ -229,7 +237,7 @@ class TerminalProxy:
         finally:
             signal.signal(signal.SIGWINCH, old_winch)
             if saved_attr is not None:
-                termios.tcsetattr(self.stdin, termios.TCSADRAIN, saved_attr)
+                termios.tcsetattr(raw_fd, termios.TCSADRAIN, saved_attr)
             os.close(pidfd)
         return container.wait()
 
