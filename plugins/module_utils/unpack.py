@@ -494,10 +494,19 @@ class _Stream:
             n -= len(self.read_upto(n))
 
     def drain(self) -> None:
-        """Read (and hash) everything up to EOF; data after the end-of-archive is hashed, not extracted."""
-        self._pos = len(self._buf)
-        while self._fill():
+        """Read (and hash) everything up to EOF. After the end-of-archive only zero padding may follow (tar
+        writers pad to a record size); anything else is a malformed or smuggled payload and is refused
+        (HOSTILE.md: data after the end is rejected)."""
+        while True:
+            rest = memoryview(self._buf)[self._pos :]
+            if rest.nbytes and bytes(rest).count(0) != rest.nbytes:
+                raise UnpackError(
+                    f"{self._label}: data that is not zero padding follows the end of the tar archive. The layer is "
+                    "malformed or carries a hidden payload; it was not unpacked."
+                )
             self._pos = len(self._buf)
+            if not self._fill():
+                return
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

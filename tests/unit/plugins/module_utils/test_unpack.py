@@ -277,14 +277,21 @@ def test_decompressing_reader_reads_everything():
     assert zreader.compressed_bytes == len(zblob)
 
 
-def test_data_after_end_of_archive_is_hashed_not_extracted(tmp_path):
+def test_zero_padding_after_end_of_archive_is_hashed(tmp_path):
     data = tar_bytes(E("f", data=b"f"))
-    blob = data + b"trailing garbage that is not a tar header" * 50
+    blob = data + bytes(10240)  # a record-size pad, as tar writers add
     res = extract(blob, tmp_path / "root")
     assert res.diff_id == sha(blob)
     assert res.size == len(blob)
     assert res.entries == 1
     assert sorted(os.listdir(tmp_path / "root")) == ["f"]
+
+
+def test_data_after_end_of_archive_is_rejected(tmp_path):
+    blob = tar_bytes(E("f", data=b"f")) + b"trailing garbage that is not a tar header" * 50
+    with pytest.raises(UnpackError, match="follows the end of the tar archive"):
+        extract(blob, tmp_path / "root")
+    assert not (tmp_path / "root").exists() or os.listdir(tmp_path / "root") == []
 
 
 def test_stream_without_end_blocks_and_empty_stream(tmp_path):
