@@ -222,6 +222,8 @@ def _remove(path: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            os.chmod(path, 0o700)   # overlayfs leaves work/work at mode 000; only root could enter it
         for entry in os.listdir(path):
             _remove(os.path.join(path, entry))
         os.rmdir(path)
@@ -451,6 +453,17 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
+def _map_ids(uid: int, gid: int) -> None:
+    """Map the caller's uid and gid to root in the new user namespace: one line each, which a process may write
+    for itself without newuidmap (user_namespaces(7)); setgroups must be denied first for the gid map."""
+    with open("/proc/self/setgroups", "w") as handle:
+        handle.write("deny")
+    with open("/proc/self/uid_map", "w") as handle:
+        handle.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as handle:
+        handle.write(f"0 {gid} 1")
+
+
 def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
              seccomp_filter=None) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
@@ -466,8 +479,11 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         if os.read(sync_r, 1) != b"g":
             os._exit(EXIT_SETUP_FAILED)
         os.close(sync_r)
+        uid, gid = os.geteuid(), os.getegid()
         if flags:
             linux.unshare(flags)
+        if flags & linux.CLONE_NEWUSER:
+            _map_ids(uid, gid)
         child = os.fork()
     except BaseException as exc:
         _report(status_w, error=f"creating the namespaces: {exc}")
@@ -649,7 +665,8 @@ def _mount_cgroups(root: str, flags: int) -> None:
                 raise RuntimeSetupError(f"mounting {point}: {exc}") from None
             # Without the right to mount this hierarchy (user namespace): the host's, read-only.
             _mount(point, dest, None, linux.MS_BIND | linux.MS_REC, None, f"binding {point}")
-            _mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags, None, f"remounting {point}")
+            _mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags | linux.mount_flags_of(dest), None,
+                   f"remounting {point}")
     for entry in os.listdir("/sys/fs/cgroup"):
         host = os.path.join("/sys/fs/cgroup", entry)
         if os.path.islink(host) and not os.path.lexists(os.path.join(target, entry)):
@@ -946,8 +963,12 @@ def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
         caps = capability_mask(config.get("capabilities", DEFAULT_CAPABILITIES))
     with _Step("dropping capabilities"):
         linux.drop_bounding_set(caps, last)
+    if "user" in namespaces and (user["uid"] or user["gid"]):
+        raise RuntimeSetupError(f"user {config.get('user')!r} (uid {user['uid']}, gid {user['gid']}): the user "
+                                "namespace maps only root (your own uid). Run as user root, or without userns.")
     with _Step(f"switching to user {config.get('user') or '0'} (uid {user['uid']}, gid {user['gid']})"):
-        os.setgroups(user["groups"])
+        if "user" not in namespaces:      # setgroups is denied in our user namespace (single-id map)
+            os.setgroups(user["groups"])
         os.setresgid(user["gid"], user["gid"], user["gid"])
         os.setresuid(user["uid"], user["uid"], user["uid"])
     # Docker's rule: a non-root user starts with empty effective and permitted sets (the bounding set still

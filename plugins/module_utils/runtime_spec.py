@@ -310,7 +310,7 @@ def build_spec(
     name: str | None = None,
     namespaces: list[str] | None = None,
     network: str = "none",
-    userns: bool = False,
+    userns: bool | None = False,
     volumes: list[str] | None = None,
     tmpfs: list[str] | None = None,
     read_only: bool = False,
@@ -339,6 +339,8 @@ def build_spec(
     if not lower_dirs:
         raise RuntimeSetupError(f"image {image or '?'}: no layer folders to build a rootfs from. Pull it again.")
 
+    if userns is None:
+        userns = os.geteuid() != 0          # rootless needs it; as root it adds nothing by default
     if isolation == "chroot":
         # Filesystem only: a private mount namespace keeps the rootfs mount off the host, nothing else.
         ns = ["mount"]
@@ -354,6 +356,8 @@ def build_spec(
         elif "net" not in ns:
             raise RuntimeSetupError("namespaces: without 'net' the host network is used; say network: host")
         ns = [n for n in ALL_NAMESPACES if n in ns]
+    if userns:
+        ns = ["user"] + ns
 
     workdir = workdir or cfg.get("WorkingDir") or "/"
     workdir = _container_path(workdir, "workdir")

@@ -138,6 +138,14 @@ options:
     elements: str
     choices: [pid, mount, uts, ipc, net, cgroup]
     default: [pid, mount, uts, ipc, net, cgroup]
+  userns:
+    description:
+      - Run the container in a new user namespace that maps the calling user to root (one id, no
+        C(newuidmap) needed): how a non-root user runs containers (rootless).
+      - Only root (uid/gid 0) exists inside; O(user) must be root. Without cgroup delegation a non-root user
+        can't set limits.
+      - Defaults to V(true) when the module runs as a non-root user, V(false) as root.
+    type: bool
   network:
     description:
       - V(none) gives the container its own network namespace with only the loopback interface, up.
@@ -227,11 +235,12 @@ options:
     type: str
     default: 10m
 notes:
-  - Runs as root. Containers need the kernel's namespaces and overlayfs; cgroup limits work on v1, v2 and hybrid
-    hosts.
+  - Runs as root, or as a user with unprivileged user namespaces (O(userns)). Containers need the kernel's
+    namespaces and overlayfs (in a user namespace: Linux 5.11 or later); cgroup limits work on v1, v2 and
+    hybrid hosts.
   - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
     other codes.
-  - User namespaces (rootless containers) are not implemented yet.
+  - As a non-root user (O(userns)), only the calling user exists in the container, as root.
 seealso:
   - module: dockerless.containers.container_info
   - module: dockerless.containers.image_pull
@@ -387,7 +396,7 @@ def _spec(params: dict, image) -> object:
         diff_ids=[layer["diff_id"] for layer in record.layers] if record else [],
         command=params["command"], entrypoint=params["entrypoint"], env=params["env"], workdir=params["workdir"],
         user=params["user"], hostname=params["hostname"], name=params["name"], namespaces=params["namespaces"],
-        network=params["network"], volumes=params["volumes"], tmpfs=params["tmpfs"], read_only=params["read_only"],
+        network=params["network"], userns=params["userns"], volumes=params["volumes"], tmpfs=params["tmpfs"], read_only=params["read_only"],
         limits={k: params[k] for k in LIMIT_OPTIONS if params[k] is not None}, cap_add=params["cap_add"],
         cap_drop=params["cap_drop"], no_new_privileges=params["no_new_privileges"], privileged=params["privileged"],
         isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
@@ -504,6 +513,7 @@ def main() -> None:
         run_timeout=dict(type="float"),
         isolation=dict(type="str", choices=["container", "chroot"], default="container"),
         namespaces=dict(type="list", elements="str", choices=list(ALL_NAMESPACES), default=list(ALL_NAMESPACES)),
+        userns=dict(type="bool"),
         network=dict(type="str", choices=["none", "host"], default="none"),
         volumes=dict(type="list", elements="str"),
         tmpfs=dict(type="list", elements="str"),

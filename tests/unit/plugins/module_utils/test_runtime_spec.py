@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
@@ -153,3 +155,12 @@ def test_spec_diff_names_changed_keys_only():
     assert diff["limits"] == {"before": {}, "after": {"memory": "64m"}}
     assert spec_diff(after.compared(), after) == {}
     assert set(spec_diff(None, after)) >= {"image", "argv", "env"}
+
+
+def test_userns_comes_first_and_defaults_to_the_callers_identity():
+    spec = build_spec(image_config=IMAGE, lower_dirs=["/l"], userns=True)
+    assert spec.namespaces[0] == "user" and spec.userns
+    auto = build_spec(image_config=IMAGE, lower_dirs=["/l"], userns=None)
+    assert auto.userns is (os.geteuid() != 0)
+    assert build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot", userns=True).namespaces == [
+        "user", "mount"]
