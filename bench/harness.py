@@ -72,7 +72,8 @@ def timed(argv: list[str], *, env: Optional[dict[str, str]] = None, cwd: Optiona
         proc = Proc(argv, seconds, rss, popen.returncode,
                     out.read().decode(errors="replace"), err.read().decode(errors="replace"))
     if check and proc.rc != 0:
-        raise BenchError(f"{' '.join(argv[:4])} … exited {proc.rc} after {seconds:.1f}s: {proc.stderr.strip()[-1200:]}")
+        why = proc.stderr.strip()[-1200:] or proc.stdout.strip()[-1200:]
+        raise BenchError(f"{' '.join(argv[:4])} … exited {proc.rc} after {seconds:.1f}s: {why}")
     return proc
 
 
@@ -96,6 +97,8 @@ class Contender:
     run: Callable[[], Sample]
     prepare: Callable[[], None] = _noop         # untimed, before each run
     cleanup: Callable[[], None] = _noop         # untimed, after each run
+    warmup: bool = True                         # False: nothing to warm (fresh state every run anyway)
+    warm: Optional[Callable[[], Sample]] = None  # what the warm-up runs instead of ``run`` (e.g. under a profiler)
 
 
 def alternate(contenders: list[Contender], rounds: int, warmup: int = 1,
@@ -104,9 +107,11 @@ def alternate(contenders: list[Contender], rounds: int, warmup: int = 1,
     samples: dict[str, list[Sample]] = {c.key: [] for c in contenders}
     for r in range(-warmup, rounds):
         for c in contenders:
+            if r < 0 and not c.warmup:
+                continue
             c.prepare()
             try:
-                sample = c.run()
+                sample = (c.warm or c.run)() if r < 0 else c.run()
             finally:
                 c.cleanup()
             tag = "warm-up" if r < 0 else f"round {r + 1}/{rounds}"

@@ -7,6 +7,8 @@
     python bench/ours.py push  --store S --name REF --repository HOST/REPO
     python bench/ours.py build --store S --name REF [--executable PATH …] [--tree SRC:DEST …]
     python bench/ours.py run   --store S --image REF -- ARGV …
+    python bench/ours.py idle  --store S --image REF       # supervisor memory of a detached container
+    python bench/ours.py containers-rm --store S
 
 Each prints one JSON object (what the engine returned that the report uses). The time includes the
 interpreter's start and the imports, as a command-line front would have.
@@ -55,19 +57,77 @@ def build(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
     from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
-    store = Store(args.store)
-    image = store.image(args.image)  # prepared: pulled and unpacked beforehand, no registry involved
-    spec = build_spec(
+    # The image is prepared (pulled and unpacked beforehand): no registry is involved.
+    result = Runtime(args.store).run(_spec_for(Store(args.store), args.image, args.argv))
+    return {"rc": result.rc, "rootfs_mode": result.rootfs_mode, "stdout": result.stdout.decode(errors="replace")}
+
+
+def _spec_for(store, name: str, argv: list[str]):
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+
+    image = store.image(name)
+    return build_spec(
         image_config=image.config.get("config") or {},
         lower_dirs=[store.layer_dir(layer["diff_id"]) for layer in reversed(image.layers)],
         image=image.name, image_digest=image.digest, diff_ids=[layer["diff_id"] for layer in image.layers],
-        command=args.argv,
+        command=argv,
     )
-    result = Runtime(args.store).run(spec)
-    return {"rc": result.rc, "rootfs_mode": result.rootfs_mode, "stdout": result.stdout.decode(errors="replace")}
+
+
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle(args: argparse.Namespace) -> dict:
+    """Start a detached container running ``sleep``, read its supervisor's memory, then remove it."""
+    import time as time_
+
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    runtime = Runtime(args.store)
+    name = f"bench-idle-{os.getpid()}"
+    runtime.create(name, _spec_for(Store(args.store), args.image, ["sleep", "300"]))
+    try:
+        info = runtime.start(name)
+        time_.sleep(args.settle)
+        info = runtime.inspect(name)
+        pid = info.supervisor_pid
+        return {"supervisor_pid": pid, "state": info.state, "supervisor_rss_kib": _status_kib(pid, "VmRSS"),
+                "supervisor_hwm_kib": _status_kib(pid, "VmHWM"),
+                "supervisor_pss_kib": _pss_kib(pid)}
+    finally:
+        runtime.remove(name)
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def containers_rm(args: argparse.Namespace) -> dict:
+    """Remove every container of the store (what a benchmarked playbook left running)."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    runtime = Runtime(args.store)
+    removed = []
+    if os.path.isdir(runtime.containers_dir):
+        for info in runtime.list():
+            runtime.remove(info.name)
+            removed.append(info.name)
+    return {"removed": removed}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store", required=True)
     p.add_argument("--image", required=True)
     p.add_argument("argv", nargs="+")
+    p = sub.add_parser("idle")
+    p.add_argument("--store", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--settle", type=float, default=1.0)
+    p = sub.add_parser("containers-rm")
+    p.add_argument("--store", required=True)
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    out = {"pull": pull, "push": push, "build": build, "run": run}[args.op](args)
+    ops = {"pull": pull, "push": push, "build": build, "run": run, "idle": idle, "containers-rm": containers_rm}
+    out = ops[args.op](args)
     out["engine_s"] = round(time.perf_counter() - start, 4)  # imports of the engine included, interpreter start not
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")

@@ -83,6 +83,11 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
         _ratio_target("#6 container_run", "start of a 500 MB image ≤ 1.2× a 5 MB image",
                       _find(rows, "run", "small"), 1.2, reason("container start")),
     ]
+    idle = facts.get("supervisor_idle")
+    targets.append(Target(
+        "#6 container_run", "memory of an idle detached container's supervisor (reported)",
+        ", ".join(f"RSS {i['supervisor_rss_kib'] / 1024:.1f} MiB (PSS {i['supervisor_pss_kib'] / 1024:.1f} MiB)"
+                  for i in idle) if idle else f"not measured: {reason('container start')}", None))
     demo = _find(rows, "playbook")
     targets.append(Target(
         "#8/#9 playbooks", "demo playbook re-run vs as many stat tasks (reported; no numeric target)",
@@ -113,6 +118,7 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
         + (" (other jobs were running: absolute times are inflated, the alternating ratios less so)"
            if max(m['load_at_start'][0], results.get('load_at_end', [0])[0]) > m['cores'] else "") + ".",
         "",
+        f"Code: commit {m.get('commit', '?')} ({m.get('engine_tree', '?')}). "
         "Tools: " + ", ".join(f"{k} {v}" for k, v in results["tools"].items()) + ".",
         "",
         "| case | us (median) | peer | peer (median) | ratio (median, min–max) | rounds | notes |",
@@ -139,7 +145,8 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
     prof = results.get("profile")
     if prof and "skipped" not in prof:
         lines += ["", "## Where our pull spends its time (py-spy, one pull of the Debian image)", ""]
-        for mode, title in (("wall", "all threads, idle included (wall time)"), ("gil", "only the thread holding the GIL")):
+        for mode, title in (("active", "threads that are running or in a system call (waits on locks and queues left out)"),
+                            ("gil", "only the thread holding the GIL (Python code running)")):
             p = prof.get(mode)
             if not p:
                 continue

@@ -64,12 +64,20 @@ def test_alternate_runs_warmup_then_rounds_in_order_with_untimed_hooks():
         return harness.Contender(key, key, run, prepare=lambda: events.append(f"prepare {key}"),
                                  cleanup=lambda: events.append(f"cleanup {key}"))
 
-    samples = harness.alternate([contender("A", 2.0), contender("B", 4.0)], rounds=3, warmup=1, log=lambda _: None)
-    assert [e for e in events if e.startswith("run")] == ["run A", "run B"] * 4
+    warm_b = contender("B", 4.0)
+    warm_b.warm = lambda: (events.append("warm B"), harness.Sample(9.0))[1]
+    samples = harness.alternate([contender("A", 2.0), warm_b], rounds=3, warmup=1, log=lambda _: None)
+    assert [e for e in events if e.startswith(("run", "warm"))] == ["run A", "warm B"] + ["run A", "run B"] * 3
     assert events[:3] == ["prepare A", "run A", "cleanup A"]
     assert [len(samples["A"]), len(samples["B"])] == [3, 3]
     # the warm-up pair (events 1-6) is not among the samples
     assert min(s.extra["n"] for s in samples["A"]) > 6
+    assert all(s.seconds == 4.0 for s in samples["B"])
+    cold = contender("C", 1.0)
+    cold.warmup = False
+    events.clear()
+    harness.alternate([cold], rounds=2, warmup=1, log=lambda _: None)
+    assert [e for e in events if e.startswith("run")] == ["run C", "run C"]
 
 
 def test_row_pairs_rounds_and_converts_memory():
