@@ -141,7 +141,7 @@ options:
   userns:
     description:
       - Run the container in a new user namespace that maps the calling user to root (one id, no
-        C(newuidmap) needed): how a non-root user runs containers (rootless).
+        C(newuidmap) needed). This is how a non-root user runs containers (rootless).
       - Only root (uid/gid 0) exists inside; O(user) must be root. Without cgroup delegation a non-root user
         can't set limits.
       - Defaults to V(true) when the module runs as a non-root user, V(false) as root.
@@ -236,7 +236,7 @@ options:
     default: 10m
 notes:
   - Runs as root, or as a user with unprivileged user namespaces (O(userns)). Containers need the kernel's
-    namespaces and overlayfs (in a user namespace: Linux 5.11 or later); cgroup limits work on v1, v2 and
+    namespaces and overlayfs (Linux 5.11 or later in a user namespace); cgroup limits work on v1, v2 and
     hybrid hosts.
   - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
     other codes.
