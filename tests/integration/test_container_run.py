@@ -327,3 +327,39 @@ def test_named_foreground_supervision_logs_and_bad_parameters(store, run_playboo
     assert "under /proc" in r["workdir under /proc"]["msg"]
     assert "'image' is required" in r["no image"]["msg"]
     assert "out of range" in r["user out of range"]["msg"]
+
+
+def test_pull_through_the_registry_check_mode_then_run(seeded_registry, run_playbook, tmp_path):
+    store = str(tmp_path / "pulled-store")
+    image = seeded_registry.ref("busybox")
+    playbook = tmp_path / "pull.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    dockerless.containers.container_run: {{store: {store}, image: "{image}", command: [cat, /proc/1/cmdline]}}
+  tasks:
+    - name: check mode on an empty store
+      dockerless.containers.container_run: {{}}
+      check_mode: true
+      register: checked
+    - name: the store after check mode
+      ansible.builtin.stat: {{path: "{store}/index.json"}}
+      register: after_check
+    - name: run, pulling the image
+      dockerless.containers.container_run: {{}}
+      register: ran
+    - name: run again from the store, asking the registry for the digest
+      dockerless.containers.container_run: {{pull: always}}
+      register: again
+""")
+    run = run_playbook(playbook)
+    r = {t.task: t.result for t in run.tasks}
+    assert not run.failed, [(t.task, t.result.get("msg")) for t in run.tasks if t.failed]
+    assert r["check mode on an empty store"]["actions"][0] == f"pull {image}"
+    assert r["the store after check mode"]["stat"]["exists"] is False    # check mode fetched nothing
+    assert r["run, pulling the image"]["stdout"] == "cat\0/proc/1/cmdline\0"
+    stored = Store(store).image(image)
+    assert r["run, pulling the image"]["container"]["image_digest"] == stored.digest
+    assert stored.remote_digest == seeded_registry.digest("busybox")   # what the registry served
+    assert r["run again from the store, asking the registry for the digest"]["rc"] == 0

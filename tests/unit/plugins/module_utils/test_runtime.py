@@ -86,6 +86,8 @@ echo "== mounts"; cat /proc/self/mountinfo
 echo "== sysctl"; (echo 1 > /proc/sys/kernel/ns_last_pid) 2>&1
 echo "== sysfs"; (touch /sys/kernel/x) 2>&1
 echo "== cgroupfs"; (mkdir /sys/fs/cgroup/x) 2>&1
+echo "== release_agent"; for f in /sys/fs/cgroup/release_agent /sys/fs/cgroup/*/release_agent; do
+  [ -e $f ] && { (echo /x > $f) 2>/dev/null && echo "WRITABLE $f"; }; done; echo checked
 echo "== hostfile"; (cat /etc/hostname) 2>&1
 echo "== id"; id
 echo "== end"
@@ -152,6 +154,11 @@ def test_proc_sys_sysfs_and_cgroupfs_are_read_only(probe):
     assert "Read-only file system" in out["sysctl"]
     assert "Read-only file system" in out["sysfs"]
     assert "Read-only file system" in out["cgroupfs"]
+
+
+def test_cgroup_release_agent_is_not_writable(probe):
+    # The classic cgroup v1 escape: a writable release_agent runs a host command as root.
+    assert probe[0]["release_agent"] == "checked"
 
 
 def test_host_root_is_gone(probe):
