@@ -36,9 +36,8 @@ SUPERVISOR_MODULES = ("errors", "linux", "seccomp_default", "seccomp", "cgroups"
 # Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
 # "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);
 # each is executed into a module object registered under its dotted name.
-BOOT = (
-    "import sys,types,marshal,os\n"
-    "p=marshal.loads(sys.stdin.buffer.read())\n"
+_BOOT_BODY = (
+    "import sys,types,os\n"
     "n=os.open(os.devnull,os.O_RDONLY);os.dup2(n,0);os.close(n)\n"
     "for name,code in p['modules']:\n"
     " parts=name.split('.')\n"
@@ -52,6 +51,8 @@ BOOT = (
     " exec(code,m.__dict__)\n"
     "sys.modules[p['main']].supervise(**p['args'])\n"
 )
+# What `ps` shows: the rest (_BOOT_BODY, compiled by the caller) comes with the payload.
+BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());exec(p['boot'],{'p':p})"
 
 RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 10.0, 10.0
 START_TIMEOUT = 300.0  # seconds the caller waits for the first start (a copy-fallback rootfs takes a while)
@@ -86,7 +87,8 @@ def _payload(container_dir: str, notify_fd: int) -> bytes:
         name = _PKG + short
         importlib.import_module(name)
         modules.append((name, _code(name)))
-    return marshal.dumps({"modules": modules, "main": _PKG + "runtime_supervisor",
+    return marshal.dumps({"boot": compile(_BOOT_BODY, "<dockerless-boot>", "exec"), "modules": modules,
+                          "main": _PKG + "runtime_supervisor",
                           "args": {"container_dir": container_dir, "notify_fd": notify_fd}})
 
 
