@@ -462,3 +462,22 @@ def test_device_nodes_made_inside_are_unusable(runtime, rootfs, tmp_path):
     for line in lines[:4]:
         assert "Permission denied" in line, line
     assert lines[4].strip() == "1"        # the standard devices work
+
+
+def test_no_new_privs_stops_file_capability_elevation(runtime, tmp_path):
+    # A binary with file capabilities NET_RAW + SYS_ADMIN (security.capability, VFS_CAP_REVISION_2, effective),
+    # run by a non-root user: with no_new_privs nothing is gained; without it only what the bounding set allows
+    # (NET_RAW, not SYS_ADMIN).
+    import struct
+
+    image = make_busybox_rootfs(str(tmp_path / "img"))
+    shutil.copy2(os.path.join(image, "bin", "busybox"), os.path.join(image, "bin", "capbox"))
+    os.setxattr(os.path.join(image, "bin", "capbox"), "security.capability",
+                struct.pack("<5I", 0x02000001, (1 << 13) | (1 << 21), 0, 0, 0))
+    os.makedirs(os.path.join(image, "fcap"))
+    os.symlink("../bin/capbox", os.path.join(image, "fcap", "grep"))   # busybox picks the applet by name
+    command = ["/fcap/grep", "CapEff", "/proc/self/status"]
+    with_nnp = run(runtime, image, command, user="app")
+    without = run(runtime, image, command, user="app", no_new_privileges=False)
+    assert with_nnp.stdout.split()[1] == b"0000000000000000"
+    assert without.stdout.split()[1] == b"0000000000002000"
