@@ -465,19 +465,23 @@ def test_device_nodes_made_inside_are_unusable(runtime, rootfs, tmp_path):
 
 
 def test_no_new_privs_stops_file_capability_elevation(runtime, tmp_path):
-    # A binary with file capabilities NET_RAW + SYS_ADMIN (security.capability, VFS_CAP_REVISION_2, effective),
-    # run by a non-root user: with no_new_privs nothing is gained; without it only what the bounding set allows
-    # (NET_RAW, not SYS_ADMIN).
+    # A binary with a file capability (security.capability, VFS_CAP_REVISION_2, effective bit) run by a non-root
+    # user: NET_RAW (in the bounding set) is gained only without no_new_privs; SYS_ADMIN (outside the bounding
+    # set) can never be gained: the kernel refuses the exec.
     import struct
 
     image = make_busybox_rootfs(str(tmp_path / "img"))
-    shutil.copy2(os.path.join(image, "bin", "busybox"), os.path.join(image, "bin", "capbox"))
-    os.setxattr(os.path.join(image, "bin", "capbox"), "security.capability",
-                struct.pack("<5I", 0x02000001, (1 << 13) | (1 << 21), 0, 0, 0))
     os.makedirs(os.path.join(image, "fcap"))
-    os.symlink("../bin/capbox", os.path.join(image, "fcap", "grep"))   # busybox picks the applet by name
+    for name, caps in (("rawbox", 1 << 13), ("adminbox", 1 << 21)):
+        shutil.copy2(os.path.join(image, "bin", "busybox"), os.path.join(image, "bin", name))
+        os.setxattr(os.path.join(image, "bin", name), "security.capability",
+                    struct.pack("<5I", 0x02000001, caps, 0, 0, 0))
+    os.symlink("../bin/rawbox", os.path.join(image, "fcap", "grep"))   # busybox picks the applet by name
+    os.symlink("../bin/adminbox", os.path.join(image, "fcap", "cat"))
     command = ["/fcap/grep", "CapEff", "/proc/self/status"]
     with_nnp = run(runtime, image, command, user="app")
     without = run(runtime, image, command, user="app", no_new_privileges=False)
     assert with_nnp.stdout.split()[1] == b"0000000000000000"
     assert without.stdout.split()[1] == b"0000000000002000"
+    with pytest.raises(RuntimeSetupError, match="Operation not permitted"):
+        run(runtime, image, ["/fcap/cat", "/proc/self/status"], user="app", no_new_privileges=False)
