@@ -39,6 +39,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
 )
 
 PARALLEL_LAYERS = 4
+PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
 
 
 @dataclass
@@ -138,17 +139,26 @@ def ensure_unpacked(store: Store, image: ImageRecord) -> list[str]:
 
 
 class _Counted:
-    """A read-only stream that reports the size of every chunk read (per-layer progress of the CLI)."""
+    """A read-only stream that reports the bytes read (per-layer progress of the CLI). Reads go to the source in
+    pieces of at most PROGRESS_PIECE bytes, so a 1 MiB read of a slow download is seen while it arrives; like a
+    buffered read, it still returns ``size`` bytes unless the stream ends."""
 
     def __init__(self, source, report: Callable[[int], None]):
         self._source = source
         self._report = report
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        if data:
+        parts = []
+        left = size if size is not None and size >= 0 else -1
+        while left != 0:
+            data = self._source.read(PROGRESS_PIECE if left < 0 else min(left, PROGRESS_PIECE))
+            if not data:
+                break
             self._report(len(data))
-        return data
+            parts.append(data)
+            if left > 0:
+                left -= len(data)
+        return b"".join(parts)
 
     def readinto(self, buf) -> int:
         data = self.read(len(buf))
