@@ -1,0 +1,400 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The images and containers roles, image_remove with garbage collection, and the demo and fleet playbooks, run by
+ansible-playbook against localhost for real: the seeded registry on loopback, the real kernel, a fresh store per
+test. Each scenario is one playbook run several times (check -> real -> idempotent real -> idempotent check) with
+the assertions on the recorded task results and on the disk.
+
+systemd is not PID 1 on this machine: the containers role writes and enables its units in a temporary unit
+directory, ``systemd-analyze verify`` checks them, and the commands of their ExecStart/ExecStop lines are run by
+hand. Starting units under systemd is tested in the molecule VMs only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+
+import harness
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_image, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+PLAYBOOKS = harness.CHECKOUT / "playbooks"
+SYSTEM_PYTHON = "/usr/bin/python3"
+UNIT_PREFIX = "dockerless-container-"
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
+
+
+def changed_tasks(run: harness.PlaybookResult) -> list[str]:
+    return [t.task for t in run.tasks if t.status == "changed"]
+
+
+def assert_ran(run: harness.PlaybookResult) -> None:
+    failed = [(t.task, t.result.get("msg"), [(i.get("item"), i.get("msg")) for i in t.result.get("results", [])
+                                              if i.get("failed")])
+              for t in run.tasks if t.failed and not t.ignore_errors]
+    assert not run.failed, f"rc={run.rc} failed={failed}\n{run.stderr[-3000:]}\n{run.stdout[-3000:]}"
+
+
+def task(run: harness.PlaybookResult, suffix: str) -> harness.TaskResult:
+    """The one result of the task whose name ends with ``suffix`` (role tasks are named 'role : task')."""
+    found = [t for t in run.tasks if t.task.endswith(suffix)]
+    assert len(found) == 1, (suffix, [t.task for t in run.tasks])
+    return found[0]
+
+
+def remove_containers(store: str) -> None:
+    runtime = Runtime(store)
+    for info in runtime.list():
+        runtime.remove(info.name)
+
+
+def write_play(path, roles: list[str]) -> str:
+    play = [{"name": "roles under test", "hosts": "localhost", "gather_facts": False,
+             "roles": [{"role": f"dockerless.containers.{r}"} for r in roles]}]
+    path.write_text(json.dumps(play))
+    return str(path)
+
+
+# --- image_remove and garbage collection --------------------------------------------------------------------
+
+
+@pytest.mark.root
+@root_only
+def test_image_remove_gc_keeps_layers_of_containers(run_playbook, seeded_registry, tmp_path):
+    """Untag only, then remove with GC (check, real, idempotent): blobs and layer folders go, except the layer
+    folder of a container made from the removed image, which still restarts; once it is gone GC collects it."""
+    store = str(tmp_path / "store")
+    busybox = seeded_registry.ref("busybox")
+    tools = f"127.0.0.1:1/t-{secrets.token_hex(3)}/ls:1"
+    name = f"t-gc-{secrets.token_hex(3)}"
+    common = {"store": store}
+    tasks = [
+        {"name": "pull busybox", "dockerless.containers.image_pull": {"name": busybox, **common}, "register": "bb"},
+        {"name": "build ls", "dockerless.containers.image_build": {"name": tools, "executables": ["ls"], **common}},
+        {"name": "run container", "dockerless.containers.container_run": {
+            "name": name, "image": busybox, "command": ["sleep", "600"], "pull": "never", **common}},
+        {"name": "untag only", "dockerless.containers.image_remove": {"name": [tools], "gc": False, **common}},
+        {"name": "remove check", "dockerless.containers.image_remove": {
+            "name": [busybox, "never/pulled:1"], **common}, "check_mode": True, "diff": True},
+        {"name": "remove", "dockerless.containers.image_remove": {"name": [busybox, "never/pulled:1"], **common},
+         "diff": True},
+        {"name": "remove again check", "dockerless.containers.image_remove": {"name": [busybox], **common},
+         "check_mode": True},
+        {"name": "remove again", "dockerless.containers.image_remove": {"name": [busybox], **common}},
+        {"name": "stop container", "dockerless.containers.container_run": {"name": name, "state": "stopped", **common}},
+        {"name": "restart container", "dockerless.containers.container_run": {"name": name, **common}},
+        {"name": "remove container", "dockerless.containers.container_run": {"name": name, "state": "absent", **common}},
+        {"name": "collect after the container", "dockerless.containers.image_remove": {"name": [busybox], **common}},
+    ]
+    playbook = tmp_path / "gc.yml"
+    playbook.write_text(json.dumps([{"name": "gc", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
+    try:
+        run = run_playbook(playbook)
+    finally:
+        remove_containers(store)
+    assert_ran(run)
+    r = {t.task: t.result for t in run.tasks}
+    bb_layer = r["pull busybox"]["image"]["layers"][0]["diff_id"]
+    bb_image = r["pull busybox"]["image"]
+
+    untag = r["untag only"]
+    assert untag["changed"] and untag["removed"][0]["name"] == tools
+    assert untag["gc"] == {"blobs": [], "layers": [], "bytes": 0}
+
+    check, real = r["remove check"], r["remove"]
+    assert check["changed"] and real["changed"]
+    assert check["removed"] == real["removed"] == [{"name": busybox, "digest": bb_image["digest"]}]
+    assert check["missing"] == real["missing"] == ["docker.io/never/pulled:1"]
+    # Check mode tells exactly what the real run then does: busybox's three blobs and the ls image's leftovers
+    # (untagged above with gc: false), and the ls layer folder; busybox's layer folder stays for the container.
+    assert check["gc"] == real["gc"]
+    expected_blobs = {bb_image["digest"], bb_image["config_digest"], bb_image["layers"][0]["digest"]}
+    assert expected_blobs < set(real["gc"]["blobs"]) and len(real["gc"]["blobs"]) == 6
+    assert bb_layer not in real["gc"]["layers"] and len(real["gc"]["layers"]) == 1
+    assert real["kept_for_containers"] == {name: [bb_layer]} == check["kept_for_containers"]
+    assert real["diff"]["before"]["images"] == {busybox: bb_image["digest"]}
+    assert real["diff"]["after"] == {"images": {}, "blobs": [], "layers": []}
+    assert real["gc"]["bytes"] >= bb_image["size"]
+
+    for key in ("remove again check", "remove again"):
+        assert not r[key]["changed"] and r[key]["removed"] == [] and r[key]["missing"] == [busybox], r[key]
+    assert r["restart container"]["changed"] and r["restart container"]["container"]["state"] == "running"
+
+    collected = r["collect after the container"]
+    assert collected["changed"] and collected["gc"]["layers"] == [bb_layer] and collected["gc"]["blobs"] == []
+    s = Store(store)
+    assert s.images() == []
+    assert os.listdir(s.blobs_dir) == [] and os.listdir(s.layers_dir) == []
+
+
+# --- argument specs -------------------------------------------------------------------------------------------
+
+BAD_INPUT = {
+    "image without a name": ("images", {"dockerless_images": [{"state": "present"}]},
+                             "missing required arguments: name found in dockerless_images"),
+    "memory of lots": ("containers", {"dockerless_containers": [{"name": "x", "image": "busybox", "memory": "lots"}]},
+                       'container x: memory "lots" is not a size; use bytes or a number with a unit'),
+    "container without an image": ("containers", {"dockerless_containers": [{"name": "web"}]},
+                                   "container web needs an image (state started)"),
+    "unknown container key": ("containers", {"dockerless_containers": [{"name": "x", "image": "b", "memroy": "1g"}]},
+                              "memroy"),
+    "bad restart policy": ("containers",
+                           {"dockerless_containers": [{"name": "x", "image": "b", "restart_policy": "sometimes"}]},
+                           "restart_policy must be one of: no, on-failure, always"),
+    "several problems": ("containers", {"dockerless_containers": [
+        {"name": "a", "image": "b", "cpus": 0}, {"name": "a b", "image": "b"}, {"name": "a", "image": "b"},
+        {"name": "s", "image": "b", "state": "stopped", "boot": True, "pids_limit": 0}]},
+        ("container a: cpus must be more than 0 (got 0)", "container a is listed more than once",
+         'container name "a b" may hold only letters', "container s: pids_limit must be at least 1 (got 0)",
+         "container s: boot needs state started (got stopped)")),
+    "exclusive not a bool": ("containers", {"dockerless_containers_exclusive": "perhaps"},
+                             "argument 'dockerless_containers_exclusive' is of type str"),
+    "image listed twice and absent with a build": ("images", {"dockerless_images": [
+        {"name": "a:1"}, {"name": "a:1", "state": "absent", "build": {"executables": ["ls"]}}]},
+        "image a:1 is listed more than once; image a:1 has state absent, so it takes neither build nor push_to"),
+    "empty build": ("images", {"dockerless_images": [{"name": "a:1", "build": {"cmd": ["x"]}}]},
+                    "image a:1: build needs executables, files or a base"),
+}
+
+
+def test_role_argument_specs_reject_bad_input(run_playbook, tmp_path):
+    """Each bad list fails before anything runs, with a message naming the item and the fix."""
+    tasks = []
+    for case, (role, role_vars, _) in BAD_INPUT.items():
+        tasks.append({"name": case, "block": [
+            {"name": f"run {case}", "ansible.builtin.include_role": {"name": f"dockerless.containers.{role}"},
+             "vars": role_vars}],
+            "rescue": [{"name": f"message {case}", "ansible.builtin.debug": {"msg": "{{ ansible_failed_result.msg }}"}}]})
+    playbook = tmp_path / "bad.yml"
+    playbook.write_text(json.dumps([{"name": "bad input", "hosts": "localhost", "gather_facts": False,
+                                     "tasks": tasks}]))
+    run = run_playbook(playbook)
+    assert run.rc == 0, run.stderr[-3000:]
+    for case, (_, _, expected) in BAD_INPUT.items():
+        message = run.named(f"message {case}")
+        assert len(message) == 1, f"{case}: no failure was rescued"
+        for fragment in (expected,) if isinstance(expected, str) else expected:
+            assert fragment in message[0].result["msg"], (case, message[0].result["msg"])
+    # Nothing but validation ran: no module of the collection was called.
+    assert not [t.task for t in run.tasks if t.action.startswith("dockerless.")]
+
+
+# --- the roles: converge, idempotence, exclusive, boot units --------------------------------------------------
+
+
+@pytest.mark.root
+@root_only
+def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, seeded_registry, tmp_path):
+    store = str(tmp_path / "store")
+    units = tmp_path / "units"
+    boot_dir = tmp_path / "boot"
+    reg = seeded_registry.registry.host
+    busybox = seeded_registry.ref("busybox")
+    layers = seeded_registry.ref("layers")
+    tools = f"{reg}/t-{secrets.token_hex(3)}/tools:1"
+    suffix = secrets.token_hex(3)
+    web, batch, extra = f"t-web-{suffix}", f"t-batch-{suffix}", f"t-extra-{suffix}"
+
+    # Before: busybox in the store, an image the list removes, a container of busybox the list doesn't have
+    # (exclusive removes it), and units left from earlier runs: one of that container, one of a listed container
+    # that no longer boots.
+    s = Store(store)
+    removed_layers = [la["diff_id"] for la in pull_image(s, layers).image.layers]
+    bb = ensure_image(s, busybox, policy="always")
+    spec = build_spec(image_config={}, lower_dirs=[s.layer_dir(la["diff_id"]) for la in reversed(bb.layers)],
+                      image=busybox, image_digest=bb.digest, diff_ids=[la["diff_id"] for la in bb.layers],
+                      command=["true"], name=extra)
+    Runtime(store).create(extra, spec)
+    (units / "multi-user.target.wants").mkdir(parents=True)
+    for stale in (extra, batch):
+        unit = units / f"{UNIT_PREFIX}{stale}.service"
+        unit.write_text("[Service]\nExecStart=/bin/true\n")
+        (units / "multi-user.target.wants" / unit.name).symlink_to(unit)
+
+    extra_vars = {
+        "dockerless_images_store": store,
+        "dockerless_images": [
+            {"name": busybox},
+            {"name": tools, "build": {"executables": ["ls", "sleep"], "cmd": ["ls"]}, "push_to": tools},
+            {"name": layers, "state": "absent"},
+        ],
+        "dockerless_containers_store": store,
+        "dockerless_containers_exclusive": True,
+        "dockerless_containers_systemd_unit_dir": str(units),
+        "dockerless_containers_boot_dir": str(boot_dir),
+        "dockerless_containers_boot_python": SYSTEM_PYTHON,
+        "dockerless_containers": [
+            {"name": web, "image": busybox, "command": ["sleep", "600"], "memory": "32m", "pids_limit": 16,
+             "restart_policy": "on-failure", "boot": True, "env": {"MODE": "test"}},
+            {"name": batch, "image": busybox, "command": ["ls", "/"], "state": "stopped"},
+            {"name": f"t-gone-{suffix}", "state": "absent"},
+        ],
+    }
+    playbook = write_play(tmp_path / "roles.yml", ["images", "containers"])
+    index_before = open(s.index_path, "rb").read()
+    try:
+        check = run_playbook(playbook, extra_vars, check=True, diff=True)
+        assert_ran(check)
+        # Check mode reports the work and does none of it.
+        assert open(s.index_path, "rb").read() == index_before
+        assert [c.name for c in Runtime(store).list()] == [extra]
+        assert sorted(p.name for p in units.iterdir()) == [f"{UNIT_PREFIX}{batch}.service",
+                                                           f"{UNIT_PREFIX}{extra}.service", "multi-user.target.wants"]
+        assert not boot_dir.exists()
+        assert {n.split(" : ")[-1] for n in changed_tasks(check)} == {
+            "Build images", "Remove images", "Remove the containers that are not in the list",
+            "Bring each container to its state", "Write the units", "Enable the units for multi-user.target",
+            "Create the directory of the boot script", "Install the boot script",
+            "Install the copy of the runtime the boot script imports",
+            "Disable the units of containers that no longer start at boot",
+            "Remove the units of containers that no longer start at boot"}
+        # busybox is up to date; the tools image is not built yet, so its push can't be judged.
+        assert task(check, "Pull images").status == "ok" and task(check, "Push images").status == "skipped"
+
+        real = run_playbook(playbook, extra_vars)
+        assert_ran(real)
+        assert changed_tasks(real)
+        # Images: busybox pulled, tools built and pushed, layers removed with its blobs and layer folder.
+        names = [n for n, _ in Store(store).images()]
+        assert set(names) == {busybox, tools}
+        assert not any(s.has_layer(diff_id) for diff_id in removed_layers)
+        assert task(real, "Remove images").result["removed"][0]["name"] == layers
+        pushed = task(real, "Push images").result["results"][1]
+        assert pushed["changed"] and pushed["image"]["digest"] == Store(store).image(tools).digest
+        # Containers: web runs with its limits, batch exists stopped, the unlisted one is gone.
+        runtime = Runtime(store)
+        assert sorted(c.name for c in runtime.list()) == sorted([web, batch])
+        info = runtime.inspect(web)
+        assert info.running and info.spec["limits"]["pids_limit"] == 16
+        assert info.spec["limits"]["memory"] in ("32m", 32 << 20) and info.spec["env"]["MODE"] == "test"
+        assert runtime.inspect(batch).state == "created"
+        # Units: web's written and enabled, the two stale ones disabled and removed.
+        unit = units / f"{UNIT_PREFIX}{web}.service"
+        assert sorted(p.name for p in units.iterdir()) == [unit.name, "multi-user.target.wants"]
+        assert [p.name for p in (units / "multi-user.target.wants").iterdir()] == [unit.name]
+        assert os.readlink(units / "multi-user.target.wants" / unit.name) == str(unit)
+        text = unit.read_text()
+        boot = f"{SYSTEM_PYTHON} -I {boot_dir}/dockerless_boot.py --store {store}"
+        for line in ("Type=oneshot", "RemainAfterExit=yes", f"ExecStart={boot} start {web}",
+                     f"ExecStop={boot} stop {web}", "WantedBy=multi-user.target", f"RequiresMountsFor={store} {boot_dir}"):
+            assert line in text.splitlines(), (line, text)
+        if shutil.which("systemd-analyze"):
+            verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+                                    check=False)
+            assert verify.returncode == 0, verify.stderr
+        else:
+            print("systemd-analyze is missing: the unit was not verified by systemd")
+        # What the unit runs works without Ansible: stop and start the container through the boot script.
+        script = [SYSTEM_PYTHON, "-I", str(boot_dir / "dockerless_boot.py"), "--store", store]
+        stop = subprocess.run(script + ["stop", web], capture_output=True, text=True, timeout=60, check=False)
+        assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
+        assert runtime.inspect(web).state == "exited"
+        start = subprocess.run(script + ["start", web], capture_output=True, text=True, timeout=60, check=False)
+        assert start.returncode == 0 and "running" in start.stdout, start.stderr
+        status = subprocess.run(script + ["status", web], capture_output=True, text=True, timeout=60, check=False)
+        assert json.loads(status.stdout)["running"] is True
+        missing = subprocess.run(script + ["start", "t-nothing"], capture_output=True, text=True, timeout=60,
+                                 check=False)
+        assert missing.returncode == 1 and "container t-nothing: not found" in missing.stderr
+
+        again = run_playbook(playbook, extra_vars)
+        assert_ran(again)
+        assert changed_tasks(again) == []
+        again_check = run_playbook(playbook, extra_vars, check=True, diff=True)
+        assert_ran(again_check)
+        assert changed_tasks(again_check) == []
+        assert runtime.inspect(web).pid == json.loads(status.stdout)["pid"]  # not recreated by the re-runs
+    finally:
+        remove_containers(store)
+
+
+# --- playbooks ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.root
+@root_only
+def test_demo_playbook_end_to_end_twice(run_playbook, seeded_registry, tmp_path):
+    store = str(tmp_path / "store")
+    container = f"t-demo-{secrets.token_hex(3)}"
+    extra_vars = {"demo_registry": seeded_registry.registry.host, "demo_store": store, "demo_container": container,
+                  "demo_rootfs": str(tmp_path / "internals" / "demo" / "bash-ls" / "1"),
+                  "demo_output_dir": str(tmp_path / "out")}
+    try:
+        first = run_playbook(PLAYBOOKS / "demo.yml", extra_vars)
+        assert_ran(first)
+        second = run_playbook(PLAYBOOKS / "demo.yml", extra_vars)
+        assert_ran(second)
+    finally:
+        remove_containers(store)
+    build = task(first, "1 Build an image holding only bash, ls and their shared libraries").result
+    pull = task(first, "4 Pull it back from the registry, and write its root filesystem where the seed kept them")
+    assert pull.result["image"]["digest"] == build["image"]["digest"]
+    ls = task(first, "5 Run 'ls /' in a container of that image (new namespaces, overlayfs root, pivot_root)").result
+    assert ls["rc"] == 0 and {"usr", "lib64", "proc"} <= set(ls["stdout_lines"])
+    assert os.path.isfile(os.path.join(extra_vars["demo_rootfs"], "usr", "bin", "bash"))
+    state = task(first, "Show the state and the cgroup").result["msg"]
+    assert "memory limit 67108864 bytes, pids limit 32" in state[2], state
+    wsl = task(first, "8 Export the bash+ls image as a WSL distribution, fixed where Microsoft's rules require").result
+    assert os.path.getsize(wsl["dest"]) == wsl["size"]
+    # Every step said something.
+    assert all(t.result.get("msg") for t in first.tasks if t.action == "ansible.builtin.debug")
+
+    # The second run: what can be idempotent is; removing and pulling back and the one-shot run change again.
+    assert sorted(changed_tasks(second)) == sorted([
+        "3 Remove it from the local store (untag, then collect blobs and layer folders nothing uses)",
+        "4 Pull it back from the registry, and write its root filesystem where the seed kept them",
+        "5 Run 'ls /' in a container of that image (new namespaces, overlayfs root, pivot_root)",
+    ])
+    again = task(second, "Show the build").result["msg"]
+    assert "same inputs, same digest" in again[-1]
+    assert task(second, "Show the export").result["msg"][0].endswith("(unchanged, not rewritten)")
+
+
+@pytest.mark.root
+@root_only
+def test_fleet_playbook_converges_and_is_idempotent(run_playbook, seeded_registry, tmp_path):
+    """localhost is the registry host and the node; the registry is the test's (fleet_registry_setup=false: the
+    registry role itself runs in the molecule fleet scenario). Build and node stores differ, so the node
+    really pulls what the registry host pushed."""
+    reg = seeded_registry.registry.host
+    build_store, node_store = str(tmp_path / "build"), str(tmp_path / "node")
+    image = f"{reg}/fleet-{secrets.token_hex(3)}/tools:1"
+    container = f"t-fleet-{secrets.token_hex(3)}"
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        f"[registry]\nlocalhost ansible_connection=local ansible_python_interpreter={harness.VENV_PYTHON}\n"
+        "[nodes]\nlocalhost\n")
+    extra_vars = {
+        "fleet_registry": reg, "fleet_registry_setup": False,
+        "fleet_images": [{"name": image, "build": {"executables": ["bash", "sleep"], "cmd": ["bash"]},
+                          "push_to": image}],
+        "fleet_containers": [{"name": container, "image": image, "pull": "always", "command": ["sleep", "600"],
+                              "memory": "64m", "pids_limit": 64, "boot": True}],
+        "dockerless_images_store": build_store, "dockerless_containers_store": node_store,
+        "dockerless_containers_systemd_unit_dir": str(tmp_path / "units"),
+        "dockerless_containers_boot_dir": str(tmp_path / "boot"),
+    }
+    try:
+        first = run_playbook(PLAYBOOKS / "fleet.yml", extra_vars, inventory=str(inventory))
+        assert_ran(first)
+        second = run_playbook(PLAYBOOKS / "fleet.yml", extra_vars, inventory=str(inventory))
+        assert_ran(second)
+        assert changed_tasks(second) == []
+        built = Store(build_store).image(image)
+        info = Runtime(node_store).inspect(container)
+        assert info.running and info.spec["image_digest"] == built.digest
+        assert Store(node_store).image(image).remote_digest == built.digest
+        assert (tmp_path / "units" / f"{UNIT_PREFIX}{container}.service").is_file()
+    finally:
+        remove_containers(node_store)
+    assert task(first, "Set up the registry (fleet_registry_setup=false uses one that already runs)").status == "skipped"
