@@ -163,6 +163,10 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
     return "\n".join(lines)
 
 
+OURS_VS_OURS = ("big",)  # rows whose "peer" is ourselves on another input
+FLOORS = ("stat-module", "stat")  # rows whose "peer" is what Ansible itself costs
+
+
 def chart(path: str, rows: list[Row]) -> bool:
     """Horizontal bars of the median ratios (whiskers min–max), log scale, a line at 1.0."""
     try:
@@ -170,25 +174,40 @@ def chart(path: str, rows: list[Row]) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
     except ImportError:
         return False
-    labels = [f"{r.case[:58]}{'…' if len(r.case) > 58 else ''}\nvs {r.peer_key}" for r in rows]
+
+    def label(r: Row) -> str:
+        case = r.case if len(r.case) <= 48 else r.case[:47].rstrip(" ,(") + "…"
+        note = " (ours vs ours)" if r.ours_key in OURS_VS_OURS else (" (Ansible's floor)" if r.peer_key in FLOORS else "")
+        return f"{case}\nvs {r.peer_key}{note}"
+
     ratios = [r.ratio for r in rows]
-    lo = [r.ratio - min(r.ratios) for r in rows]
-    hi = [max(r.ratios) - r.ratio for r in rows]
-    colors = ["#2e7d32" if x <= 1.0 else "#c62828" for x in ratios]
-    fig, ax = plt.subplots(figsize=(11, 0.62 * len(rows) + 1.6))
+    lows = [min(r.ratios) for r in rows]
+    highs = [max(r.ratios) for r in rows]
+    colors = ["#5c6bc0" if r.ours_key in OURS_VS_OURS or r.peer_key in FLOORS
+              else ("#2e7d32" if r.ratio <= 1.0 else "#c62828") for r in rows]
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.4))
     y = list(range(len(rows)))[::-1]
-    ax.barh(y, ratios, xerr=[lo, hi], color=colors, alpha=0.85, capsize=3, left=0)
+    ax.barh(y, ratios, xerr=[[x - lo for x, lo in zip(ratios, lows)], [hi - x for x, hi in zip(ratios, highs)]],
+            color=colors, alpha=0.85, capsize=3, height=0.7)
     ax.axvline(1.0, color="black", linewidth=1.2)
     ax.set_xscale("log")
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if min(lows) / 2 <= t <= max(highs) * 2]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(min(lows) / 1.6, max(highs) * 2.2)
     ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=7.5)
-    ax.set_xlabel("ours / peer (median of alternating rounds, whiskers min–max; < 1 is better)")
-    for yi, x in zip(y, ratios):
-        ax.text(x * 1.04, yi, f"{x:.2f}×", va="center", fontsize=8)
-    ax.set_title("dockerless.containers vs peers")
-    fig.tight_layout()
+    ax.set_yticklabels([label(r) for r in rows], fontsize=7.5)
+    ax.set_xlabel("ours / peer: median of alternating rounds, whiskers min–max (left of the line: we are faster/smaller)")
+    for yi, x, hi in zip(y, ratios, highs):
+        ax.text(hi * 1.08, yi, f"{x:.2f}×", va="center", fontsize=8)
+    ax.set_title("dockerless.containers vs peers (green: ≤ 1, red: > 1, blue: ours on two inputs or vs Ansible "
+                 "itself)", fontsize=10)
+    fig.subplots_adjust(left=0.36, right=0.97, top=0.95, bottom=0.08)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
