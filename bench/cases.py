@@ -307,14 +307,14 @@ def case_repull(ctx: Context) -> None:
     rmtree(oci)
     payload = ansiballz(ctx, "image_pull", {"name": ref, "store": store, "pull": "always"}, "pull")
     timed(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"])
+    copy_argv = SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"]
     contenders = [
         Contender("ours", "ours: image_pull module (AnsiballZ payload, pull: always)",
                   counted(ctx, lambda: module_run(ctx, payload))),
         Contender("ours-cli", "ours: bench/ours.py pull (pull: always), engine called from a small CLI",
                   counted(ctx, lambda: ours(ctx, "pull", "--store", store, "--name", ref))),
         Contender("skopeo", "skopeo copy docker://… oci:… into the layout that already has it",
-                  counted(ctx, lambda: steps(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
-                                                      f"oci:{oci}:img"]))),
+                  counted(ctx, lambda: steps(copy_argv))),
         stat_floor(ctx),
     ]
     guard = None
@@ -441,13 +441,13 @@ def case_push(ctx: Context) -> None:
         sink.reset()
         payload = ansiballz(ctx, "image_push", {"name": ref, "repository": target, "store": store}, "push")
         counter = _SinkCounter(sink)
+        repush_argv = SKOPEO + ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", f"oci:{store}:{ref}",
+                                f"docker://{target}:1"]
         contenders = [
             Contender("ours", "ours: image_push module (AnsiballZ payload), tag already there",
                       counted(ctx, lambda: module_run(ctx, payload), counter)),
             Contender("skopeo", "skopeo copy oci:… docker://… again",
-                      counted(ctx, lambda: steps(SKOPEO + ["copy", "--quiet", "--preserve-digests",
-                                                          "--dest-tls-verify=false", f"oci:{store}:{ref}",
-                                                          f"docker://{target}:1"]), counter)),
+                      counted(ctx, lambda: steps(repush_argv), counter)),
         ]
         samples = alternate(contenders, ctx.rounds(5), log=ctx.log, title="re-push")
         if any(s.extra.get("changed") for s in samples["ours"]):
@@ -605,8 +605,8 @@ def case_run(ctx: Context) -> None:
         labels = {c.key: c.label for c in contenders}
         ctx.rows.append(row("container start-to-exit of /bin/true (busybox image)", samples, "ours", "runc", labels,
                             group="run"))
-        bsize, _ = ctx.inputs["big"].size()
-        ssize, _ = ctx.inputs["small"].size()
+        bsize = ctx.inputs["big"].size()[0]
+        ssize = ctx.inputs["small"].size()[0]
         contenders = [
             Contender("big", "ours: run /bin/true in the 500 MiB image",
                       lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["big"], "/bin/true")),
@@ -619,7 +619,7 @@ def case_run(ctx: Context) -> None:
                             f"({ssize / 1e6:.1f} MB gzip)", samples, "big", "small", labels,
                             notes="ours both sides", group="run"))
         idle = []
-        for _ in range(ctx.rounds(3)):
+        for _round in range(ctx.rounds(3)):
             proc = timed([ctx.python, OURS, "idle", "--store", store, "--image", ctx.refs["busybox"]], env=ctx.env())
             idle.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         ctx.facts["supervisor_idle"] = idle
@@ -768,7 +768,7 @@ def _aggregate(raw: str) -> dict[str, Any]:
     total = 0
     with open(raw, encoding="utf-8", errors="replace") as f:
         for line in f:
-            stack, _, n = line.rstrip("\n").rpartition(" ")
+            stack, _sep, n = line.rstrip("\n").rpartition(" ")
             if not stack or not n.isdigit():
                 continue
             count = int(n)

@@ -4,8 +4,9 @@
 """The measuring part of the benchmark: timed child processes, alternating rounds, ratios.
 
 ``timed(argv)`` runs one command and returns its wall time and the RSS high-water mark of that command
-(``ru_maxrss`` from ``wait4``, taken by GNU time so our own memory is not counted: see :func:`timed`). ``alternate(contenders, rounds)`` runs a warm-up of each contender, then rounds
-of A B C … in the same order; the untimed ``prepare``/``cleanup`` hooks run around each sample.
+(``ru_maxrss`` from ``wait4``, taken by GNU time so our own memory is not counted: see :func:`timed`).
+``alternate(contenders, rounds)`` runs a warm-up of each contender, then rounds of A B C … in the same order;
+the untimed ``prepare``/``cleanup`` hooks run around each sample.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def timed(argv: list[str], *, env: Optional[dict[str, str]] = None, cwd: Optiona
         timer = threading.Timer(timeout, popen.kill)
         timer.start()
         try:
-            _, status, usage = os.wait4(popen.pid, 0)
+            _pid, status, usage = os.wait4(popen.pid, 0)
         finally:
             timer.cancel()
         seconds = time.perf_counter() - start

@@ -118,7 +118,7 @@ class Entry:
 
     def size(self) -> tuple[int, int]:
         """(compressed bytes of the layers, number of layers)."""
-        manifest, _ = self.open().resolve(TAG)
+        manifest = self.open().resolve(TAG)[0]
         return sum(layer["size"] for layer in manifest["layers"]), len(manifest["layers"])
 
 
@@ -195,7 +195,7 @@ def group_of(rel: str, groups: tuple[str, ...] = DEBIAN_GROUPS) -> int:
 
 def split_layers(paths: list[str], groups: tuple[str, ...] = DEBIAN_GROUPS) -> list[list[str]]:
     """Paths per layer, each with the parent directories it needs (a parent may repeat in several layers)."""
-    members: list[set[str]] = [set() for _ in groups]
+    members: list[set[str]] = [set() for _group in groups]
     for rel in paths:
         i = group_of(rel, groups)
         members[i].add(rel)
@@ -232,7 +232,8 @@ DEBIAN = Entry("debian", {"rootfs": DEBIAN_ROOTFS_RECIPE, "groups": list(DEBIAN_
 
 def text_data(rng: random.Random, size: int) -> bytes:
     """``size`` bytes of word-like text with a little noise: compresses to about 55 % with gzip."""
-    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10))) for _ in range(4096)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _c in range(rng.randint(2, 10))) for _w in range(4096)]
     pool = " ".join(rng.choices(vocab, k=200_000)).encode()
     out = bytearray()
     while len(out) < size:

@@ -120,15 +120,15 @@ class Layout:
             "os": "linux",
             "created": CREATED,
             "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
-            "history": history or [{"created": CREATED, "created_by": "bench/inputs.py"} for _ in layers],
+            "rootfs": {"type": "layers", "diff_ids": [diff_id for _desc, diff_id in layers]},
+            "history": history or [{"created": CREATED, "created_by": "bench/inputs.py"} for _layer in layers],
         }
         cfg = self.add_blob(canonical(doc), MT_CONFIG)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MT_MANIFEST,
             "config": cfg.as_dict(),
-            "layers": [d.as_dict() for d, _ in layers],
+            "layers": [d.as_dict() for d, _diff_id in layers],
         }
         desc = self.add_blob(canonical(manifest), MT_MANIFEST)
         self.tag(tag, desc)
@@ -156,5 +156,5 @@ class Layout:
 
     def layer_blobs(self, tag: str) -> list[str]:
         """Paths of the compressed layer blobs of ``tag``, bottom → top."""
-        manifest, _ = self.resolve(tag)
+        manifest = self.resolve(tag)[0]
         return [self.blob_path(layer["digest"]) for layer in manifest["layers"]]

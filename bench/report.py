@@ -41,7 +41,7 @@ def _time_target(issue: str, text: str, r: Optional[Row], limit: float, missing:
 
 def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Target]:
     """The targets named in the module issues, checked against this run's rows."""
-    why = {case: reason for case, reason in skipped}
+    why = dict(skipped)
 
     def reason(*keys: str) -> str:
         for k in keys:
@@ -196,7 +196,7 @@ def chart(path: str, rows: list[Row]) -> bool:
     ax.set_xscale("log")
     ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if min(lows) / 2 <= t <= max(highs) * 2]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}×"))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlim(min(lows) / 1.6, max(highs) * 2.2)

@@ -66,7 +66,7 @@ def test_alternate_runs_warmup_then_rounds_in_order_with_untimed_hooks():
 
     warm_b = contender("B", 4.0)
     warm_b.warm = lambda: (events.append("warm B"), harness.Sample(9.0))[1]
-    samples = harness.alternate([contender("A", 2.0), warm_b], rounds=3, warmup=1, log=lambda _: None)
+    samples = harness.alternate([contender("A", 2.0), warm_b], rounds=3, warmup=1, log=lambda _msg: None)
     assert [e for e in events if e.startswith(("run", "warm"))] == ["run A", "warm B"] + ["run A", "run B"] * 3
     assert events[:3] == ["prepare A", "run A", "cleanup A"]
     assert [len(samples["A"]), len(samples["B"])] == [3, 3]
@@ -76,7 +76,7 @@ def test_alternate_runs_warmup_then_rounds_in_order_with_untimed_hooks():
     cold = contender("C", 1.0)
     cold.warmup = False
     events.clear()
-    harness.alternate([cold], rounds=2, warmup=1, log=lambda _: None)
+    harness.alternate([cold], rounds=2, warmup=1, log=lambda _msg: None)
     assert [e for e in events if e.startswith("run")] == ["run C", "run C"]
 
 
@@ -158,10 +158,10 @@ def test_podman_guard_removes_new_chains_and_restores_forwarding(tmp_path):
         cleaned = guard.restore()
         assert forward.read_text().strip() == "0"
         assert f"iptables -t filter -X {chain}" in cleaned
-        listed = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
+        listed = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True, check=True).stdout
         assert f":{chain} " not in listed
     finally:
-        subprocess.run(["iptables", "-t", "filter", "-X", chain], capture_output=True)
+        subprocess.run(["iptables", "-t", "filter", "-X", chain], capture_output=True, check=False)
 
 
 def test_rmtree_removes_readonly_trees(tmp_path):
@@ -242,9 +242,9 @@ def test_ours_pull_then_no_change_repull_is_one_head(tmp_path):
     sys.path.pop(0)
     reg = registry_script.start_registry(str(tmp_path / "reg"), port=0)
     try:
-        refs = inputs.seed_registry(reg.host, ["busybox"], log=lambda _: None)
+        refs = inputs.seed_registry(reg.host, ["busybox"], log=lambda _msg: None)
         ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=reg, refs=refs,
-                            inputs=inputs.ALL, log=lambda _: None)
+                            inputs=inputs.ALL, log=lambda _msg: None)
         store = str(tmp_path / "store")
         first = cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
         assert first.extra["changed"] is True and first.rss_kib > 0
