@@ -96,8 +96,8 @@ if [ "$mode" = release ]; then
             removed=$((removed + 1))
         fi
     done
-    echo "changelog.sh: released $version: changelogs/changelog.yaml, $(echo $outputs); $removed fragment(s)" \
-         "removed. Commit them together." >&2
+    echo "changelog.sh: released $version: changelogs/changelog.yaml, ${outputs//$'\n'/ }; $removed" \
+         "fragment(s) removed. Commit them together." >&2
     exit 0
 fi
 

@@ -376,7 +376,7 @@ def test_readme_examples_use_options_the_modules_have(argument_specs: dict[str, 
 
 
 def test_readme_examples_come_from_the_modules_examples(ansible_doc: dict[str, DocRun]) -> None:
-    readme_tasks = list(tasks([data for _, data in markdown_yaml_blocks(README)]))
+    readme_tasks = list(tasks([data for _line, data in markdown_yaml_blocks(README)]))
     problems = []
     for where, task, module, _args in _readme_calls():
         examples = list(tasks(yaml.safe_load(ansible_doc[module].data["examples"])))
@@ -413,7 +413,7 @@ def test_relative_links_resolve(page: Path) -> None:
     for link in _markdown_links(page):
         if re.match(r"[a-z]+://|mailto:", link):
             continue
-        target, _, anchor = link.partition("#")
+        target, _sep, anchor = link.partition("#")
         path = (page.parent / target).resolve() if target else page
         if not path.exists():
             problems.append(f"{page.name}: link {link} points to {path}, which does not exist")
