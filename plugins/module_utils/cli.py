@@ -626,7 +626,7 @@ def build_from_rootfs(store, name: str, folder: str, config: dict | None = None)
     cfg = config or {}
     env = {}
     for item in cfg.get("Env") or []:
-        key, _, value = item.partition("=")
+        key, value = (item.split("=", 1) + [""])[:2]
         env[key] = value
     spec = BuildSpec(name=name, files=[FileSpec(src=os.path.abspath(folder), dest=ROOT_DEST)], env=env,
                      entrypoint=cfg.get("Entrypoint"), cmd=cfg.get("Cmd"), workdir=cfg.get("WorkingDir") or None,

@@ -102,7 +102,8 @@ class ForegroundContainer:
 
     def wait(self) -> int:
         """The container's exit code (128 + signal number when killed)."""
-        assert self.proc is not None
+        if self.proc is None:
+            raise RuntimeSetupError(f"container {self.id[:12]}: waited for before it was started.")
         return self.proc.wait()
 
     def close(self) -> None:
@@ -174,7 +175,8 @@ class TerminalProxy:
 
     def run(self, container: ForegroundContainer) -> int:
         """Proxy until PID 1 exited and the pty is drained; returns the container's exit code."""
-        assert container.proc is not None
+        if container.proc is None:
+            raise RuntimeSetupError(f"container {container.id[:12]}: attached to before it was started.")
         pidfd = os.pidfd_open(container.proc.monitor_pid)
         saved_attr = None
         raw_fd = None
@@ -205,7 +207,7 @@ class TerminalProxy:
                     timeout = exited_at + _EXIT_GRACE - time.monotonic()
                     if timeout <= 0:
                         break
-                readable, writable, _ = select.select(rlist, wlist, [], timeout)
+                readable, writable = select.select(rlist, wlist, [], timeout)[:2]
                 if pidfd in readable:
                     exited_at = time.monotonic()
                 if self.master in writable and self._pending:

@@ -181,8 +181,8 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
         raw = blob
         if progress:
             # {"event": "bytes"} per chunk read from the registry, from this download thread.
-            raw = _Counted(blob, lambda n: progress({"event": "bytes", "digest": layer["digest"],
-                                                      "size": layer["size"], "bytes": n}))
+            event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
+            raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
         if store.has_layer(layer["diff_id"]):
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:

@@ -76,7 +76,7 @@ def test_store_and_ca_defaults_come_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_has_help_with_examples(command):
-    code, out, _ = run_main([command, "--help"])
+    code, out, unused = run_main([command, "--help"])
     assert code == 0
     assert "examples:" in out
     assert f"dockerless {command}" in out.split("examples:")[1]
@@ -84,7 +84,7 @@ def test_every_subcommand_has_help_with_examples(command):
 
 @pytest.mark.parametrize("command", cli.SEED_COMMANDS)
 def test_seed_scripts_have_help_with_examples(command):
-    code, out, _ = run_main(["--help"], prog=command)
+    code, out, unused = run_main(["--help"], prog=command)
     assert code == 0
     assert out.startswith(f"usage: {command} ")
     assert "examples:" in out and f"{command} " in out.split("examples:")[1]
@@ -99,19 +99,19 @@ def test_seed_run_attaches_stdin_and_picks_isolation():
 
 def test_usage_errors_exit_2():
     assert run_main([])[0] == cli.EXIT_USAGE
-    code, _, err = run_main(["pull"])
+    code, unused, err = run_main(["pull"])
     assert code == cli.EXIT_USAGE and "required" in err
     assert run_main(["frobnicate"])[0] == cli.EXIT_USAGE
-    code, _, err = run_main(["run", "-d", "-t", "busybox"])
+    code, unused, err = run_main(["run", "-d", "-t", "busybox"])
     assert code == cli.EXIT_USAGE and "-d runs in the background" in err
-    code, _, err = run_main(["run", "--name", "x", "busybox"])
+    code, unused, err = run_main(["run", "--name", "x", "busybox"])
     assert code == cli.EXIT_USAGE and "--name names a detached container" in err
-    code, _, err = run_main(["run", "--restart", "always", "busybox"])
+    code, unused, err = run_main(["run", "--restart", "always", "busybox"])
     assert code == cli.EXIT_USAGE and "--restart" in err
 
 
 def test_version_names_the_collection_folder():
-    code, out, _ = run_main(["--version"])
+    code, out, unused = run_main(["--version"])
     assert code == 0
     assert re.fullmatch(r"dockerless \(dockerless\.containers \S+\) from \S+\n", out)
     assert os.path.realpath(out.split(" from ")[1].strip()) == str(CHECKOUT)
@@ -239,8 +239,8 @@ def test_board_throttles_byte_events_but_not_state_changes():
     d = "sha256:" + "c" * 64
     board({"event": "start", "layers": [{"digest": d, "size": 1000}]})
     draws = stream.getvalue().count("\x1b[2K")
-    for _ in range(50):
-        board({"event": "bytes", "digest": d, "bytes": 10})
+    for chunk in [10] * 50:
+        board({"event": "bytes", "digest": d, "bytes": chunk})
     assert stream.getvalue().count("\x1b[2K") == draws + 1      # the first chunk only; the rest within 0.5 s
     board({"event": "layer", "digest": d, "size": 1000})
     assert stream.getvalue().count("\x1b[2K") == draws + 2
@@ -282,7 +282,7 @@ def test_progress_only_on_a_terminal(tmp_path):
 def test_images_on_an_empty_store(tmp_path):
     code, out, err = run_main(["images", "--store", str(tmp_path / "s")])
     assert (code, out, err) == (0, "IMAGE  DIGEST  PLATFORM  SIZE  CREATED\n", "")
-    code, out, _ = run_main(["images", "--json", "--store", str(tmp_path / "s")])
+    code, out, unused = run_main(["images", "--json", "--store", str(tmp_path / "s")])
     assert code == 0 and json.loads(out) == []
     code, out, err = run_main(["images", "--store", str(tmp_path / "s"), "alpine"])
     assert code == cli.EXIT_ERROR and out == ""
@@ -299,14 +299,14 @@ def test_build_images_and_quiet_json(tmp_path):
     assert code == 0, err
     digest = out.strip()
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
-    code, out, _ = run_main(argv + ["--json"])
+    code, out, unused = run_main(argv + ["--json"])
     doc = json.loads(out)
     assert code == 0 and doc["changed"] is False and doc["image"]["digest"] == digest
     assert doc["files"] == ["/hello.txt"] and doc["image"]["config"]["cmd"] == ["/hello"]
     assert "A=1" in doc["image"]["config"]["env"] and doc["image"]["config"]["labels"] == {"team": "x"}
-    code, out, _ = run_main(["images", "--store", store])
+    code, out, unused = run_main(["images", "--store", store])
     assert code == 0 and "127.0.0.1:5999/test/hello:1" in out and digest[:19] in out
-    code, out, _ = run_main(["images", "-q", "--store", store])
+    code, out, unused = run_main(["images", "-q", "--store", store])
     assert out == "127.0.0.1:5999/test/hello:1\n"
 
 
@@ -331,17 +331,17 @@ def test_image_upload_without_a_source_says_what_to_do(tmp_path, monkeypatch):
     assert code == cli.EXIT_ERROR and out == ""
     assert "docker.io/me/app:1" in err and str(tmp_path / ".docker-internals" / "me" / "app" / "1") in err
     assert "image-download" in err and "--from" in err
-    code, _, err = run_main(["--from", "a", "--rootfs", "/x", "me/app:1"], prog="image-upload")
+    code, unused, err = run_main(["--from", "a", "--rootfs", "/x", "me/app:1"], prog="image-upload")
     assert code == cli.EXIT_USAGE and "give one source" in err
 
 
 def test_rm_and_stop_of_unknown_containers(tmp_path):
     store = str(tmp_path / "s")
-    code, _, err = run_main(["rm", "--store", store, "nope"])
+    code, unused, err = run_main(["rm", "--store", store, "nope"])
     assert code == cli.EXIT_ERROR and "nope" in err and "ps -a" in err
-    code, _, err = run_main(["stop", "--store", store, "nope"])
+    code, unused, err = run_main(["stop", "--store", store, "nope"])
     assert code == cli.EXIT_ERROR and "container nope: not found" in err
-    code, out, _ = run_main(["ps", "-a", "--store", store])
+    code, out, unused = run_main(["ps", "-a", "--store", store])
     assert (code, out) == (0, "NAME  STATE  PID  IMAGE  COMMAND  STARTED\n")
 
 
