@@ -483,14 +483,15 @@ def _slim_collection(dest: Path) -> Path:
     target.mkdir(parents=True)
     for name in ("galaxy.yml", "README.md"):
         shutil.copy2(ROOT / name, target / name)
-    for name in ("meta", "plugins", "docs", "changelogs"):
-        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("meta", "plugins", "roles", "docs", "changelogs"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     return target
 
 
 def test_antsibull_docs_lint_collection_docs(tmp_path: Path) -> None:
-    """The extra docs (RST, labels, references) and every module's documentation as the docsite renders it
-    (semantic markup such as O(), RV() and M() must point at what exists)."""
+    """The extra docs (RST, labels, references) and the documentation of every module and role (argument
+    specs) as the docsite renders it: semantic markup such as O(), RV() and M() must point at what exists."""
     collection = _slim_collection(tmp_path)
     run = _run([_tool("antsibull-docs"), "lint-collection-docs", "--plugin-docs", "--check-extra-docs-refs",
                 str(collection)], env=_env(tmp_path))
