@@ -17,7 +17,9 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import time
 
 import harness
 import pytest
@@ -39,9 +41,11 @@ def changed_tasks(run: harness.PlaybookResult) -> list[str]:
 
 
 def assert_ran(run: harness.PlaybookResult) -> None:
-    failed = [(t.task, t.result.get("msg"), [(i.get("item"), i.get("msg")) for i in t.result.get("results", [])
-                                              if i.get("failed")])
-              for t in run.tasks if t.failed and not t.ignore_errors]
+    failed = []
+    for t in run.tasks:
+        if t.failed and not t.ignore_errors:
+            items = [(i.get("item"), i.get("msg")) for i in t.result.get("results", []) if i.get("failed")]
+            failed.append((t.task, t.result.get("msg"), items))
     assert not run.failed, f"rc={run.rc} failed={failed}\n{run.stderr[-3000:]}\n{run.stdout[-3000:]}"
 
 
@@ -170,7 +174,8 @@ BAD_INPUT = {
 def test_role_argument_specs_reject_bad_input(run_playbook, tmp_path):
     """Each bad list fails before anything runs, with a message naming the item and the fix."""
     tasks = []
-    for case, (role, role_vars, _) in BAD_INPUT.items():
+    for case, case_input in BAD_INPUT.items():
+        role, role_vars = case_input[:2]
         tasks.append({"name": case, "block": [
             {"name": f"run {case}", "ansible.builtin.include_role": {"name": f"dockerless.containers.{role}"},
              "vars": role_vars}],
@@ -180,7 +185,8 @@ def test_role_argument_specs_reject_bad_input(run_playbook, tmp_path):
                                      "tasks": tasks}]))
     run = run_playbook(playbook)
     assert run.rc == 0, run.stderr[-3000:]
-    for case, (_, _, expected) in BAD_INPUT.items():
+    for case, case_input in BAD_INPUT.items():
+        expected = case_input[2]
         message = run.named(f"message {case}")
         assert len(message) == 1, f"{case}: no failure was rescued"
         for fragment in (expected,) if isinstance(expected, str) else expected:
@@ -265,7 +271,7 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         assert_ran(real)
         assert changed_tasks(real)
         # Images: busybox pulled, tools built and pushed, layers removed with its blobs and layer folder.
-        names = [n for n, _ in Store(store).images()]
+        names = [entry[0] for entry in Store(store).images()]
         assert set(names) == {busybox, tools}
         assert not any(s.has_layer(diff_id) for diff_id in removed_layers)
         assert task(real, "Remove images").result["removed"][0]["name"] == layers
@@ -299,6 +305,14 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         stop = subprocess.run(script + ["stop", web], capture_output=True, text=True, timeout=60, check=False)
         assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
         assert runtime.inspect(web).state == "exited"
+        start = subprocess.run(script + ["start", web], capture_output=True, text=True, timeout=60, check=False)
+        assert start.returncode == 0 and "running" in start.stdout, start.stderr
+        # As after a reboot: the supervisor is gone (killed), the container is recorded dead; start brings it back.
+        os.kill(runtime.inspect(web).supervisor_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while runtime.inspect(web).supervised and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.inspect(web).state == "dead"
         start = subprocess.run(script + ["start", web], capture_output=True, text=True, timeout=60, check=False)
         assert start.returncode == 0 and "running" in start.stdout, start.stderr
         status = subprocess.run(script + ["status", web], capture_output=True, text=True, timeout=60, check=False)
