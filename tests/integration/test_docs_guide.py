@@ -67,7 +67,7 @@ def test_the_guide_runs_twice_and_cleans_up(registry: Any, tmp_path: Path,
         "store": str(tmp_path / "store"),
         "work_dir": str(tmp_path / "work"),
         "container": f"guide-{suffix}",
-        "batch_cgroup": f"dockerless-guide-{suffix}/batch",
+        "batch_cgroup": f"dockerless-guide-{suffix}-batch",
     }
     playbook = tmp_path / "guide.yml"
     playbook.write_text(yaml.safe_dump(docs_examples.guide_playbook(skip=frozenset({CLEAN_UP})), sort_keys=False))
@@ -86,6 +86,8 @@ def test_the_guide_runs_twice_and_cleans_up(registry: Any, tmp_path: Path,
         export = by_name["Export the tools image as a WSL distribution with a default user"]
         assert export.status == "changed" and os.path.getsize(export.result["dest"]) == export.result["size"]
         assert (tmp_path / "work" / "busybox-rootfs" / "bin" / "busybox").is_file()
+        left = [d for d in os.listdir("/sys/fs/cgroup") if os.path.isdir(f"/sys/fs/cgroup/{d}/{extra_vars['batch_cgroup']}")]
+        assert not left, f"the guide removes its batch cgroup, but it is still in {left}"
 
         second = run_playbook(playbook, extra_vars)
         assert not second.failed, f"the guide's second run failed: {_failures(second)}"
@@ -105,4 +107,4 @@ def test_the_guide_runs_twice_and_cleans_up(registry: Any, tmp_path: Path,
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 
         Runtime(extra_vars["store"]).remove(extra_vars["container"])
-        _remove_cgroups(f"dockerless-guide-{suffix}")
+        _remove_cgroups(f"dockerless-guide-{suffix}-batch")
