@@ -13,27 +13,15 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import shutil
 
 import pytest
-
-MODULE = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "modules", "container_run.py")
-
-
-def _module_has_seccomp_option() -> bool:
-    with open(MODULE, encoding="utf-8") as handle:
-        return re.search(r"^\s+seccomp=dict\(", handle.read(), re.M) is not None
-
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups"),
     pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs Debian's busybox-static for the seed"),
     pytest.mark.skipif(shutil.which("docker-registry") is None, reason="needs Debian's docker-registry"),
-    pytest.mark.skipif(not _module_has_seccomp_option(),
-                       reason="container_run has no 'seccomp' option yet (wiring of issue 11 pending, see "
-                              "docs/seccomp.md)"),
 ]
 
 SCRIPT = ("grep ^Seccomp: /proc/self/status; unshare -U true 2>&1 && echo userns-ok; "
