@@ -635,10 +635,14 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, op: str, *, atoms: frozenset[str] = frozenset(),
               headers: Mapping[str, str] | None = None, body: Any = None, replayable: bool = True,
-              follow_redirects: bool = False, auth: bool = True, token_auth: bool = False) -> Any:
-        """Send with auth, retries (429/502/503/504/connection failures) and one re-authentication on 401."""
+              follow_redirects: bool = False, auth: bool = True, token_auth: bool = False,
+              lazy_challenge: bool = False) -> Any:
+        """Send with auth, retries (429/502/503/504/connection failures) and one re-authentication on 401.
+
+        ``lazy_challenge``: don't ping ``/v2/`` first when no challenge is known yet; send without credentials and
+        take the challenge from a 401 instead (the no-change re-pull is then a single HEAD on open registries)."""
         if auth:
-            self._ready()
+            self._ready(auth=not lazy_challenge)
         attempt = 0
         reauthenticated = False
         force_token = False
@@ -914,7 +918,7 @@ class RegistryClient:
         op = f"checking manifest {self._name(repository, reference)}"
         resp = self._send("HEAD", self._url(repository, "manifests", reference), op,
                           atoms=repository_scope(repository, "pull"), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
-                          follow_redirects=True)
+                          follow_redirects=True, lazy_challenge=True)
         with contextlib.closing(resp):
             if resp.status_code == 404:
                 return None
