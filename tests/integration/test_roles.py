@@ -57,8 +57,10 @@ def task(run: harness.PlaybookResult, suffix: str) -> harness.TaskResult:
 
 
 def remove_containers(store: str) -> None:
+    """Stop (1 s grace: sleep as PID 1 ignores SIGTERM) and remove every named container of ``store``."""
     runtime = Runtime(store)
     for info in runtime.list():
+        runtime.stop(info.name, 1)
         runtime.remove(info.name)
 
 
@@ -86,7 +88,8 @@ def test_image_remove_gc_keeps_layers_of_containers(run_playbook, seeded_registr
         {"name": "pull busybox", "dockerless.containers.image_pull": {"name": busybox, **common}, "register": "bb"},
         {"name": "build ls", "dockerless.containers.image_build": {"name": tools, "executables": ["ls"], **common}},
         {"name": "run container", "dockerless.containers.container_run": {
-            "name": name, "image": busybox, "command": ["sleep", "600"], "pull": "never", **common}},
+            "name": name, "image": busybox, "command": ["sleep", "600"], "pull": "never", "stop_timeout": 1,
+            **common}},
         {"name": "untag only", "dockerless.containers.image_remove": {"name": [tools], "gc": False, **common}},
         {"name": "remove check", "dockerless.containers.image_remove": {
             "name": [busybox, "never/pulled:1"], **common}, "check_mode": True, "diff": True},
@@ -95,9 +98,11 @@ def test_image_remove_gc_keeps_layers_of_containers(run_playbook, seeded_registr
         {"name": "remove again check", "dockerless.containers.image_remove": {"name": [busybox], **common},
          "check_mode": True},
         {"name": "remove again", "dockerless.containers.image_remove": {"name": [busybox], **common}},
-        {"name": "stop container", "dockerless.containers.container_run": {"name": name, "state": "stopped", **common}},
+        {"name": "stop container", "dockerless.containers.container_run": {
+            "name": name, "state": "stopped", "stop_timeout": 1, **common}},
         {"name": "restart container", "dockerless.containers.container_run": {"name": name, **common}},
-        {"name": "remove container", "dockerless.containers.container_run": {"name": name, "state": "absent", **common}},
+        {"name": "remove container", "dockerless.containers.container_run": {
+            "name": name, "state": "absent", "stop_timeout": 1, **common}},
         {"name": "collect after the container", "dockerless.containers.image_remove": {"name": [busybox], **common}},
     ]
     playbook = tmp_path / "gc.yml"
@@ -241,7 +246,7 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         "dockerless_containers_boot_python": SYSTEM_PYTHON,
         "dockerless_containers": [
             {"name": web, "image": busybox, "command": ["sleep", "600"], "memory": "32m", "pids_limit": 16,
-             "restart_policy": "on-failure", "boot": True, "env": {"MODE": "test"}},
+             "restart_policy": "on-failure", "boot": True, "env": {"MODE": "test"}, "stop_timeout": 1},
             {"name": batch, "image": busybox, "command": ["ls", "/"], "state": "stopped"},
             {"name": f"t-gone-{suffix}", "state": "absent"},
         ],
