@@ -27,6 +27,7 @@ test: deps
 
 sanity: deps
 	@./scripts/sanity.sh
+	.venv/bin/ansible-lint --offline roles playbooks
 
 # Under make, a skipped test fails (conftest.py): CI has root and every tool, so a skip would hide a gap.
 units: deps
