@@ -6,7 +6,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections
 export ANSIBLE_NOCOLOR := 1
 PYTEST_ARGS ?=
 
-.PHONY: all deps demo test sanity lint units integration molecule test-fleet bench build clean
+.PHONY: all deps demo test sanity units integration molecule test-fleet bench build clean
 
 all: test
 
@@ -41,6 +41,10 @@ molecule: deps
 
 test-fleet: deps
 	@./scripts/molecule.sh fleet
+
+# Benchmarks side by side with skopeo, umoci, runc, podman (about 15 minutes; writes docs/benchmarks.*).
+bench: deps
+	@./bench/bench.sh $(BENCH_ARGS)
 
 build: deps
 	.venv/bin/ansible-galaxy collection build --force --output-path .build/dist .
