@@ -367,6 +367,8 @@ actions:
   sample: ["stop", "remove", "create", "start"]
 """
 
+import contextlib
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
@@ -376,12 +378,13 @@ from ansible_collections.dockerless.containers.plugins.module_utils.common impor
     registry_options,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, image_for_run
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Plan, Runtime, image_for_run
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ALL_NAMESPACES,
     build_spec,
     validate_name,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 LIMIT_OPTIONS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 
@@ -450,8 +453,12 @@ def manage_named(module: AnsibleModule, runtime: Runtime, image, log_max: int) -
     name = params["name"]
     pending = image is not None and image.record is None
     spec = _spec(params, image) if image is not None and not pending else None
-    plan = runtime.plan(name, params["state"], spec, recreate=params["recreate"] or pending)
-    if pending:
+    if pending and params["state"] != "absent":
+        # The spec can't be built before the pull, so don't ask plan() to compare (or refuse a missing spec).
+        plan = Plan(name, params["state"], [], {}, runtime.inspect(name), None)
+    else:
+        plan = runtime.plan(name, params["state"], spec, recreate=params["recreate"] or pending)
+    if pending and params["state"] != "absent":
         # Check mode with the image still to pull: its digest and config are unknown, so a change is certain.
         running = plan.before is not None and plan.before.running
         plan.actions = (["stop"] if running else []) + (["remove"] if plan.before else []) + ["create"] + (
@@ -560,13 +567,19 @@ def main() -> None:
         log_max = parse_size(params["log_max_size"])
         runtime = Runtime(params["store"])
         image = None
-        if params["image"] and params["state"] != "absent":
-            image = image_for_run(params["store"], params["image"], params["pull"], registry_options(params),
-                                  check_mode=module.check_mode)
-        if name is None:
-            run_one_shot(module, runtime, image)
-        else:
-            manage_named(module, runtime, image, log_max)
+        # A named container's layers must not be garbage-collected between resolving the image and recording
+        # them in its spec.json: hold the store's GC guard (shared; image_remove's GC waits) until then.
+        guard = contextlib.nullcontext()
+        if name is not None and not module.check_mode and params["state"] != "absent":
+            guard = Store(runtime.store_root).gc_guard()
+        with guard:
+            if params["image"] and params["state"] != "absent":
+                image = image_for_run(params["store"], params["image"], params["pull"], registry_options(params),
+                                      check_mode=module.check_mode)
+            if name is None:
+                run_one_shot(module, runtime, image)
+            else:
+                manage_named(module, runtime, image, log_max)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
 

@@ -343,6 +343,10 @@ def test_pull_through_the_registry_check_mode_then_run(seeded_registry, run_play
       dockerless.containers.container_run: {{}}
       check_mode: true
       register: checked
+    - name: named container in check mode on an empty store
+      dockerless.containers.container_run: {{name: never-created-{tmp_path.name[-8:]}}}
+      check_mode: true
+      register: named_checked
     - name: the store after check mode
       ansible.builtin.stat: {{path: "{store}/index.json"}}
       register: after_check
@@ -358,6 +362,8 @@ def test_pull_through_the_registry_check_mode_then_run(seeded_registry, run_play
     assert not run.failed, [(t.task, t.result.get("msg")) for t in run.tasks if t.failed]
     assert r["check mode on an empty store"]["actions"][0] == f"pull {image}"
     assert r["the store after check mode"]["stat"]["exists"] is False    # check mode fetched nothing
+    named = r["named container in check mode on an empty store"]
+    assert named["changed"] is True and named["actions"][:2] == [f"pull {image}", "create"], named
     assert r["run, pulling the image"]["stdout"] == "cat\0/proc/1/cmdline\0"
     stored = Store(store).image(image)
     assert r["run, pulling the image"]["container"]["image_digest"] == stored.digest
