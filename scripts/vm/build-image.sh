@@ -5,8 +5,9 @@
 #
 # Builds the Debian 12 VM image the molecule scenarios boot, offline from Debian's packages (mmdebstrap), once:
 # the result is cached under $DOCKERLESS_VM_CACHE (default /var/cache/dockerless/vm) by a hash of every input
-# (this script, the package list, the suite, the mirror, the disk size, the SSH public key). A fresh clone on
-# the same machine reuses it; a changed input or a fresh machine rebuilds it (about a minute).
+# (this script, guest/*, the package list, the suite, the mirrors, the disk size, the SSH public key). A fresh
+# clone on the same machine reuses it; a changed input or a fresh machine rebuilds it (2-4 minutes, see
+# docs/molecule.md).
 #
 # Output (printed on stdout as the last line): the image directory holding
 #   disk.img      raw ext4 root filesystem (boot it through a qcow2 overlay, never directly)
@@ -16,6 +17,8 @@
 # and the SSH key pair for root in $DOCKERLESS_VM_CACHE/ssh/id_ed25519{,.pub}.
 #
 # Usage: scripts/vm/build-image.sh [--force]
+# The mmdebstrap hooks are single-quoted on purpose: "$1" is the target directory when mmdebstrap runs them.
+# shellcheck disable=SC2016
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -58,7 +61,7 @@ fi
 
 inputs_hash=$(
     {
-        sha256sum "$0" "$HERE/lib.sh" "$HERE"/guest/* | cut -d' ' -f1
+        sha256sum "$0" "$HERE"/guest/* | cut -d' ' -f1
         printf '%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$DISK_SIZE" "${PACKAGES[@]}"
         cat "$VM_KEY.pub"
     } | sha256sum | cut -c1-16

@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables are used by the scripts that source this file
 #
 # Shared settings of the VM scripts (sourced, not run). Every path can be moved with an environment variable:
 #   DOCKERLESS_VM_CACHE   built images and the SSH key pair   (default /var/cache/dockerless/vm)

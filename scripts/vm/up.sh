@@ -97,7 +97,7 @@ for f in "${forwards[@]}"; do
     hostfwd+=",hostfwd=tcp:127.0.0.1:${f%%:*}-:${f##*:}"
 done
 append="root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 systemd.hostname=$name ${DOCKERLESS_VM_APPEND:-}"
-net=(-netdev "user,id=n0,$hostfwd" -device virtio-net-pci,netdev=n0)
+net=(-netdev "user,id=n0,$hostfwd" -device "virtio-net-pci,netdev=n0")
 if [ -n "$fleet_ip" ]; then
     # A locally administered MAC derived from the address, so each VM on the segment has its own.
     IFS=./ read -r a b c d _ <<<"$fleet_ip"

@@ -276,7 +276,7 @@ def test_role_rejects_bad_input(workdir: Path) -> None:
         "dockerless_registry_storage_path": str(workdir / "storage"),
     }
     plays = []
-    for name, (variables, _) in BAD_INPUT.items():
+    for name, (variables, _words) in BAD_INPUT.items():
         plays.append(
             {
                 "name": f"case {name}",
@@ -307,7 +307,7 @@ def test_role_rejects_bad_input(workdir: Path) -> None:
     run = harness.run_playbook(playbook)
     assert run.rc == 0, run.stderr[-3000:]
     assert "never-shown-Pa55" not in run.stdout + run.stderr + json.dumps([t.result for t in run.tasks])
-    for name, (_, words) in BAD_INPUT.items():
+    for name, (_variables, words) in BAD_INPUT.items():
         assert run.named(f"accepted: {name}") == [], f"{name}: the role accepted bad input"
         rejected = run.named(f"rejected: {name}")
         assert len(rejected) == 1, f"{name}: no rejection recorded"

@@ -38,8 +38,8 @@ def registry_digest() -> str:
     )
     assert out.rc == 0, out.stderr
     for line in out.stdout.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "docker-content-digest":
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "docker-content-digest":
             return value.strip()
     raise AssertionError(f"no Docker-Content-Digest in the registry's answer: {out.stdout}")
 

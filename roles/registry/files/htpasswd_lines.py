@@ -30,7 +30,7 @@ def main() -> int:
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                name, sep, _ = line.rstrip("\n").partition(":")
+                name, sep, _hash = line.rstrip("\n").partition(":")
                 if sep:
                     current[name] = line.rstrip("\n")
     except FileNotFoundError:
