@@ -401,4 +401,11 @@ def test_ctrl_z_stops_a_job_inside(store, session):
     s.send("jobs; echo listed-$((2+2))\r")       # busybox drops the killed job from its table here
     s.expect(r"listed-4\r\n", timeout=5)
     s.send("exit 0\r")
-    assert s.wait() == 0
+    try:
+        rc = s.wait(timeout=5)
+    except AssertionError:
+        # busybox can notice the killed job only after `jobs` and then refuses the first exit with "You have
+        # stopped jobs."; a second exit leaves anyway, as in every POSIX shell.
+        s.send("exit 0\r")
+        rc = s.wait()
+    assert rc == 0
