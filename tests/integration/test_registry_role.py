@@ -148,7 +148,8 @@ def test_role_writes_a_working_registry_and_is_idempotent(workdir: Path, harness
     storage = workdir / "storage"
     settings: dict[str, Any] = {
         "dockerless_registry_manage_service": False,
-        "dockerless_registry_install_packages": False,
+        # A string, as from `-e` or an INI inventory: the role must read it as a boolean, not as true.
+        "dockerless_registry_install_packages": "no",
         "dockerless_registry_listen_address": "127.0.0.1",
         "dockerless_registry_port": port,
         "dockerless_registry_config_dir": str(config_dir),
