@@ -20,17 +20,20 @@ from __future__ import annotations
 import os
 import select
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ContainerSpec,
     spec_diff,
     validate_name,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
+if TYPE_CHECKING:
+    from typing import Any
 
 OUTPUT_LIMIT = 64 << 20  # bytes kept per stream of a foreground run; the rest is counted and dropped
 
@@ -46,8 +49,7 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
-@dataclass
-class RunResult:
+class RunResult(Record):
     id: str
     rc: int
     stdout: bytes
@@ -58,7 +60,7 @@ class RunResult:
     oom_killed: bool = False
     cgroup: str | None = None
     duration: float = 0.0
-    truncated: dict[str, int] = field(default_factory=dict)
+    truncated: dict[str, int] = Factory(dict)
 
 
 class _Drain:
@@ -378,8 +380,7 @@ class Runtime:
         return True
 
 
-@dataclass
-class ContainerInfo:
+class ContainerInfo(Record):
     """A named container as container_info and container_run report it."""
 
     name: str
@@ -439,8 +440,7 @@ class ContainerInfo:
         }
 
 
-@dataclass
-class Plan:
+class Plan(Record):
     name: str
     state: str
     actions: list[str]
@@ -453,8 +453,7 @@ class Plan:
         return bool(self.actions)
 
 
-@dataclass
-class ImageForRun:
+class ImageForRun(Record):
     """An image resolved for a run: its record (None in check mode when it would have to be pulled first)."""
 
     name: str

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp as seccomp_lib
@@ -27,6 +24,11 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init
     MAX_ID,
     READONLY_PATHS,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
+if TYPE_CHECKING:
+    from typing import Any
 
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -44,41 +46,37 @@ _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue"
             "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-@dataclass
-class ContainerSpec:
+class ContainerSpec(Record):
     """Everything that defines a container. ``lower_dirs`` are the image's layer folders, top → bottom."""
 
     argv: list[str]
     lower_dirs: list[str]
     image: str | None = None
     image_digest: str | None = None
-    diff_ids: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    diff_ids: list[str] = Factory(list)
+    env: dict[str, str] = Factory(dict)
     workdir: str = "/"
     user: str = ""
     hostname: str = ""
-    namespaces: list[str] = field(default_factory=lambda: list(ALL_NAMESPACES))
+    namespaces: list[str] = Factory(lambda: list(ALL_NAMESPACES))
     userns: bool = False
-    volumes: list[dict] = field(default_factory=list)
-    tmpfs: list[dict] = field(default_factory=list)
+    volumes: list[dict] = Factory(list)
+    tmpfs: list[dict] = Factory(list)
     read_only: bool = False
-    limits: dict[str, Any] = field(default_factory=dict)
-    capabilities: list[str] = field(default_factory=lambda: sorted(DEFAULT_CAPABILITIES))
+    limits: dict[str, Any] = Factory(dict)
+    capabilities: list[str] = Factory(lambda: sorted(DEFAULT_CAPABILITIES))
     no_new_privileges: bool = True
     privileged: bool = False
     isolation: str = "container"
-    rlimits: list[dict] = field(default_factory=list)
+    rlimits: list[dict] = Factory(list)
     restart_policy: str = "no"
     stop_timeout: int = 10
     rootfs_mode: str = "auto"
     seccomp: str | None = seccomp_lib.DEFAULT  # "default", "unconfined" or a profile path (seccomp.py)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.field_names())
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def compared(self) -> dict[str, Any]:
@@ -140,6 +138,8 @@ def _as_argv(value: Any, what: str) -> list[str] | None:
         return None
     if isinstance(value, str):
         try:
+            import shlex  # only for a command given as a string
+
             return shlex.split(value)
         except ValueError as exc:
             raise RuntimeSetupError(f"{what} {value!r}: {exc}. Quote it properly or pass a list.") from None

@@ -36,11 +36,14 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp_default
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT = "default"
 UNCONFINED = "unconfined"
@@ -133,9 +136,10 @@ class _ScmpVersion(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(Record):
     """A compiled seccomp filter, ready for ``apply`` in a child process without any further work."""
+
+    FROZEN = True
 
     profile: str                        # "default" or the profile's path
     program: bytes                      # struct sock_filter[], host byte order, ENOSYS stub included
@@ -147,7 +151,7 @@ class Filter:
     conditional: tuple[str, ...]        # syscalls with argument filters
     denied: tuple[str, ...]             # syscalls with an explicit non-allow rule (clone3 → ENOSYS)
     skipped: tuple[str, ...]            # names libseccomp does not know (left to the default action)
-    enosys_above: dict[str, int] = field(default_factory=dict)   # SCMP_ARCH_* → highest syscall in the profile
+    enosys_above: dict[str, int] = Factory(dict)   # SCMP_ARCH_* → highest syscall in the profile
     flags: int = 0
     seccomp_nr: int = -1                # seccomp(2) on the host, used only when ``flags`` is set
     libseccomp: str = ""
@@ -661,7 +665,7 @@ def _cache_read(directory: str, key: str) -> Filter | None:
 def _cache_write(directory: str, key: str, compiled: Filter) -> None:
     """Best effort: a cache that can't be written only costs the next start a compilation."""
     doc = {"format": CACHE_FORMAT, "key": key, "sha256": compiled.sha256, "program": compiled.program.hex()}
-    for name in Filter.__dataclass_fields__:
+    for name in Filter.field_names():
         if name != "program":
             value = getattr(compiled, name)
             doc[name] = list(value) if isinstance(value, tuple) else value

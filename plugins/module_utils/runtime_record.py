@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Dataclass-like records for the container start path, without importing ``dataclasses``.
+
+``import dataclasses`` brings inspect, ast, dis, tokenize and linecache; with the per-class code generation of
+``@dataclass`` that was about a fifth of the CPU time of a whole container start of ``/bin/true`` (issue 6,
+measured with bench/ours_run.py). The runtime's records (ContainerSpec, RunResult, seccomp.Filter, …) derive from
+:class:`Record` instead and keep what they used of dataclasses:
+
+* fields are the class's annotations, in order (base classes first); a class attribute is the default, and
+  ``Factory(callable)`` a default made per instance (``field(default_factory=…)``);
+* construction by keyword or position, a TypeError for a missing or unknown field;
+* ``==`` (same class, equal fields), ``repr``, ``as_dict()`` (a deep copy like ``dataclasses.asdict``),
+  ``field_names()``; ``FROZEN = True`` refuses assignment after ``__init__`` (``frozen=True``).
+"""
+
+from __future__ import annotations
+
+_MISSING = object()
+
+
+class Factory:
+    """A default made by calling ``make()`` for each new record (``dataclasses.field(default_factory=make)``)."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make):
+        self.make = make
+
+
+class Record:
+    """Base of the runtime's records; see the module docstring."""
+
+    FROZEN = False
+    _fields: tuple = ()
+    _defaults: dict = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        names: list[str] = []
+        defaults: dict = {}
+        for klass in reversed(cls.__mro__):
+            for name in klass.__dict__.get("__annotations__", {}):
+                if name.startswith("_") or name.isupper():
+                    continue                      # class-level settings, not fields
+                if name not in names:
+                    names.append(name)
+                if name in klass.__dict__:
+                    defaults[name] = klass.__dict__[name]
+        seen_default = False
+        for name in names:
+            if name in defaults:
+                seen_default = True
+            elif seen_default:
+                raise TypeError(f"{cls.__name__}: field {name!r} without a default follows one with a default")
+        cls._fields = tuple(names)
+        cls._defaults = defaults
+
+    def __init__(self, *args, **kwargs):
+        fields = self._fields
+        if len(args) > len(fields):
+            raise TypeError(f"{type(self).__name__}() takes {len(fields)} fields, {len(args)} were given")
+        values = dict(zip(fields, args))
+        for name, value in kwargs.items():
+            if name not in fields:
+                raise TypeError(f"{type(self).__name__}() got an unexpected field {name!r}")
+            if name in values:
+                raise TypeError(f"{type(self).__name__}() got field {name!r} twice")
+            values[name] = value
+        setter = object.__setattr__
+        for name in fields:
+            if name in values:
+                setter(self, name, values[name])
+                continue
+            default = self._defaults.get(name, _MISSING)
+            if default is _MISSING:
+                raise TypeError(f"{type(self).__name__}() is missing field {name!r}")
+            setter(self, name, default.make() if isinstance(default, Factory) else default)
+
+    def __setattr__(self, name, value) -> None:
+        if self.FROZEN:
+            raise AttributeError(f"{type(self).__name__} is frozen: can't set {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name) -> None:
+        if self.FROZEN:
+            raise AttributeError(f"{type(self).__name__} is frozen: can't delete {name!r}")
+        object.__delattr__(self, name)
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self):
+        if not self.FROZEN:
+            raise TypeError(f"unhashable type: {type(self).__name__!r}")
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    @classmethod
+    def field_names(cls) -> tuple:
+        return cls._fields
+
+    def as_dict(self) -> dict:
+        """Fields as a dict, records, lists, tuples and dicts copied recursively (``dataclasses.asdict``)."""
+        return {name: _plain(getattr(self, name)) for name in self._fields}
+
+
+def _plain(value):
+    if isinstance(value, Record):
+        return value.as_dict()
+    if isinstance(value, (str, int, float, bool, bytes, type(None))):
+        return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    import copy
+
+    return copy.deepcopy(value)
