@@ -6,7 +6,7 @@
 ``store.Store.image`` is the store's full reader (strict OCI parsing, platform selection, GC, writers); importing
 it brings the store's and the OCI parser's imports, which cost more than a container's whole setup (issue 6: the
 start path must import little). A container start needs three documents of one image and nothing else, so
-``image_for_start`` reads exactly those with json and hashlib only:
+``image_for_start`` reads exactly those with json and SHA-256 only:
 
 * ``index.json``: the descriptor tagged ``name`` (``org.opencontainers.image.ref.name``), the same entry
   ``Store.resolve`` finds;
@@ -21,11 +21,11 @@ raises StoreError naming the image and what to do, like the store itself. tests/
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import sha256_hex
 
 REF_NAME = "org.opencontainers.image.ref.name"   # oci.ANNOTATION_REF_NAME
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -64,7 +64,7 @@ def _read_blob(root: str, digest: str, what: str, name: str) -> dict:
     except FileNotFoundError:
         raise StoreError(f"image {name}: its {what} {digest} is missing from the store {root}; pull the image "
                          "again.") from None
-    if len(data) > MAX_DOCUMENT or "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if len(data) > MAX_DOCUMENT or "sha256:" + sha256_hex(data) != digest:
         raise StoreError(f"image {name}: its {what} {digest} is corrupt on disk in the store {root}; remove the "
                          "image and pull it again.")
     try:

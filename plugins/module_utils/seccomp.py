@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import struct
 
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp_default
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, sha256_hex
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
 if TYPE_CHECKING:
@@ -162,7 +161,7 @@ class Filter(Record):
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.program).hexdigest()
+        return sha256_hex(self.program)
 
 
 # -- profiles ------------------------------------------------------------------------------------------------
@@ -653,7 +652,7 @@ def _cache_read(directory: str, key: str) -> Filter | None:
         if doc.pop("format") != CACHE_FORMAT or doc.pop("key") != key:
             return None
         program = bytes.fromhex(doc.pop("program"))
-        if hashlib.sha256(program).hexdigest() != doc.pop("sha256"):
+        if sha256_hex(program) != doc.pop("sha256"):
             return None
         for name in ("architectures", "allowed", "conditional", "denied", "skipped"):
             doc[name] = tuple(doc[name])
@@ -723,7 +722,7 @@ def prepare(spec: str | None, capabilities, privileged: bool = False, arch: str 
     if version is None:
         _libseccomp(spec)                 # raises the "not installed" error
     resolved = _resolve(profile, capabilities, arch, None)
-    key = hashlib.sha256(json.dumps([CACHE_FORMAT, spec, arch, version, resolved], sort_keys=True).encode()).hexdigest()
+    key = sha256_hex(json.dumps([CACHE_FORMAT, spec, arch, version, resolved], sort_keys=True).encode())
     compiled = _CACHE.get(key)
     if compiled is not None:
         return compiled
