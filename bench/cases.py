@@ -33,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(HERE)
 COLLECTIONS = os.path.join(CHECKOUT, ".build", "collections")
 OURS = os.path.join(HERE, "ours.py")
+OURS_RUN = os.path.join(HERE, "ours_run.py")  # the container start path's own small entry (python -I -S)
 MODULE_UTILS = os.path.join(CHECKOUT, "plugins", "module_utils")
 
 
@@ -99,6 +100,19 @@ def ours(ctx: Context, *args: str) -> Sample:
     except (ValueError, IndexError):
         raise BenchError(f"bench/ours.py {args[0]}: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
     return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in extra.items() if k in ("changed", "rc", "engine_s")})
+
+
+def ours_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[str] = None) -> Sample:
+    """``python -I -S bench/ours_run.py``: a fresh interpreter that starts one container of ``image`` (prepared in
+    ``store``) through the engine and waits for it to exit."""
+    extra = ["--seccomp", seccomp] if seccomp else []
+    proc = timed([ctx.python, "-I", "-S", OURS_RUN, "--store", store, "--image", image, *extra, "--", *argv],
+                 env=ctx.env())
+    try:
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"bench/ours_run.py: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in out.items() if k in ("rc", "engine_s")})
 
 
 def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None) -> Sample:
@@ -595,8 +609,8 @@ def case_run(ctx: Context) -> None:
 
     try:
         contenders = [
-            Contender("ours", "ours: bench/ours.py run (python start + imports + container)",
-                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["busybox"], "/bin/true")),
+            Contender("ours", "ours: python -I -S bench/ours_run.py (interpreter start + imports + container)",
+                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true")),
             Contender("runc", "runc run of a umoci-unpacked bundle of the same image", runc),
         ]
         samples = alternate(contenders, ctx.rounds(10), log=ctx.log, title="run")
@@ -609,9 +623,9 @@ def case_run(ctx: Context) -> None:
         ssize = ctx.inputs["small"].size()[0]
         contenders = [
             Contender("big", "ours: run /bin/true in the 500 MiB image",
-                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["big"], "/bin/true")),
+                      lambda: ours_run(ctx, store, ctx.refs["big"], "/bin/true")),
             Contender("small", "ours: run /bin/true in the 5 MiB image",
-                      lambda: ours(ctx, "run", "--store", store, "--image", ctx.refs["small"], "/bin/true")),
+                      lambda: ours_run(ctx, store, ctx.refs["small"], "/bin/true")),
         ]
         samples = alternate(contenders, ctx.rounds(10), log=ctx.log, title="start size")
         labels = {c.key: c.label for c in contenders}
@@ -627,6 +641,42 @@ def case_run(ctx: Context) -> None:
                                                   f"{i['supervisor_pss_kib'] / 1024:.1f} MiB" for i in idle))
     finally:
         rmtree(bundle)
+        rmtree(store)
+
+
+def filter_cost_ms(samples: dict[str, list[Sample]], with_key: str = "default",
+                   without_key: str = "unconfined") -> list[float]:
+    """Per round: the start with the filter minus the start without it, in milliseconds (alternating pairs)."""
+    return [(a.seconds - b.seconds) * 1000 for a, b in zip(samples[with_key], samples[without_key])]
+
+
+def case_seccomp(ctx: Context) -> None:
+    """Issue 11: start-to-exit of /bin/true with Docker's default seccomp profile vs ``seccomp: unconfined``,
+    alternating, both through bench/ours_run.py; the filter's cost is the per-round difference."""
+    if not engine_present("runtime") or not engine_present("seccomp"):
+        ctx.skipped.append(("seccomp filter cost", "the runtime or seccomp engine is not in this checkout yet"))
+        return
+    store = ctx.path("seccomp-store")
+    rmtree(store)
+    ours(ctx, "pull", "--store", store, "--name", ctx.refs["busybox"])
+    try:
+        contenders = [
+            Contender("default", "ours: /bin/true with seccomp: default (Docker's profile, compiled filter cached)",
+                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="default")),
+            Contender("unconfined", "ours: /bin/true with seccomp: unconfined (no filter)",
+                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="unconfined")),
+        ]
+        samples = alternate(contenders, ctx.rounds(15), log=ctx.log, title="seccomp")
+        if any(s.extra.get("rc") for key in samples for s in samples[key]):
+            raise BenchError("seccomp filter cost: /bin/true exited non-zero in our runtime")
+        costs = filter_cost_ms(samples)
+        ctx.facts["seccomp_cost_ms"] = costs
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row("container start-to-exit of /bin/true: seccomp default vs unconfined", samples,
+                            "default", "unconfined", labels, group="seccomp",
+                            notes=f"filter cost {statistics.median(costs):+.1f} ms median per round "
+                                  f"({min(costs):+.1f} to {max(costs):+.1f})"))
+    finally:
         rmtree(store)
 
 
@@ -726,6 +776,7 @@ CASES: dict[str, Callable[[Context], None]] = {
     "repull": case_repull,
     "push": case_push,
     "run": case_run,
+    "seccomp": case_seccomp,
     "memory": case_memory,
     "build": case_build,
     "playbook": case_playbook,

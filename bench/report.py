@@ -39,6 +39,17 @@ def _time_target(issue: str, text: str, r: Optional[Row], limit: float, missing:
                   f"{max(r.ours_values):.2f})", r.ours_median < limit)
 
 
+def _cost_target(issue: str, text: str, r: Optional[Row], limit_ms: float, missing: str) -> Target:
+    """Ours minus the peer per round, in milliseconds (an added cost, e.g. a filter's), against ``limit_ms``."""
+    if r is None or not r.ours_values:
+        return Target(issue, text, f"not measured: {missing}", None)
+    costs = sorted((o - p) * 1000 for o, p in zip(r.ours_values, r.peer_values))
+    median = costs[len(costs) // 2] if len(costs) % 2 else (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
+    return Target(issue, text, f"{median:+.1f} ms median per round (min {costs[0]:+.1f}, max {costs[-1]:+.1f}); "
+                  f"ratio {r.ratio:.2f}× ({r.ours_median * 1000:.0f} ms vs {r.peer_median * 1000:.0f} ms)",
+                  median <= limit_ms)
+
+
 def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple[str, str]]) -> list[Target]:
     """The targets named in the module issues, checked against this run's rows."""
     why = dict(skipped)
@@ -83,6 +94,8 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
         _ratio_target("#6 container_run", "start of a 500 MB image ≤ 1.2× a 5 MB image",
                       _find(rows, "run", "small"), 1.2, reason("container start")),
     ]
+    targets.append(_cost_target("#11 seccomp", "the filter's cost on a start of /bin/true ≤ 5 ms (default vs unconfined)",
+                                _find(rows, "seccomp", "unconfined"), 5.0, reason("seccomp")))
     idle = facts.get("supervisor_idle")
     targets.append(Target(
         "#6 container_run", "memory of an idle detached container's supervisor (reported)",

@@ -254,3 +254,65 @@ def test_ours_pull_then_no_change_repull_is_one_head(tmp_path):
         assert all(k in ("HEAD manifest", "GET /v2/") for k in again.extra["request_list"]), again.extra
     finally:
         reg.stop()
+
+
+# --- container start: bench/ours_run.py and the seccomp filter's cost (issues 6 and 11) ----------------------
+
+
+def test_ours_run_parses_its_small_command_line():
+    import ours_run
+
+    opts = ours_run.parse(["--store", "/s", "--image", "r:1", "--seccomp", "unconfined", "--", "sh", "-c", "x"])
+    assert opts == {"store": "/s", "image": "r:1", "seccomp": "unconfined", "argv": ["sh", "-c", "x"]}
+    assert ours_run.parse(["--store", "/s", "--image", "r:1", "/bin/true"])["argv"] == ["/bin/true"]
+    for bad in ([], ["--store", "/s", "/bin/true"], ["--store", "/s", "--image", "r", "--"], ["--nope", "x", "y"],
+                ["--store"]):
+        with pytest.raises(ValueError, match="usage|unknown"):
+            ours_run.parse(bad)
+
+
+def test_filter_cost_is_the_per_round_difference_and_checked_against_5_ms():
+    samples = {"default": [harness.Sample(0.050), harness.Sample(0.052), harness.Sample(0.060)],
+               "unconfined": [harness.Sample(0.048), harness.Sample(0.045), harness.Sample(0.059)]}
+    assert [round(c, 3) for c in cases.filter_cost_ms(samples)] == [2.0, 7.0, 1.0]
+    r = harness.row("container start-to-exit of /bin/true: seccomp default vs unconfined", samples, "default",
+                    "unconfined", {"default": "d", "unconfined": "u"}, group="seccomp")
+    target = next(t for t in report.evaluate_targets([r], {}, []) if t.issue == "#11 seccomp")
+    assert target.met is True and target.measured.startswith("+2.0 ms median per round (min +1.0, max +7.0)")
+    slow = dict(samples, default=[harness.Sample(0.060), harness.Sample(0.060), harness.Sample(0.070)])
+    r = harness.row("seccomp", slow, "default", "unconfined", {"default": "d", "unconfined": "u"}, group="seccomp")
+    target = next(t for t in report.evaluate_targets([r], {}, []) if t.issue == "#11 seccomp")
+    assert target.met is False
+    missing = next(t for t in report.evaluate_targets([], {}, [("seccomp", "not started: budget")])
+                   if t.issue == "#11 seccomp")
+    assert missing.met is None and "not started: budget" in missing.measured
+
+
+@pytest.mark.root
+@pytest.mark.registry
+def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
+    sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
+    import registry as registry_script
+
+    sys.path.pop(0)
+    reg = registry_script.start_registry(str(tmp_path / "reg"), port=0)
+    try:
+        refs = inputs.seed_registry(reg.host, ["busybox"], log=lambda _msg: None)
+        ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=reg, refs=refs,
+                            inputs=inputs.ALL, log=lambda _msg: None)
+        store = str(tmp_path / "store")
+        cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
+    finally:
+        reg.stop()
+    sample = cases.ours_run(ctx, store, refs["busybox"], "/bin/true")
+    assert sample.extra["rc"] == 0 and sample.seconds > 0 and sample.extra["engine_s"] > 0
+    seen = {}
+    for mode in ("default", "unconfined"):
+        out = subprocess.run([sys.executable, "-I", "-S", cases.OURS_RUN, "--store", store, "--image", refs["busybox"],
+                              "--seccomp", mode, "--", "grep", "^Seccomp:", "/proc/self/status"],
+                             capture_output=True, text=True, check=True)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["rc"] == 0 and result["seccomp"] == mode
+        seen[mode] = result["stdout"].split()
+    assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
+    assert not os.listdir(os.path.join(store, "containers"))  # every one-shot removed its state
