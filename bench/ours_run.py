@@ -9,6 +9,9 @@ Runs ARGV once in a container of image REF (already in the store: no registry, n
 JSON line: ``rc``, ``rootfs_mode``, ``seccomp`` and ``engine_s`` (imports + store lookup + run, interpreter start
 not included). ``-I -S`` keeps the interpreter's own start small: the start path is stdlib-only, so it needs no
 site-packages. No argparse (it alone costs more than the container's setup: gettext and locale look-ups).
+Once the container has exited, its state is removed and the JSON line is flushed, the command ends with
+``os._exit``: CPython's finalization of the imported modules (about 5 ms of CPU here) does nothing a finished
+command needs, and ``runc`` has no such step either.
 """
 
 import os
@@ -70,4 +73,7 @@ def main(argv: list) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    status = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
