@@ -10,6 +10,7 @@
 #
 # Usage: scripts/vm/pytest-in-vm.sh NAME [PYTEST ARGS...]
 #   e.g. scripts/vm/pytest-in-vm.sh dockerless-default tests/unit/plugins/module_utils/test_cgroups.py -m root
+# DOCKERLESS_STRICT_SKIPS=1 in the environment is passed on (a skipped test then fails, as under make test).
 # Exit status: pytest's.
 set -euo pipefail
 
@@ -38,4 +39,4 @@ if [ $# -gt 0 ]; then
     quoted=$(printf ' %q' "$@")
 fi
 exec ssh "${VM_SSH_OPTS[@]}" -p "$port" root@127.0.0.1 \
-    "cd $dest && PYTHONDONTWRITEBYTECODE=1 python3 -m pytest -p no:cacheprovider$quoted"
+    "cd $dest && DOCKERLESS_STRICT_SKIPS=${DOCKERLESS_STRICT_SKIPS:-0} PYTHONDONTWRITEBYTECODE=1 python3 -m pytest -p no:cacheprovider$quoted"
