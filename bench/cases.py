@@ -666,7 +666,7 @@ def case_seccomp(ctx: Context) -> None:
             Contender("unconfined", "ours: /bin/true with seccomp: unconfined (no filter)",
                       lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="unconfined")),
         ]
-        samples = alternate(contenders, ctx.rounds(15), log=ctx.log, title="seccomp")
+        samples = alternate(contenders, ctx.rounds(25), log=ctx.log, title="seccomp")
         if any(s.extra.get("rc") for key in samples for s in samples[key]):
             raise BenchError("seccomp filter cost: /bin/true exited non-zero in our runtime")
         costs = filter_cost_ms(samples)

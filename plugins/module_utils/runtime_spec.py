@@ -39,9 +39,10 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "seccomp")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$")
-_ENV_KEY_RE = re.compile(r"^[^=\0]+$")
+# Patterns, compiled by re's cache on first use: none is needed to start an image's command (issue 6).
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
+_ENV_KEY_RE = r"^[^=\0]+$"
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
             "rss", "rtprio", "rttime", "sigpending", "stack")
 
@@ -175,7 +176,7 @@ def merge_env(image_env: list[str] | None, env: dict | None) -> dict[str, str]:
         if key:
             out[key] = value
     for key, value in (env or {}).items():
-        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+        if not isinstance(key, str) or not re.match(_ENV_KEY_RE, key):
             raise RuntimeSetupError(f"env: invalid variable name {key!r}. Names can't be empty or contain '='.")
         if value is None:
             raise RuntimeSetupError(f"env {key}: no value. Use an empty string for an empty variable.")
@@ -288,7 +289,7 @@ def validate_user(user: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not re.match(NAME_RE, name):
         raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), "
                                 "at most 128 characters.")
     return name
@@ -368,7 +369,7 @@ def build_spec(
     if hostname is None:
         hostname = name or ""
     hostname = str(hostname)
-    if hostname and not _HOSTNAME_RE.match(hostname):
+    if hostname and not re.match(_HOSTNAME_RE, hostname):
         raise RuntimeSetupError(f"hostname {hostname!r}: use letters, digits, '.' and '-', at most 64 characters.")
 
     lim = {}

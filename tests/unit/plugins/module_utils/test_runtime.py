@@ -238,7 +238,9 @@ def test_fork_bomb_stops_at_pids_limit(runtime, rootfs):
 
 
 def test_fork_bomb_is_contained_and_killed_by_timeout(runtime, rootfs):
-    result = run(runtime, rootfs, ["/bin/sh", "-c", "b() { b | b & }; b; sleep 60"], limits={"pids_limit": 32},
+    # ``exec sleep``: with the pids limit reached, a forked ``sleep`` could fail and end the shell (rc 2) before
+    # the timeout, which is containment working but not what this test is about (seen once under heavy load).
+    result = run(runtime, rootfs, ["/bin/sh", "-c", "b() { b | b & }; b; exec sleep 60"], limits={"pids_limit": 32},
                  timeout=2)
     assert result.timed_out
     assert os.listdir(runtime.containers_dir) == []
