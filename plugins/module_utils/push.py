@@ -242,7 +242,8 @@ def push_image(
     # which writes nothing, not even the lock file).
     guard = contextlib.nullcontext() if check_mode else store.gc_guard()
     with guard, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = [pool.submit(handle, blob) for blob in blobs.values()]
+        # Largest first: the long uploads start at once and the small ones fill in around them.
+        futures = [pool.submit(handle, blob) for blob in sorted(blobs.values(), key=lambda b: -b.size)]
         for future in futures:
             try:
                 future.result()

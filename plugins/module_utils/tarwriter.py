@@ -17,18 +17,27 @@ ourselves (POSIX ustar, IEEE Std 1003.1-2017 "pax" format) instead of relying on
 Compression goes through deterministic streams: gzip without file name and with mtime 0 in its header
 (RFC 1952), zstd through the ``zstd`` command (or the ``zstandard`` module when the command is missing).
 The compressed bytes are still only as stable as the zlib/zstd version that makes them.
+
+gzip is compressed in parallel the way pigz does it (``ParallelGzipWriter``): the input is cut into fixed
+1 MiB blocks, each deflated by a worker thread (zlib releases the GIL) with the previous block's last 32 KiB as
+its preset dictionary and ended on a byte boundary (``Z_SYNC_FLUSH``, the last one ``Z_FINISH``), and the raw
+deflate pieces are written in order as one gzip member. Every block's bytes depend only on the input, the
+block size and the level, never on the thread count or how ``write`` calls were cut, so a build gives the same
+digest on a 2-core and a 64-core host.
 """
 
 from __future__ import annotations
 
-import gzip
+import collections
 import hashlib
 import os
 import shutil
 import stat
 import subprocess
 import threading
+import zlib
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -439,6 +448,113 @@ class _ZstdModule:
         self.out.write(self._obj.flush())
 
 
+GZIP_BLOCK = 1 << 20      # part of the output format: changing it changes every gzip layer's digest
+_GZIP_WINDOW = 32 * 1024  # deflate's window: the dictionary each block inherits from the one before
+_GZIP_MAX_THREADS = 8
+
+
+def gzip_threads() -> int:
+    """Worker threads for gzip: the CPUs this process may run on (at least 2, so I/O overlaps), at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(2, min(_GZIP_MAX_THREADS, cpus))
+
+
+def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> bytes:
+    """Raw deflate of one block, primed with ``zdict``, ending on a byte boundary (or the final block)."""
+    if zdict:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
+    else:
+        comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
+    return comp.compress(data) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+class ParallelGzipWriter:
+    """A gzip stream (one RFC 1952 member) compressed by a thread pool; ``write``/``close`` like a file.
+
+    Header: no name, mtime 0, XFL by level as zlib sets it, OS 255 ("unknown"): nothing host or time specific.
+    ``close`` writes the trailer (CRC-32 and length of the whole input) but does not close ``out``. Memory stays
+    bounded: at most ``2 * threads`` blocks are in flight.
+    """
+
+    def __init__(self, out, level: int = 1, threads: int | None = None, block_size: int = GZIP_BLOCK):
+        if not 1 <= level <= 9:
+            raise DockerlessError(f"compressing with gzip: level {level} is not 1-9. Pick a level from 1 to 9.")
+        if block_size < _GZIP_WINDOW:
+            raise DockerlessError(f"compressing with gzip: block size {block_size} is below 32 KiB (internal error)")
+        self.out = out
+        self.level = level
+        self.block_size = block_size
+        self.threads = max(1, threads if threads is not None else gzip_threads())
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque[Future] = collections.deque()
+        self._buf = bytearray()
+        self._zdict = b""
+        self._crc = 0
+        self._length = 0
+        self._closed = False
+        xfl = 2 if level == 9 else 4 if level == 1 else 0
+        # ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=255 (RFC 1952 section 2.3).
+        self.out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255)))
+
+    def write(self, data) -> int:
+        if self._closed:
+            raise DockerlessError("compressing with gzip: write after close (internal error)")
+        n = len(data)
+        if not n:
+            return 0
+        self._length += n
+        self._buf += data
+        while len(self._buf) >= self.block_size:
+            block = bytes(self._buf[: self.block_size])
+            del self._buf[: self.block_size]
+            self._submit(block, last=False)
+        return n
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self._crc = zlib.crc32(block, self._crc)  # one call per block: zlib releases the GIL for it
+        zdict = self._zdict
+        self._zdict = block[-_GZIP_WINDOW:]  # every block but the last is at least 32 KiB
+        if self.threads == 1:
+            self.out.write(_deflate_block(block, zdict, self.level, last))
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="gzip")
+        self._pending.append(self._pool.submit(_deflate_block, block, zdict, self.level, last))
+        # Write finished blocks in order; wait only when too many are in flight (bounded memory).
+        while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self.threads):
+            self.out.write(self._pending.popleft().result())
+
+    def flush(self) -> None:
+        """Nothing to flush before ``close``: a block is only complete at its full size or at the end."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._submit(bytes(self._buf), last=True)
+            self._buf = bytearray()
+            while self._pending:
+                self.out.write(self._pending.popleft().result())
+            self.out.write((self._crc & 0xFFFFFFFF).to_bytes(4, "little") +
+                           (self._length & 0xFFFFFFFF).to_bytes(4, "little"))
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the workers without writing anything more (after an error)."""
+        self._closed = True
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 DEFAULT_LEVELS = {"gzip": 1, "zstd": 3, "none": 0}
 
 
@@ -451,8 +567,7 @@ def open_compressor(kind: str, out, level: int | None = None):
     if kind == "gzip":
         if not 1 <= level <= 9:
             raise DockerlessError(f"compressing with gzip: level {level} is not 1-9. Pick a level from 1 to 9.")
-        # No file name and mtime 0 in the gzip header (RFC 1952 section 2.3): nothing host or time specific.
-        return gzip.GzipFile(filename="", mode="wb", compresslevel=level, fileobj=out, mtime=0)
+        return ParallelGzipWriter(out, level)
     if kind == "zstd":
         if not 1 <= level <= 19:
             raise DockerlessError(f"compressing with zstd: level {level} is not 1-19. Pick a level from 1 to 19.")
@@ -497,8 +612,11 @@ def write_archive(
     tar = HashingWriter(_Tee(comp, tee) if tee is not None else comp)
     try:
         paths = write_entries(entries, tar, mtime)
-    finally:
-        comp.close()
+    except BaseException:
+        abort = getattr(comp, "abort", None)
+        (abort or comp.close)()
+        raise
+    comp.close()
     return ArchiveResult(
         diff_id=tar.digest,
         digest=blob.digest,

@@ -264,6 +264,20 @@ def test_chunked_upload_from_the_store(server, store):
     assert len(server.requests_to("PATCH", "/v2/team/app/blobs/uploads/.*")) == 4 + 3  # 30000, 20000; the config is monolithic
 
 
+def test_default_upload_is_one_put_per_blob_largest_first(server, store):
+    """Below DEFAULT_CHUNK_SIZE a blob goes as POST + one PUT with its body (no PATCH), the biggest started first."""
+    reg = MemoryRegistry(server).install()
+    name = f"{server.host}/team/app:1"
+    big = os.urandom(17 * 2**20)  # over the 16 MiB chunks of before: still a single request now
+    img = add_image(store, name, [os.urandom(1000), big, os.urandom(5000)])
+    result = push(store, server, name, parallel=1)
+    assert result.blobs.uploaded == 4 and reg.blobs[sha(big)] == big
+    assert all(reg.blobs[d] == data for d, data in img["blobs"].items())
+    assert server.requests_to("PATCH", "/v2/team/app/blobs/uploads/.*") == []
+    puts = [r for r in server.requests if r.method == "PUT" and "/blobs/uploads/" in r.path]
+    assert [len(r.body) for r in puts] == sorted((len(b) for b in img["blobs"].values()), reverse=True)
+
+
 def test_location_to_another_host_is_refused(server, store):
     with FaultServer() as other:
         server.on("POST", "/v2/team/app/blobs/uploads/", Reply(202, {"Location": f"{other.url}/v2/team/app/u"}))

@@ -12,6 +12,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
+import zlib
 
 import pytest
 
@@ -243,3 +245,97 @@ def test_compression_levels_validated():
         tw.write_archive([], None, "gzip", level=0)
     with pytest.raises(DockerlessError, match="unknown compression"):
         tw.write_archive([], None, "xz")
+
+
+# --- parallel gzip -----------------------------------------------------------------------------------------
+
+
+def _sample_stream(size: int) -> bytes:
+    """Compressible, non-repeating bytes (text-like), deterministic."""
+    out = bytearray()
+    i = 0
+    while len(out) < size:
+        out += b"line %d: %s\n" % (i, hashlib.sha256(str(i % 977).encode()).hexdigest().encode())
+        i += 1
+    return bytes(out[:size])
+
+
+def _pgzip(data: bytes, threads: int, cut: int, block_size: int = tw.GZIP_BLOCK, level: int = 1) -> bytes:
+    out = io.BytesIO()
+    writer = tw.ParallelGzipWriter(out, level, threads=threads, block_size=block_size)
+    for i in range(0, len(data), cut):
+        writer.write(data[i:i + cut])
+    writer.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65536 - 1, 65536, 3 * 65536, 5 * 65536 + 123])
+def test_parallel_gzip_same_bytes_whatever_threads_and_writes(size):
+    """The output depends on the input, block size and level only: not on the thread count or write sizes."""
+    data = _sample_stream(size)
+    outputs = {(threads, cut): _pgzip(data, threads, cut, block_size=65536)
+               for threads in (1, 2, 5) for cut in (1000, 65536, 200000)}
+    assert len(set(outputs.values())) == 1
+    blob = next(iter(outputs.values()))
+    assert gzip.decompress(blob) == data
+    # One gzip member (RFC 1952): no name, mtime 0, OS 255; CRC-32 and length of the whole input at the end.
+    assert blob[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
+    assert blob[-8:] == zlib.crc32(data).to_bytes(4, "little") + len(data).to_bytes(4, "little")
+    # The blocks really are chained: each one decodes only with the previous block's window.
+    if size > 2 * 65536:
+        d = zlib.decompressobj(-zlib.MAX_WBITS)
+        assert d.decompress(blob[10:-8]) == data and d.eof and not d.unused_data
+
+
+def test_parallel_gzip_accepted_by_gzip_and_zcat(tmp_path):
+    data = _sample_stream(3 * tw.GZIP_BLOCK + 4567)  # four default-size blocks
+    blob = _pgzip(data, threads=3, cut=300000)
+    path = tmp_path / "x.gz"
+    path.write_bytes(blob)
+    subprocess.run(["gzip", "-t", str(path)], check=True)
+    assert subprocess.run(["zcat", str(path)], capture_output=True, check=True).stdout == data
+    assert blob == _pgzip(data, threads=1, cut=len(data) or 1)
+
+
+# sha256 of _pgzip(_sample_stream(3 MiB + 4567), level 1) with the default 1 MiB blocks, by zlib version: the
+# layer format must not move between hosts or Python versions (only a different zlib may change it).
+_PGZIP_DIGESTS = {
+    "1.2.13": "b7f9563819a4baf1694af7a842f13b354173c26048fed42b552da126609e9fa5",
+}
+
+
+def test_parallel_gzip_known_digest():
+    data = _sample_stream(3 * tw.GZIP_BLOCK + 4567)
+    digest = hashlib.sha256(_pgzip(data, threads=2, cut=100000)).hexdigest()
+    version = zlib.ZLIB_RUNTIME_VERSION
+    if version not in _PGZIP_DIGESTS:
+        pytest.fail(f"no recorded digest for zlib {version}: add {digest!r} after checking the output with zcat")
+    assert digest == _PGZIP_DIGESTS[version]
+
+
+def test_build_digest_independent_of_gzip_threads(monkeypatch, tmp_path):
+    src = tmp_path / "big"
+    src.write_bytes(_sample_stream(2 * tw.GZIP_BLOCK + 99))
+    entries = [E("data", tw.DIR, 0o755), E("data/big", tw.FILE, 0o640, size=src.stat().st_size, source=str(src))]
+    results = []
+    for threads in (1, 2, 4):
+        monkeypatch.setattr(tw, "gzip_threads", lambda n=threads: n)
+        out = io.BytesIO()
+        res = tw.write_archive(entries, out, "gzip", mtime=0)
+        results.append((res.digest, res.diff_id, res.size, out.getvalue()))
+    assert len(set(results)) == 1
+    assert hashlib.sha256(gzip.decompress(results[0][3])).hexdigest() == results[0][1].split(":")[1]
+
+
+def test_parallel_gzip_stops_its_threads_on_errors(tmp_path):
+    before = threading.active_count()
+    src = tmp_path / "f"
+    src.write_bytes(_sample_stream(3 * tw.GZIP_BLOCK))
+    size = src.stat().st_size
+    # "a" fills three blocks (the workers run), then "b" fails its size check.
+    entries = [E("a", tw.FILE, 0o644, size=size, source=str(src)), E("b", tw.FILE, 0o644, size=size + 1, source=str(src))]
+    with pytest.raises(DockerlessError, match="changed while the archive was written"):
+        tw.write_archive(entries, io.BytesIO(), "gzip")
+    assert threading.active_count() == before
+    with pytest.raises(DockerlessError, match="level 10"):
+        tw.ParallelGzipWriter(io.BytesIO(), 10)
