@@ -20,6 +20,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The VM harness (qemu, mmdebstrap) for the molecule stage of `make test` (docs/molecule.md).
+scripts/vm/install-deps.sh
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
