@@ -176,7 +176,7 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
     return "\n".join(lines)
 
 
-OURS_VS_OURS = ("big",)  # rows whose "peer" is ourselves on another input
+OURS_VS_OURS = ("big", "default")  # rows whose "peer" is ourselves on another input or setting (seccomp)
 FLOORS = ("stat-module", "stat")  # rows whose "peer" is what Ansible itself costs
 
 
