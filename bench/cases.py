@@ -112,17 +112,21 @@ def ours_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise BenchError(f"bench/ours_run.py: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in out.items() if k in ("rc", "engine_s")})
+    extra = {k: v for k, v in out.items() if k in ("rc", "engine_s")}
+    extra["cpu_s"] = round(proc.cpu_s, 4)
+    return Sample(proc.seconds, proc.rss_kib, extra)
 
 
-def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None) -> Sample:
-    """Run commands one after the other; the sample is their summed time and the largest peak RSS."""
-    total, rss = 0.0, 0
+def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None, cpu: bool = False) -> Sample:
+    """Run commands one after the other; the sample is their summed time and the largest peak RSS (``cpu``: and
+    their summed CPU time, as ``cpu_s``)."""
+    total, rss, cpu_s = 0.0, 0, 0.0
     for argv in procs_argv:
         proc = timed(argv, env=env)
         total += proc.seconds
         rss = max(rss, proc.rss_kib)
-    return Sample(total, rss)
+        cpu_s += proc.cpu_s
+    return Sample(total, rss, {"cpu_s": round(cpu_s, 4)} if cpu else {})
 
 
 SKOPEO = ["skopeo", "--insecure-policy"]
@@ -605,7 +609,7 @@ def case_run(ctx: Context) -> None:
 
     def runc() -> Sample:
         counter[0] += 1
-        return steps(["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}-{counter[0]}"])
+        return steps(["runc", "run", "--bundle", bundle, f"bench-{os.getpid()}-{counter[0]}"], cpu=True)
 
     try:
         contenders = [
@@ -618,7 +622,7 @@ def case_run(ctx: Context) -> None:
             raise BenchError("container start: /bin/true exited non-zero in our runtime")
         labels = {c.key: c.label for c in contenders}
         ctx.rows.append(row("container start-to-exit of /bin/true (busybox image)", samples, "ours", "runc", labels,
-                            group="run"))
+                            group="run", notes=cpu_note(samples, "ours", "runc")))
         bsize = ctx.inputs["big"].size()[0]
         ssize = ctx.inputs["small"].size()[0]
         contenders = [
@@ -642,6 +646,18 @@ def case_run(ctx: Context) -> None:
     finally:
         rmtree(bundle)
         rmtree(store)
+
+
+def cpu_note(samples: dict[str, list[Sample]], ours_key: str, peer_key: str) -> str:
+    """CPU time (user + system of the whole process tree) of both sides and its per-round ratio: less sensitive
+    than wall time to the other jobs sharing the machine's cores."""
+    pairs = [(a.extra.get("cpu_s"), b.extra.get("cpu_s")) for a, b in zip(samples[ours_key], samples[peer_key])]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if not pairs:
+        return ""
+    ratio = statistics.median(a / b for a, b in pairs)
+    return (f"CPU time {statistics.median(a for a, _ in pairs) * 1000:.0f} ms vs "
+            f"{statistics.median(b for _, b in pairs) * 1000:.0f} ms median, {ratio:.2f}× per round")
 
 
 def filter_cost_ms(samples: dict[str, list[Sample]], with_key: str = "default",
@@ -671,11 +687,16 @@ def case_seccomp(ctx: Context) -> None:
             raise BenchError("seccomp filter cost: /bin/true exited non-zero in our runtime")
         costs = filter_cost_ms(samples)
         ctx.facts["seccomp_cost_ms"] = costs
+        cpu_costs = [(a.extra.get("cpu_s", 0) - b.extra.get("cpu_s", 0)) * 1000
+                     for a, b in zip(samples["default"], samples["unconfined"])]
+        ctx.facts["seccomp_cost_cpu_ms"] = cpu_costs
         labels = {c.key: c.label for c in contenders}
         ctx.rows.append(row("container start-to-exit of /bin/true: seccomp default vs unconfined", samples,
                             "default", "unconfined", labels, group="seccomp",
                             notes=f"filter cost {statistics.median(costs):+.1f} ms median per round "
-                                  f"({min(costs):+.1f} to {max(costs):+.1f})"))
+                                  f"({min(costs):+.1f} to {max(costs):+.1f}); in CPU time "
+                                  f"{statistics.median(cpu_costs):+.1f} ms ({min(cpu_costs):+.1f} to "
+                                  f"{max(cpu_costs):+.1f})"))
     finally:
         rmtree(store)
 

@@ -34,6 +34,7 @@ class Proc:
     rc: int
     stdout: str
     stderr: str
+    cpu_s: float = 0.0      # user + system CPU of the command and every descendant it waited for (wait4)
 
 
 GNU_TIME = "/usr/bin/time"
@@ -71,7 +72,8 @@ def timed(argv: list[str], *, env: Optional[dict[str, str]] = None, cwd: Optiona
         out.seek(0)
         err.seek(0)
         proc = Proc(argv, seconds, rss, popen.returncode,
-                    out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+                    out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                    usage.ru_utime + usage.ru_stime)
     if check and proc.rc != 0:
         why = proc.stderr.strip()[-1200:] or proc.stdout.strip()[-1200:]
         raise BenchError(f"{' '.join(argv[:4])} … exited {proc.rc} after {seconds:.1f}s: {why}")

@@ -316,3 +316,18 @@ def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
         seen[mode] = result["stdout"].split()
     assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
     assert not os.listdir(os.path.join(store, "containers"))  # every one-shot removed its state
+
+
+def test_cpu_time_of_a_command_tree_and_its_note():
+    proc = harness.timed([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                          "'x = 0\\nfor i in range(3000000): x += i'])"])
+    assert proc.cpu_s >= 0.05 and proc.cpu_s <= proc.seconds * 2   # the grandchild's loop is counted
+    samples = {"ours": [harness.Sample(0.2, 0, {"cpu_s": 0.04}), harness.Sample(0.3, 0, {"cpu_s": 0.06})],
+               "runc": [harness.Sample(0.1, 0, {"cpu_s": 0.04}), harness.Sample(0.1, 0, {"cpu_s": 0.03})]}
+    assert cases.cpu_note(samples, "ours", "runc") == "CPU time 50 ms vs 35 ms median, 1.50× per round"
+    assert cases.cpu_note({"ours": [harness.Sample(1)], "runc": [harness.Sample(1)]}, "ours", "runc") == ""
+    r = harness.row("seccomp", {"default": [harness.Sample(0.05)], "unconfined": [harness.Sample(0.049)]},
+                    "default", "unconfined", {"default": "d", "unconfined": "u"}, group="seccomp")
+    target = next(t for t in report.evaluate_targets([r], {"seccomp_cost_cpu_ms": [0.5, 1.5, 1.0]}, [])
+                  if t.issue == "#11 seccomp")
+    assert target.met is True and target.measured.endswith("; CPU time +1.0 ms median (min +0.5, max +1.5)")
