@@ -517,7 +517,8 @@ class ParallelGzipWriter:
         self._crc = zlib.crc32(block, self._crc)  # one call per block: zlib releases the GIL for it
         zdict = self._zdict
         self._zdict = block[-_GZIP_WINDOW:]  # every block but the last is at least 32 KiB
-        if self.threads == 1:
+        if self.threads == 1 or (last and self._pool is None):
+            # One worker, or a stream of a single block: no pool to start (same bytes either way).
             self.out.write(_deflate_block(block, zdict, self.level, last))
             return
         if self._pool is None:
