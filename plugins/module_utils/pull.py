@@ -111,7 +111,10 @@ def _extract_into_store(store: Store, layer: dict, raw, tee_sink=None) -> None:
     """Extract one layer stream into a temp folder, check its diff_id, and move it into place."""
     unpack = _unpack()
     tmp = store.make_tmp_dir("layer-")
-    dest = os.path.join(tmp, "rootfs")
+    # The layer folder is the top of its own hierarchy: on ext2/3/4 its tree goes to a block group chosen from a
+    # hash of its (random) name, not next to trees just removed from the store (see unpack.mark_hierarchy_top).
+    unpack.mark_hierarchy_top(tmp)
+    dest = os.path.join(tmp, "rootfs-" + os.urandom(6).hex())
     try:
         stream = _Tee(raw, tee_sink) if tee_sink is not None else raw
         result = unpack.extract_layer(stream, layer["media_type"], dest)
