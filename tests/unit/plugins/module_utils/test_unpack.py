@@ -875,3 +875,40 @@ def test_mark_hierarchy_top_without_the_flag():
         assert (before.st_mode, before.st_ctime_ns) == (after.st_mode, after.st_ctime_ns)
     finally:
         os.rmdir(d)
+
+
+@pytest.mark.parametrize("block", [bytes(512), b"\xff" * 512, bytes(range(256)) * 2, os.urandom(512)])
+def test_header_byte_sum_is_exact(block):
+    """The checksum's byte sum (computed with adler32 in two halves) equals the plain sum for any block."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.unpack import _byte_sum
+
+    assert _byte_sum(block) == sum(block)
+
+
+def test_signed_and_unsigned_header_checksums(tmp_path):
+    """A header with bytes >= 128 (a UTF-8 name) verifies with the unsigned sum (POSIX) and with the signed sum
+    (old Sun tar); any other value is refused."""
+    name = "caf\u00e9-\u00fc".encode()
+    header = bytearray(512)
+    header[0 : len(name)] = name
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"00000000001\0"
+    header[136:148] = b"14000000000\0"
+    header[156:157] = b"0"
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b" " * 8
+    unsigned = sum(header)
+    signed = sum(b - 256 if b >= 128 else b for b in header)
+    assert unsigned != signed
+    for i, value in enumerate((unsigned, signed)):
+        header[148:156] = b"%06o\0 " % value
+        raw = bytes(header) + b"x" + bytes(511) + bytes(1024)
+        dest = tmp_path / f"ok{i}"
+        extract_layer(io.BytesIO(raw), MEDIA_TYPE_TAR, str(dest))
+        assert (dest / name.decode()).read_bytes() == b"x"
+    header[148:156] = b"%06o\0 " % (unsigned + 1)
+    with pytest.raises(UnpackError, match="checksum"):
+        extract_layer(io.BytesIO(bytes(header) + b"x" + bytes(511) + bytes(1024)), MEDIA_TYPE_TAR, str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
