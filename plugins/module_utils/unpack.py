@@ -335,11 +335,13 @@ class _ZstdReader(_Reader):
 
 
 class _Prefetch(_Reader):
-    """Runs another reader in a helper thread (zlib releases the GIL), so inflating overlaps with writing files."""
+    """Runs another reader in a helper thread (zlib and hashlib release the GIL), so inflating and hashing the
+    decompressed stream (``hasher``: every chunk, in order, before it is handed over) overlap with writing files."""
 
     def __init__(self, inner: _Reader, depth: int = 8) -> None:
         super().__init__(inner._raw, inner._label)
         self._inner = inner
+        self.hasher = hashlib.sha256()
         self._q: queue.Queue = queue.Queue(depth)
         self._stop = False
         self._eof = False
@@ -354,6 +356,8 @@ class _Prefetch(_Reader):
         try:
             while not self._stop:
                 chunk = self._inner.read(_CHUNK)
+                if chunk:
+                    self.hasher.update(chunk)
                 self._q.put((chunk, None))
                 if not chunk:
                     return
@@ -437,7 +441,11 @@ class _Stream:
         self._buf = b""
         self._pos = 0
         self._eof = False
-        self._hash = hashlib.sha256()
+        # A prefetching source hashes in its own thread; the digest is read only after EOF was seen here.
+        self._hash = getattr(src, "hasher", None)
+        self._own_hash = self._hash is None
+        if self._hash is None:
+            self._hash = hashlib.sha256()
         self.size = 0
 
     def _fill(self) -> bool:
@@ -447,7 +455,8 @@ class _Stream:
         if not chunk:
             self._eof = True
             return False
-        self._hash.update(chunk)
+        if self._own_hash:
+            self._hash.update(chunk)
         self.size += len(chunk)
         lim = self._limits
         if self.size > lim.max_total_bytes:
@@ -515,6 +524,8 @@ class _Stream:
                 return
 
     def hexdigest(self) -> str:
+        if not self._eof:
+            raise UnpackError(f"{self._label}: internal error: the diff_id was asked before the end of the stream.")
         return self._hash.hexdigest()
 
 

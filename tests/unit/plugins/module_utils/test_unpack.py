@@ -912,3 +912,15 @@ def test_signed_and_unsigned_header_checksums(tmp_path):
     with pytest.raises(UnpackError, match="checksum"):
         extract_layer(io.BytesIO(bytes(header) + b"x" + bytes(511) + bytes(1024)), MEDIA_TYPE_TAR, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_gzip_diff_id_over_many_chunks(tmp_path):
+    """The diff_id of a gzip layer is hashed in the inflating thread: over several 1 MiB chunks and the zero
+    padding after the end-of-archive blocks, it equals sha256 of the whole decompressed stream."""
+    data = tar_bytes(
+        E("big1", data=os.urandom(3 * 2**20 + 123)), E("d", kind="d"), E("d/big2", data=os.urandom(2**20 + 7))
+    ) + bytes(20 * 512)
+    res = extract(gzip.compress(data, compresslevel=1), tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
+    assert res.diff_id == sha(data)
+    assert res.size == len(data)
+    assert (tmp_path / "root/d/big2").stat().st_size == 2**20 + 7
