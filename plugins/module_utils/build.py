@@ -602,10 +602,16 @@ class _LayerUnpacker:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _LayerUnpacker:
-        from ansible_collections.dockerless.containers.plugins.module_utils.unpack import extract_layer
+        from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (
+            extract_layer,
+            mark_hierarchy_top,
+        )
 
         self.tmp = self.store.make_tmp_dir("build-layer-")
-        self.dest = os.path.join(self.tmp, "rootfs")
+        # As pull does: the layer folder tops its own hierarchy and has a random name, so on ext4 its tree goes to
+        # a block group of its own, not next to a tree just removed from the store (unpack.mark_hierarchy_top).
+        mark_hierarchy_top(self.tmp)
+        self.dest = os.path.join(self.tmp, "rootfs-" + os.urandom(6).hex())
         rfd, wfd = os.pipe()
         # A 1 MiB pipe (Linux's default pipe-max-size) instead of 64 KiB: the writer and the extracting thread
         # then hand over a whole file chunk per wake-up rather than sixteen, each a GIL handover.
