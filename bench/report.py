@@ -39,12 +39,18 @@ def _time_target(issue: str, text: str, r: Optional[Row], limit: float, missing:
                   f"{max(r.ours_values):.2f})", r.ours_median < limit)
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def _cost_target(issue: str, text: str, r: Optional[Row], limit_ms: float, missing: str) -> Target:
     """Ours minus the peer per round, in milliseconds (an added cost, e.g. a filter's), against ``limit_ms``."""
     if r is None or not r.ours_values:
         return Target(issue, text, f"not measured: {missing}", None)
     costs = sorted((o - p) * 1000 for o, p in zip(r.ours_values, r.peer_values))
-    median = costs[len(costs) // 2] if len(costs) % 2 else (costs[len(costs) // 2 - 1] + costs[len(costs) // 2]) / 2
+    median = _median(costs)
     return Target(issue, text, f"{median:+.1f} ms median per round (min {costs[0]:+.1f}, max {costs[-1]:+.1f}); "
                   f"ratio {r.ratio:.2f}× ({r.ours_median * 1000:.0f} ms vs {r.peer_median * 1000:.0f} ms)",
                   median <= limit_ms)
@@ -98,7 +104,7 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
                         _find(rows, "seccomp", "unconfined"), 5.0, reason("seccomp"))
     cpu = sorted(facts.get("seccomp_cost_cpu_ms") or [])
     if cost.met is not None and cpu:
-        cost.measured += f"; CPU time {cpu[len(cpu) // 2]:+.1f} ms median (min {cpu[0]:+.1f}, max {cpu[-1]:+.1f})"
+        cost.measured += f"; CPU time {_median(cpu):+.1f} ms median (min {cpu[0]:+.1f}, max {cpu[-1]:+.1f})"
     targets.append(cost)
     idle = facts.get("supervisor_idle")
     targets.append(Target(
