@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""docs/benchmarks.md and docs/benchmarks.png from a run's results (never from typed numbers).
+"""docs/benchmarks.md, docs/benchmarks.png and the README's headline table from a run's results (never from
+typed numbers).
 
 ``python bench/report.py RESULTS.json`` re-renders both files from a saved ``bench/results/*.json``.
 """
@@ -188,6 +189,7 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
 
 OURS_VS_OURS = ("big", "default")  # rows whose "peer" is ourselves on another input or setting (seccomp)
 FLOORS = ("stat-module", "stat")  # rows whose "peer" is what Ansible itself costs
+PEER_TOOLS = ("skopeo", "skopeo+umoci", "umoci", "tar", "podman", "runc", "buildah")  # any other peer is ourselves
 
 
 def chart(path: str, rows: list[Row]) -> bool:
@@ -241,7 +243,48 @@ def rows_from(results: dict[str, Any]) -> list[Row]:
                 r.get("ours_key", "ours"), r.get("peer_key", "")) for r in results["rows"]]
 
 
-def write(results: dict[str, Any], docs_dir: str) -> tuple[str, str]:
+README_START = "<!-- bench:headline (written by bench/report.py from the last make bench; do not edit) -->"
+README_END = "<!-- /bench:headline -->"
+
+
+def readme_block(results: dict[str, Any], rows: list[Row], targets: list[Target]) -> str:
+    """The README's benchmark summary: every row's median ratio and the targets met, from this run only."""
+    m = results["machine"]
+    load = max(m["load_at_start"][0], results.get("load_at_end", [0])[0])
+    lines = [
+        f"Headline ratios from the run of {m['date']} ({m['cores']} cores, load average up to {load:.1f}), ours / peer,",
+        "median of the alternating rounds; below 1.0 means we are faster or smaller:",
+        "",
+        "| case | peer | ratio |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        ours_vs_ours = r.peer_key not in PEER_TOOLS and r.peer_key not in FLOORS
+        peer = f"ours ({r.peer_key})" if ours_vs_ours else r.peer_key
+        lines.append(f"| {r.case} | {peer} | {r.ratio:.2f}× |")
+    judged = [t for t in targets if t.met is not None]
+    met = [t for t in judged if t.met]
+    lines += ["", f"Of the {len(judged)} numeric targets the issues set, this run met {len(met)}"
+              + (": " + "; ".join(f"{t.issue} {t.text}" for t in met) if met else "")
+              + ". [docs/benchmarks.md](docs/benchmarks.md) lists each target with its measurement."]
+    return "\n".join(lines)
+
+
+def update_readme(path: str, block: str) -> bool:
+    """Replace the text between the README's bench markers with ``block``; False when the markers are missing."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    text = text[:start + len(README_START)] + "\n" + block + "\n" + text[end:]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return True
+
+
+def write(results: dict[str, Any], docs_dir: str, readme: Optional[str] = None) -> tuple[str, str]:
+    """benchmarks.md and .png into ``docs_dir``; with ``readme``, also its headline block (bench markers)."""
     rows = rows_from(results)
     targets = evaluate_targets(rows, results.get("facts", {}), [tuple(s) for s in results.get("skipped", [])])
     results["targets"] = [t.__dict__ for t in targets]
@@ -251,6 +294,9 @@ def write(results: dict[str, Any], docs_dir: str) -> tuple[str, str]:
         f.write(markdown(results, rows, targets))
     if not chart(png_path, rows):
         png_path = ""
+    if readme and not update_readme(readme, readme_block(results, rows, targets)):
+        print(f"report: {readme} has no bench markers ({README_START!r} … {README_END!r}); its table was not "
+              "updated", file=sys.stderr)
     return md_path, png_path
 
 
@@ -260,7 +306,7 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[0], encoding="utf-8") as f:
         results = json.load(f)
-    md, png = write(results, os.path.join(CHECKOUT, "docs"))
+    md, png = write(results, os.path.join(CHECKOUT, "docs"), readme=os.path.join(CHECKOUT, "README.md"))
     print(md, png)
     return 0
 

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                        "layers": inputs.ALL[n].size()[1]} for n in names},
     }
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    md, png = report.write(results, args.docs)
+    default_docs = os.path.realpath(args.docs) == os.path.realpath(os.path.join(CHECKOUT, "docs"))
+    md, png = report.write(results, args.docs, readme=os.path.join(CHECKOUT, "README.md") if default_docs else None)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     raw = os.path.join(HERE, "results", f"results-{stamp}.json")
     with open(raw, "w", encoding="utf-8") as f:

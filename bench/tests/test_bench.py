@@ -331,3 +331,29 @@ def test_cpu_time_of_a_command_tree_and_its_note():
     target = next(t for t in report.evaluate_targets([r], {"seccomp_cost_cpu_ms": [0.5, 1.5, 1.0]}, [])
                   if t.issue == "#11 seccomp")
     assert target.met is True and target.measured.endswith("; CPU time +1.0 ms median (min +0.5, max +1.5)")
+
+
+def test_readme_block_comes_from_the_rows_and_replaces_only_the_marked_text(tmp_path):
+    results = {"machine": {"cores": 2, "date": "2026-01-01 00:00 UTC", "load_at_start": [0.5, 0, 0]},
+               "load_at_end": [1.5, 0, 0]}
+    rows = _rows() + [harness.Row("start: big vs small image", "big", "small", [1.1], [1.0], group="run",
+                                  ours_key="big", peer_key="small")]
+    targets = report.evaluate_targets(rows, {}, [])
+    block = report.readme_block(results, rows, targets)
+    assert "run of 2026-01-01 00:00 UTC (2 cores, load average up to 1.5)" in block
+    assert "| pull + unpack | skopeo+umoci | 0.50× |" in block
+    assert "| pull + unpack | tar | 1.25× |" in block
+    assert "| start: big vs small image | ours (small) | 1.10× |" in block
+    # met: the 0.5× pull, the 0.25 s re-pull, the big/small start (1.1× ≤ 1.2×); not met: tar (1.25×)
+    assert "this run met 3: #2 image_pull pull + unpack ≤ 0.5×" in block
+    assert "faster than GNU tar" not in block.split("this run met")[1]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold table\n{report.README_END}\noutro\n", encoding="utf-8")
+    assert report.update_readme(str(readme), block)
+    text = readme.read_text(encoding="utf-8")
+    assert "old table" not in text and block in text
+    assert text.startswith("intro\n") and text.endswith(f"{report.README_END}\noutro\n")
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n", encoding="utf-8")
+    assert not report.update_readme(str(plain), block)
+    assert plain.read_text(encoding="utf-8") == "no markers\n"
