@@ -194,7 +194,9 @@ def _rows() -> list[harness.Row]:
     return [
         harness.Row("pull + unpack", "ours", "skopeo", [4.0, 5.0, 6.0], [10.0, 10.0, 10.0], group="pull",
                     peer_key="skopeo+umoci"),
-        harness.Row("pull + unpack", "ours", "tar", [4.0, 5.0, 6.0], [4.0, 4.0, 4.0], group="pull", peer_key="tar"),
+        harness.Row("pull + unpack", "ours", "tar", [4.0, 5.0, 6.0], [8.0, 8.0, 8.0], group="pull", peer_key="tar"),
+        harness.Row("pull + unpack", "ours", "tar-fresh", [4.0, 5.0, 6.0], [4.0, 4.0, 4.0], group="pull",
+                    peer_key="tar-fresh"),
         harness.Row("no-change re-pull (image_pull module time)", "ours", "skopeo", [0.2, 0.25, 0.4], [0.1, 0.1, 0.1],
                     group="re-pull", peer_key="skopeo"),
     ]
@@ -204,7 +206,9 @@ def test_targets_are_checked_against_rows_and_say_why_when_missing():
     facts = {"repull_requests": {"ours": [1, 1, 1]}, "repull_request_kinds": ["HEAD manifest"]}
     targets = {t.text: t for t in report.evaluate_targets(_rows(), facts, [("push / re-push", "no push.py yet")])}
     assert targets["pull + unpack ≤ 0.5× skopeo copy + umoci unpack"].met is True  # median 0.5
-    assert targets["pull + unpack faster than GNU tar -xzf of the same layers (≤ 1.0×)"].met is False
+    # judged against tar given the same placement (1.25×), not the plain-directory tar row (0.62×)
+    tar = "pull + unpack faster than GNU tar -xzf of the same layers (≤ 1.0×), tar given the same directory placement"
+    assert targets[tar + " (tar-fresh)"].met is False
     assert targets["no-change re-pull makes one HEAD request"].met is True
     assert targets["no-change re-pull under 0.3 s of module time"].met is True  # median 0.25
     push = targets["push ≤ 1.0× skopeo copy oci:… docker://…"]
@@ -342,7 +346,7 @@ def test_readme_block_comes_from_the_rows_and_replaces_only_the_marked_text(tmp_
     block = report.readme_block(results, rows, targets)
     assert "run of 2026-01-01 00:00 UTC (2 cores, load average up to 1.5)" in block
     assert "| pull + unpack | skopeo+umoci | 0.50× |" in block
-    assert "| pull + unpack | tar | 1.25× |" in block
+    assert "| pull + unpack | tar | 0.62× |" in block and "| pull + unpack | tar-fresh | 1.25× |" in block
     assert "| start: big vs small image | ours (small) | 1.10× |" in block
     # met: the 0.5× pull, the 0.25 s re-pull, the big/small start (1.1× ≤ 1.2×); not met: tar (1.25×)
     assert "this run met 3: #2 image_pull pull + unpack ≤ 0.5×" in block
