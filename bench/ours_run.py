@@ -66,9 +66,10 @@ def main(argv: list) -> int:
         return 2
     out = run(opts)
     out["engine_s"] = round(time.perf_counter() - _START, 4)
-    import json  # already loaded by the engine
+    # json.dumps through _json (runtime_record): ``import json`` would load re and enum for one line.
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import json_dumps
 
-    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.write(json_dumps(out) + "\n")
     return 0
 
 

@@ -23,7 +23,7 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ContainerSpec,
     spec_diff,
@@ -107,8 +107,6 @@ class Runtime:
         """Run ``spec`` once in the foreground; returns when every process of the container has exited (or
         ``timeout`` seconds passed: then the whole container is killed and ``timed_out`` is set).
         Raises RuntimeSetupError when the container could not be set up or the command not executed."""
-        import json
-
         start = time.monotonic()
         cid = new_id()
         cdir = os.path.join(self.containers_dir, cid)
@@ -119,7 +117,7 @@ class Runtime:
         try:
             # Written so store GC keeps the layers while we run.
             with open(os.path.join(cdir, "spec.json"), "w", encoding="utf-8") as handle:
-                json.dump({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True}, handle)
+                handle.write(json_dumps({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True}))
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
             # (chroot isolation has no PID namespace). Otherwise the PID namespace is enough, and the start
             # path stays short (runc's own cost is what we compare against).

@@ -21,11 +21,10 @@ raises StoreError naming the image and what to do, like the store itself. tests/
 
 from __future__ import annotations
 
-import json
 import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import sha256_hex
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import json_loads, sha256_hex
 
 REF_NAME = "org.opencontainers.image.ref.name"   # oci.ANNOTATION_REF_NAME
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
@@ -68,7 +67,7 @@ def _read_blob(root: str, digest: str, what: str, name: str) -> dict:
         raise StoreError(f"image {name}: its {what} {digest} is corrupt on disk in the store {root}; remove the "
                          "image and pull it again.")
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)
     except ValueError as exc:
         raise StoreError(f"image {name}: its {what} {digest} is not JSON ({exc}); pull the image again.") from None
     if not isinstance(doc, dict):
@@ -82,7 +81,7 @@ def image_for_start(store_root: str, name: str) -> StartImage:
     root = os.path.abspath(store_root)
     try:
         with open(os.path.join(root, "index.json"), "rb") as handle:
-            index = json.load(handle)
+            index = json_loads(handle.read())
     except FileNotFoundError:
         index = {"manifests": []}
     except ValueError as exc:

@@ -45,17 +45,23 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import resource
 import select
-import signal
 import stat
+
+try:
+    # The C module behind ``signal``: the same functions and numbers, plain ints instead of enums. ``signal``
+    # itself imports enum (and enum functools and collections), a tenth of a container start (issue 6).
+    import _signal as signal
+except ImportError:  # pragma: no cover - every CPython has it
+    import signal
 import termios
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import json_dumps, json_loads
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = (
@@ -334,7 +340,7 @@ class InitProcess:
             self._buffer += chunk
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
-                self._message(json.loads(line))
+                self._message(json_loads(line))
         return True
 
     def _message(self, msg: dict) -> None:
@@ -422,7 +428,7 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
 
 def _report(fd: int, **msg) -> None:
     try:
-        os.write(fd, json.dumps(msg).encode() + b"\n")
+        os.write(fd, json_dumps(msg).encode() + b"\n")
     except OSError:
         pass
 

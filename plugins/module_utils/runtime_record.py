@@ -148,3 +148,73 @@ def sha256_hex(data: bytes) -> str:
 
 
 _SHA256 = None
+
+
+# -- JSON without the json package ------------------------------------------------------------------------------
+# ``import json`` brings ``re`` (for the decoder's whitespace pattern), and ``re`` brings enum, functools and
+# collections: about as much as the rest of the start path's imports together (issue 6). The parsing and
+# encoding themselves are C code in ``_json``, which json uses too; these two functions call it directly and
+# give the same results. Anything but the plain case (an error, a BOM, UTF-16/32 bytes, no ``_json``) is
+# handed to the json package itself, so errors are exactly json's.
+
+_WS = " \t\n\r"
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+try:  # made at import: the init uses them after pivot_root, where nothing can be imported any more
+    from _json import encode_basestring_ascii as _encode_str
+    from _json import make_encoder as _make_encoder
+    from _json import make_scanner as _make_scanner
+except ImportError:  # pragma: no cover - an interpreter without the C accelerator: json does it all
+    _make_scanner = _make_encoder = _encode_str = None
+
+
+class _ScanContext:
+    """The attributes ``_json.make_scanner`` reads: json.JSONDecoder's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+def _not_serializable(obj):
+    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+
+_SCANNER = _make_scanner(_ScanContext()) if _make_scanner else None
+
+
+def json_loads(data):
+    """``json.loads(data)`` for ``str`` or ``bytes``: same value, same exceptions."""
+    text = data
+    if isinstance(data, (bytes, bytearray)):
+        # json.detect_encoding: UTF-8 unless a BOM or NUL bytes in the first four say otherwise.
+        text = None
+        if data[:3] != b"\xef\xbb\xbf" and b"\x00" not in data[:4]:
+            try:
+                text = bytes(data).decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                pass
+    if _SCANNER is not None and isinstance(text, str) and not text.startswith("\ufeff"):
+        start = len(text) - len(text.lstrip(_WS))
+        try:
+            value, end = _SCANNER(text, start)
+        except StopIteration:
+            end = -1
+        if end >= 0 and not text[end:].strip(_WS):
+            return value
+    import json  # the uncommon case: json's own answer (or its exception)
+
+    return json.loads(data)
+
+
+def json_dumps(value, sort_keys: bool = False) -> str:
+    """``json.dumps(value, sort_keys=sort_keys)`` (default separators, ASCII): same text, same exceptions."""
+    if _make_encoder is not None and not isinstance(value, str):
+        encode = _make_encoder({}, _not_serializable, _encode_str, None, ": ", ", ", bool(sort_keys), False, True)
+        return "".join(encode(value, 0))
+    import json
+
+    return json.dumps(value, sort_keys=sort_keys)

@@ -13,7 +13,6 @@ with a requested one on the keys in ``COMPARED_KEYS`` (a difference recreates th
 from __future__ import annotations
 
 import os
-import re
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp as seccomp_lib
@@ -43,6 +42,14 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
 _ENV_KEY_RE = r"^[^=\0]+$"
+
+
+def _match(pattern: str, text: str):
+    """``re.match``, with ``re`` imported on first use: a start with the image's own command and no name or
+    hostname checks none, and ``import re`` (with enum, functools, collections) is a sizeable part of it."""
+    import re
+
+    return re.match(pattern, text)
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
             "rss", "rtprio", "rttime", "sigpending", "stack")
 
@@ -176,7 +183,7 @@ def merge_env(image_env: list[str] | None, env: dict | None) -> dict[str, str]:
         if key:
             out[key] = value
     for key, value in (env or {}).items():
-        if not isinstance(key, str) or not re.match(_ENV_KEY_RE, key):
+        if not isinstance(key, str) or not _match(_ENV_KEY_RE, key):
             raise RuntimeSetupError(f"env: invalid variable name {key!r}. Names can't be empty or contain '='.")
         if value is None:
             raise RuntimeSetupError(f"env {key}: no value. Use an empty string for an empty variable.")
@@ -289,7 +296,7 @@ def validate_user(user: str) -> str:
 
 
 def validate_name(name: str) -> str:
-    if not isinstance(name, str) or not re.match(NAME_RE, name):
+    if not isinstance(name, str) or not _match(NAME_RE, name):
         raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), "
                                 "at most 128 characters.")
     return name
@@ -369,7 +376,7 @@ def build_spec(
     if hostname is None:
         hostname = name or ""
     hostname = str(hostname)
-    if hostname and not re.match(_HOSTNAME_RE, hostname):
+    if hostname and not _match(_HOSTNAME_RE, hostname):
         raise RuntimeSetupError(f"hostname {hostname!r}: use letters, digits, '.' and '-', at most 64 characters.")
 
     lim = {}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
 
@@ -42,6 +41,8 @@ def now_iso() -> str:
 
 
 def write_json(path: str, data: dict) -> None:
+    import json  # not on a one-shot container's start path
+
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
@@ -53,6 +54,8 @@ def write_json(path: str, data: dict) -> None:
 
 
 def read_json(path: str) -> dict | None:
+    import json
+
     try:
         with open(path, "rb") as handle:
             data = json.loads(handle.read(16 << 20))

@@ -32,13 +32,18 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import struct
 
 from ansible_collections.dockerless.containers.plugins.module_utils import seccomp_default
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, sha256_hex
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+    sha256_hex,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
 if TYPE_CHECKING:
@@ -176,7 +181,7 @@ def load_profile(spec: str | None) -> dict | None:
         return None
     if spec == DEFAULT:
         global _DEFAULT_CHECKED
-        profile = json.loads(json.dumps(seccomp_default.PROFILE))
+        profile = json_loads(json_dumps(seccomp_default.PROFILE))
         if not _DEFAULT_CHECKED:
             validate_profile(profile, DEFAULT)
             _DEFAULT_CHECKED = True
@@ -194,7 +199,7 @@ def load_profile(spec: str | None) -> dict | None:
         if len(raw) > PROFILE_SIZE_LIMIT:
             raise RuntimeSetupError(f"seccomp profile {spec}: larger than {PROFILE_SIZE_LIMIT} bytes. Is it a profile?")
         try:
-            profile = json.loads(raw.decode("utf-8"))
+            profile = json_loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise RuntimeSetupError(f"seccomp profile {spec}: not valid JSON ({exc}). Fix the file.") from None
     validate_profile(profile, spec)
@@ -648,7 +653,7 @@ def _cache_read(directory: str, key: str) -> Filter | None:
     finally:
         os.close(fd)
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = json_loads(raw.decode("utf-8"))
         if doc.pop("format") != CACHE_FORMAT or doc.pop("key") != key:
             return None
         program = bytes.fromhex(doc.pop("program"))
@@ -675,7 +680,7 @@ def _cache_write(directory: str, key: str, compiled: Filter) -> None:
             return
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, json.dumps(doc, sort_keys=True).encode())
+            os.write(fd, json_dumps(doc, sort_keys=True).encode())
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(directory, key + ".json"))
@@ -722,7 +727,7 @@ def prepare(spec: str | None, capabilities, privileged: bool = False, arch: str 
     if version is None:
         _libseccomp(spec)                 # raises the "not installed" error
     resolved = _resolve(profile, capabilities, arch, None)
-    key = sha256_hex(json.dumps([CACHE_FORMAT, spec, arch, version, resolved], sort_keys=True).encode())
+    key = sha256_hex(json_dumps([CACHE_FORMAT, spec, arch, version, resolved], sort_keys=True).encode())
     compiled = _CACHE.get(key)
     if compiled is not None:
         return compiled

@@ -494,3 +494,27 @@ def test_no_new_privs_stops_file_capability_elevation(runtime, tmp_path):
     assert without.stdout.split()[1] == b"0000000000002000"
     with pytest.raises(RuntimeSetupError, match="Operation not permitted"):
         run(runtime, image, ["/fcap/cat", "/proc/self/status"], user="app", no_new_privileges=False)
+
+
+def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_or_signal(rootfs, tmp_path):
+    """Issue 6: the whole start of a one-shot container (spec, seccomp filter, run, cleanup) in a fresh
+    ``python -I -S``, as bench/ours_run.py does it, never loads json, re, enum or signal (about 20 ms of a
+    start here): runtime_record's JSON helpers and ``_signal`` stand in. The container really ran."""
+    import sys
+
+    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {collections!r})\n"
+        "from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime\n"
+        "from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec\n"
+        f"spec = build_spec(lower_dirs=[{rootfs!r}], command=['/bin/sh', '-c', 'echo hi'],\n"
+        "                  image_config={'Env': ['PATH=/bin']}, seccomp='default')\n"
+        f"result = Runtime({str(tmp_path / 'store')!r}).run(spec, timeout=30)\n"
+        "heavy = sorted(m for m in ('json', 're', 'enum', 'signal', 'dataclasses', 'typing') if m in sys.modules)\n"
+        "print(result.rc, result.stdout.decode().strip(), ','.join(heavy) or '-')\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "hi", "-"], out.stdout
+    assert os.listdir(tmp_path / "store" / "containers") == []

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
     Factory,
     Record,
+    json_dumps,
+    json_loads,
     sha256_hex,
 )
 
@@ -82,3 +85,54 @@ def test_frozen_records_refuse_assignment_and_hash():
 def test_sha256_hex_matches_hashlib():
     for data in (b"", b"abc", bytes(range(256)) * 1000):
         assert sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+JSON_VALUES = [
+    {"a": [1, 2.5, None, True, False, "\u00e9\u2028\n\"\\"], "b": {"z": 1, "a": -0.0, "m": 10 ** 30}},
+    [], {}, 0, -7, 1e300, 1.5e-7, None, True, [[[]]], {"\ud800": "\udfff"}, {"k": float("inf")}, [float("nan")],
+    {"nested": {"list": [{"x": "y"}] * 3}}, {1: "int key", None: "null key", 2.5: "float key", False: "bool key"},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES)
+@pytest.mark.parametrize("sort_keys", [False, True])
+def test_json_dumps_is_json_dumps(value, sort_keys):
+    # Mixed key types can't be sorted: then both raise the same TypeError.
+    assert (_outcome(lambda v: json_dumps(v, sort_keys=sort_keys), value)
+            == _outcome(lambda v: json.dumps(v, sort_keys=sort_keys), value))
+    if not sort_keys:
+        assert json_dumps(value) == json.dumps(value)
+
+
+@pytest.mark.parametrize("value", JSON_VALUES + ["a string", "caf\u00e9"])
+def test_json_loads_is_json_loads(value):
+    text = json.dumps(value)
+    for data in (text, " \n\t" + text + "\r\n ", text.encode(), bytearray(text.encode()),
+                 text.encode("utf-16"), text.encode("utf-32-le")):
+        assert repr(json_loads(data)) == repr(json.loads(data))
+
+
+def _outcome(fn, arg):
+    try:
+        return ("ok", repr(fn(arg)))
+    except Exception as exc:  # noqa: BLE001 - the exact exception is what is compared
+        return (type(exc), str(exc), getattr(exc, "pos", None))
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "{", "[1,]", "1 2", "{\"a\":1}x", "NaNx", "[1, 2", "\"\x01\"", "tru",
+                                 "\ufeff{}", b"\xef\xbb\xbf{}", b"\xff\xfe", b"{\"a\": \"\xff\"}", "{'a': 1}",
+                                 '{"a" 1}', "[1e5.3]", "\"\\ud800\"", "-"])
+def test_json_loads_fails_like_json_loads(bad):
+    assert _outcome(json_loads, bad) == _outcome(json.loads, bad)
+
+
+@pytest.mark.parametrize("bad", [{1j: 1}, [object()], {(1, 2): 3}, [b"bytes"], {"s": {1, 2}}])
+def test_json_dumps_fails_like_json_dumps(bad):
+    assert _outcome(json_dumps, bad) == _outcome(json.dumps, bad)
+
+
+def test_json_dumps_detects_cycles_like_json_dumps():
+    loop: dict = {}
+    loop["self"] = loop
+    assert _outcome(json_dumps, loop) == _outcome(json.dumps, loop)
+    assert "Circular reference" in _outcome(json_dumps, loop)[1]
