@@ -40,7 +40,12 @@ from dataclasses import dataclass
 
 from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, new_id, remove_tree
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import (
+    Runtime,
+    new_id,
+    one_shot_config,
+    remove_tree,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import ContainerSpec
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
 
@@ -79,7 +84,7 @@ class ForegroundContainer:
             json.dump({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True}, handle)
         if self.spec.limits or "pid" not in self.spec.namespaces:
             self.cgroup.create()
-        config = self.spec.init_config(self.id, self.dir)
+        config = one_shot_config(self.spec, self.id, self.dir)
         config["stdin_null"] = not read_stdin
         config["terminal"] = terminal
 

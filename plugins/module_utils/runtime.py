@@ -49,6 +49,16 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
+def one_shot_config(spec: ContainerSpec, cid: str, cdir: str) -> dict:
+    """``spec.init_config`` for a one-shot container in ``cdir``: its rootfs is mounted on ``cdir`` itself (in
+    the container's own mount namespace, over the upper and work folders it holds) instead of on a ``rootfs``
+    folder. One directory fewer to make and remove per run: on ext4 mounted with ``discard`` and no journal,
+    removing a directory frees its block and waits for the discard (0.3-5 ms here, issue 6)."""
+    config = spec.init_config(cid, cdir)
+    config["rootfs"]["mountpoint"] = cdir
+    return config
+
+
 class RunResult(Record):
     id: str
     rc: int
@@ -127,7 +137,7 @@ class Runtime:
             err_r, err_w = os.pipe()
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                proc = runtime_init.spawn(spec.init_config(cid, cdir), null, out_w, err_w,
+                proc = runtime_init.spawn(one_shot_config(spec, cid, cdir), null, out_w, err_w,
                                           before_unshare=cgroup.join)
             except BaseException:
                 os.close(out_r)

@@ -518,3 +518,31 @@ def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_or_sign
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "hi", "-"], out.stdout
     assert os.listdir(tmp_path / "store" / "containers") == []
+
+
+def test_a_one_shot_mounts_its_rootfs_on_its_own_directory(runtime, rootfs):
+    # Issue 6: no rootfs/ folder per one-shot. While it runs, the host sees spec.json, upper and work in the
+    # container's directory; what the container writes lands in upper; afterwards the directory is gone.
+    seen = {}
+
+    def watch():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "upper" not in seen:
+            for cid in os.listdir(runtime.containers_dir) if os.path.isdir(runtime.containers_dir) else ():
+                upper = os.path.join(runtime.containers_dir, cid, "upper")
+                if os.path.exists(os.path.join(upper, "marker")):
+                    seen["entries"] = sorted(os.listdir(os.path.join(runtime.containers_dir, cid)))
+                    seen["upper"] = sorted(os.listdir(upper))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = run(runtime, rootfs, ["/bin/sh", "-c", "echo x > /marker; sleep 2; cat /marker; ls /"])
+    watcher.join()
+    assert result.rc == 0, result.stderr
+    lines = result.stdout.decode().split()
+    assert lines[0] == "x" and {"bin", "etc", "proc", "dev", "sys", "marker"} <= set(lines[1:])
+    assert not {"upper", "work", "spec.json"} & set(lines[1:])
+    assert seen["entries"] == ["spec.json", "upper", "work"]
+    assert "marker" in seen["upper"]  # with the /proc, /dev and /sys this image lacks, made by the init
+    assert os.listdir(runtime.containers_dir) == []

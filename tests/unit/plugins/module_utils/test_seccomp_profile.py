@@ -801,3 +801,14 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
     with open(PY_PATH, "w", encoding="utf-8") as dst:
         dst.write(text)
     print(f"wrote {PY_PATH}")
+
+
+def test_the_built_in_profile_is_valid():
+    # seccomp.prepare and check_spec use seccomp_default.PROFILE as it is, without validating it on each start
+    # (issue 6): this is where it is validated, and it must come out of resolving unchanged.
+    before = json.dumps(seccomp_default.PROFILE, sort_keys=True)
+    seccomp.validate_profile(seccomp_default.PROFILE, seccomp.DEFAULT)
+    seccomp.resolve_profile(seccomp_default.PROFILE, ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"], "amd64")
+    seccomp.prepare(seccomp.DEFAULT, ["CAP_CHOWN"], cache_dir=None)
+    assert json.dumps(seccomp_default.PROFILE, sort_keys=True) == before
+    assert seccomp.check_spec(seccomp.DEFAULT) == seccomp.DEFAULT
