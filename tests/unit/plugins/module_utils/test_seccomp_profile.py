@@ -692,6 +692,11 @@ def test_prepare_unconfined_and_privileged_load_nothing(tmp_path):
     assert seccomp.prepare(str(tmp_path / "missing.json"), DEFAULT_CAPABILITIES, privileged=True) is None
 
 
+def filters(cache):
+    """The compiled filters in a cache directory (not the quick index entries)."""
+    return [f for f in cache.iterdir() if not f.name.startswith("quick-")]
+
+
 @needs_libseccomp
 def test_prepare_caches_in_process_and_on_disk(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
@@ -699,9 +704,11 @@ def test_prepare_caches_in_process_and_on_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(seccomp, "_FAST", {})
     first = seccomp.prepare("default", DEFAULT_CAPABILITIES, cache_dir=str(cache))
     assert seccomp.prepare("default", list(reversed(DEFAULT_CAPABILITIES)), cache_dir=str(cache)) is first
-    files = list(cache.iterdir())
+    files = filters(cache)
     assert len(files) == 1 and oct(cache.stat().st_mode & 0o777) == "0o700"
     assert oct(files[0].stat().st_mode & 0o777) == "0o600"
+    (quick,) = [f for f in cache.iterdir() if f.name.startswith("quick-")]  # the built-in profile's index entry
+    assert oct(quick.stat().st_mode & 0o777) == "0o600"
     # A new process (empty memory caches) reads the same filter back from disk.
     monkeypatch.setattr(seccomp, "_CACHE", {})
     monkeypatch.setattr(seccomp, "_FAST", {})
@@ -709,7 +716,7 @@ def test_prepare_caches_in_process_and_on_disk(tmp_path, monkeypatch):
     assert again == first and again is not first
     # Another capability set is another filter.
     admin = seccomp.prepare("default", list(DEFAULT_CAPABILITIES) + ["CAP_SYS_ADMIN"], cache_dir=str(cache))
-    assert admin.program != first.program and len(list(cache.iterdir())) == 2
+    assert admin.program != first.program and len(filters(cache)) == 2
 
 
 @needs_libseccomp
@@ -719,7 +726,7 @@ def test_prepare_ignores_a_damaged_cache(tmp_path, monkeypatch, damage):
     monkeypatch.setattr(seccomp, "_CACHE", {})
     monkeypatch.setattr(seccomp, "_FAST", {})
     good = seccomp.prepare("default", DEFAULT_CAPABILITIES, cache_dir=str(cache))
-    (entry,) = cache.iterdir()
+    (entry,) = filters(cache)
     doc = json.loads(entry.read_text())
     if damage == "program":
         # A weakened program: "allow everything". The checksum no longer matches, so it is not used.
@@ -812,3 +819,55 @@ def test_the_built_in_profile_is_valid():
     seccomp.prepare(seccomp.DEFAULT, ["CAP_CHOWN"], cache_dir=None)
     assert json.dumps(seccomp_default.PROFILE, sort_keys=True) == before
     assert seccomp.check_spec(seccomp.DEFAULT) == seccomp.DEFAULT
+
+
+@needs_libseccomp
+def test_the_quick_index_finds_the_default_filter_without_libseccomp(tmp_path, monkeypatch):
+    # Issue 6: a new process finds the built-in profile's filter without loading libseccomp or resolving.
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(seccomp, "_CACHE", {})
+    monkeypatch.setattr(seccomp, "_FAST", {})
+    first = seccomp.prepare("default", DEFAULT_CAPABILITIES, cache_dir=str(cache))
+    monkeypatch.setattr(seccomp, "_CACHE", {})
+    monkeypatch.setattr(seccomp, "_FAST", {})
+
+    def no_library(profile):
+        raise AssertionError("libseccomp loaded")
+
+    monkeypatch.setattr(seccomp, "_libseccomp", no_library)
+    monkeypatch.setattr(seccomp, "_resolve", lambda *a: (_ for _ in ()).throw(AssertionError("resolved")))
+    again = seccomp.prepare("default", list(reversed(DEFAULT_CAPABILITIES)), cache_dir=str(cache))
+    assert again == first and again is not first
+    # Another capability set is not in the index: that one needs the library.
+    with pytest.raises(AssertionError, match="libseccomp loaded"):
+        seccomp.prepare("default", list(DEFAULT_CAPABILITIES) + ["CAP_SYS_ADMIN"], cache_dir=str(cache))
+
+
+@needs_libseccomp
+@pytest.mark.parametrize("damage", ["library", "key", "mode", "garbage"])
+def test_the_quick_index_is_ignored_when_it_no_longer_holds(tmp_path, monkeypatch, damage):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(seccomp, "_CACHE", {})
+    monkeypatch.setattr(seccomp, "_FAST", {})
+    good = seccomp.prepare("default", DEFAULT_CAPABILITIES, cache_dir=str(cache))
+    (quick,) = [f for f in cache.iterdir() if f.name.startswith("quick-")]
+    doc = json.loads(quick.read_text())
+    assert os.path.basename(doc["libseccomp"][0]).startswith("libseccomp.so")
+    if damage == "library":
+        doc["libseccomp"][2] += 1          # another inode: libseccomp was upgraded since
+        quick.write_text(json.dumps(doc))
+    elif damage == "key":
+        doc["key"] = "../" + doc["key"][3:]
+        quick.write_text(json.dumps(doc))
+    elif damage == "mode":
+        quick.chmod(0o666)
+    else:
+        quick.write_bytes(b"\0garbage")
+    monkeypatch.setattr(seccomp, "_CACHE", {})
+    monkeypatch.setattr(seccomp, "_FAST", {})
+    loads = []
+    real = seccomp._libseccomp
+    monkeypatch.setattr(seccomp, "_libseccomp", lambda profile: loads.append(profile) or real(profile))
+    again = seccomp.prepare("default", DEFAULT_CAPABILITIES, cache_dir=str(cache))
+    assert again.program == good.program and loads  # the full path ran
+    assert oct(quick.stat().st_mode & 0o777) == "0o600" and json.loads(quick.read_text())["key"] != "../"
