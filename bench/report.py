@@ -289,6 +289,7 @@ def write(results: dict[str, Any], docs_dir: str, readme: Optional[str] = None) 
     rows = rows_from(results)
     targets = evaluate_targets(rows, results.get("facts", {}), [tuple(s) for s in results.get("skipped", [])])
     results["targets"] = [t.__dict__ for t in targets]
+    os.makedirs(docs_dir, exist_ok=True)
     md_path = os.path.join(docs_dir, "benchmarks.md")
     png_path = os.path.join(docs_dir, "benchmarks.png")
     with open(md_path, "w", encoding="utf-8") as f:
