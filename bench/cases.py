@@ -200,7 +200,7 @@ def _fresh_dirs(top: str, count: int, out: list[str]) -> None:
     rmtree(top)
     os.makedirs(top)
     subprocess.run(["chattr", "+T", top], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out[:] = [os.path.join(top, "rootfs-" + secrets.token_hex(8)) for _ in range(count)]
+    out[:] = [os.path.join(top, "rootfs-" + secrets.token_hex(8)) for _index in range(count)]
     for d in out:
         os.mkdir(d)
 
@@ -681,8 +681,8 @@ def cpu_note(samples: dict[str, list[Sample]], ours_key: str, peer_key: str) -> 
     if not pairs:
         return ""
     ratio = statistics.median(a / b for a, b in pairs)
-    return (f"CPU time {statistics.median(a for a, _ in pairs) * 1000:.0f} ms vs "
-            f"{statistics.median(b for _, b in pairs) * 1000:.0f} ms median, {ratio:.2f}× per round")
+    return (f"CPU time {statistics.median(pair[0] for pair in pairs) * 1000:.0f} ms vs "
+            f"{statistics.median(pair[1] for pair in pairs) * 1000:.0f} ms median, {ratio:.2f}× per round")
 
 
 def filter_cost_ms(samples: dict[str, list[Sample]], with_key: str = "default",

@@ -50,6 +50,8 @@ def _match(pattern: str, text: str):
     import re
 
     return re.match(pattern, text)
+
+
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
             "rss", "rtprio", "rttime", "sigpending", "stack")
 

@@ -77,7 +77,7 @@ def pid(state) -> int:
 
 def status_field(host, pid: int, key: str) -> str:
     for line in host.file(f"/proc/{pid}/status").content_string.splitlines():
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         if name == key:
             return value.strip()
     raise AssertionError(f"/proc/{pid}/status has no {key}")
@@ -124,7 +124,7 @@ def test_registry_serves_the_stored_manifest(host, reference):
         tag,
     )
     assert out.rc == 0, out.stderr
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in out.stdout.splitlines())}
+    headers = {k.strip().lower(): v.strip() for k, _sep, v in (line.partition(":") for line in out.stdout.splitlines())}
     assert headers.get("docker-content-digest") == descriptors(host)[IMAGE]["digest"]
 
 

@@ -835,7 +835,7 @@ def test_the_quick_index_finds_the_default_filter_without_libseccomp(tmp_path, m
         raise AssertionError("libseccomp loaded")
 
     monkeypatch.setattr(seccomp, "_libseccomp", no_library)
-    monkeypatch.setattr(seccomp, "_resolve", lambda *a: (_ for _ in ()).throw(AssertionError("resolved")))
+    monkeypatch.setattr(seccomp, "_resolve", lambda *a: (item for item in ()).throw(AssertionError("resolved")))
     again = seccomp.prepare("default", list(reversed(DEFAULT_CAPABILITIES)), cache_dir=str(cache))
     assert again == first and again is not first
     # Another capability set is not in the index: that one needs the library.
