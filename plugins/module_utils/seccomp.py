@@ -635,23 +635,52 @@ def _private(st: os.stat_result) -> bool:
     return st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _cache_read(directory: str, key: str) -> Filter | None:
-    """A filter compiled earlier, trusted only from a directory and file of our own that nobody else can
-    write; anything unexpected is ignored (the filter is compiled again)."""
+def _read_private(directory: str, name: str, limit: int) -> bytes | None:
+    """The content of ``directory/name`` (at most ``limit`` bytes), trusted only when the directory and the file
+    are our own and nobody else can write them; None for anything else (missing, foreign, a symlink, an error)."""
     try:
         if not _private(os.stat(directory)):
             return None
-        fd = os.open(os.path.join(directory, key + ".json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         if not _private(os.fstat(fd)):
             return None
-        raw = os.read(fd, 4 * BPF_MAXINSNS * _INSN.size + 65536)
+        return os.read(fd, limit)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _write_private(directory: str, name: str, data: bytes) -> None:
+    """Best effort: ``data`` as ``directory/name`` (0600, written to a temporary name and renamed into place), in
+    a directory of our own (made 0700 when missing); nothing is written into a directory others can write."""
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not _private(os.stat(directory)):
+            return
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(directory, name))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _cache_read(directory: str, key: str) -> Filter | None:
+    """A filter compiled earlier, trusted only from a directory and file of our own that nobody else can
+    write; anything unexpected is ignored (the filter is compiled again)."""
+    raw = _read_private(directory, key + ".json", 4 * BPF_MAXINSNS * _INSN.size + 65536)
+    if raw is None:
+        return None
     try:
         doc = json_loads(raw.decode("utf-8"))
         if doc.pop("format") != CACHE_FORMAT or doc.pop("key") != key:
@@ -673,22 +702,7 @@ def _cache_write(directory: str, key: str, compiled: Filter) -> None:
         if name != "program":
             value = getattr(compiled, name)
             doc[name] = list(value) if isinstance(value, tuple) else value
-    tmp = os.path.join(directory, f".{key}.{os.getpid()}.tmp")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        if not _private(os.stat(directory)):
-            return
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json_dumps(doc, sort_keys=True).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(directory, key + ".json"))
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    _write_private(directory, key + ".json", json_dumps(doc, sort_keys=True).encode())
 
 
 def kernel_supports_seccomp(proc: str = "/proc") -> bool:
@@ -791,20 +805,9 @@ def _loaded_libseccomp() -> list | None:
 
 def _quick_read(directory: str, quick: str) -> Filter | None:
     """The filter the quick index names, when its libseccomp is the same file; None otherwise."""
-    try:
-        if not _private(os.stat(directory)):
-            return None
-        fd = os.open(os.path.join(directory, f"quick-{quick}.json"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    raw = _read_private(directory, f"quick-{quick}.json", 65536)
+    if raw is None:
         return None
-    try:
-        if not _private(os.fstat(fd)):
-            return None
-        raw = os.read(fd, 65536)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     try:
         doc = json_loads(raw.decode("utf-8"))
         lib, key = doc["libseccomp"], doc["key"]
@@ -821,21 +824,8 @@ def _quick_write(directory: str, quick: str | None, key: str) -> None:
     lib = _loaded_libseccomp()
     if quick is None or lib is None:
         return
-    tmp = os.path.join(directory, f".quick-{quick}.{os.getpid()}.tmp")
-    try:
-        if not _private(os.stat(directory)):
-            return
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json_dumps({"format": CACHE_FORMAT, "key": key, "libseccomp": lib}).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(directory, f"quick-{quick}.json"))
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    _write_private(directory, f"quick-{quick}.json",
+                   json_dumps({"format": CACHE_FORMAT, "key": key, "libseccomp": lib}).encode())
 
 
 def _identity(spec: str) -> tuple | None:
