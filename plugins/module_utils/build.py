@@ -20,15 +20,14 @@ Host files are read only where they were named: symlinks in ``files`` are copied
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
 import json
 import os
 import re
 import stat
-import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +193,16 @@ def source_date_epoch(value: int | None) -> int:
     return int(env)
 
 
+_MAX_RFC3339_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def rfc3339(epoch: int) -> str:
+    """``2023-11-14T22:13:20Z``. ``time.gmtime`` gives what ``datetime`` does for years 1970-9999 without
+    importing it (a build's imports are a good part of its time); beyond that ``datetime`` answers (an error)."""
+    if 0 <= epoch <= _MAX_RFC3339_EPOCH:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    import datetime
+
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -491,6 +499,8 @@ def _digest(data: bytes) -> str:
 
 def _layer_file_list(store: Store, image: ImageRecord) -> list[str] | None:
     """Paths in the top layer of an existing image, for the diff (None when it can't be read cheaply)."""
+    import tarfile  # only diff mode reads an old layer back
+
     if not image.layers:
         return []
     top = image.layers[-1]
@@ -554,10 +564,12 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
                 store.tag(name, _descriptor(manifest_body, digest, config_body))
     changed = digest != before
     image = _record(name, digest, manifest_body, config_body, config_digest)
-    if not check_mode:
+    if not check_mode and (base is not None or (layer is not None and not store.has_layer(layer.diff_id))):
+        # Base layers not unpacked yet (ours is there already). Without a base the image's one layer is ours, just
+        # committed, so neither the pull engine (and its imports) nor a second read of the image is needed.
         from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
 
-        ensure_unpacked(store, store.image(name))  # base layers not unpacked yet; ours is there already
+        ensure_unpacked(store, store.image(name))
     if changed:
         actions.append(("would build " if check_mode else "built ") + f"{name} {digest}" +
                        (f" (was {before})" if before else ""))

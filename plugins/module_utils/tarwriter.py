@@ -31,22 +31,18 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-import shutil
 import stat
-import subprocess
 import threading
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
-try:  # optional; only used when the zstd command is missing
-    import zstandard as _zstandard  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the host
-    _zstandard = None
+# subprocess, shutil and zstandard are imported where zstd is used, and the gzip workers are plain threads rather
+# than concurrent.futures (which imports logging): a build is a short command whose imports are a good part of
+# its time (issue 3's bash+ls case).
 
 FILE = "file"
 DIR = "dir"
@@ -385,6 +381,8 @@ class _ZstdProcess:
     """Feeds the ``zstd`` command on stdin and copies its stdout to ``out`` from a thread."""
 
     def __init__(self, out, level: int, binary: str):
+        import subprocess  # only zstd layers need it
+
         self.out = out
         self.proc = subprocess.Popen(
             [binary, "-q", "-c", f"-{level}", "--single-thread", "--no-progress"],
@@ -432,10 +430,20 @@ class _ZstdProcess:
             raise DockerlessError(f"compressing with zstd: exit status {rc}: {err[:300]}. Check the zstd command.")
 
 
+def _zstandard_module():
+    """The optional ``zstandard`` module (used only when the zstd command is missing), or None."""
+    try:
+        import zstandard  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - depends on the host
+        return None
+    return zstandard
+
+
 class _ZstdModule:
-    def __init__(self, out, level: int):
+    def __init__(self, out, level: int, module=None):
         self.out = out
-        self._c = _zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True)  # type: ignore[union-attr]
+        module = module or _zstandard_module()
+        self._c = module.ZstdCompressor(level=level, threads=0, write_checksum=True)
         self._obj = self._c.compressobj()
 
     def write(self, data) -> int:
@@ -471,12 +479,58 @@ def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> bytes:
     return comp.compress(data) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
+class _DeflateJob:
+    """One block handed to a worker; ``wait`` returns its deflate bytes (or raises what the worker raised)."""
+
+    __slots__ = ("block", "zdict", "last", "result", "error", "cancelled", "_done")
+
+    def __init__(self, block: bytes, zdict: bytes, last: bool):
+        self.block = block
+        self.zdict = zdict
+        self.last = last
+        self.result = b""
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self._done = threading.Lock()
+        self._done.acquire()  # released by the worker when the job is finished
+
+    def run(self, level: int) -> None:
+        try:
+            if not self.cancelled:
+                self.result = _deflate_block(self.block, self.zdict, level, self.last)
+        except BaseException as exc:  # handed to the writer by wait()
+            self.error = exc
+        finally:
+            self.block = self.zdict = b""
+            self._done.release()
+
+    def done(self) -> bool:
+        return not self._done.locked()
+
+    def wait(self) -> bytes:
+        with self._done:
+            pass
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def _deflate_worker(jobs, level: int) -> None:
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        job.run(level)
+
+
 class ParallelGzipWriter:
-    """A gzip stream (one RFC 1952 member) compressed by a thread pool; ``write``/``close`` like a file.
+    """A gzip stream (one RFC 1952 member) compressed by worker threads; ``write``/``close`` like a file.
 
     Header: no name, mtime 0, XFL by level as zlib sets it, OS 255 ("unknown"): nothing host or time specific.
     ``close`` writes the trailer (CRC-32 and length of the whole input) but does not close ``out``. Memory stays
-    bounded: at most ``2 * threads`` blocks are in flight.
+    bounded: at most ``2 * threads`` blocks are in flight. The workers are plain threads fed by a queue (started
+    as blocks arrive, up to ``threads``), not a ``concurrent.futures`` pool: that module imports ``logging``,
+    which costs a short build more than its whole tar.
     """
 
     def __init__(self, out, level: int = 1, threads: int | None = None, block_size: int = GZIP_BLOCK):
@@ -488,8 +542,9 @@ class ParallelGzipWriter:
         self.level = level
         self.block_size = block_size
         self.threads = max(1, threads if threads is not None else gzip_threads())
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: collections.deque[Future] = collections.deque()
+        self._jobs = None  # queue.SimpleQueue, made with the first worker
+        self._workers: list[threading.Thread] = []
+        self._pending: collections.deque[_DeflateJob] = collections.deque()
         self._buf = bytearray()
         self._zdict = b""
         self._crc = 0
@@ -517,16 +572,25 @@ class ParallelGzipWriter:
         self._crc = zlib.crc32(block, self._crc)  # one call per block: zlib releases the GIL for it
         zdict = self._zdict
         self._zdict = block[-_GZIP_WINDOW:]  # every block but the last is at least 32 KiB
-        if self.threads == 1 or (last and self._pool is None):
-            # One worker, or a stream of a single block: no pool to start (same bytes either way).
+        if self.threads == 1 or (last and self._jobs is None):
+            # One worker, or a stream of a single block: no thread to start (same bytes either way).
             self.out.write(_deflate_block(block, zdict, self.level, last))
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="gzip")
-        self._pending.append(self._pool.submit(_deflate_block, block, zdict, self.level, last))
+        if self._jobs is None:
+            import queue  # the start path of a one-block stream never needs it
+
+            self._jobs = queue.SimpleQueue()
+        job = _DeflateJob(block, zdict, last)
+        self._jobs.put(job)
+        if len(self._workers) < self.threads and len(self._pending) >= len(self._workers):
+            worker = threading.Thread(target=_deflate_worker, args=(self._jobs, self.level),
+                                      name=f"gzip-{len(self._workers)}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        self._pending.append(job)
         # Write finished blocks in order; wait only when too many are in flight (bounded memory).
         while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self.threads):
-            self.out.write(self._pending.popleft().result())
+            self.out.write(self._pending.popleft().wait())
 
     def flush(self) -> None:
         """Nothing to flush before ``close``: a block is only complete at its full size or at the end."""
@@ -539,7 +603,7 @@ class ParallelGzipWriter:
             self._submit(bytes(self._buf), last=True)
             self._buf = bytearray()
             while self._pending:
-                self.out.write(self._pending.popleft().result())
+                self.out.write(self._pending.popleft().wait())
             self.out.write((self._crc & 0xFFFFFFFF).to_bytes(4, "little") +
                            (self._length & 0xFFFFFFFF).to_bytes(4, "little"))
         finally:
@@ -548,12 +612,16 @@ class ParallelGzipWriter:
     def abort(self) -> None:
         """Stop the workers without writing anything more (after an error)."""
         self._closed = True
-        for future in self._pending:
-            future.cancel()
+        for job in self._pending:
+            job.cancelled = True
         self._pending.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._jobs is not None:
+            workers, self._workers = self._workers, []
+            for sentinel in [None] * len(workers):  # one per worker: each ends at the first it takes
+                self._jobs.put(sentinel)
+            for worker in workers:
+                worker.join()
+            self._jobs = None
 
 
 DEFAULT_LEVELS = {"gzip": 1, "zstd": 3, "none": 0}
@@ -572,11 +640,14 @@ def open_compressor(kind: str, out, level: int | None = None):
     if kind == "zstd":
         if not 1 <= level <= 19:
             raise DockerlessError(f"compressing with zstd: level {level} is not 1-19. Pick a level from 1 to 19.")
+        import shutil  # only zstd layers need it
+
         binary = shutil.which("zstd")
         if binary:
             return _ZstdProcess(out, level, binary)
-        if _zstandard is not None:
-            return _ZstdModule(out, level)
+        module = _zstandard_module()
+        if module is not None:
+            return _ZstdModule(out, level, module)
         raise DockerlessError(
             "compressing with zstd: neither the zstd command nor the Python zstandard module is installed. "
             "Install zstd, or use gzip."

@@ -6,11 +6,15 @@ idempotence against a real store in tmp_path, hostile ``files`` inputs."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import io
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -103,6 +107,18 @@ def test_source_date_epoch(monkeypatch):
     with pytest.raises(BuildError, match="SOURCE_DATE_EPOCH"):
         build.source_date_epoch(None)
     assert build.rfc3339(1700000000) == "2023-11-14T22:13:20Z"
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 946684800, 951782400, 1700000000, 2**31, 4102444800, 253402300799])
+def test_rfc3339_is_what_datetime_gives(epoch):
+    """rfc3339 formats with time.gmtime (no datetime import); the text is datetime's, to the last second of 9999."""
+    expected = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert build.rfc3339(epoch) == expected
+
+
+def test_rfc3339_beyond_year_9999_fails_as_before():
+    with pytest.raises((ValueError, OverflowError)):
+        build.rfc3339(253402300800)
 
 
 # -- planning -----------------------------------------------------------------------------------------------------
@@ -268,6 +284,31 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
     assert all(m.mtime == 0 and m.uname == "" for m in members.values())
 
 
+def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path):
+    """Issue 3: what a short build command loads. Without a base the one layer is ours, unpacked while it is
+    written: the pull engine (concurrent.futures, logging) is not imported, nor tarfile (diff mode only) or
+    datetime; the layer folder is there for containers all the same, and the digest is the in-process one."""
+    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
+    mu = "ansible_collections.dockerless.containers.plugins.module_utils"
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {collections!r})\n"
+        f"from {mu}.build import BuildSpec, build_image\n"
+        f"from {mu}.store import Store\n"
+        f"spec = BuildSpec(name='me/tools:1', executables=['tool'], host_root={root!r}, source_date_epoch=5)\n"
+        f"result = build_image(Store({str(tmp_path / 'fresh')!r}), spec)\n"
+        f"heavy = sorted(m for m in ('{mu}.pull', 'concurrent.futures', 'logging', 'tarfile', 'datetime',\n"
+        "                            'argparse') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["heavy"] == [], f"a build without base imports {got['heavy']}"
+    here = build.build_image(Store(str(tmp_path / "here")), spec(root, executables=["tool"], source_date_epoch=5))
+    assert got["digest"] == here.after
+    assert os.path.isfile(os.path.join(Store(str(tmp_path / "fresh")).layer_dir(got["diff_id"]), "usr/bin/tool"))
+
+
 def test_reproducible_across_stores_and_mtimes(root, tmp_path):
     s = spec(root, executables=["tool"], files=[FileSpec(src="/srv/site", dest="/srv/site")])
     a = build.build_image(Store(str(tmp_path / "a")), s)
@@ -309,6 +350,9 @@ def test_base_image_layers_and_config(root, tmp_path):
     store = Store(str(tmp_path / "s"))
     base = build.build_image(store, spec(root, name="base:1", executables=["tool"], env={"A": "base", "KEEP": "1"},
                                          cmd=["base-cmd"], labels={"from": "base"}))
+    # A base whose layer folder is gone (e.g. pulled by an older version): the build unpacks it from its blob.
+    base_dir = store.layer_dir(base.image["layers"][0]["diff_id"])
+    shutil.rmtree(base_dir)
     child = build.build_image(store, spec(root, name="child:1", base="base:1",
                                           files=[FileSpec(src="/etc/app.conf", dest="/etc/app.conf")],
                                           env={"A": "child"}, entrypoint=["/usr/bin/tool"], labels={"mine": "1"}))
@@ -321,6 +365,8 @@ def test_base_image_layers_and_config(root, tmp_path):
     assert cfg["Labels"] == {"from": "base", "mine": "1"}
     assert len(img.config["history"]) == 2 and img.config["rootfs"]["diff_ids"][0] == base.image["layers"][0]["diff_id"]
     assert child.files == ["/etc", "/etc/app.conf"]
+    assert os.path.isfile(os.path.join(base_dir, "usr/bin/tool"))
+    assert all(store.has_layer(la["diff_id"]) for la in img.layers)
     with pytest.raises(BuildError, match="not in the store"):
         build.build_image(store, spec(root, name="c:2", base="nothere:1"))
 

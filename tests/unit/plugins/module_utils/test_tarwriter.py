@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import zlib
@@ -339,3 +340,44 @@ def test_parallel_gzip_stops_its_threads_on_errors(tmp_path):
     assert threading.active_count() == before
     with pytest.raises(DockerlessError, match="level 10"):
         tw.ParallelGzipWriter(io.BytesIO(), 10)
+
+
+def test_parallel_gzip_worker_error_reaches_the_writer_and_stops_the_workers(monkeypatch):
+    """A block whose deflate fails in a worker raises from write/close, and no worker thread is left behind."""
+    before = threading.active_count()
+    real = tw._deflate_block
+    calls = []
+
+    def failing(data, zdict, level, last):
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise zlib.error("injected")
+        return real(data, zdict, level, last)
+
+    monkeypatch.setattr(tw, "_deflate_block", failing)
+    writer = tw.ParallelGzipWriter(io.BytesIO(), 1, threads=2)
+    with pytest.raises(zlib.error, match="injected"):
+        for _i in range(6):
+            writer.write(_sample_stream(tw.GZIP_BLOCK))
+        writer.close()
+    writer.abort()
+    assert len(calls) >= 2 and threading.active_count() == before
+
+
+def test_gzip_layers_need_neither_concurrent_futures_nor_subprocess():
+    """Issue 3: a build is a short command whose imports count. tarwriter, in a fresh interpreter, writes a
+    several-block gzip layer (worker threads) without importing concurrent.futures (logging), subprocess or
+    shutil (only zstd layers need those)."""
+    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
+    code = (
+        "import io, sys\n"
+        f"sys.path.insert(0, {collections!r})\n"
+        "from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw\n"
+        "data = bytes(range(256)) * (3 * 4096 + 17)\n"
+        "res = tw.write_archive([tw.TarEntry('f', tw.FILE, data=data)], io.BytesIO(), 'gzip')\n"
+        "assert res.size > 0\n"
+        "print(','.join(sorted(m for m in ('concurrent.futures', 'logging', 'subprocess', 'shutil', 'zstandard')\n"
+        "                      if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"a gzip layer imports {out.stdout.strip()}"
