@@ -28,7 +28,6 @@ import re
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
@@ -39,6 +38,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.elf import (
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError, DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 from ansible_collections.dockerless.containers.plugins.module_utils.store import ImageRecord, Store, remove_tree
 from ansible_collections.dockerless.containers.plugins.module_utils.tarwriter import (
     DIR,
@@ -63,8 +63,11 @@ _LAYER_TYPE_TO_OCI = {
 }
 
 
-@dataclass
-class FileSpec:
+# The records below are runtime_record.Record classes (fields, defaults, ==, repr like dataclasses): generating a
+# dataclass's methods costs about a millisecond per class at import, a visible part of a small build (issue 3).
+
+
+class FileSpec(Record):
     """One item of ``files``: host ``src`` (file, directory or symlink) copied to absolute ``dest`` in the image."""
 
     src: str
@@ -75,52 +78,49 @@ class FileSpec:
     follow: bool = False
 
 
-@dataclass
-class BuildSpec:
+class BuildSpec(Record):
     """Everything that determines the image. Equal specs over equal host files give equal digests."""
 
     name: str
-    executables: list[str] = field(default_factory=list)
-    files: list[FileSpec] = field(default_factory=list)
+    executables: list[str] = Factory(list)
+    files: list[FileSpec] = Factory(list)
     base: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = Factory(dict)
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     workdir: str | None = None
     user: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    exposed_ports: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
+    labels: dict[str, str] = Factory(dict)
+    exposed_ports: list[str] = Factory(list)
+    volumes: list[str] = Factory(list)
     compression: str = "gzip"
     compression_level: int | None = None
     source_date_epoch: int | None = None
     host_root: str = "/"
-    search_path: list[str] = field(default_factory=lambda: list(DEFAULT_SEARCH_PATH))
+    search_path: list[str] = Factory(lambda: list(DEFAULT_SEARCH_PATH))
 
 
-@dataclass
-class LayerPlan:
+class LayerPlan(Record):
     """The new layer's entries (keyed by path without leading slash) and what the closure taught us."""
 
     entries: dict[str, TarEntry]
     architecture: str | None = None
     os: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = Factory(list)
 
     @property
     def files(self) -> list[str]:
         return ["/" + p for p in sorted(self.entries, key=sort_key)]
 
 
-@dataclass
-class BuildResult:
+class BuildResult(Record):
     changed: bool
     image: dict[str, Any]
     before: str | None
     after: str
     files: list[str]
-    notes: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
+    notes: list[str] = Factory(list)
+    actions: list[str] = Factory(list)
     diff: dict[str, Any] | None = None
 
 
@@ -614,15 +614,7 @@ class _LayerUnpacker:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _LayerUnpacker:
-        from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (
-            extract_layer,
-            mark_hierarchy_top,
-        )
-
         self.tmp = self.store.make_tmp_dir("build-layer-")
-        # As pull does: the layer folder tops its own hierarchy and has a random name, so on ext4 its tree goes to
-        # a block group of its own, not next to a tree just removed from the store (unpack.mark_hierarchy_top).
-        mark_hierarchy_top(self.tmp)
         self.dest = os.path.join(self.tmp, "rootfs-" + os.urandom(6).hex())
         rfd, wfd = os.pipe()
         # A 1 MiB pipe (Linux's default pipe-max-size) instead of 64 KiB: the writer and the extracting thread
@@ -634,6 +626,17 @@ class _LayerUnpacker:
 
         def run() -> None:
             try:
+                # Imported here, not before the thread starts: the writer meanwhile fills the pipe and hands its
+                # first blocks to the gzip workers, so the import overlaps with compression (issue 3).
+                from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (
+                    extract_layer,
+                    mark_hierarchy_top,
+                )
+
+                # As pull does: the layer folder tops its own hierarchy and has a random name, so on ext4 its tree
+                # goes to a block group of its own, not next to a tree just removed from the store
+                # (unpack.mark_hierarchy_top).
+                mark_hierarchy_top(self.tmp)
                 self.result = extract_layer(reader, oci.OCI_LAYER_TAR, self.dest)
             except BaseException as exc:  # re-raised in __exit__
                 self.error = exc

@@ -24,9 +24,9 @@ import glob
 import os
 import stat
 import struct
-from dataclasses import dataclass, field
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS32 = 1
@@ -105,9 +105,14 @@ _PLATFORMS = {
 DEFAULT_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
-@dataclass(frozen=True)
-class ElfInfo:
+# ElfInfo, PathStep and Closure are runtime_record.Record classes (dataclass-like, without the per-class code
+# generation of @dataclass at import: a build is a short command, issue 3).
+
+
+class ElfInfo(Record):
     """What the loader needs to know about one ELF file."""
+
+    FROZEN = True
 
     path: str
     elf_class: int
@@ -350,9 +355,10 @@ def _vaddr_to_offset(loads: list[tuple[int, int, int]], addr: int) -> int | None
 # Paths below a root, the way the kernel walks them
 
 
-@dataclass(frozen=True)
-class PathStep:
+class PathStep(Record):
     """One component met while walking a path: a directory, a symlink (with its target) or the final object."""
+
+    FROZEN = True
 
     path: str  # absolute path as seen inside the root, e.g. "/lib"
     kind: str  # "dir", "symlink", "file" or "other"
@@ -512,14 +518,13 @@ def expand_tokens(entry: str, origin: str, info: ElfInfo) -> list[str]:
     return [os.path.normpath(o) for o in out if o.startswith("/")]
 
 
-@dataclass
-class Closure:
+class Closure(Record):
     """Result of ``resolve_closure``: the files the loader would map, as paths inside the root."""
 
-    files: list[str] = field(default_factory=list)  # executables, interpreters and libraries, in BFS order
-    elves: dict[str, ElfInfo] = field(default_factory=dict)  # path -> parsed headers
-    resolved: dict[str, dict[str, str]] = field(default_factory=dict)  # object -> {needed name: path}
-    notes: list[str] = field(default_factory=list)
+    files: list[str] = Factory(list)  # executables, interpreters and libraries, in BFS order
+    elves: dict[str, ElfInfo] = Factory(dict)  # path -> parsed headers
+    resolved: dict[str, dict[str, str]] = Factory(dict)  # object -> {needed name: path}
+    notes: list[str] = Factory(list)
     architecture: str | None = None
     os: str | None = None
 
