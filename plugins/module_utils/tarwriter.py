@@ -35,10 +35,10 @@ import stat
 import threading
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
 
 # subprocess, shutil and zstandard are imported where zstd is used, and the gzip workers are plain threads rather
 # than concurrent.futures (which imports logging): a build is a short command whose imports are a good part of
@@ -66,27 +66,54 @@ MEDIA_TYPES = {
 }
 
 
-@dataclass
+_FIELDS = ("path", "kind", "mode", "uid", "gid", "size", "linkname", "devmajor", "devminor", "source", "data",
+           "inode", "xattrs")
+_NO_XATTRS = object()  # the default marker: each entry gets its own empty dict
+
+
 class TarEntry:
     """One archive member. ``path`` is relative to the archive root (``usr/bin/bash``), without a leading slash.
 
     Regular files take their content from ``data`` or from the host file ``source`` (opened without following
     symlinks, checked to still have ``size`` bytes and, when given, the same ``inode``).
+
+    A plain class with ``__slots__`` and the dataclass it replaces' constructor, ``==`` and ``repr``: a build makes
+    one per path (thousands for a tree), and ``@dataclass`` costs about a millisecond of code generation at import,
+    which a small build's time notices (issue 3).
     """
 
-    path: str
-    kind: str
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
-    size: int = 0
-    linkname: str = ""
-    devmajor: int = 0
-    devminor: int = 0
-    source: str | None = None
-    data: bytes | None = None
-    inode: tuple[int, int] | None = None
-    xattrs: dict[str, bytes] = field(default_factory=dict)
+    __slots__ = _FIELDS
+
+    def __init__(self, path: str, kind: str, mode: int = 0o644, uid: int = 0, gid: int = 0, size: int = 0,
+                 linkname: str = "", devmajor: int = 0, devminor: int = 0, source: str | None = None,
+                 data: bytes | None = None, inode: tuple[int, int] | None = None,
+                 xattrs: dict[str, bytes] = _NO_XATTRS):  # type: ignore[assignment]
+        self.path = path
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.linkname = linkname
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.source = source
+        self.data = data
+        self.inode = inode
+        self.xattrs = {} if xattrs is _NO_XATTRS else xattrs
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # mutable, like a dataclass with eq and without frozen
+
+    def __repr__(self) -> str:
+        return "TarEntry(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS) + ")"
 
 
 def normalize_member(path: str) -> str:
@@ -655,8 +682,7 @@ def open_compressor(kind: str, out, level: int | None = None):
     raise DockerlessError(f"compressing a layer: unknown compression {kind!r}. Use gzip, zstd or none.")
 
 
-@dataclass
-class ArchiveResult:
+class ArchiveResult(Record):
     """Digests of one written archive: ``diff_id`` over the tar, ``digest``/``size`` over the compressed bytes."""
 
     diff_id: str

@@ -381,3 +381,20 @@ def test_gzip_layers_need_neither_concurrent_futures_nor_subprocess():
     )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"a gzip layer imports {out.stdout.strip()}"
+
+
+def test_tar_entry_keeps_the_dataclass_behaviour():
+    """TarEntry is a plain __slots__ class now (issue 3): same constructor, defaults, == and repr as before."""
+    a = E("x", tw.FILE)
+    b = E(path="x", kind=tw.FILE, mode=0o644, uid=0, gid=0)
+    assert a == b and a != E("x", tw.FILE, 0o600) and a.__eq__("x") is NotImplemented
+    assert a.xattrs == {} and a.xattrs is not b.xattrs  # one dict per entry, like field(default_factory=dict)
+    assert E("y", tw.DIR, xattrs=None).xattrs is None   # an explicit value is kept as given
+    assert repr(a) == ("TarEntry(path='x', kind='file', mode=420, uid=0, gid=0, size=0, linkname='', devmajor=0, "
+                       "devminor=0, source=None, data=None, inode=None, xattrs={})")
+    with pytest.raises(TypeError):
+        hash(a)
+    with pytest.raises(TypeError):
+        E("z")  # kind is required
+    with pytest.raises(AttributeError):
+        a.colour = "red"  # __slots__: no stray attributes
