@@ -397,4 +397,4 @@ def test_tar_entry_keeps_the_dataclass_behaviour():
     with pytest.raises(TypeError):
         E("z")  # kind is required
     with pytest.raises(AttributeError):
-        a.colour = "red"  # __slots__: no stray attributes
+        setattr(a, "colour", "red")  # __slots__: no stray attributes
