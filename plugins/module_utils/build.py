@@ -28,7 +28,6 @@ import re
 import stat
 import threading
 import time
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.elf import (
@@ -49,6 +48,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.tarwriter im
     sort_key,
     write_archive,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a build's imports count, issue 3)
+if TYPE_CHECKING:
+    from typing import Any
 
 CREATED_BY = "dockerless.containers.image_build"
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -35,7 +35,6 @@ import stat
 import threading
 import zlib
 from collections.abc import Iterable
-from typing import BinaryIO
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
@@ -43,6 +42,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_reco
 # subprocess, shutil and zstandard are imported where zstd is used, and the gzip workers are plain threads rather
 # than concurrent.futures (which imports logging): a build is a short command whose imports are a good part of
 # its time (issue 3's bash+ls case).
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a build's imports count, issue 3)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 FILE = "file"
 DIR = "dir"
