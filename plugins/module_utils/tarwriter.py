@@ -593,7 +593,8 @@ class ParallelGzipWriter:
         self._length += n
         self._buf += data
         while len(self._buf) >= self.block_size:
-            block = bytes(self._buf[: self.block_size])
+            with memoryview(self._buf) as view:  # one copy into the block, not a slice and then a copy of it
+                block = bytes(view[: self.block_size])
             del self._buf[: self.block_size]
             self._submit(block, last=False)
         return n
