@@ -40,6 +40,17 @@ def _time_target(issue: str, text: str, r: Optional[Row], limit: float, missing:
                   f"{max(r.ours_values):.2f})", r.ours_median < limit)
 
 
+def _floor_note(target: Target, floor: Optional[Row], r: Optional[Row]) -> Target:
+    """Add the floor every Ansible module pays on this machine (ansible.builtin.stat as an AnsiballZ payload,
+    measured in the re-pull rounds) and how far above it ours is: a module-time target below that floor can not
+    be met by any module here."""
+    if floor is None or r is None or target.met is None:
+        return target
+    target.measured += (f"; every module's floor here (ansible.builtin.stat) {floor.peer_median:.2f} s, ours "
+                        f"{r.ours_median - floor.peer_median:+.2f} s above it")
+    return target
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -84,15 +95,17 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
     else:
         targets.append(Target("#2 image_pull", "no-change re-pull makes one HEAD request",
                               f"not measured: {reason('re-pull')}", None))
+    floor = _find(rows, "re-pull", "stat-module")
     targets += [
-        _time_target("#2 image_pull", "no-change re-pull under 0.3 s of module time",
-                     _find(rows, "re-pull", "skopeo"), 0.3, reason("re-pull")),
+        _floor_note(_time_target("#2 image_pull", "no-change re-pull under 0.3 s of module time",
+                                 _find(rows, "re-pull", "skopeo"), 0.3, reason("re-pull")), floor,
+                    _find(rows, "re-pull", "skopeo")),
         _ratio_target("#2 image_pull", "peak memory flat in layer size (500 MiB image ≤ 1.25× the Debian image's peak RSS)",
                       _find(rows, "memory", case_has="peak RSS"), 1.25, reason("memory")),
         _ratio_target("#4 image_push", "push ≤ 1.0× skopeo copy oci:… docker://…", _find(rows, "push"), 1.0,
                       reason("push")),
-        _time_target("#4 image_push", "no-change re-push under 0.3 s of module time", _find(rows, "re-push"), 0.3,
-                     reason("push")),
+        _floor_note(_time_target("#4 image_push", "no-change re-push under 0.3 s of module time", _find(rows, "re-push"),
+                                 0.3, reason("push")), floor, _find(rows, "re-push")),
         _ratio_target("#3 image_build", "build of the bash+ls image ≤ 1.0× umoci repack",
                       _find(rows, "build", case_has="bash+ls"), 1.0, reason("build")),
         _ratio_target("#3 image_build", "build of a large directory ≤ 1.0× umoci repack",

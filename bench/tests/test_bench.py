@@ -219,6 +219,15 @@ def test_targets_are_checked_against_rows_and_say_why_when_missing():
     assert two["no-change re-pull makes one HEAD request"].met is False
 
 
+def test_module_time_targets_name_the_stat_floor():
+    rows = _rows() + [harness.Row("no-change re-pull (image_pull module time)", "ours", "stat-module", [0.45, 0.5, 0.55],
+                                  [0.36, 0.37, 0.38], group="re-pull", peer_key="stat-module")]
+    targets = {t.text: t for t in report.evaluate_targets(rows, {}, [])}
+    repull = targets["no-change re-pull under 0.3 s of module time"]
+    assert repull.met is True and "floor here (ansible.builtin.stat) 0.37 s, ours -0.12 s above it" in repull.measured
+    assert "floor" not in targets["no-change re-push under 0.3 s of module time"].measured  # not measured: no note
+
+
 def test_report_writes_markdown_and_a_png_chart(tmp_path):
     pytest.importorskip("matplotlib", reason="matplotlib comes from bench/requirements.txt (bench/bench.sh)")
     results = {

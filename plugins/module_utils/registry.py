@@ -31,6 +31,8 @@ import contextlib
 import email.utils
 import hashlib
 import http.client
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -59,16 +61,27 @@ from ansible_collections.dockerless.containers.plugins.module_utils.oci import (
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import is_loopback_host, validate_digest
 
-try:
-    import requests
-    import requests.utils
-    import urllib3
-    import urllib3.exceptions
-    from requests.adapters import HTTPAdapter
 
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR: Exception | None = None
-except ImportError as _exc:  # pragma: no cover - exercised by ansible-test's import sanity test
+class _LazyModule:
+    """A module imported on first attribute access.
+
+    ``requests`` and ``urllib3`` take about as long to import as all of Ansible's ``basic`` module: a no-change
+    re-pull or re-push, whose only request is a HEAD per tag, sends it through ``http.client`` instead (see
+    ``RegistryClient._quick_head``) and never loads them."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+requests: Any = _LazyModule("requests")
+urllib3: Any = _LazyModule("urllib3")
+try:
+    HAS_REQUESTS = importlib.util.find_spec("requests") is not None and importlib.util.find_spec("urllib3") is not None
+    REQUESTS_IMPORT_ERROR: Exception | None = None if HAS_REQUESTS else ImportError("No module named 'requests'")
+except (ImportError, ValueError) as _exc:  # pragma: no cover - a broken package's __spec__
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = _exc
 
@@ -299,26 +312,59 @@ class _LimitedReader:
             yield chunk
 
 
-if HAS_REQUESTS:
+_BLOCK_ADAPTER: list[Any] = []
 
-    class _BlockAdapter(HTTPAdapter):
-        """An HTTPAdapter whose connections send request bodies in ``SEND_BLOCK_SIZE`` blocks."""
 
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            # urllib3 2 takes ``blocksize`` for its connections (and in its pool key); 1.26 (Debian 12's) would
-            # refuse the key, so it keeps http.client's default block there.
-            if _URLLIB3_MAJOR >= 2:
-                kwargs.setdefault("blocksize", SEND_BLOCK_SIZE)
-            super().init_poolmanager(*args, **kwargs)
+def _block_adapter(**kwargs: Any) -> Any:
+    """An HTTPAdapter whose connections send request bodies in ``SEND_BLOCK_SIZE`` blocks (class made on first use,
+    when requests is imported)."""
+    if not _BLOCK_ADAPTER:
+        from requests.adapters import HTTPAdapter  # pylint: disable=import-outside-toplevel
 
-    try:
-        _URLLIB3_MAJOR = int(urllib3.__version__.split(".", 1)[0])
-    except (AttributeError, ValueError):  # pragma: no cover - a vendored or odd urllib3
-        _URLLIB3_MAJOR = 1
+        try:
+            urllib3_major = int(urllib3.__version__.split(".", 1)[0])
+        except (AttributeError, ValueError):  # pragma: no cover - a vendored or odd urllib3
+            urllib3_major = 1
+
+        class BlockAdapter(HTTPAdapter):
+            def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+                # urllib3 2 takes ``blocksize`` for its connections (and in its pool key); 1.26 (Debian 12's) would
+                # refuse the key, so it keeps http.client's default block there.
+                if urllib3_major >= 2:
+                    kw.setdefault("blocksize", SEND_BLOCK_SIZE)
+                super().init_poolmanager(*args, **kw)
+
+        _BLOCK_ADAPTER.append(BlockAdapter)
+    return _BLOCK_ADAPTER[0](**kwargs)
 
 
 def _media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+class _Headers(dict):
+    """Response headers by lower-cased name; repeated headers joined with ", " as requests does."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+
+class _QuickResponse:
+    """What ``head_manifest`` and ``_handle_challenge`` read of a response, for an answer to ``_quick_head``."""
+
+    request = None
+    attempts = 1
+
+    def __init__(self, status_code: int, headers: _Headers, url: str):
+        self.status_code = status_code
+        self.headers = headers
+        self.url = url
+
+    def close(self) -> None:
+        """The body was read and the connection closed when the answer arrived."""
 
 
 # --- the client ---------------------------------------------------------------------------------------------------
@@ -359,19 +405,8 @@ class RegistryClient:
         self.backoff_base = float(backoff_base)
         self.retry_after_cap = float(retry_after_cap)
         self.loopback = is_loopback_host(registry)
-        if self.insecure:
-            # The user asked for unverified TLS for this registry; urllib3's per-request warning would only add
-            # noise to module output.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-        self._session = requests.Session()
-        # No .netrc, no environment CA override: credentials and verification are decided here, per request.
-        # Proxies are still taken from the environment, per URL (see _proxies).
-        self._session.trust_env = False
-        adapter = _BlockAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
+        self.user_agent = user_agent
+        self._session_obj: Any = None
 
         self._lock = threading.RLock()
         self._scheme: str | None = None
@@ -382,8 +417,29 @@ class RegistryClient:
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
+    @property
+    def _session(self) -> Any:
+        """The requests session, made (and requests imported) on first use."""
+        with self._lock:
+            if self._session_obj is None:
+                if self.insecure:
+                    # The user asked for unverified TLS for this registry; urllib3's per-request warning would only
+                    # add noise to module output.
+                    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+                session = requests.Session()
+                # No .netrc, no environment CA override: credentials and verification are decided here, per
+                # request. Proxies are still taken from the environment, per URL (see _proxies).
+                session.trust_env = False
+                adapter = _block_adapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                session.headers.update({"User-Agent": self.user_agent, "Accept-Encoding": "identity"})
+                self._session_obj = session
+            return self._session_obj
+
     def close(self) -> None:
-        self._session.close()
+        if self._session_obj is not None:
+            self._session_obj.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -934,14 +990,17 @@ class RegistryClient:
     def head_manifest(self, repository: str, reference: str) -> tuple[str, str, int] | None:
         """HEAD a manifest → (digest, media_type, size), or None when the registry answers 404.
 
-        Falls back to GET when the registry sends no ``Docker-Content-Digest``.
+        Falls back to GET when the registry sends no ``Docker-Content-Digest``. Tried first through
+        ``_quick_head`` (no requests import); any answer but 200/404 is sent again the full way.
         """
         self._check_repository(repository)
         self._check_reference(reference)
         op = f"checking manifest {self._name(repository, reference)}"
-        resp = self._send("HEAD", self._url(repository, "manifests", reference), op,
-                          atoms=repository_scope(repository, "pull"), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
-                          follow_redirects=True, lazy_challenge=True)
+        url = self._url(repository, "manifests", reference)
+        atoms = repository_scope(repository, "pull")
+        headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+        resp = self._quick_head(url, headers, atoms) or self._send(
+            "HEAD", url, op, atoms=atoms, headers=headers, follow_redirects=True, lazy_challenge=True)
         with contextlib.closing(resp):
             if resp.status_code == 404:
                 return None
@@ -961,6 +1020,72 @@ class RegistryClient:
         if ":" in reference and digest != reference:
             raise DigestMismatchError(f"{op}: the registry says the manifest's digest is {digest}; refusing it.")
         return digest, media_type, int(length)
+
+    def _quick_head(self, url: str, headers: Mapping[str, str], atoms: frozenset[str]) -> _QuickResponse | None:
+        """A HEAD on the registry's own origin through ``http.client``, before requests is ever imported.
+
+        Used where its answer is all a run needs (the manifest HEAD of a no-change re-pull or re-push) and where it
+        behaves exactly as the requests path: plain http, or https verified against ``ca_path`` or not at all
+        (``insecure``); no proxy in the environment. The default CA bundle stays requests' choice, so public
+        registries (which answer 401 and need a token from requests anyway) never come here. A 401 adopts the
+        challenge and is answered once with credentials (Basic, or a token fetched the usual way). Returns a 200 or
+        404 answer, or None: a redirect, a retryable status, an error, a refused credential or a broken
+        connection is sent again by ``_send``, which owns retries, redirects and error messages.
+        """
+        parts = urlsplit(url)
+        if (self._session_obj is not None or parts.scheme not in ("http", "https") or not parts.hostname
+                or any(os.environ.get(name) for name in _PROXY_VARIABLES)):
+            return None
+        verify = self._verify_for(url)
+        if parts.scheme == "https" and verify is True:
+            return None
+        auth_header = self._authorization(atoms)
+        for _attempt in range(2):
+            resp = self._quick_send(parts, verify, headers, auth_header)
+            if resp is None or resp.status_code in (200, 404):
+                return resp
+            if resp.status_code != 401 or _attempt:
+                return None
+            wanted = self._handle_challenge(resp, atoms, auth_header)
+            if wanted is None:
+                return None
+            auth_header = self._authorization(wanted, force=True)
+        return None
+
+    def _quick_send(self, parts: Any, verify: bool | str, headers: Mapping[str, str],
+                    auth_header: str | None) -> _QuickResponse | None:
+        try:
+            if parts.scheme == "https":
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                if verify is False:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                elif os.path.isdir(str(verify)):
+                    context.load_verify_locations(capath=str(verify))
+                else:
+                    context.load_verify_locations(cafile=str(verify))
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    parts.hostname, parts.port, timeout=self.timeout, context=context)
+            else:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        except (OSError, ValueError):
+            return None
+        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", **headers}
+        if auth_header:
+            sent["Authorization"] = auth_header
+        try:
+            conn.request("HEAD", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent)
+            answer = conn.getresponse()
+            answer.read()
+            received = _Headers()
+            for key, value in answer.getheaders():
+                key = key.lower()
+                received[key] = f"{received[key]}, {value}" if key in received else value
+            return _QuickResponse(answer.status, received, urlunsplit(parts))
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        finally:
+            conn.close()
 
     def blob_exists(self, repository: str, digest: str) -> int | None:
         """HEAD a blob → its size, or None when the registry does not have it (404)."""

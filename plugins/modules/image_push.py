@@ -159,16 +159,8 @@ actions:
     - "put manifest sha256:0f5a... as registry.example.com:5000/team/app:1"
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    import requests  # noqa: F401  pylint: disable=unused-import
-except ImportError:
-    REQUESTS_ERROR = traceback.format_exc()
-else:
-    REQUESTS_ERROR = None
 
 from ansible_collections.dockerless.containers.plugins.module_utils.common import (
     REGISTRY_ARGS,
@@ -177,6 +169,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.common impor
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 
@@ -189,8 +182,9 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if REQUESTS_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_ERROR)
+    if not HAS_REQUESTS:
+        # requests itself is imported only when a request needs it (a no-change re-pull/re-push never does).
+        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
     try:
         result = push_image(

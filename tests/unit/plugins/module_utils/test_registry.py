@@ -235,6 +235,114 @@ def test_head_manifest_without_digest_header_falls_back_to_get(server):
     assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 1
 
 
+# --- the quick HEAD (http.client, no requests) --------------------------------------------------------------------
+
+_FRESH_HEAD = """
+import json, sys
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+client = RegistryClient(sys.argv[1], timeout=5)
+head = client.head_manifest("app", "1")
+print(json.dumps({"head": head, "loaded": sorted(m for m in ("requests", "urllib3") if m in sys.modules)}))
+"""
+
+
+def test_no_change_head_is_one_request_without_importing_requests(server):
+    """A no-change re-pull's whole registry traffic: one HEAD, sent by a process that never imports requests."""
+    import subprocess
+
+    server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    collections = [p for p in sys.path if p.endswith(os.path.join(".build", "collections"))]
+    proc = subprocess.run([sys.executable, "-c", _FRESH_HEAD, server.host], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(collections)}, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer == {"head": [MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST)], "loaded": []}
+    assert [(r.method, r.path) for r in server.requests] == [("HEAD", "/v2/app/manifests/1")]
+    head = server.requests[0]
+    assert head.header("Authorization") is None and head.header("User-Agent") == "dockerless.containers"
+    assert [t.strip() for t in head.header("Accept").split(",")] == list(MANIFEST_MEDIA_TYPES)
+
+
+def test_quick_head_answers_basic_challenge_once(server):
+    basic_gate(server)
+    server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    client = make_client(server, Credentials("u", SECRET, "environment"))
+    assert client.head_manifest("app", "1") == (MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST))
+    heads = server.requests_to("HEAD", "/v2/app/manifests/1")
+    assert [h.header("Authorization") is None for h in heads] == [True, False]
+    assert client._session_obj is None  # pylint: disable=protected-access  # requests never used
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST  # the challenge is known now: one request
+    assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) == 3
+
+
+def test_quick_head_with_refused_basic_credentials_is_an_auth_error(server):
+    basic_gate(server)
+    client = make_client(server, Credentials("u", "wrong", "environment"))
+    with pytest.raises(AuthError, match="user 'u' from environment") as info:
+        client.head_manifest("app", "1")
+    assert "wrong" not in str(info.value)
+    assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) <= 3  # refused Basic is never sent a third time
+
+
+def test_quick_head_fetches_a_token_and_reuses_it(server):
+    gate, reg = token_registry(server)
+    reg.manifests[("app", "1")] = (MANIFEST, OCI_MANIFEST)
+    client = make_client(server)
+    assert client.head_manifest("app", "1") == (MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST))
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    assert len(gate.token_requests) == 1
+    heads = server.requests_to("HEAD", "/v2/app/manifests/1")
+    assert [h.header("Authorization") is not None for h in heads] == [False, True, True]
+    assert heads[1].header("Authorization").startswith("Bearer ")
+
+
+def test_quick_head_leaves_retries_and_redirects_to_the_full_path(server):
+    server.on("HEAD", "/v2/app/manifests/1", error_reply(503, "UNAVAILABLE"), times=1)
+    server.on("HEAD", "/v2/app/manifests/1", Reply(307, {"Location": "/v2/app/manifests/moved"}), times=1)
+    server.on("HEAD", "/v2/app/manifests/moved", manifest_reply())
+    client = make_client(server)
+    assert client.head_manifest("app", "1") == (MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST))
+    # the quick HEAD gets the 503 and hands over; the full path's HEAD gets the 307 and follows it.
+    assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) == 2
+    assert len(server.requests_to("HEAD", "/v2/app/manifests/moved")) == 1
+
+
+def test_quick_head_404_and_errors_match_the_full_path(server):
+    server.on("HEAD", "/v2/app/manifests/gone", error_reply(404, "MANIFEST_UNKNOWN"))
+    server.on("HEAD", "/v2/app/manifests/denied", error_reply(403, "DENIED"))
+    client = make_client(server)
+    assert client.head_manifest("app", "gone") is None
+    assert len(server.requests_to("HEAD", "/v2/app/manifests/gone")) == 1
+    with pytest.raises(AuthError, match="access denied"):
+        client.head_manifest("app", "denied")
+
+
+@pytest.mark.parametrize("mode", ["ca_path", "insecure"])
+def test_quick_head_over_tls(tls_server, tls_files, mode):
+    tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    kw = {"ca_path": tls_files["ca.pem"]} if mode == "ca_path" else {"insecure": True}
+    client = make_client(tls_server, **kw)
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    assert client._session_obj is None  # pylint: disable=protected-access
+    assert len(tls_server.requests_to("HEAD", "/v2/app/manifests/1")) == 1
+
+
+def test_quick_head_with_an_unknown_ca_fails_like_the_full_path(tls_server):
+    tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    with pytest.raises(RegistryError, match="TLS with .* failed"):
+        make_client(tls_server).head_manifest("app", "1")
+    assert not tls_server.requests_to("HEAD", "/v2/app/manifests/1")
+
+
+def test_quick_head_is_not_used_behind_a_proxy(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    client = make_client(server)
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    assert client._session_obj is not None  # pylint: disable=protected-access  # requests decided the proxy
+
+
 # --- blobs --------------------------------------------------------------------------------------------------------
 
 
