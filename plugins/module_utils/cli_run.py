@@ -18,8 +18,8 @@ The pty is allocated here and its slave fd handed to ``runtime_init.spawn`` as t
 (``ioctl(0, TIOCSCTTY)`` right after ``setsid()``, as runc's console setup does), so Ctrl-C and Ctrl-Z become
 signals for the container's foreground job and a resize sends it SIGWINCH.
 
-The container's setup mirrors ``Runtime.run`` (state folder ``<store>/containers/<id>/`` marked ``one_shot`` so
-store GC keeps its layers, a cgroup when there are limits or no PID namespace, removal afterwards). The monitor
+The container's setup mirrors ``Runtime.run`` (a one-shot folder, ``runtime.OneShotDir``, whose spec.json marked
+``one_shot`` keeps store GC off its layers, a cgroup when there are limits or no PID namespace, cleaned afterwards). The monitor
 process gets its own process group, so a Ctrl-C typed at the caller's terminal (without ``-t``) reaches the CLI
 only, which forwards it once; the monitor passes it on to the container's PID 1.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import select
 import signal
@@ -44,7 +43,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime impo
     Runtime,
     new_id,
     one_shot_config,
-    remove_tree,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import ContainerSpec
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
@@ -71,20 +69,18 @@ class ForegroundContainer:
         self.runtime = runtime
         self.spec = spec
         self.id = new_id()
-        self.dir = os.path.join(runtime.containers_dir, self.id)
+        self.folder = runtime.one_shot_dir(spec, self.id)
+        self.dir = ""
         self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root)
         self.proc: runtime_init.InitProcess | None = None
 
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
         Raises RuntimeSetupError (with the init's reason) when it could not be set up or executed."""
-        os.makedirs(self.runtime.containers_dir, mode=0o700, exist_ok=True)
-        os.mkdir(self.dir, 0o700)
-        with open(os.path.join(self.dir, "spec.json"), "w", encoding="utf-8") as handle:
-            json.dump({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True}, handle)
+        self.dir = self.folder.acquire({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True})
         if self.spec.limits or "pid" not in self.spec.namespaces:
             self.cgroup.create()
-        config = one_shot_config(self.spec, self.id, self.dir)
+        config = one_shot_config(self.spec, self.id, self.dir, self.folder.volatile)
         config["stdin_null"] = not read_stdin
         config["terminal"] = terminal
 
@@ -92,10 +88,12 @@ class ForegroundContainer:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once
             self.cgroup.join(pid)
 
-        self.proc = runtime_init.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare)
+        self.proc = runtime_init.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
+                                       hold_fds=self.folder.hold_fds)
         self.proc.read_status()
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")
+        self.folder.rootfs_mounted()
 
     def signal(self, sig: int) -> None:
         """Pass ``sig`` to the container's PID 1 (through its monitor)."""
@@ -112,13 +110,15 @@ class ForegroundContainer:
         return self.proc.wait()
 
     def close(self) -> None:
-        """Kill what is left, remove the cgroup and the state folder."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc.close()
-        self.cgroup.remove()
-        remove_tree(self.dir)
+        """Kill what is left, remove the cgroup and clean the one-shot folder."""
+        try:
+            if self.proc is not None:
+                self.proc.kill()
+                self.proc.wait()
+                self.proc.close()
+            self.cgroup.remove()
+        finally:
+            self.folder.release()
 
 
 class _SignalForwarding:

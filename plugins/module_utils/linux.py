@@ -9,11 +9,17 @@ Failures raise ``OSError(errno, message)`` naming the call and its arguments, so
 
 This module is imported by the container init before ``pivot_root``: it must not import anything lazily
 (nothing from the host's library path can be loaded once the old root is gone).
+
+It binds libc through ``_ctypes``, the C module ``ctypes`` is built on, with the few C types it needs defined
+here the way ``ctypes/__init__.py`` defines them. ``import ctypes`` itself costs about 5 ms of CPU (it imports
+``types`` and ``struct`` and builds every C type and its caches), a tenth of a container start (issue 6);
+``libc_function`` gives what ``ctypes.CDLL(None, use_errno=True).NAME`` gives. seccomp.py uses the same
+bindings on the start path and imports ``ctypes`` only to compile a profile with libseccomp.
 """
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 import fcntl
 import os
 import struct
@@ -106,21 +112,84 @@ IFF_UP = 0x1
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41, "i686": 217,
                    "armv7l": 218}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_c_char_p = ctypes.c_char_p
-_c_ulong = ctypes.c_ulong
-_c_int = ctypes.c_int
 
-_libc.mount.argtypes = [_c_char_p, _c_char_p, _c_char_p, _c_ulong, _c_char_p]
-_libc.umount2.argtypes = [_c_char_p, _c_int]
-_libc.unshare.argtypes = [_c_int]
-_libc.setns.argtypes = [_c_int, _c_int]
-_libc.sethostname.argtypes = [_c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong]
-_libc.capget.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_libc.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_libc.socket.argtypes = [_c_int, _c_int, _c_int]
-_libc.syscall.restype = ctypes.c_long
+# -- C types and functions through _ctypes (what ctypes/__init__.py defines, for the few types used here) ------
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_ushort(_ctypes._SimpleCData):
+    _type_ = "H"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class c_char_p(_ctypes._SimpleCData):
+    _type_ = "z"
+
+
+class c_void_p(_ctypes._SimpleCData):
+    _type_ = "P"
+
+
+class c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+Structure = _ctypes.Structure
+addressof = _ctypes.addressof
+byref = _ctypes.byref
+get_errno = _ctypes.get_errno
+
+
+class _Process:
+    """The process's own symbols (``dlopen(NULL)``): libc and what else is loaded, as ``ctypes.CDLL(None)``."""
+
+    _handle = _ctypes.dlopen(None, os.RTLD_LOCAL)
+
+
+class _Function(_ctypes.CFuncPtr):
+    # ctypes.CDLL(..., use_errno=True)'s function class: cdecl, errno saved for get_errno(), int result.
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+def libc_function(name: str, argtypes: list | None = None, restype=c_int):
+    """The C function ``name`` of the process (libc), like ``ctypes.CDLL(None, use_errno=True).name``:
+    arguments converted by ``argtypes`` (None: as given), errno kept for ``get_errno()``."""
+    function = _Function((name, _Process))
+    if argtypes is not None:
+        function.argtypes = argtypes
+    function.restype = restype
+    return function
+
+
+class _Libc:
+    """The libc functions this module calls."""
+
+    mount = libc_function("mount", [c_char_p, c_char_p, c_char_p, c_ulong, c_char_p])
+    umount2 = libc_function("umount2", [c_char_p, c_int])
+    unshare = libc_function("unshare", [c_int])
+    setns = libc_function("setns", [c_int, c_int])
+    sethostname = libc_function("sethostname", [c_char_p, c_ulong])
+    prctl = libc_function("prctl", [c_int, c_ulong, c_ulong, c_ulong, c_ulong])
+    capget = libc_function("capget", [c_void_p, c_void_p])
+    capset = libc_function("capset", [c_void_p, c_void_p])
+    socket = libc_function("socket", [c_int, c_int, c_int])
+    syscall = libc_function("syscall", None, c_long)
+
+
+_libc = _Libc
 
 
 def _fs(value: str | bytes | None) -> bytes | None:
@@ -131,7 +200,7 @@ def _fs(value: str | bytes | None) -> bytes | None:
 
 def _check(result: int, what: str) -> int:
     if result == -1:
-        err = ctypes.get_errno()
+        err = get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
 
@@ -162,7 +231,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
     number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
         raise OSError(38, f"pivot_root: unknown syscall number on {os.uname().machine}")
-    _check(_libc.syscall(ctypes.c_long(number), _c_char_p(_fs(new_root)), _c_char_p(_fs(put_old))),
+    _check(_libc.syscall(c_long(number), c_char_p(_fs(new_root)), c_char_p(_fs(put_old))),
            f"pivot_root({new_root!r}, {put_old!r})")
 
 
@@ -177,19 +246,19 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option}, {arg2})")
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(Structure):
+    _fields_ = [("version", c_uint), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+class _CapData(Structure):
+    _fields_ = [("effective", c_uint), ("permitted", c_uint), ("inheritable", c_uint)]
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
     """capget(2): (effective, permitted, inheritable) of ``pid`` (0: the caller) as 64-bit masks."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), ctypes.byref(data)), f"capget({pid})")
+    _check(_libc.capget(byref(header), byref(data)), f"capget({pid})")
     return tuple((getattr(data[1], f) << 32) | getattr(data[0], f)  # type: ignore[return-value]
                  for f in ("effective", "permitted", "inheritable"))
 
@@ -203,7 +272,7 @@ def capset(effective: int, permitted: int, inheritable: int = 0) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), ctypes.byref(data)),
+    _check(_libc.capset(byref(header), byref(data)),
            f"capset(eff=0x{effective:x}, prm=0x{permitted:x}, inh=0x{inheritable:x})")
 
 

@@ -390,10 +390,13 @@ def namespace_flags(config: dict) -> int:
     return flags
 
 
-def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=None) -> InitProcess:
+def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=None,
+          hold_fds: tuple = ()) -> InitProcess:
     """Start the container described by ``config`` with the given stdio fds (they are dup'ed, not closed).
     ``before_unshare(monitor_pid)`` runs in the caller after the fork, before any namespace exists (the
-    cgroup is joined there). Returns once the monitor runs; call ``read_status`` to learn how setup went."""
+    cgroup is joined there). ``hold_fds`` stay open in the monitor until it exits (after the container's
+    namespaces are gone): a one-shot's slot lock (runtime.OneShotDir); the init closes them first thing.
+    Returns once the monitor runs; call ``read_status`` to learn how setup went."""
     flags = namespace_flags(config)
     # The seccomp filter is compiled here, before anything exists, so the init only loads it (seccomp.py).
     seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
@@ -406,7 +409,7 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         try:
             os.close(sync_w)
             os.close(status_r)
-            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter)
+            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds)
         finally:
             os._exit(EXIT_SETUP_FAILED)
     os.close(sync_r)
@@ -471,7 +474,7 @@ def _map_ids(uid: int, gid: int) -> None:
 
 
 def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
-             seccomp_filter=None) -> None:
+             seccomp_filter=None, hold_fds: tuple = ()) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -481,7 +484,7 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-        _keep_only_fds({0, 1, 2, sync_r, status_w})
+        _keep_only_fds({0, 1, 2, sync_r, status_w, *hold_fds})
         if os.read(sync_r, 1) != b"g":
             os._exit(EXIT_SETUP_FAILED)
         os.close(sync_r)
@@ -496,6 +499,8 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         os._exit(EXIT_SETUP_FAILED)
     if child == 0:
         try:
+            for fd in hold_fds:
+                os.close(fd)
             _init(config, status_w, seccomp_filter)
         except BaseException as exc:
             _report(status_w, error=str(exc) or type(exc).__name__)
@@ -588,7 +593,8 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     mode = rootfs.get("mode") or "auto"
     if mode in ("auto", "overlay"):
         try:
-            _mount_overlay(rootfs["lower"], rootfs["upper"], rootfs["work"], target, nodev)
+            _mount_overlay(rootfs["lower"], rootfs["upper"], rootfs["work"], target, nodev,
+                           volatile=bool(rootfs.get("volatile")))
             return "overlay"
         except OSError as exc:
             if mode == "overlay":
@@ -610,9 +616,17 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     return "copy"
 
 
-def _mount_overlay(lower: list[str], upper: str, work: str, target: str, flags: int = 0) -> None:
+def _mount_overlay(lower: list[str], upper: str, work: str, target: str, flags: int = 0,
+                   volatile: bool = False) -> None:
     """overlayfs with lowerdir top→bottom. Lower dirs sharing one parent (the store's layers/sha256) are
-    given relative to it: the whole option string must fit in one page (4096 bytes)."""
+    given relative to it: the whole option string must fit in one page (4096 bytes).
+
+    ``volatile`` (a one-shot's writable layer, thrown away after the run): overlayfs skips every sync of the
+    upper filesystem, above all the syncfs(2) of the whole filesystem when the mount goes away with the
+    container's mount namespace (a writeback of every dirty inode of the store's filesystem and a disk cache
+    flush, 2-7 ms of each one-shot here, issue 6). The kernel marks the work dir with ``work/incompat/volatile``
+    and refuses a later mount until it is removed (runtime.OneShotDir does). Kernels before 5.10 don't know the
+    option: mounted without it."""
     for path in [upper, work] + list(lower):
         if any(c in path for c in ",:\\"):
             raise OSError(errno.EINVAL, f"overlay path {path!r} contains ',', ':' or '\\'")
@@ -628,6 +642,13 @@ def _mount_overlay(lower: list[str], upper: str, work: str, target: str, flags: 
     if len(data) >= 4000:
         raise RuntimeSetupError(f"{len(lower)} layers don't fit in overlayfs' mount options ({len(data)} bytes). "
                                 "Squash the image into fewer layers.")
+    if volatile:
+        try:
+            linux.mount("overlay", target, "overlay", flags, data + ",volatile")
+            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
     linux.mount("overlay", target, "overlay", flags, data)
 
 

@@ -30,12 +30,11 @@ compiled and checked against a BPF interpreter in the unit tests.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import struct
 
-from ansible_collections.dockerless.containers.plugins.module_utils import seccomp_default
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
     Factory,
@@ -121,23 +120,14 @@ _SCMP_FLTATR_CTL_NNP = 3
 _SCMP_FLTATR_CTL_OPTIMIZE = 8
 _NR_SCMP_ERROR = -1
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_libc.prctl.restype = ctypes.c_int
-_libc.syscall.restype = ctypes.c_long
+# The start path's C calls through linux.py's _ctypes bindings: ``import ctypes`` is only needed (and only paid
+# for) to compile a profile with libseccomp (``_libseccomp``).
+_prctl = linux.libc_function("prctl", [linux.c_int, linux.c_ulong, linux.c_ulong, linux.c_ulong, linux.c_ulong])
+_syscall = linux.libc_function("syscall", None, linux.c_long)
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-class _ScmpArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
-class _ScmpVersion(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+class _SockFprog(linux.Structure):
+    _fields_ = [("len", linux.c_ushort), ("filter", linux.c_void_p)]
 
 
 class Filter(Record):
@@ -172,6 +162,16 @@ class Filter(Record):
 # -- profiles ------------------------------------------------------------------------------------------------
 
 _DEFAULT_CHECKED = False
+# Where seccomp_default is (the file the quick index identifies), known without importing it: the start path
+# finds a cached filter without the profile's data (a 0.5 ms import).
+_DEFAULT_MODULE_FILE = os.path.join(os.path.dirname(__file__), "seccomp_default.py")
+
+
+def _default_profile() -> dict:
+    """Docker's default profile (seccomp_default.PROFILE), imported when first needed."""
+    from ansible_collections.dockerless.containers.plugins.module_utils import seccomp_default
+
+    return seccomp_default.PROFILE
 
 
 def load_profile(spec: str | None) -> dict | None:
@@ -181,7 +181,7 @@ def load_profile(spec: str | None) -> dict | None:
         return None
     if spec == DEFAULT:
         global _DEFAULT_CHECKED
-        profile = json_loads(json_dumps(seccomp_default.PROFILE))
+        profile = json_loads(json_dumps(_default_profile()))
         if not _DEFAULT_CHECKED:
             validate_profile(profile, DEFAULT)
             _DEFAULT_CHECKED = True
@@ -385,12 +385,22 @@ def _resolve(profile: dict, capabilities, arch: str | None, kernel: str | None) 
 # -- libseccomp ----------------------------------------------------------------------------------------------
 
 _LIB: Any = None
+_ScmpArgCmp: Any = None         # struct scmp_arg_cmp, made with libseccomp's bindings (_libseccomp)
 
 
 def _libseccomp(profile: str) -> Any:
     """libseccomp.so.2, loaded once (in the parent only)."""
-    global _LIB
+    global _LIB, _ScmpArgCmp
     if _LIB is None:
+        import ctypes  # only here: compiling a profile (a cache miss), not on the start path
+
+        class ScmpArgCmp(ctypes.Structure):
+            _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                        ("datum_b", ctypes.c_uint64)]
+
+        class ScmpVersion(ctypes.Structure):
+            _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
         try:
             lib = ctypes.CDLL(LIBSECCOMP, use_errno=True)
         except OSError:
@@ -412,12 +422,12 @@ def _libseccomp(profile: str) -> Any:
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
         lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                               ctypes.POINTER(_ScmpArgCmp)]
+                                               ctypes.POINTER(ScmpArgCmp)]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.seccomp_version.argtypes = []
-        lib.seccomp_version.restype = ctypes.POINTER(_ScmpVersion)
-        _LIB = lib
+        lib.seccomp_version.restype = ctypes.POINTER(ScmpVersion)
+        _LIB, _ScmpArgCmp = lib, ScmpArgCmp
     return _LIB
 
 
@@ -742,7 +752,7 @@ def prepare(spec: str | None, capabilities, privileged: bool = False, arch: str 
             return compiled
     # The built-in profile is read in place (resolving never modifies a profile) and not validated again: it is
     # generated code, and a unit test validates it (test_the_built_in_profile_is_valid); a file is loaded each time.
-    profile = seccomp_default.PROFILE if spec == DEFAULT else load_profile(spec)
+    profile = _default_profile() if spec == DEFAULT else load_profile(spec)
     if profile is None:
         return None
     if not kernel_supports_seccomp():
@@ -783,7 +793,7 @@ def _file_identity(path: str) -> list | None:
 
 
 def _quick_key(spec: str, caps: tuple, arch: str) -> str | None:
-    module = _file_identity(getattr(seccomp_default, "__file__", None))
+    module = _file_identity(_DEFAULT_MODULE_FILE)
     if module is None:
         return None
     return sha256_hex(json_dumps([CACHE_FORMAT, "quick", spec, list(caps), arch, os.uname().release, module,
@@ -848,15 +858,15 @@ def apply(compiled: Filter | None) -> None:
     loads a library: it is safe after ``pivot_root``."""
     if compiled is None:
         return
-    program = ctypes.create_string_buffer(compiled.program, len(compiled.program))
-    fprog = _SockFprog(len(compiled.program) // _INSN.size, ctypes.cast(program, ctypes.c_void_p))
+    program = (linux.c_char * len(compiled.program)).from_buffer_copy(compiled.program)
+    fprog = _SockFprog(len(compiled.program) // _INSN.size, linux.addressof(program))
     if compiled.flags:
-        rc = _libc.syscall(ctypes.c_long(compiled.seccomp_nr), ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
-                           ctypes.c_ulong(compiled.flags), ctypes.byref(fprog))
+        rc = _syscall(linux.c_long(compiled.seccomp_nr), linux.c_ulong(SECCOMP_SET_MODE_FILTER),
+                      linux.c_ulong(compiled.flags), linux.byref(fprog))
     else:
-        rc = _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+        rc = _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, linux.addressof(fprog), 0, 0)
     if rc != 0:
-        err = ctypes.get_errno()
+        err = linux.get_errno()
         hint = {
             errno.EACCES: "the process has neither no_new_privs nor CAP_SYS_ADMIN; enable no_new_privileges",
             errno.EINVAL: "the kernel rejected the program or its flags; check the profile's flags",

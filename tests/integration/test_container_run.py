@@ -103,7 +103,12 @@ def test_one_shot_returns_output_like_command(store, run_module):
     assert result["stderr"] == "e\n"
     assert result["container"]["rootfs_mode"] == "overlay"
     assert result["container"]["image_digest"].startswith("sha256:")
-    assert os.listdir(os.path.join(store, "containers")) == []
+    # Nothing left but the store's idle one-shot slot (runtime.OneShotDir): no record, no written layer.
+    slots = os.path.join(store, "containers")
+    for entry in os.listdir(slots):
+        assert entry.startswith(".one-shot-") and set(os.listdir(os.path.join(slots, entry))) <= {"upper", "work"}
+        assert not os.path.isdir(os.path.join(slots, entry, "upper")) or not os.listdir(os.path.join(slots, entry,
+                                                                                                    "upper"))
 
 
 def test_one_shot_failures(store, run_playbook, tmp_path):

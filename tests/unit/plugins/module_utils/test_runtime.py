@@ -73,6 +73,21 @@ def run(runtime, rootfs, command, timeout=20, **kwargs):
     return runtime.run(spec_for(rootfs, command, **kwargs), timeout=timeout)
 
 
+def leftovers(containers_dir: str) -> list[str]:
+    """What one-shot runs left in ``containers/`` besides idle pool slots (runtime.OneShotDir): a slot may keep
+    ``work/`` and an empty ``upper/``, nothing else (no spec.json, no volatile marker, no files)."""
+    found = []
+    for entry in sorted(os.listdir(containers_dir)) if os.path.isdir(containers_dir) else ():
+        path = os.path.join(containers_dir, entry)
+        names = sorted(os.listdir(path))
+        upper = os.path.join(path, "upper")
+        if (not re.fullmatch(r"\.one-shot-\d+", entry) or not set(names) <= {"upper", "work"}
+                or (os.path.isdir(upper) and os.listdir(upper))
+                or os.path.lexists(os.path.join(path, "work", "work", "incompat"))):
+            found.append(f"{entry}: {names}")
+    return found
+
+
 PROBE = r"""
 echo "== pid"; echo $$
 echo "== cmdline"; tr '\0' ' ' < /proc/1/cmdline; echo
@@ -202,7 +217,7 @@ def test_exit_code_stdout_stderr(runtime, rootfs):
     limited = run(runtime, rootfs, ["/bin/sh", "-c", "exit 4"], limits={"pids_limit": 20})
     assert limited.rc == 4 and limited.cgroup == f"dockerless/{limited.id}"
     # Everything the runs made on the host is gone: container dirs and the cgroup.
-    assert os.listdir(runtime.containers_dir) == []
+    assert leftovers(runtime.containers_dir) == []
     assert not os.path.exists(os.path.join("/sys/fs/cgroup/pids", limited.cgroup))
     assert not os.path.exists(os.path.join("/sys/fs/cgroup", limited.cgroup))
 
@@ -243,7 +258,7 @@ def test_fork_bomb_is_contained_and_killed_by_timeout(runtime, rootfs):
     result = run(runtime, rootfs, ["/bin/sh", "-c", "b() { b | b & }; b; exec sleep 60"], limits={"pids_limit": 32},
                  timeout=2)
     assert result.timed_out
-    assert os.listdir(runtime.containers_dir) == []
+    assert leftovers(runtime.containers_dir) == []
 
 
 def test_memory_hog_is_oom_killed(runtime, rootfs):
@@ -298,7 +313,7 @@ def test_proc_symlinked_in_the_image_is_refused(runtime, tmp_path):
     os.symlink("/dev", os.path.join(dev, "dev"))
     with pytest.raises(RuntimeSetupError, match="/dev in the image is a symlink"):
         run(runtime, dev, ["/bin/true"])
-    assert os.listdir(runtime.containers_dir) == []
+    assert leftovers(runtime.containers_dir) == []
 
 
 def test_user_out_of_range_in_image_passwd_is_refused(runtime, tmp_path):
@@ -496,13 +511,20 @@ def test_no_new_privs_stops_file_capability_elevation(runtime, tmp_path):
         run(runtime, image, ["/fcap/cat", "/proc/self/status"], user="app", no_new_privileges=False)
 
 
-def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_or_signal(rootfs, tmp_path):
+def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_signal_or_ctypes(rootfs, tmp_path):
     """Issue 6: the whole start of a one-shot container (spec, seccomp filter, run, cleanup) in a fresh
-    ``python -I -S``, as bench/ours_run.py does it, never loads json, re, enum or signal (about 20 ms of a
-    start here): runtime_record's JSON helpers and ``_signal`` stand in. The container really ran."""
+    ``python -I -S``, as bench/ours_run.py does it, never loads json, re, enum, signal or ctypes (about 25 ms
+    of a start here): runtime_record's JSON helpers, ``_signal`` and linux.py's ``_ctypes`` bindings stand in.
+    The container really ran (the seccomp filter was loaded: its compiled form was cached by an earlier run)."""
     import sys
 
+    from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES
+
     collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
+    # The compiled filter and its quick index in the cache (what any earlier start leaves): only a cache miss
+    # loads libseccomp, through ctypes.
+    assert seccomp.prepare("default", DEFAULT_CAPABILITIES) is not None
     code = (
         "import sys\n"
         f"sys.path.insert(0, {collections!r})\n"
@@ -511,19 +533,21 @@ def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_or_sign
         f"spec = build_spec(lower_dirs=[{rootfs!r}], command=['/bin/sh', '-c', 'echo hi'],\n"
         "                  image_config={'Env': ['PATH=/bin']}, seccomp='default')\n"
         f"result = Runtime({str(tmp_path / 'store')!r}).run(spec, timeout=30)\n"
-        "heavy = sorted(m for m in ('json', 're', 'enum', 'signal', 'dataclasses', 'typing') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('json', 're', 'enum', 'signal', 'dataclasses', 'typing', 'ctypes')\n"
+        "               if m in sys.modules)\n"
         "print(result.rc, result.stdout.decode().strip(), ','.join(heavy) or '-')\n"
     )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60,
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0", "hi", "-"], out.stdout
-    assert os.listdir(tmp_path / "store" / "containers") == []
+    assert leftovers(str(tmp_path / "store" / "containers")) == []
 
 
 def test_a_one_shot_mounts_its_rootfs_on_its_own_directory(runtime, rootfs):
     # Issue 6: no rootfs/ folder per one-shot. While it runs, the host sees spec.json, upper and work in the
-    # container's directory; what the container writes lands in upper; afterwards the directory is gone.
+    # container's directory (a pool slot); what the container writes lands in upper; afterwards the slot is idle
+    # again: no spec.json, and the upper dir the container wrote to is gone.
     seen = {}
 
     def watch():
@@ -546,4 +570,125 @@ def test_a_one_shot_mounts_its_rootfs_on_its_own_directory(runtime, rootfs):
     assert not {"upper", "work", "spec.json"} & set(lines[1:])
     assert seen["entries"] == ["spec.json", "upper", "work"]
     assert "marker" in seen["upper"]  # with the /proc, /dev and /sys this image lacks, made by the init
+    assert leftovers(runtime.containers_dir) == []
+
+
+# -- one-shot pool slots and the volatile overlay (runtime.OneShotDir, issue 6) ---------------------------------
+
+@pytest.fixture(scope="module")
+def full_rootfs(tmp_path_factory) -> str:
+    """The busybox image with /proc, /dev and /sys of its own: a run that writes nothing leaves upper empty."""
+    root = make_busybox_rootfs(str(tmp_path_factory.mktemp("image-full") / "rootfs"))
+    for d in ("proc", "dev", "sys"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    return root
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        return int(next(line for line in handle if line.startswith("PPid:")).split()[1])
+
+
+def holders(path: str) -> list[int]:
+    """PIDs with an open fd on directory ``path``."""
+    pids = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    pids.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return sorted(pids)
+
+
+def test_one_shots_reuse_a_slot_and_never_see_each_others_files(runtime, full_rootfs):
+    slot = os.path.join(runtime.containers_dir, ".one-shot-0")
+    first = run(runtime, full_rootfs, ["/bin/sh", "-c", "grep -o volatile /proc/self/mountinfo | head -1; stat -c %a /"])
+    assert (first.rc, first.stdout.decode().split()) == (0, ["volatile", "755"]), first.stderr
+    # Nothing written: the slot keeps its empty upper dir (no rmdir, no discard next time) and loses its marker.
+    assert sorted(os.listdir(slot)) == ["upper", "work"] and os.listdir(os.path.join(slot, "upper")) == []
+    wrote = run(runtime, full_rootfs, ["/bin/sh", "-c", "echo secret > /etc/leak; chmod 700 /; mkdir /d"])
+    assert wrote.rc == 0, wrote.stderr
+    assert sorted(os.listdir(slot)) == ["work"]          # what it wrote went with its upper dir
+    later = run(runtime, full_rootfs, ["/bin/sh", "-c", "ls /etc; stat -c %a /; ls -d /d 2>&1"])
+    out = later.stdout.decode()
+    assert "leak" not in out and "755" in out.split() and "No such file" in out, out
+    assert sorted(os.listdir(slot)) == ["upper", "work"]     # made again by that run's init, and kept
+    assert os.listdir(runtime.containers_dir) == [".one-shot-0"] and leftovers(runtime.containers_dir) == []
+
+
+def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(runtime, full_rootfs):
+    seen: dict[str, list[tuple[int, int]]] = {}
+    marks: list[bool] = []
+
+    def watch():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(seen) < 2:
+            for entry in os.listdir(runtime.containers_dir) if os.path.isdir(runtime.containers_dir) else ():
+                path = os.path.join(runtime.containers_dir, entry)
+                if entry not in seen and os.path.exists(os.path.join(path, "spec.json")):
+                    time.sleep(0.3)
+                    seen[entry] = [(pid, parent_of(pid)) for pid in holders(path)]
+                    # The volatile mount's marker is removed while the container runs, not after it.
+                    marks.append(os.path.lexists(os.path.join(path, "work", "work", "incompat")))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run(runtime, full_rootfs, ["/bin/sleep", "1.5"])))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    watcher.join()
+    assert [r.rc for r in results] == [0, 0]
+    assert sorted(seen) == [".one-shot-0", ".one-shot-1"] and marks == [False, False]
+    for entry, pids in seen.items():
+        # This process (the caller) and the container's monitor (its child) hold the slot's lock; the container's
+        # PID 1 (sleep, the monitor's child) does not.
+        assert sorted(parent == os.getpid() for pid, parent in pids if pid != os.getpid()) == [True], (entry, pids)
+        assert os.getpid() in [pid for pid, _ in pids] and len(pids) == 2, (entry, pids)
+    assert leftovers(runtime.containers_dir) == []
+
+
+def test_a_slot_a_killed_run_left_is_cleaned_before_use(runtime, full_rootfs):
+    slot = os.path.join(runtime.containers_dir, ".one-shot-0")
+    os.makedirs(os.path.join(slot, "upper", "etc"))
+    with open(os.path.join(slot, "upper", "etc", "stale"), "w") as handle:
+        handle.write("from a killed run\n")
+    os.makedirs(os.path.join(slot, "work", "work", "incompat", "volatile", "dirty"))   # a volatile mount's mark
+    os.chmod(os.path.join(slot, "work", "work"), 0)
+    with open(os.path.join(slot, "spec.json"), "w") as handle:
+        handle.write('{"id": "x", "diff_ids": [], "one_shot": true}')
+    result = run(runtime, full_rootfs, ["/bin/sh", "-c", "ls /etc"])
+    assert result.rc == 0, result.stderr                 # the kernel would refuse the marked work dir
+    assert "stale" not in result.stdout.decode().split()
+    assert leftovers(runtime.containers_dir) == []
+
+
+def test_without_a_pid_namespace_a_one_shot_gets_a_fresh_folder_and_a_regular_overlay(runtime, full_rootfs):
+    seen = []
+
+    def watch():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not seen:
+            seen.extend(e for e in os.listdir(runtime.containers_dir)) if os.path.isdir(runtime.containers_dir) \
+                else None
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = run(runtime, full_rootfs, ["/bin/sh", "-c", "grep -c volatile /proc/self/mountinfo; sleep 0.5"],
+                 isolation="chroot")
+    watcher.join()
+    assert result.stdout.decode().split() == ["0"]
+    assert len(seen) == 1 and re.fullmatch(r"[0-9a-f]{64}", seen[0]) and seen[0] == result.id
     assert os.listdir(runtime.containers_dir) == []

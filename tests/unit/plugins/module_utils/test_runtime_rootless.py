@@ -46,7 +46,7 @@ try:
         time.sleep(0.3)
         out["logs"] = rt.logs(job["name"])[0].decode()
         rt.remove(job["name"])
-        out["after"] = os.listdir(rt.containers_dir)
+        out["after"] = [e for e in os.listdir(rt.containers_dir) if not e.startswith(".one-shot-")]
     else:
         r = rt.run(spec, timeout=30)
         out = {"rc": r.rc, "stdout": r.stdout.decode(), "stderr": r.stderr.decode(), "mode": r.rootfs_mode,
@@ -106,8 +106,13 @@ def test_rootless_container_maps_the_user_to_root(world):
                                   "stdin", "stdout", "tty", "urandom", "zero"]
     assert out["write"] == "ok"
     assert "Read-only file system" in out["sysrq"]
-    # The store's container directory was removed by nobody itself (overlay's work/work is mode 000).
-    assert os.listdir(os.path.join(world, "store", "containers")) == []
+    # The one-shot's pool slot was cleaned by nobody itself (overlay's work/work is mode 000): the upper dir the
+    # container wrote to is gone, no spec.json, no volatile marker; only the idle slot's work/ is left.
+    containers = os.path.join(world, "store", "containers")
+    assert os.listdir(containers) == [".one-shot-0"]
+    assert os.listdir(os.path.join(containers, ".one-shot-0")) == ["work"]
+    assert os.listdir(os.path.join(containers, ".one-shot-0", "work")) == ["work"]
+    assert os.listdir(os.path.join(containers, ".one-shot-0", "work", "work")) == []
 
 
 def test_rootless_refuses_users_other_than_root(world):

@@ -229,7 +229,11 @@ def test_bad_profile_fails_before_the_container_starts(runtime, image, tmp_path)
         run(runtime, image, ["/bin/true"], str(bad))
     with pytest.raises(RuntimeSetupError, match="can't read it"):
         run(runtime, image, ["/bin/true"], str(tmp_path / "missing.json"))
-    assert os.listdir(runtime.containers_dir) == []       # nothing left behind
+    # Nothing left behind but the store's idle one-shot slots (runtime.OneShotDir): no record, no written layer.
+    for entry in os.listdir(runtime.containers_dir):
+        slot = os.path.join(runtime.containers_dir, entry)
+        assert entry.startswith(".one-shot-") and set(os.listdir(slot)) <= {"upper", "work"}, entry
+        assert not os.path.isdir(os.path.join(slot, "upper")) or os.listdir(os.path.join(slot, "upper")) == []
 
 
 # -- runc as the oracle -------------------------------------------------------------------------------------------
