@@ -125,7 +125,10 @@ class OneShotDir:
         """The init reported its rootfs mounted: remove the volatile marker now, while the container sets up
         and runs, instead of after it (three discards fewer on the way to the caller's result)."""
         if self.volatile and self.path and not self._mark_removed:
-            self._remove_volatile_mark()
+            try:
+                self._remove_volatile_mark()
+            except OSError:
+                return                    # release() tries again, and reports what still fails
             self._mark_removed = True
 
     def _remove_volatile_mark(self) -> None:

@@ -56,7 +56,6 @@ try:
     import _signal as signal
 except ImportError:  # pragma: no cover - every CPython has it
     import signal
-import termios
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp
@@ -398,6 +397,13 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     namespaces are gone): a one-shot's slot lock (runtime.OneShotDir); the init closes them first thing.
     Returns once the monitor runs; call ``read_status`` to learn how setup went."""
     flags = namespace_flags(config)
+    # A container on a terminal needs TIOCSCTTY: looked up here, before the fork (the init must not import after
+    # pivot_root), and only then (termios is a shared library to load: 0.3 ms of every other start).
+    tiocsctty = None
+    if config.get("terminal"):
+        import termios
+
+        tiocsctty = termios.TIOCSCTTY
     # The seccomp filter is compiled here, before anything exists, so the init only loads it (seccomp.py).
     seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
                                      privileged=bool(config.get("privileged")))
@@ -409,7 +415,8 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         try:
             os.close(sync_w)
             os.close(status_r)
-            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds)
+            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds,
+                     tiocsctty)
         finally:
             os._exit(EXIT_SETUP_FAILED)
     os.close(sync_r)
@@ -474,7 +481,7 @@ def _map_ids(uid: int, gid: int) -> None:
 
 
 def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
-             seccomp_filter=None, hold_fds: tuple = ()) -> None:
+             seccomp_filter=None, hold_fds: tuple = (), tiocsctty: int | None = None) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -501,7 +508,7 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         try:
             for fd in hold_fds:
                 os.close(fd)
-            _init(config, status_w, seccomp_filter)
+            _init(config, status_w, seccomp_filter, tiocsctty)
         except BaseException as exc:
             _report(status_w, error=str(exc) or type(exc).__name__)
         os._exit(EXIT_SETUP_FAILED)
@@ -718,8 +725,7 @@ def _make_dev(root: str, nodev: int) -> None:
             os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
         except PermissionError:
             # On a nodev /dev, or without mknod (user namespace): bind the host's node (runc does the latter).
-            with open(path, "w"):
-                pass
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
             _mount("/dev/" + name, path, None, linux.MS_BIND, None, f"binding /dev/{name}")
     pts = os.path.join(dev, "pts")
     os.mkdir(pts, 0o755)
@@ -875,8 +881,9 @@ def _find_executable(name: str, env: dict) -> str:
     raise RuntimeSetupError(f"exec {name!r}: executable file not found in $PATH. Check 'command' and the image.")
 
 
-def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
-    """PID 1 of the container until execve. Raises RuntimeSetupError; never returns on success."""
+def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | None = None) -> None:
+    """PID 1 of the container until execve. Raises RuntimeSetupError; never returns on success.
+    ``tiocsctty``: termios.TIOCSCTTY, for a container on a terminal (``spawn`` looks it up)."""
     cid = config.get("name") or config["id"]
     # Non-dumpable until exec: processes of the container can't ptrace us or open /proc/1/exe, which is the
     # host's Python until execve replaces it (CVE-2019-5736).
@@ -887,7 +894,9 @@ def _init(config: dict, status_w: int, seccomp_filter=None) -> None:
         # stdio is a pty slave (the CLI's ``run -t``): make it the session's controlling terminal, so the
         # container's line discipline turns Ctrl-C / Ctrl-Z into signals (runc's console setup does this).
         with _Step("taking the terminal"):
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            if tiocsctty is None:
+                raise RuntimeSetupError("no TIOCSCTTY: the terminal was not prepared by spawn()")
+            fcntl.ioctl(0, tiocsctty, 0)
     _reset_signals()
     os.umask(0)
     namespaces = set(config.get("namespaces") or ())
