@@ -1042,7 +1042,14 @@ class RegistryClient:
         auth_header = self._authorization(atoms)
         for _attempt in range(2):
             resp = self._quick_send(parts, verify, headers, auth_header)
-            if resp is None or resp.status_code in (200, 404):
+            if resp is None:
+                return None
+            if resp.status_code in (200, 404):
+                with self._lock:
+                    if self._challenge is None:
+                        # Answered without credentials: no /v2/ ping needed before the next requests. A later 401
+                        # (a registry that wants credentials for pushes only) is answered by _send as usual.
+                        self._challenge = Challenge("none")
                 return resp
             if resp.status_code != 401 or _attempt:
                 return None

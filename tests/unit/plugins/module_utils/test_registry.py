@@ -334,6 +334,38 @@ def test_quick_head_with_an_unknown_ca_fails_like_the_full_path(tls_server):
     assert not tls_server.requests_to("HEAD", "/v2/app/manifests/1")
 
 
+def test_open_registry_needs_no_ping_after_the_quick_head(server):
+    reg = MemoryRegistry(server).install()
+    reg.manifests[("app", "1")] = (MANIFEST, OCI_MANIFEST)
+    client = make_client(server)
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    assert client.blob_exists("app", BLOB_DIGEST) is None
+    assert [(r.method, r.path) for r in server.requests] == [("HEAD", "/v2/app/manifests/1"),
+                                                             ("HEAD", f"/v2/app/blobs/{BLOB_DIGEST}")]
+
+
+def test_registry_wanting_credentials_for_pushes_only(server):
+    """Anonymous HEAD answered 200, then the upload's 401 adopts the Basic challenge and sends the credentials."""
+    import base64
+
+    good = "Basic " + base64.b64encode(f"u:{SECRET}".encode()).decode()
+
+    def push_gate(req):
+        if req.method in ("POST", "PUT", "PATCH") and req.header("Authorization") != good:
+            return error_reply(401, "UNAUTHORIZED", "", {"WWW-Authenticate": 'Basic realm="fault"'})
+        return None
+
+    server.on("*", "/v2/.*", push_gate)
+    reg = MemoryRegistry(server).install()
+    reg.manifests[("app", "1")] = (MANIFEST, OCI_MANIFEST)
+    client = make_client(server, Credentials("u", SECRET, "environment"))
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    client.upload_blob("app", BLOB_DIGEST, len(BLOB), lambda: io.BytesIO(BLOB))
+    assert reg.blobs[BLOB_DIGEST] == BLOB
+    posts = server.requests_to("POST", "/v2/app/blobs/uploads/")
+    assert [p.header("Authorization") == good for p in posts] == [False, True]
+
+
 def test_quick_head_is_not_used_behind_a_proxy(server, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
