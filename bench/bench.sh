@@ -10,20 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BENCH_DEB_PACKAGES=(mmdebstrap podman buildah iptables time)
-missing=()
-for p in "${BENCH_DEB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "bench: missing Debian packages ${missing[*]}; run as root or install them" >&2
-        exit 1
-    fi
-    echo "bench: apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/deb-ensure.sh bench "${BENCH_DEB_PACKAGES[@]}"
 
 stamp=.venv/.bench-requirements.sha256
 want=$(sha256sum bench/requirements.txt | cut -d' ' -f1)

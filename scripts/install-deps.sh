@@ -5,20 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl openssh-client busybox-static python3-venv python3-requests rsync curl shellcheck libseccomp2)
-missing=()
-for p in "${DEB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "install-deps: missing Debian packages ${missing[*]}; run as root or install them" >&2
-        exit 1
-    fi
-    echo "install-deps: apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/deb-ensure.sh install-deps "${DEB_PACKAGES[@]}"
 
 # The VM harness (qemu, mmdebstrap) for the molecule stage of `make test` (docs/molecule.md).
 scripts/vm/install-deps.sh

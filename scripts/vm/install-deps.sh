@@ -9,18 +9,4 @@
 set -euo pipefail
 
 VM_DEB_PACKAGES=(mmdebstrap qemu-system-x86 qemu-utils e2fsprogs openssh-client)
-missing=()
-for p in "${VM_DEB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-    exit 0
-fi
-if [ "$(id -u)" != 0 ]; then
-    echo "vm/install-deps: missing Debian packages ${missing[*]}; run this script as root or install them" >&2
-    exit 1
-fi
-echo "vm/install-deps: apt-get install ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+"$(dirname "$0")/../deb-ensure.sh" vm/install-deps "${VM_DEB_PACKAGES[@]}"
