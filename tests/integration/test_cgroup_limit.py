@@ -85,28 +85,9 @@ def test_memory_limit_oom_kills_a_hog(run_module, prefix, children):
     assert again["stats"]["memory_peak"] is None or again["stats"]["memory_peak"] <= 64 * MiB
 
 
-BOMB = """
-import json, os, signal
-signal.alarm(60)  # hard stop whatever happens
-r, w = os.pipe()
-kids, eagain = [], False
-for _ in range(500):  # bounded even without a limit
-    try:
-        pid = os.fork()
-    except BlockingIOError:  # EAGAIN: pids.max reached
-        eagain = True
-        break
-    if pid == 0:
-        os.close(w)
-        signal.alarm(60)
-        os.read(r, 1)  # wait until the parent closes the pipe
-        os._exit(0)
-    kids.append(pid)
-os.close(w)
-for pid in kids:
-    os.waitpid(pid, 0)
-print(json.dumps({"forked": len(kids), "eagain": eagain}), flush=True)
-"""
+# The same bounded fork bomb as the molecule VM test runs (one copy, read as text).
+with open(os.path.join(os.path.dirname(__file__), "fork_bomb.py"), encoding="utf-8") as _bomb:
+    BOMB = _bomb.read()
 
 
 def test_pids_limit_stops_a_fork_bomb(run_module, prefix, children):

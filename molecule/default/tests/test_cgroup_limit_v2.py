@@ -13,6 +13,7 @@ so the scenario's converged state is left as it was.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 
@@ -79,28 +80,10 @@ def test_v2_memory_limit_oom_kills_a_hog_idempotence_and_check_mode(host, scratc
     assert host.file(f"/sys/fs/cgroup/{path}/memory.max").content_string.strip() == str(64 * MiB)
 
 
-BOMB = """
-import json, os, signal
-signal.alarm(60)
-r, w = os.pipe()
-kids, eagain = [], False
-for _ in range(500):
-    try:
-        pid = os.fork()
-    except BlockingIOError:
-        eagain = True
-        break
-    if pid == 0:
-        os.close(w)
-        signal.alarm(60)
-        os.read(r, 1)
-        os._exit(0)
-    kids.append(pid)
-os.close(w)
-for pid in kids:
-    os.waitpid(pid, 0)
-print(json.dumps({"forked": len(kids), "eagain": eagain}), flush=True)
-"""
+# The integration test's bounded fork bomb (one copy, read as text from the checkout).
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "integration", "fork_bomb.py"),
+          encoding="utf-8") as _bomb:
+    BOMB = _bomb.read()
 
 
 def test_v2_pids_limit_stops_a_fork_bomb(host, scratch):
