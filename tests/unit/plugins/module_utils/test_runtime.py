@@ -643,7 +643,7 @@ def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(
     watcher.start()
     results = []
     threads = [threading.Thread(target=lambda: results.append(run(runtime, full_rootfs, ["/bin/sleep", "1.5"])))
-               for _ in range(2)]
+               for _thread in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -655,7 +655,7 @@ def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(
         # This process (the caller) and the container's monitor (its child) hold the slot's lock; the container's
         # PID 1 (sleep, the monitor's child) does not.
         assert sorted(parent == os.getpid() for pid, parent in pids if pid != os.getpid()) == [True], (entry, pids)
-        assert os.getpid() in [pid for pid, _ in pids] and len(pids) == 2, (entry, pids)
+        assert os.getpid() in [pid for pid, _parent in pids] and len(pids) == 2, (entry, pids)
     assert leftovers(runtime.containers_dir) == []
 
 
