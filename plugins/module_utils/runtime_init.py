@@ -897,7 +897,8 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
             if tiocsctty is None:
                 raise RuntimeSetupError("no TIOCSCTTY: the terminal was not prepared by spawn()")
             fcntl.ioctl(0, tiocsctty, 0)
-    _reset_signals()
+    # Signal dispositions and mask: the monitor reset them right before it forked us (and sets its forwarding
+    # handlers only afterwards), so they are the defaults already; 62 more sigaction calls would change nothing.
     os.umask(0)
     namespaces = set(config.get("namespaces") or ())
     container = config.get("isolation", "container") == "container"
