@@ -396,5 +396,6 @@ def test_tar_entry_keeps_the_dataclass_behaviour():
         hash(a)
     with pytest.raises(TypeError):
         E("z")  # kind is required
+    stray = "colour"
     with pytest.raises(AttributeError):
-        setattr(a, "colour", "red")  # __slots__: no stray attributes
+        setattr(a, stray, "red")  # __slots__: no stray attributes
