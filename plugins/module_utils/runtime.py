@@ -281,9 +281,9 @@ class Runtime:
         start = time.monotonic()
         cid = new_id()
         folder = self.one_shot_dir(spec, cid)
+        cgroup = ContainerCgroup(cid, spec.limits, self.cgroup_root)
         # spec.json: so store GC keeps the layers while we run.
         cdir = folder.acquire({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True})
-        cgroup = ContainerCgroup(cid, spec.limits, self.cgroup_root)
         proc = None
         try:
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
