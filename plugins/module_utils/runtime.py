@@ -56,9 +56,9 @@ SLOT_PREFIX = ".one-shot-"       # never a container name: validate_name refuses
 MAX_SLOTS = 4096                  # one-shot containers running at once in one store
 # Extended attributes overlayfs itself leaves on an upper dir's root (kernel 6.6+: the layer's uuid).
 _OVERLAY_ROOT_XATTRS = frozenset({"trusted.overlay.uuid", "user.overlay.uuid"})
-# What a volatile overlay mount leaves in its work dir (work/incompat/volatile/dirty): the kernel refuses to
-# mount with that work dir again until it is gone (Documentation/filesystems/overlayfs.rst, "Volatile mount").
-_VOLATILE_MARK = os.path.join("work", "work", "incompat")
+# A slot's spent overlay work dir (work/work) is renamed to work/stale-<random> after a run and removed while the next
+# run's container sets up: neither the kernel's mount nor the caller's result waits for its rmdir.
+_STALE_PREFIX = "stale-"
 
 
 class OneShotDir:
@@ -70,17 +70,18 @@ class OneShotDir:
     ``<store>/containers/.one-shot-<n>/``, kept from run to run, and a ``volatile`` overlay (issue 6):
 
     * On ext4 mounted with ``discard`` and without a journal, every rmdir frees the directory's block and waits
-      for its discard (0.3-1.5 ms each here); a fresh folder per run cost four (the folder, upper, work and
-      work/work). A slot whose upper dir is left as it was found (empty, mode 0755, owned by us, no attributes
-      but overlayfs' own) keeps it; otherwise the upper dir is removed after the run, as before, and the next
-      run's init makes a new one. Only work/work is renewed by the kernel at each mount.
+      for its discard (0.3-4 ms each here); a fresh folder per run cost four (the folder, upper, work and
+      work/work), and a volatile mount adds three (below). A slot whose upper dir is left as it was found (empty,
+      mode 0755, owned by us, no attributes but overlayfs' own) keeps it; otherwise the upper dir is removed
+      after the run, as before, and the next run's init makes a new one. The overlay's own work dir (work/work,
+      which the kernel would otherwise empty and remove at the next mount) is renamed to ``work/stale-<random>``
+      after the run and removed by the next run while its container sets up (``rootfs_mounted``).
     * ``volatile``: the writable layer is thrown away anyway, so overlayfs need not sync it; without the option
       the mount's end (with the container's mount namespace) runs syncfs(2) on the store's whole filesystem, a
       writeback of every dirty inode and a disk cache flush (2-7 ms a run here, more while other programs write).
-      Podman does the same for ``--rm`` containers, CRI-O for all. The marker the kernel leaves in the work dir
-      is removed as soon as the rootfs is mounted (``rootfs_mounted``, while the container sets up), and again
-      by ``release`` and ``acquire`` if a run ended before. After a host crash an upper dir that is not pristine
-      is removed, so a half-synced layer is never reused.
+      Podman does the same for ``--rm`` containers, CRI-O for all. The marker the kernel leaves
+      (work/work/incompat/volatile, which makes it refuse the work dir) goes with the renamed work/work. After a
+      host crash an upper dir that is not pristine is removed, so a half-synced layer is never reused.
 
     The slot is locked with flock(2) by the caller and by the container's monitor (``hold_fds``), so it is not
     reused before the container's mount namespace is gone, even when the caller was killed; the next user of a
@@ -96,7 +97,6 @@ class OneShotDir:
         self.volatile = pooled
         self.path = ""
         self.lock_fd: int | None = None
-        self._mark_removed = False
 
     @property
     def hold_fds(self) -> tuple:
@@ -122,23 +122,17 @@ class OneShotDir:
         return self.path
 
     def rootfs_mounted(self) -> None:
-        """The init reported its rootfs mounted: remove the volatile marker now, while the container sets up
-        and runs, instead of after it (three discards fewer on the way to the caller's result)."""
-        if self.volatile and self.path and not self._mark_removed:
-            try:
-                self._remove_volatile_mark()
-            except OSError:
-                return                    # release() tries again, and reports what still fails
-            self._mark_removed = True
-
-    def _remove_volatile_mark(self) -> None:
-        mark = os.path.join(self.path, _VOLATILE_MARK)
+        """The init reported its rootfs mounted: remove the work dirs earlier runs left (``stale-*``) now, while
+        the container sets up and runs. A failure is left for a later run."""
+        if not self.pooled or not self.path:
+            return
+        work = os.path.join(self.path, "work")
         try:
-            remove_tree(mark)
-        except PermissionError:
-            # overlayfs makes work/work mode 000: root passes, its owner (rootless) has to open it up first.
-            os.chmod(os.path.dirname(mark), 0o700)
-            remove_tree(mark)
+            for name in os.listdir(work):
+                if name.startswith(_STALE_PREFIX):
+                    remove_tree(os.path.join(work, name))
+        except OSError:
+            pass
 
     def _take_slot(self) -> tuple[str, int]:
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -178,14 +172,15 @@ class OneShotDir:
         return set(os.listxattr(upper, follow_symlinks=False)) <= _OVERLAY_ROOT_XATTRS
 
     def _tidy(self) -> None:
-        if not self._mark_removed:
-            self._remove_volatile_mark()
+        work = os.path.join(self.path, "work", "work")
+        if os.path.lexists(work):
+            os.rename(work, os.path.join(self.path, "work", _STALE_PREFIX + os.urandom(8).hex()))
         if not self._upper_is_pristine():
             remove_tree(os.path.join(self.path, "upper"))
 
     def release(self) -> None:
-        """After the container (and its monitor) ended: a slot gets its volatile marker removed, its upper dir
-        checked (removed unless pristine) and its spec.json removed, then it is unlocked; a fresh folder is
+        """After the container (and its monitor) ended: a slot gets its spent work dir renamed away, its upper
+        dir checked (removed unless pristine) and its spec.json removed, then it is unlocked; a fresh folder is
         removed whole."""
         if not self.path:
             return
@@ -205,7 +200,6 @@ class OneShotDir:
                 os.close(self.lock_fd)
                 self.lock_fd = None
             self.path = ""
-            self._mark_removed = False
 
 
 def one_shot_config(spec: ContainerSpec, cid: str, cdir: str, volatile: bool = False) -> dict:

@@ -75,15 +75,17 @@ def run(runtime, rootfs, command, timeout=20, **kwargs):
 
 def leftovers(containers_dir: str) -> list[str]:
     """What one-shot runs left in ``containers/`` besides idle pool slots (runtime.OneShotDir): a slot may keep
-    ``work/`` and an empty ``upper/``, nothing else (no spec.json, no volatile marker, no files)."""
+    an empty ``upper/`` and ``work/`` holding the last run's renamed work dir (``stale-*``), nothing else: no
+    spec.json, no ``work/work`` (where the kernel's volatile marker is), no files."""
     found = []
     for entry in sorted(os.listdir(containers_dir)) if os.path.isdir(containers_dir) else ():
         path = os.path.join(containers_dir, entry)
         names = sorted(os.listdir(path))
         upper = os.path.join(path, "upper")
+        work = os.path.join(path, "work")
         if (not re.fullmatch(r"\.one-shot-\d+", entry) or not set(names) <= {"upper", "work"}
                 or (os.path.isdir(upper) and os.listdir(upper))
-                or os.path.lexists(os.path.join(path, "work", "work", "incompat"))):
+                or not all(n.startswith("stale-") for n in (os.listdir(work) if os.path.isdir(work) else ()))):
             found.append(f"{entry}: {names}")
     return found
 
@@ -611,11 +613,16 @@ def test_one_shots_reuse_a_slot_and_never_see_each_others_files(runtime, full_ro
     slot = os.path.join(runtime.containers_dir, ".one-shot-0")
     first = run(runtime, full_rootfs, ["/bin/sh", "-c", "grep -o volatile /proc/self/mountinfo | head -1; stat -c %a /"])
     assert (first.rc, first.stdout.decode().split()) == (0, ["volatile", "755"]), first.stderr
-    # Nothing written: the slot keeps its empty upper dir (no rmdir, no discard next time) and loses its marker.
+    # Nothing written: the slot keeps its empty upper dir (no rmdir, no discard next time); the overlay's work dir
+    # (with the kernel's volatile marker) was renamed away, for the next run to remove while it runs.
     assert sorted(os.listdir(slot)) == ["upper", "work"] and os.listdir(os.path.join(slot, "upper")) == []
+    stale = os.listdir(os.path.join(slot, "work"))
+    assert len(stale) == 1 and stale[0].startswith("stale-")
+    assert os.listdir(os.path.join(slot, "work", stale[0], "incompat")) == ["volatile"]
     wrote = run(runtime, full_rootfs, ["/bin/sh", "-c", "echo secret > /etc/leak; chmod 700 /; mkdir /d"])
     assert wrote.rc == 0, wrote.stderr
     assert sorted(os.listdir(slot)) == ["work"]          # what it wrote went with its upper dir
+    assert len(os.listdir(os.path.join(slot, "work"))) == 1 and stale[0] not in os.listdir(os.path.join(slot, "work"))
     later = run(runtime, full_rootfs, ["/bin/sh", "-c", "ls /etc; stat -c %a /; ls -d /d 2>&1"])
     out = later.stdout.decode()
     assert "leak" not in out and "755" in out.split() and "No such file" in out, out
@@ -635,8 +642,8 @@ def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(
                 if entry not in seen and os.path.exists(os.path.join(path, "spec.json")):
                     time.sleep(0.3)
                     seen[entry] = [(pid, parent_of(pid)) for pid in holders(path)]
-                    # The volatile mount's marker is removed while the container runs, not after it.
-                    marks.append(os.path.lexists(os.path.join(path, "work", "work", "incompat")))
+                    # The running volatile mount's marker; the work dir holding it is renamed away afterwards.
+                    marks.append(os.path.lexists(os.path.join(path, "work", "work", "incompat", "volatile")))
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
@@ -650,7 +657,7 @@ def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(
         thread.join()
     watcher.join()
     assert [r.rc for r in results] == [0, 0]
-    assert sorted(seen) == [".one-shot-0", ".one-shot-1"] and marks == [False, False]
+    assert sorted(seen) == [".one-shot-0", ".one-shot-1"] and marks == [True, True]
     for entry, pids in seen.items():
         # This process (the caller) and the container's monitor (its child) hold the slot's lock; the container's
         # PID 1 (sleep, the monitor's child) does not.
