@@ -11,12 +11,15 @@ the kind of document must be unambiguous (image-spec manifest.md / image-index.m
 from __future__ import annotations
 
 import json
-import platform as _platform
-from dataclasses import dataclass
-from typing import Any
+import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, ImageReferenceError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import validate_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -45,8 +48,8 @@ class ManifestError(DockerlessError):
     """A manifest, index or config that is malformed, ambiguous or unsupported."""
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Record):
+    FROZEN = True
     os: str = "linux"
     architecture: str = "amd64"
     variant: str | None = None
@@ -70,7 +73,7 @@ _MACHINE_TO_ARCH = {
 
 
 def host_platform() -> Platform:
-    arch, variant = _MACHINE_TO_ARCH.get(_platform.machine(), (_platform.machine(), None))
+    arch, variant = _MACHINE_TO_ARCH.get(os.uname().machine, (os.uname().machine, None))
     return Platform("linux", arch, variant)
 
 

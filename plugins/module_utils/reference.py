@@ -11,9 +11,9 @@ The grammar follows distribution/reference (reference.go, normalize.go).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import ImageReferenceError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
@@ -48,13 +48,14 @@ def validate_digest(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Record):
     """A normalised image reference.
 
     ``domain`` is what users see (``docker.io``), ``registry`` the host the API is reached on
     (``registry-1.docker.io`` for Docker Hub), ``repository`` the path (``library/alpine``).
     """
+
+    FROZEN = True
 
     domain: str
     repository: str

@@ -28,12 +28,15 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError, StoreError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import validate_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 ANNOTATION_REMOTE_DIGEST = "io.dockerless.remote-digest"   # what the registry answered for the tag (may be an index)
 ANNOTATION_SOURCE = "io.dockerless.source"                 # the reference the image was pulled from / pushed to
@@ -129,8 +132,7 @@ class BlobWriter:
             os.unlink(self._tmp)
 
 
-@dataclass
-class ImageRecord:
+class ImageRecord(Record):
     """An image in the store, resolved down to one platform manifest."""
 
     name: str
@@ -143,7 +145,7 @@ class ImageRecord:
     platform: str
     size: int
     remote_digest: str | None = None
-    annotations: dict = field(default_factory=dict)
+    annotations: dict = Factory(dict)
 
     def as_dict(self) -> dict[str, Any]:
         cfg = self.config.get("config") or {}

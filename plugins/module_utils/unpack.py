@@ -62,21 +62,22 @@ import errno
 import fcntl
 import hashlib
 import os
-import platform
 import queue
 import resource
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 import threading
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, UnpackError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -125,8 +126,7 @@ _REG_TYPES = (b"0", b"\0", b"7")
 _HEADER_ONLY_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # data size ignored, as Go's archive/tar does
 
 
-@dataclass
-class UnpackLimits:
+class UnpackLimits(Record):
     """Bounds for one layer. Defaults fit any sane image; lower them for untrusted sources or tests."""
 
     max_entries: int = 1_000_000
@@ -137,15 +137,14 @@ class UnpackLimits:
     max_depth: int = 256  # path components after resolution; keeps fd use and recursion bounded
 
 
-@dataclass
-class LayerResult:
+class LayerResult(Record):
     """What ``extract_layer`` read and wrote."""
 
     diff_id: str  # "sha256:<hex>" of the WHOLE decompressed stream (read to EOF, incl. padding after end)
     size: int  # decompressed bytes
     entries: int
     skipped: int = 0  # entries or attributes not reproduced (devices without root, xattrs the fs refused, ...)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = Factory(list)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -274,6 +273,8 @@ class _ZstdReader(_Reader):
                 "(apt-get install zstd / dnf install zstd) and retry."
             )
         self._err = tempfile.TemporaryFile()
+        import subprocess
+
         self._proc = subprocess.Popen(
             [exe, "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
         )
@@ -764,7 +765,7 @@ def _cleanup_dest(dest: str, fd: int, created: bool) -> str:
 def _ioc(direction: str, number: int, size: int) -> int:
     """An ioctl request number ``_IOR/_IOW('f', number, long)`` for this architecture (asm-generic/ioctl.h; powerpc,
     mips and sparc encode directions in three bits)."""
-    if platform.machine().lower().startswith(("ppc", "powerpc", "mips", "sparc")):
+    if os.uname().machine.lower().startswith(("ppc", "powerpc", "mips", "sparc")):
         bits = {"r": 2, "w": 4}[direction]
         return (bits << 29) | (size << 16) | (ord("f") << 8) | number
     bits = {"r": 2, "w": 1}[direction]
