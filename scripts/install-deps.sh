@@ -14,10 +14,11 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
+# requirements-dev.txt, and the benchmark harness's own (matplotlib, py-spy): `make test` runs bench/tests too.
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+want=$(cat requirements-dev.txt bench/requirements.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    .venv/bin/python -m pip install -q -r requirements-dev.txt
+    .venv/bin/python -m pip install -q -r requirements-dev.txt -r bench/requirements.txt
     echo "$want" > "$stamp"
 fi
 

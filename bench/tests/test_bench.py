@@ -315,8 +315,26 @@ def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
                             inputs=inputs.ALL, log=lambda _msg: None)
         store = str(tmp_path / "store")
         cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
+        layout = str(tmp_path / "layout")
+        subprocess.run(cases.SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{refs['busybox']}",
+                                       f"oci:{layout}:image"], check=True, capture_output=True, timeout=120)
     finally:
         reg.stop()
+    # The runc side of the case: the same container as ours (caps, masked paths, namespaces, seccomp), and it runs.
+    bundle = cases._runc_bundle(ctx, "t", layout)  # pylint: disable=protected-access
+    with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    assert len(config["process"]["capabilities"]["bounding"]) == 14 and config["process"]["noNewPrivileges"]
+    assert {n["type"] for n in config["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount", "cgroup"}
+    assert config["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO" and config["linux"]["seccomp"]["syscalls"]
+    assert "/proc/kcore" in config["linux"]["maskedPaths"]
+    name = f"bench-test-{os.getpid()}"
+    try:
+        ran = subprocess.run(["runc", "run", "--bundle", bundle, name], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL, check=False)
+    finally:
+        subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
+    assert ran.returncode == 0, ran.stderr
     sample = cases.ours_run(ctx, store, refs["busybox"], "/bin/true")
     assert sample.extra["rc"] == 0 and sample.seconds > 0 and sample.extra["engine_s"] > 0
     seen = {}
@@ -328,7 +346,10 @@ def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
         assert result["rc"] == 0 and result["seccomp"] == mode
         seen[mode] = result["stdout"].split()
     assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
-    assert not os.listdir(os.path.join(store, "containers"))  # every one-shot removed its state
+    # Every one-shot cleaned its state: only the store's reusable one-shot slots are left, none holding a record.
+    left = os.listdir(os.path.join(store, "containers"))
+    assert left and all(e.startswith(".one-shot-") for e in left), left
+    assert not [e for e in left if os.path.exists(os.path.join(store, "containers", e, "spec.json"))]
 
 
 def test_cpu_time_of_a_command_tree_and_its_note():
