@@ -174,7 +174,8 @@ def _container_layers(store: Store) -> dict[str, set[str]]:
             continue
         if not isinstance(record, dict):
             continue
-        label = f"one-shot {entry[:12]}" if record.get("one_shot") else str(record.get("name") or entry)
+        # a one-shot runs in a reusable slot (containers/.one-shot-<n>/): its record's id names it
+        label = f"one-shot {str(record.get('id') or entry)[:12]}" if record.get("one_shot") else str(record.get("name") or entry)
         used[label] = {d for d in record.get("diff_ids") or [] if isinstance(d, str)}
     return used
 

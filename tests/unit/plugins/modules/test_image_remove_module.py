@@ -2,7 +2,7 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The image_remove module in-process on a store written here: two images sharing a layer, a named container
-and a running one-shot recorded the way the runtime records them (``containers/<dir>/spec.json`` with
+and a running one-shot recorded the way the runtime records them (``containers/.one-shot-<n>/spec.json`` with
 ``diff_ids``). The real runs against a registry and the kernel are in tests/integration/test_roles.py."""
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def world(tmp_path):
     a = add_image(store, A, [b"a only", shared])
     b = add_image(store, B, [shared, b"b only"])
     add_container(store, "web", {"name": "web", "id": "f" * 64, "diff_ids": a["diff_ids"][:1]})
-    add_container(store, "0123456789ab" + "c" * 52, {"id": "0123456789ab" + "c" * 52, "one_shot": True,
-                                                     "diff_ids": b["diff_ids"][1:]})
+    # a one-shot runs in one of the store's reusable slots; its record's id names it
+    add_container(store, ".one-shot-0", {"id": "0123456789ab" + "c" * 52, "one_shot": True,
+                                         "diff_ids": b["diff_ids"][1:]})
     return store, a, b
 
 
