@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tarfile
 
@@ -24,6 +23,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils import build
 from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from fresh_python import run_fresh  # noqa: E402
 
 
 @pytest.fixture
@@ -288,11 +290,9 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
     """Issue 3: what a short build command loads. Without a base the one layer is ours, unpacked while it is
     written: the pull engine (concurrent.futures, logging) is not imported, nor tarfile (diff mode only) or
     datetime; the layer folder is there for containers all the same, and the digest is the in-process one."""
-    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
     mu = "ansible_collections.dockerless.containers.plugins.module_utils"
     code = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {collections!r})\n"
+        "import json\n"
         f"from {mu}.build import BuildSpec, build_image\n"
         f"from {mu}.store import Store\n"
         f"spec = BuildSpec(name='me/tools:1', executables=['tool'], host_root={root!r}, source_date_epoch=5)\n"
@@ -301,7 +301,7 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
         "                            'argparse') if m in sys.modules)\n"
         "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    out = run_fresh(code)
     got = json.loads(out.stdout)
     assert got["heavy"] == [], f"a build without base imports {got['heavy']}"
     here = build.build_image(Store(str(tmp_path / "here")), spec(root, executables=["tool"], source_date_epoch=5))

@@ -35,6 +35,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.registry imp
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from fault_server import BearerGate, FaultServer, MemoryRegistry, Reply, error_reply, make_tls_files  # noqa: E402
+from fresh_python import run_fresh  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SECRET = "pa55-W0RD-never-shown"
@@ -238,7 +239,7 @@ def test_head_manifest_without_digest_header_falls_back_to_get(server):
 # --- the quick HEAD (http.client, no requests) --------------------------------------------------------------------
 
 _FRESH_HEAD = """
-import json, sys
+import json
 from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
 client = RegistryClient(sys.argv[1], timeout=5)
 head = client.head_manifest("app", "1")
@@ -248,13 +249,8 @@ print(json.dumps({"head": head, "loaded": sorted(m for m in ("requests", "urllib
 
 def test_no_change_head_is_one_request_without_importing_requests(server):
     """A no-change re-pull's whole registry traffic: one HEAD, sent by a process that never imports requests."""
-    import subprocess
-
     server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
-    collections = [p for p in sys.path if p.endswith(os.path.join(".build", "collections"))]
-    proc = subprocess.run([sys.executable, "-c", _FRESH_HEAD, server.host], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(collections)}, check=False, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_fresh(_FRESH_HEAD, server.host, site=True)  # requests is in site-packages, findable
     answer = json.loads(proc.stdout)
     assert answer == {"head": [MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST)], "loaded": []}
     assert [(r.method, r.path) for r in server.requests] == [("HEAD", "/v2/app/manifests/1")]

@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -23,6 +24,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import MASKED_PATHS
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from fresh_python import run_fresh  # noqa: E402
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 pytestmark = [
@@ -518,18 +522,14 @@ def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_signal_
     ``python -I -S``, as bench/ours_run.py does it, never loads json, re, enum, signal or ctypes (about 25 ms
     of a start here): runtime_record's JSON helpers, ``_signal`` and linux.py's ``_ctypes`` bindings stand in.
     The container really ran (the seccomp filter was loaded: its compiled form was cached by an earlier run)."""
-    import sys
 
     from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES
 
-    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
     # The compiled filter and its quick index in the cache (what any earlier start leaves): only a cache miss
     # loads libseccomp, through ctypes.
     assert seccomp.prepare("default", DEFAULT_CAPABILITIES) is not None
     code = (
-        "import sys\n"
-        f"sys.path.insert(0, {collections!r})\n"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime\n"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec\n"
         f"spec = build_spec(lower_dirs=[{rootfs!r}], command=['/bin/sh', '-c', 'echo hi'],\n"
@@ -539,9 +539,7 @@ def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_signal_
         "               if m in sys.modules)\n"
         "print(result.rc, result.stdout.decode().strip(), ','.join(heavy) or '-')\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60,
-                         check=False)
-    assert out.returncode == 0, out.stderr
+    out = run_fresh(code)
     assert out.stdout.split() == ["0", "hi", "-"], out.stdout
     assert leftovers(str(tmp_path / "store" / "containers")) == []
 

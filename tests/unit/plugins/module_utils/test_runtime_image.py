@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -17,6 +16,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from fresh_python import run_fresh  # noqa: E402
 
 
 def _two_layer_image(store: Store, name: str) -> None:
@@ -107,15 +109,12 @@ def test_an_index_entry_is_not_an_image(tmp_path):
 
 def test_the_start_path_imports_neither_the_store_nor_dataclasses_nor_hashlib_nor_json():
     """Issue 6: the start path must import little. What bench/ours_run.py imports, in a fresh interpreter."""
-    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
     code = (
-        "import sys\n"
-        f"sys.path.insert(0, {collections!r})\n"
         "from ansible_collections.dockerless.containers.plugins.module_utils import runtime, runtime_image, runtime_spec\n"
         "heavy = sorted(m for m in ('dataclasses', 'inspect', 'typing', 'hashlib', 'argparse', 'tempfile', 'shutil',\n"
         "    'json', 're', 'enum', 'signal', 'functools', 'collections',\n"
         "    'ansible_collections.dockerless.containers.plugins.module_utils.store') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    out = run_fresh(code)
     assert out.stdout.strip() == "", f"the container start path imports {out.stdout.strip()}"

@@ -21,6 +21,9 @@ import pytest
 from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from fresh_python import run_fresh  # noqa: E402
+
 E = tw.TarEntry
 
 
@@ -368,10 +371,8 @@ def test_gzip_layers_need_neither_concurrent_futures_nor_subprocess():
     """Issue 3: a build is a short command whose imports count. tarwriter, in a fresh interpreter, writes a
     several-block gzip layer (worker threads) without importing concurrent.futures (logging), subprocess or
     shutil (only zstd layers need those)."""
-    collections = next(p for p in sys.path if os.path.isdir(os.path.join(p, "ansible_collections", "dockerless")))
     code = (
-        "import io, sys\n"
-        f"sys.path.insert(0, {collections!r})\n"
+        "import io\n"
         "from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw\n"
         "data = bytes(range(256)) * (3 * 4096 + 17)\n"
         "res = tw.write_archive([tw.TarEntry('f', tw.FILE, data=data)], io.BytesIO(), 'gzip')\n"
@@ -379,7 +380,7 @@ def test_gzip_layers_need_neither_concurrent_futures_nor_subprocess():
         "print(','.join(sorted(m for m in ('concurrent.futures', 'logging', 'subprocess', 'shutil', 'zstandard')\n"
         "                      if m in sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    out = run_fresh(code)
     assert out.stdout.strip() == "", f"a gzip layer imports {out.stdout.strip()}"
 
 
