@@ -40,6 +40,7 @@ import random
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +49,7 @@ from typing import IO, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from ansible_collections.dockerless.containers.plugins.module_utils.credentials import HOW_TO_PROVIDE, Credentials
+from ansible_collections.dockerless.containers.plugins.module_utils.direct_http import Pool, TransportError
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     AuthError,
     DigestMismatchError,
@@ -65,9 +67,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.reference im
 class _LazyModule:
     """A module imported on first attribute access.
 
-    ``requests`` and ``urllib3`` take about as long to import as all of Ansible's ``basic`` module: a no-change
-    re-pull or re-push, whose only request is a HEAD per tag, sends it through ``http.client`` instead (see
-    ``RegistryClient._quick_head``) and never loads them."""
+    ``requests`` and ``urllib3`` take about as long to import as all of Ansible's ``basic`` module. Requests to a
+    registry reached directly (plain http, or https with ``ca_path``/``insecure``, no proxy) go through
+    ``direct_http`` instead; a process talking only to such registries never loads them."""
 
     def __init__(self, name: str):
         self._name = name
@@ -291,16 +293,19 @@ class _LimitedReader:
     def __len__(self) -> int:
         return self._length
 
+    def _short(self) -> DigestMismatchError:
+        return DigestMismatchError(
+            f"{self._what}: the local blob ended {self._left} bytes early; it is shorter than its descriptor says. "
+            "Check the store (image_info) or pull/build the image again."
+        )
+
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
             return b""
         want = self._left if size is None or size < 0 else min(size, self._left)
         data = self._stream.read(want)
         if not data:
-            raise DigestMismatchError(
-                f"{self._what}: the local blob ended {self._left} bytes early; it is shorter than its descriptor "
-                "says. Check the store (image_info) or pull/build the image again."
-            )
+            raise self._short()
         self._left -= len(data)
         return data
 
@@ -310,6 +315,28 @@ class _LimitedReader:
             if not chunk:
                 return
             yield chunk
+
+    def stream_to(self, sock: Any, send: Callable[[bytes], None]) -> None:
+        """Send the body on ``direct_http``'s connection: by sendfile(2) from a file to a plain socket (the bytes
+        never pass through Python), else in ``SEND_BLOCK_SIZE`` blocks."""
+        fileno = None
+        if sock is not None and not isinstance(sock, ssl.SSLSocket):
+            try:
+                fileno = self._stream.fileno()
+                offset = self._stream.tell()
+            except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+                fileno = None
+        if fileno is not None and self._left > 0:
+            sent = sock.sendfile(self._stream, offset, self._left)
+            self._left -= sent
+            if self._left:
+                raise self._short()
+            return
+        while True:
+            block = self.read(SEND_BLOCK_SIZE)
+            if not block:
+                return
+            send(block)
 
 
 _BLOCK_ADAPTER: list[Any] = []
@@ -343,28 +370,6 @@ def _media_type(value: str | None) -> str:
 
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-class _Headers(dict):
-    """Response headers by lower-cased name; repeated headers joined with ", " as requests does."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower(), default)
-
-
-class _QuickResponse:
-    """What ``head_manifest`` and ``_handle_challenge`` read of a response, for an answer to ``_quick_head``."""
-
-    request = None
-    attempts = 1
-
-    def __init__(self, status_code: int, headers: _Headers, url: str):
-        self.status_code = status_code
-        self.headers = headers
-        self.url = url
-
-    def close(self) -> None:
-        """The body was read and the connection closed when the answer arrived."""
 
 
 # --- the client ---------------------------------------------------------------------------------------------------
@@ -407,6 +412,7 @@ class RegistryClient:
         self.loopback = is_loopback_host(registry)
         self.user_agent = user_agent
         self._session_obj: Any = None
+        self._direct = Pool(self.timeout, user_agent)
 
         self._lock = threading.RLock()
         self._scheme: str | None = None
@@ -438,6 +444,7 @@ class RegistryClient:
             return self._session_obj
 
     def close(self) -> None:
+        self._direct.close()
         if self._session_obj is not None:
             self._session_obj.close()
 
@@ -681,10 +688,14 @@ class RegistryClient:
                     sent.pop("Authorization", None)
             elif auth_header and self._is_registry_origin(url):
                 sent["Authorization"] = auth_header
-            resp = self._session.request(
-                method, url, headers=sent, data=body, stream=True, allow_redirects=False,
-                verify=self._verify_for(url, token_auth), timeout=(self.timeout, self.timeout), proxies=self._proxies(url),
-            )
+            verify = self._verify_for(url, token_auth)
+            if self._direct_allowed(url, verify):
+                resp = self._direct.request(method, url, sent, body, verify)
+            else:
+                resp = self._session.request(
+                    method, url, headers=sent, data=body, stream=True, allow_redirects=False,
+                    verify=verify, timeout=(self.timeout, self.timeout), proxies=self._proxies(url),
+                )
             if not follow or resp.status_code not in REDIRECT_STATUSES or not resp.headers.get("Location"):
                 return resp
             resp.close()
@@ -712,6 +723,17 @@ class RegistryClient:
                 method = "GET"
             url = target
 
+    @staticmethod
+    def _direct_allowed(url: str, verify: bool | str) -> bool:
+        """Whether ``direct_http`` can send to ``url`` exactly as requests would: plain http or https verified against
+        a given CA (or not at all), and no proxy in the environment (requests decides proxies and NO_PROXY). https
+        against the default bundle stays with requests (certifi's bundle, which public registries are checked
+        against)."""
+        scheme = url.partition(":")[0]
+        if scheme == "https" and verify is True:
+            return False
+        return scheme in ("http", "https") and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
+
     def _send(self, method: str, url: str, op: str, *, atoms: frozenset[str] = frozenset(),
               headers: Mapping[str, str] | None = None, body: Any = None, replayable: bool = True,
               follow_redirects: bool = False, auth: bool = True, token_auth: bool = False,
@@ -728,22 +750,31 @@ class RegistryClient:
         while True:
             auth_header = self._authorization(atoms, force=force_token) if auth else None
             force_token = False
+            failure: BaseException | None = None
+            tls = False
             try:
                 resp = self._transmit(method, url, headers or {}, auth_header, body, follow_redirects, op, token_auth)
+            # TransportError first: the requests names after it are only looked up (imported) for other exceptions.
+            except TransportError as exc:
+                failure, tls = exc, exc.tls
             except requests.exceptions.SSLError as exc:
+                failure, tls = exc, True
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                failure = exc
+            if tls:
                 raise RegistryError(
-                    f"{op}: TLS with {urlsplit(url).netloc.rpartition('@')[2]} failed ({_redact_text(str(exc))}). "
+                    f"{op}: TLS with {urlsplit(url).netloc.rpartition('@')[2]} failed ({_redact_text(str(failure))}). "
                     "Give ca_path with the CA that signed the registry's certificate; set insecure only for a "
                     "registry on a network you trust."
                 ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+            if failure is not None:
                 if replayable and attempt < self.max_retries:
                     self._sleep_backoff(attempt)
                     attempt += 1
                     continue
                 raise RegistryError(
-                    f"{op}: {self._describe_exc(exc)} (after {attempt + 1} attempts). Check that {self.registry} "
+                    f"{op}: {self._describe_exc(failure)} (after {attempt + 1} attempts). Check that {self.registry} "
                     "is running and reachable, then try again."
                 ) from None
             if resp.status_code == 401 and auth and not reauthenticated and replayable:
@@ -773,7 +804,8 @@ class RegistryClient:
                 return "connection refused"
             if isinstance(current, ConnectionResetError):
                 return "connection reset by the server"
-            if isinstance(current, (socket.timeout, requests.exceptions.Timeout)):
+            loaded = sys.modules.get("requests")  # never imported just to classify an error
+            if isinstance(current, socket.timeout) or (loaded and isinstance(current, loaded.exceptions.Timeout)):
                 return "timed out"
             if isinstance(current, http.client.RemoteDisconnected):
                 return "the server closed the connection without answering"
@@ -990,8 +1022,9 @@ class RegistryClient:
     def head_manifest(self, repository: str, reference: str) -> tuple[str, str, int] | None:
         """HEAD a manifest → (digest, media_type, size), or None when the registry answers 404.
 
-        Falls back to GET when the registry sends no ``Docker-Content-Digest``. Tried first through
-        ``_quick_head`` (no requests import); any answer but 200/404 is sent again the full way.
+        Falls back to GET when the registry sends no ``Docker-Content-Digest``. Sent without a ``/v2/`` ping: a 401
+        brings the challenge, and a 200 or 404 without credentials shows the registry is open (so a no-change
+        re-pull or re-push is this one request).
         """
         self._check_repository(repository)
         self._check_reference(reference)
@@ -999,8 +1032,13 @@ class RegistryClient:
         url = self._url(repository, "manifests", reference)
         atoms = repository_scope(repository, "pull")
         headers = {"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
-        resp = self._quick_head(url, headers, atoms) or self._send(
-            "HEAD", url, op, atoms=atoms, headers=headers, follow_redirects=True, lazy_challenge=True)
+        resp = self._send("HEAD", url, op, atoms=atoms, headers=headers, follow_redirects=True, lazy_challenge=True)
+        if resp.status_code in (200, 404):
+            with self._lock:
+                if self._challenge is None:
+                    # Answered without credentials: no /v2/ ping needed before the next requests. A later 401
+                    # (a registry that wants credentials for pushes only) is answered by _send as usual.
+                    self._challenge = Challenge("none")
         with contextlib.closing(resp):
             if resp.status_code == 404:
                 return None
@@ -1020,79 +1058,6 @@ class RegistryClient:
         if ":" in reference and digest != reference:
             raise DigestMismatchError(f"{op}: the registry says the manifest's digest is {digest}; refusing it.")
         return digest, media_type, int(length)
-
-    def _quick_head(self, url: str, headers: Mapping[str, str], atoms: frozenset[str]) -> _QuickResponse | None:
-        """A HEAD on the registry's own origin through ``http.client``, before requests is ever imported.
-
-        Used where its answer is all a run needs (the manifest HEAD of a no-change re-pull or re-push) and where it
-        behaves exactly as the requests path: plain http, or https verified against ``ca_path`` or not at all
-        (``insecure``); no proxy in the environment. The default CA bundle stays requests' choice, so public
-        registries (which answer 401 and need a token from requests anyway) never come here. A 401 adopts the
-        challenge and is answered once with credentials (Basic, or a token fetched the usual way). Returns a 200 or
-        404 answer, or None: a redirect, a retryable status, an error, a refused credential or a broken
-        connection is sent again by ``_send``, which owns retries, redirects and error messages.
-        """
-        parts = urlsplit(url)
-        if (self._session_obj is not None or parts.scheme not in ("http", "https") or not parts.hostname
-                or any(os.environ.get(name) for name in _PROXY_VARIABLES)):
-            return None
-        verify = self._verify_for(url)
-        if parts.scheme == "https" and verify is True:
-            return None
-        auth_header = self._authorization(atoms)
-        for _attempt in range(2):
-            resp = self._quick_send(parts, verify, headers, auth_header)
-            if resp is None:
-                return None
-            if resp.status_code in (200, 404):
-                with self._lock:
-                    if self._challenge is None:
-                        # Answered without credentials: no /v2/ ping needed before the next requests. A later 401
-                        # (a registry that wants credentials for pushes only) is answered by _send as usual.
-                        self._challenge = Challenge("none")
-                return resp
-            if resp.status_code != 401 or _attempt:
-                return None
-            wanted = self._handle_challenge(resp, atoms, auth_header)
-            if wanted is None:
-                return None
-            auth_header = self._authorization(wanted, force=True)
-        return None
-
-    def _quick_send(self, parts: Any, verify: bool | str, headers: Mapping[str, str],
-                    auth_header: str | None) -> _QuickResponse | None:
-        try:
-            if parts.scheme == "https":
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                if verify is False:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                elif os.path.isdir(str(verify)):
-                    context.load_verify_locations(capath=str(verify))
-                else:
-                    context.load_verify_locations(cafile=str(verify))
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    parts.hostname, parts.port, timeout=self.timeout, context=context)
-            else:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
-        except (OSError, ValueError):
-            return None
-        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", **headers}
-        if auth_header:
-            sent["Authorization"] = auth_header
-        try:
-            conn.request("HEAD", parts.path + (f"?{parts.query}" if parts.query else ""), headers=sent)
-            answer = conn.getresponse()
-            answer.read()
-            received = _Headers()
-            for key, value in answer.getheaders():
-                key = key.lower()
-                received[key] = f"{received[key]}, {value}" if key in received else value
-            return _QuickResponse(answer.status, received, urlunsplit(parts))
-        except (OSError, http.client.HTTPException, ValueError):
-            return None
-        finally:
-            conn.close()
 
     def blob_exists(self, repository: str, digest: str) -> int | None:
         """HEAD a blob → its size, or None when the registry does not have it (404)."""

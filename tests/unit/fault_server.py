@@ -54,6 +54,7 @@ class Reply:
     cut_after: int | None = None  # send this many body bytes, then reset the connection
     chunks: Iterable[bytes] | None = None  # a chunked body, generated lazily
     delay: float = 0.0
+    close_after: bool = False  # close the connection after this reply without saying so (an idle keep-alive timeout)
     # status 0: no answer at all, the connection is reset after the request was read.
 
 
@@ -84,6 +85,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def setup(self) -> None:
+        # Go's net/http (the real registry) sets TCP_NODELAY on every connection. Without it, a reply written as
+        # headers then body on a kept-alive connection holds the body back for the client's delayed ACK, and a
+        # ``cut_after`` reset would discard it unsent.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.owner.connections += 1
         if self.server.tls_context is not None:
             try:
                 self.request = self.server.tls_context.wrap_socket(self.request, server_side=True)
@@ -156,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
+        if reply.close_after:
+            self.close_connection = True  # after this reply is written, without a Connection: close header
         if self.command == "HEAD":
             return
         try:
@@ -198,6 +206,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self.rules: list[Rule] = []
         self.requests: list[Request] = []
+        self.connections = 0  # TCP connections accepted
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._server.tls_context = None

@@ -236,7 +236,7 @@ def test_head_manifest_without_digest_header_falls_back_to_get(server):
     assert len(server.requests_to("GET", "/v2/app/manifests/1")) == 1
 
 
-# --- the quick HEAD (http.client, no requests) --------------------------------------------------------------------
+# --- the direct transport (http.client, no requests) --------------------------------------------------------------------
 
 _FRESH_HEAD = """
 import json
@@ -259,7 +259,7 @@ def test_no_change_head_is_one_request_without_importing_requests(server):
     assert [t.strip() for t in head.header("Accept").split(",")] == list(MANIFEST_MEDIA_TYPES)
 
 
-def test_quick_head_answers_basic_challenge_once(server):
+def test_direct_head_answers_basic_challenge_once(server):
     basic_gate(server)
     server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
     client = make_client(server, Credentials("u", SECRET, "environment"))
@@ -271,7 +271,7 @@ def test_quick_head_answers_basic_challenge_once(server):
     assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) == 3
 
 
-def test_quick_head_with_refused_basic_credentials_is_an_auth_error(server):
+def test_direct_head_with_refused_basic_credentials_is_an_auth_error(server):
     basic_gate(server)
     client = make_client(server, Credentials("u", "wrong", "environment"))
     with pytest.raises(AuthError, match="user 'u' from environment") as info:
@@ -280,7 +280,7 @@ def test_quick_head_with_refused_basic_credentials_is_an_auth_error(server):
     assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) <= 3  # refused Basic is never sent a third time
 
 
-def test_quick_head_fetches_a_token_and_reuses_it(server):
+def test_direct_head_fetches_a_token_and_reuses_it(server):
     gate, reg = token_registry(server)
     reg.manifests[("app", "1")] = (MANIFEST, OCI_MANIFEST)
     client = make_client(server)
@@ -292,7 +292,7 @@ def test_quick_head_fetches_a_token_and_reuses_it(server):
     assert heads[1].header("Authorization").startswith("Bearer ")
 
 
-def test_quick_head_leaves_retries_and_redirects_to_the_full_path(server):
+def test_direct_head_leaves_retries_and_redirects_to_the_full_path(server):
     server.on("HEAD", "/v2/app/manifests/1", error_reply(503, "UNAVAILABLE"), times=1)
     server.on("HEAD", "/v2/app/manifests/1", Reply(307, {"Location": "/v2/app/manifests/moved"}), times=1)
     server.on("HEAD", "/v2/app/manifests/moved", manifest_reply())
@@ -303,7 +303,7 @@ def test_quick_head_leaves_retries_and_redirects_to_the_full_path(server):
     assert len(server.requests_to("HEAD", "/v2/app/manifests/moved")) == 1
 
 
-def test_quick_head_404_and_errors_match_the_full_path(server):
+def test_direct_head_404_and_errors_match_the_full_path(server):
     server.on("HEAD", "/v2/app/manifests/gone", error_reply(404, "MANIFEST_UNKNOWN"))
     server.on("HEAD", "/v2/app/manifests/denied", error_reply(403, "DENIED"))
     client = make_client(server)
@@ -314,7 +314,7 @@ def test_quick_head_404_and_errors_match_the_full_path(server):
 
 
 @pytest.mark.parametrize("mode", ["ca_path", "insecure"])
-def test_quick_head_over_tls(tls_server, tls_files, mode):
+def test_direct_head_over_tls(tls_server, tls_files, mode):
     tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
     kw = {"ca_path": tls_files["ca.pem"]} if mode == "ca_path" else {"insecure": True}
     client = make_client(tls_server, **kw)
@@ -323,14 +323,14 @@ def test_quick_head_over_tls(tls_server, tls_files, mode):
     assert len(tls_server.requests_to("HEAD", "/v2/app/manifests/1")) == 1
 
 
-def test_quick_head_with_an_unknown_ca_fails_like_the_full_path(tls_server):
+def test_direct_head_with_an_unknown_ca_fails_like_the_full_path(tls_server):
     tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
     with pytest.raises(RegistryError, match="TLS with .* failed"):
         make_client(tls_server).head_manifest("app", "1")
     assert not tls_server.requests_to("HEAD", "/v2/app/manifests/1")
 
 
-def test_open_registry_needs_no_ping_after_the_quick_head(server):
+def test_open_registry_needs_no_ping_after_the_first_head(server):
     reg = MemoryRegistry(server).install()
     reg.manifests[("app", "1")] = (MANIFEST, OCI_MANIFEST)
     client = make_client(server)
@@ -338,6 +338,100 @@ def test_open_registry_needs_no_ping_after_the_quick_head(server):
     assert client.blob_exists("app", BLOB_DIGEST) is None
     assert [(r.method, r.path) for r in server.requests] == [("HEAD", "/v2/app/manifests/1"),
                                                              ("HEAD", f"/v2/app/blobs/{BLOB_DIGEST}")]
+
+
+_FRESH_PUSH = """
+import hashlib, json
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+path, size = sys.argv[2], int(sys.argv[3])
+with open(path, "rb") as handle:
+    digest = "sha256:" + hashlib.sha256(handle.read()).hexdigest()
+client = RegistryClient(sys.argv[1], timeout=5)
+present = client.blob_exists("app", digest)
+client.upload_blob("app", digest, size, lambda: open(path, "rb"))
+client.upload_blob("app", digest, size, lambda: open(path, "rb"), chunk_size=size // 3 + 1)
+print(json.dumps({"present": present, "loaded": sorted(m for m in ("requests", "urllib3") if m in sys.modules)}))
+"""
+
+
+def test_push_traffic_never_imports_requests(server, tmp_path):
+    """HEAD, monolithic and chunked uploads to a plain-http registry: http.client only, on one kept-alive
+    connection (plus the scheme probe's), the bytes intact."""
+    reg = MemoryRegistry(server).install()
+    data = os.urandom(300_001)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    proc = run_fresh(_FRESH_PUSH, server.host, str(path), str(len(data)), site=True)
+    assert json.loads(proc.stdout) == {"present": None, "loaded": []}
+    assert reg.blobs[sha(data)] == data
+    assert len(server.requests_to("PATCH", "/v2/app/blobs/uploads/.*")) == 3
+    assert server.connections == 2  # the TLS probe's, then every request on one connection
+
+
+def test_file_bodies_go_by_sendfile_on_plain_http(server, tmp_path, monkeypatch):
+    import socket
+
+    calls = []
+    real = socket.socket.sendfile
+
+    def counting(self, file, offset=0, count=None):
+        calls.append((offset, count))
+        return real(self, file, offset, count)
+
+    monkeypatch.setattr(socket.socket, "sendfile", counting)
+    reg = MemoryRegistry(server).install()
+    data = os.urandom(100_000)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    client = make_client(server)
+    client.upload_blob("app", sha(data), len(data), lambda: open(path, "rb"), chunk_size=60_000)
+    assert reg.blobs[sha(data)] == data
+    assert calls == [(0, 60_000), (60_000, 40_000)]
+    client.upload_blob("app", BLOB_DIGEST, BLOB_SIZE, lambda: io.BytesIO(BLOB))  # no file descriptor: sent in blocks
+    assert reg.blobs[BLOB_DIGEST] == BLOB and len(calls) == 2
+
+
+def test_a_short_local_file_is_refused_not_padded(server, tmp_path):
+    MemoryRegistry(server).install()
+    path = tmp_path / "blob"
+    path.write_bytes(BLOB[:1000])
+    with pytest.raises(DigestMismatchError, match="ended 9240 bytes early"):
+        make_client(server).upload_blob("app", BLOB_DIGEST, BLOB_SIZE, lambda: open(path, "rb"))
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(server):
+    server.on("HEAD", BLOB_PATH, Reply(200, {"Content-Length": str(BLOB_SIZE)}, close_after=True))
+    client = make_client(server, max_retries=0)  # a request sent on the dead connection would fail outright
+    for _round in range(3):
+        assert client.blob_exists("app", BLOB_DIGEST) == BLOB_SIZE
+    assert len(server.requests_to("HEAD", BLOB_PATH)) == 3
+    assert server.connections == 1 + 3  # the probe's, then a new one after each close
+
+
+def test_gzip_content_encoding_is_decoded(server):
+    import gzip
+
+    server.on("GET", "/v2/app/manifests/1", Reply(200, {"Content-Type": OCI_MANIFEST, "Content-Encoding": "gzip",
+                                                        "Docker-Content-Digest": MANIFEST_DIGEST},
+                                                  gzip.compress(MANIFEST)))
+    assert make_client(server).get_manifest("app", "1") == (MANIFEST, OCI_MANIFEST, MANIFEST_DIGEST)
+
+
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_deflate_content_encoding_is_decoded(server, wrapped):
+    import zlib
+
+    packer = zlib.compressobj(wbits=zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+    server.on("GET", "/v2/app/manifests/1", Reply(200, {"Content-Type": OCI_MANIFEST, "Content-Encoding": "deflate"},
+                                                  packer.compress(MANIFEST) + packer.flush()))
+    assert make_client(server).get_manifest("app", "1") == (MANIFEST, OCI_MANIFEST, MANIFEST_DIGEST)
+
+
+def test_a_read_timeout_is_retried_then_named(server):
+    server.on("HEAD", "/v2/app/manifests/1", Reply(200, {}, delay=1.0))
+    client = make_client(server, timeout=0.2, max_retries=1)
+    with pytest.raises(RegistryError, match="timed out \\(after 2 attempts\\)"):
+        client.head_manifest("app", "1")
 
 
 def test_registry_wanting_credentials_for_pushes_only(server):
@@ -362,7 +456,7 @@ def test_registry_wanting_credentials_for_pushes_only(server):
     assert [p.header("Authorization") == good for p in posts] == [False, True]
 
 
-def test_quick_head_is_not_used_behind_a_proxy(server, monkeypatch):
+def test_direct_head_is_not_used_behind_a_proxy(server, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
