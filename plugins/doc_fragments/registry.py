@@ -33,6 +33,8 @@ options:
   ca_path:
     description:
       - A PEM file of CA certificates to verify the registry's TLS certificate with.
+      - Without it the registry's certificate is checked against the host's trust store (as Docker does), or the
+        bundle named by E(REQUESTS_CA_BUNDLE) when that is set.
     type: path
   timeout:
     description:

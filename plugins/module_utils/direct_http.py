@@ -3,12 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP/1.1 through ``http.client`` for a registry reached directly: kept-alive connections, sendfile bodies.
 
-``RegistryClient`` sends a request here when requests would add nothing to it: plain http, or https verified
-against ``ca_path`` (or not at all, ``insecure``), with no proxy in the environment. requests and urllib3 stay
-the transport for everything else — proxies (``HTTP_PROXY``/``NO_PROXY`` and friends), https verified against
-the default CA bundle (public registries, object storage behind blob redirects). Importing them costs a process
-as much CPU as Ansible's own ``basic`` module (~60 ms here), which is most of what a no-change re-pull or
-re-push spends and a visible part of a push.
+``RegistryClient`` sends every request here unless a proxy is set in the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, any case): requests and urllib3 decide proxies and ``NO_PROXY``, and are imported
+only then. Importing them costs a process as much CPU as Ansible's own ``basic`` module (~60 ms here), which was
+most of what a no-change re-pull or re-push spent and a visible part of a push; hosts without them can still use
+any registry they reach directly.
+
+TLS: ``verify`` is ``False`` (``insecure``), a CA file or directory (``ca_path``, or ``REQUESTS_CA_BUNDLE``), or
+``True``: the system's trust store, as Docker's Go client uses (plus certifi's bundle when the system store holds
+no CA file and certifi is installed).
 
 What this transport does, and how it maps onto what the client expects of a requests response:
 
@@ -187,6 +190,8 @@ class Pool:
                     context.verify_mode = ssl.CERT_NONE
                 elif verify is True:
                     context.load_default_certs()
+                    if not context.cert_store_stats().get("x509_ca"):
+                        _add_certifi(context)
                 elif os.path.isdir(str(verify)):
                     context.load_verify_locations(capath=str(verify))
                 else:
@@ -265,3 +270,16 @@ class Pool:
             self._idle.clear()
         for conn in idle:
             conn.close()
+
+
+def _add_certifi(context: ssl.SSLContext) -> None:
+    """A system without a CA bundle file (only a hashed directory, loaded lazily, or nothing at all): add certifi's
+    bundle when it is installed, the one requests would have used."""
+    try:
+        import certifi  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    try:
+        context.load_verify_locations(cafile=certifi.where())
+    except (OSError, ssl.SSLError):
+        pass

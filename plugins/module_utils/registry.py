@@ -32,7 +32,6 @@ import email.utils
 import hashlib
 import http.client
 import importlib
-import importlib.util
 import io
 import json
 import os
@@ -67,9 +66,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.reference im
 class _LazyModule:
     """A module imported on first attribute access.
 
-    ``requests`` and ``urllib3`` take about as long to import as all of Ansible's ``basic`` module. Requests to a
-    registry reached directly (plain http, or https with ``ca_path``/``insecure``, no proxy) go through
-    ``direct_http`` instead; a process talking only to such registries never loads them."""
+    ``requests`` and ``urllib3`` take about as long to import as all of Ansible's ``basic`` module, and they are
+    needed only behind a proxy: every other request goes through ``direct_http``."""
 
     def __init__(self, name: str):
         self._name = name
@@ -80,12 +78,17 @@ class _LazyModule:
 
 requests: Any = _LazyModule("requests")
 urllib3: Any = _LazyModule("urllib3")
-try:
-    HAS_REQUESTS = importlib.util.find_spec("requests") is not None and importlib.util.find_spec("urllib3") is not None
-    REQUESTS_IMPORT_ERROR: Exception | None = None if HAS_REQUESTS else ImportError("No module named 'requests'")
-except (ImportError, ValueError) as _exc:  # pragma: no cover - a broken package's __spec__
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = _exc
+
+
+def _requests_missing() -> str | None:
+    """Why requests can't be used (for the proxy path), or None when it can."""
+    try:
+        importlib.import_module("requests")
+        importlib.import_module("urllib3")
+    except ImportError as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
 
 # Docker v2 schema 2, Docker manifest list, OCI manifest, OCI index: the Accept header of every manifest request.
 # (Without it distribution answers 404 for OCI manifests and converts schema 2 to schema 1.)
@@ -394,11 +397,6 @@ class RegistryClient:
         backoff_base: float = 0.5,
         retry_after_cap: float = 30.0,
     ):
-        if not HAS_REQUESTS:
-            raise DockerlessError(
-                f"talking to registry {registry}: the Python library 'requests' is missing "
-                f"({REQUESTS_IMPORT_ERROR}). Install python3-requests (or pip install requests) on the target."
-            )
         if not registry or "/" in registry or "@" in registry or any(c.isspace() for c in registry):
             raise ImageReferenceError(f"registry {registry!r}: expected host[:port], e.g. '127.0.0.1:5000'.")
         self.registry = registry
@@ -425,9 +423,16 @@ class RegistryClient:
 
     @property
     def _session(self) -> Any:
-        """The requests session, made (and requests imported) on first use."""
+        """The requests session, made (and requests imported) on first use: for requests through a proxy."""
         with self._lock:
             if self._session_obj is None:
+                missing = _requests_missing()
+                if missing:
+                    raise DockerlessError(
+                        f"talking to registry {self.registry} through the proxy set in the environment needs the "
+                        f"Python library 'requests' ({missing}). Install python3-requests (or pip install requests) "
+                        "on the target, or unset the proxy variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) for it."
+                    )
                 if self.insecure:
                     # The user asked for unverified TLS for this registry; urllib3's per-request warning would only
                     # add noise to module output.
@@ -466,8 +471,10 @@ class RegistryClient:
     def _verify_for(self, url: str, token_auth: bool = False) -> bool | str:
         """TLS verification for one request, passed on each request.
 
-        The session ignores the environment (trust_env=False, so no .netrc credentials reach a registry), so the
-        system bundle named by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE is applied here, as requests itself would.
+        ``True`` is the default trust: the system's CA store on the direct transport (as Docker's Go client uses),
+        requests' bundle on the proxy path. The session ignores the environment (trust_env=False, so no .netrc
+        credentials reach a registry), so a bundle named by REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE is applied here, for
+        both transports, as requests itself would.
         The registry's host (any port: a token server beside it) gets ``ca_path``, or no verification when
         ``insecure``; a token realm elsewhere gets ``ca_path`` too (private token servers share the registry's
         CA); other hosts (object storage behind blob redirects) get the system bundle.
@@ -689,7 +696,7 @@ class RegistryClient:
             elif auth_header and self._is_registry_origin(url):
                 sent["Authorization"] = auth_header
             verify = self._verify_for(url, token_auth)
-            if self._direct_allowed(url, verify):
+            if self._direct_allowed(url):
                 resp = self._direct.request(method, url, sent, body, verify)
             else:
                 resp = self._session.request(
@@ -724,15 +731,10 @@ class RegistryClient:
             url = target
 
     @staticmethod
-    def _direct_allowed(url: str, verify: bool | str) -> bool:
-        """Whether ``direct_http`` can send to ``url`` exactly as requests would: plain http or https verified against
-        a given CA (or not at all), and no proxy in the environment (requests decides proxies and NO_PROXY). https
-        against the default bundle stays with requests (certifi's bundle, which public registries are checked
-        against)."""
-        scheme = url.partition(":")[0]
-        if scheme == "https" and verify is True:
-            return False
-        return scheme in ("http", "https") and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    def _direct_allowed(url: str) -> bool:
+        """Whether ``direct_http`` sends this request: http(s) and no proxy in the environment (requests decides
+        proxies, ``NO_PROXY`` included)."""
+        return url.partition(":")[0] in ("http", "https") and not any(os.environ.get(name) for name in _PROXY_VARIABLES)
 
     def _send(self, method: str, url: str, op: str, *, atoms: frozenset[str] = frozenset(),
               headers: Mapping[str, str] | None = None, body: Any = None, replayable: bool = True,
@@ -754,14 +756,20 @@ class RegistryClient:
             tls = False
             try:
                 resp = self._transmit(method, url, headers or {}, auth_header, body, follow_redirects, op, token_auth)
-            # TransportError first: the requests names after it are only looked up (imported) for other exceptions.
             except TransportError as exc:
                 failure, tls = exc, exc.tls
-            except requests.exceptions.SSLError as exc:
-                failure, tls = exc, True
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
-                failure = exc
+            except Exception as exc:
+                # requests' own failures (the proxy path); looked up only when requests was imported.
+                loaded = sys.modules.get("requests")
+                if loaded is None:
+                    raise
+                if isinstance(exc, loaded.exceptions.SSLError):
+                    failure, tls = exc, True
+                elif isinstance(exc, (loaded.exceptions.ConnectionError, loaded.exceptions.Timeout,
+                                      loaded.exceptions.ChunkedEncodingError)):
+                    failure = exc
+                else:
+                    raise
             if tls:
                 raise RegistryError(
                     f"{op}: TLS with {urlsplit(url).netloc.rpartition('@')[2]} failed ({_redact_text(str(failure))}). "

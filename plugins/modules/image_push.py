@@ -160,7 +160,7 @@ actions:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockerless.containers.plugins.module_utils.common import (
     REGISTRY_ARGS,
@@ -169,7 +169,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.common impor
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
-from ansible_collections.dockerless.containers.plugins.module_utils.registry import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 
@@ -182,9 +181,6 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    if not HAS_REQUESTS:
-        # requests itself is imported only when a request needs it (a no-change re-pull/re-push never does).
-        module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     params = module.params
     try:
         result = push_image(

@@ -368,6 +368,46 @@ def test_push_traffic_never_imports_requests(server, tmp_path):
     assert server.connections == 2  # the TLS probe's, then every request on one connection
 
 
+def test_a_host_without_requests_pushes_to_a_registry_it_reaches_directly(server, tmp_path):
+    """requests is needed only behind a proxy: without site-packages (no requests, no urllib3) the same push works,
+    and a proxy in the environment gives an error that says what to install or unset."""
+    reg = MemoryRegistry(server).install()
+    data = os.urandom(70_000)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    proc = run_fresh(_FRESH_PUSH, server.host, str(path), str(len(data)), site=False)
+    assert json.loads(proc.stdout) == {"present": None, "loaded": []}
+    assert reg.blobs[sha(data)] == data
+    check = "import importlib.util; print(importlib.util.find_spec('requests'))"
+    assert run_fresh(check, site=False).stdout.strip() == "None"  # really without requests
+
+    code = """
+import os
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+os.environ["HTTPS_PROXY"] = "http://proxy.invalid:3128"
+try:
+    RegistryClient(sys.argv[1], timeout=5).head_manifest("app", "1")
+except DockerlessError as exc:
+    print(exc)
+"""
+    message = run_fresh(code, server.host, site=False).stdout
+    assert "through the proxy set in the environment needs the Python library 'requests'" in message
+    assert "Install python3-requests" in message and "unset the proxy variables" in message
+
+
+def test_https_without_ca_path_trusts_the_system_store(tls_server, tls_files, monkeypatch):
+    """Default verification is the system's trust store (as Docker's): a CA installed there (here through
+    SSL_CERT_FILE, which OpenSSL's default paths honour) is trusted without ca_path, by the direct transport."""
+    monkeypatch.setenv("SSL_CERT_FILE", tls_files["ca.pem"])
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # these would name the bundle to use instead
+        monkeypatch.delenv(name, raising=False)
+    tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
+    client = make_client(tls_server)
+    assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
+    assert client._session_obj is None  # pylint: disable=protected-access
+
+
 def test_file_bodies_go_by_sendfile_on_plain_http(server, tmp_path, monkeypatch):
     import socket
 
