@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the registry client is imported by the modules that talk to registries, not by every module
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryOptions
 
 REGISTRY_ARGS = dict(
     username=dict(type="str"),
@@ -20,6 +23,10 @@ STORE_ARGS = dict(store=dict(type="path"))
 
 
 def registry_options(params: dict) -> RegistryOptions:
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # pylint: disable=import-outside-toplevel
+        RegistryOptions,
+    )
+
     return RegistryOptions(
         username=params.get("username"),
         password=params.get("password"),

@@ -29,6 +29,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
     UnpackError,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import Reference, parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # noqa: F401 - re-exported
+    RegistryOptions,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.store import (
     ANNOTATION_REMOTE_DIGEST,
     ANNOTATION_SOURCE,
@@ -40,25 +43,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
 
 PARALLEL_LAYERS = 4
 PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
-
-
-@dataclass
-class RegistryOptions:
-    """Connection settings shared by pull and push (module options of the registry doc fragment)."""
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    auth_file: str | None = None
-    insecure: bool = False
-    ca_path: str | None = None
-    timeout: float = 60
-
-    def client(self, registry: str):
-        from ansible_collections.dockerless.containers.plugins.module_utils.credentials import resolve_credentials
-        from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
-
-        creds = resolve_credentials(registry, self.username, self.password, self.auth_file)
-        return RegistryClient(registry, creds, insecure=self.insecure, ca_path=self.ca_path, timeout=self.timeout)
 
 
 @dataclass

@@ -34,9 +34,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
     ImageReferenceError,
     StoreError,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import Reference, parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.registry import DEFAULT_CHUNK_SIZE
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import DEFAULT_CHUNK_SIZE, RegistryOptions
 from ansible_collections.dockerless.containers.plugins.module_utils.store import (
     ANNOTATION_SOURCE,
     ImageRecord,

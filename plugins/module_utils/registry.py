@@ -47,7 +47,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
-from ansible_collections.dockerless.containers.plugins.module_utils.credentials import HOW_TO_PROVIDE, Credentials
+from ansible_collections.dockerless.containers.plugins.module_utils.credentials import (
+    HOW_TO_PROVIDE,
+    Credentials,
+    resolve_credentials,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.direct_http import Pool, TransportError
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     AuthError,
@@ -1261,6 +1265,22 @@ class RegistryClient:
                 "registry rewrote it. Push with a media type it supports."
             )
         return digest
+
+
+@dataclass
+class RegistryOptions:
+    """Connection settings shared by pull and push (module options of the registry doc fragment)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth_file: str | None = None
+    insecure: bool = False
+    ca_path: str | None = None
+    timeout: float = 60
+
+    def client(self, registry: str) -> RegistryClient:
+        creds = resolve_credentials(registry, self.username, self.password, self.auth_file)
+        return RegistryClient(registry, creds, insecure=self.insecure, ca_path=self.ca_path, timeout=self.timeout)
 
 
 def _with_query(url: str, **params: str) -> str:
