@@ -39,6 +39,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from fault_server import BearerGate, FaultServer, MemoryRegistry, Reply, error_reply  # noqa: E402
+from fresh_python import run_fresh  # noqa: E402
 
 SECRET = "push-Secret-9"
 
@@ -367,3 +368,25 @@ def test_missing_image_and_bad_targets(server, store):
     with pytest.raises(StoreError, match=f"blob {sha(LAYERS[1])} is missing from the store"):
         push(store, server, name)
     assert writes(server) == []
+
+
+_LOADED = """
+import importlib, json
+importlib.import_module("ansible_collections.dockerless.containers.plugins.module_utils." + sys.argv[1])
+base = "ansible_collections.dockerless.containers.plugins.module_utils."
+print(json.dumps(sorted(m[len(base):] for m in sys.modules if m.startswith(base))))
+"""
+
+
+def test_push_does_not_load_the_pull_engine():
+    """Each module_utils file a module imports is compiled from the AnsiballZ zip at every run: a push (and the no-change
+    re-push) loads the registry client and the store, not the pull engine or the unpacker."""
+    loaded = json.loads(run_fresh(_LOADED, "push").stdout)
+    assert "registry" in loaded and "store" in loaded
+    assert not {"pull", "unpack"} & set(loaded)
+
+
+def test_shared_module_arguments_do_not_load_the_registry_client():
+    loaded = json.loads(run_fresh(_LOADED, "common").stdout)
+    assert not {"registry", "pull", "direct_http"} & set(loaded)
+
