@@ -5,7 +5,8 @@
 
     python -I -S bench/ours_run.py --store S --image REF [--seccomp default|unconfined|PATH] [--] ARGV …
 
-Runs ARGV once in a container of image REF (already in the store: no registry, no pull engine) and prints one
+Runs ARGV once in a container of image REF (already in the store: no registry; the pull engine only to unpack
+layer folders the store lacks, e.g. of a built image) and prints one
 JSON line: ``rc``, ``rootfs_mode``, ``seccomp`` and ``engine_s`` (imports + store lookup + run, interpreter start
 not included). ``-I -S`` keeps the interpreter's own start small: the start path is stdlib-only, so it needs no
 site-packages. No argparse (it alone costs more than the container's setup: gettext and locale look-ups).
@@ -43,6 +44,16 @@ def parse(argv: list) -> dict:
     return opts
 
 
+def unpack_missing(store_root: str, name: str) -> None:
+    """Layer folders the store lacks (a built image: image_build stores the blob only) made from the blobs, as
+    container_run's pull.ensure_image does; a pulled image has them all and never gets here."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
+    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+    store = Store(store_root)
+    ensure_unpacked(store, store.image(name))
+
+
 def run(opts: dict) -> dict:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
@@ -50,6 +61,8 @@ def run(opts: dict) -> dict:
 
     # The one image: index.json, its manifest and config (digests verified), nothing else of the store.
     image = image_for_start(opts["store"], opts["image"])
+    if not all(os.path.isdir(d) for d in image.lower_dirs):
+        unpack_missing(opts["store"], image.name)
     extra = {} if opts["seccomp"] is None else {"seccomp": opts["seccomp"]}
     spec = build_spec(image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
                       image_digest=image.digest, diff_ids=image.diff_ids, command=opts["argv"], **extra)

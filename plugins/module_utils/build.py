@@ -19,14 +19,9 @@ Host files are read only where they were named: symlinks in ``files`` are copied
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import json
 import os
-import re
 import stat
-import threading
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
@@ -37,8 +32,13 @@ from ansible_collections.dockerless.containers.plugins.module_utils.elf import (
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError, DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
-from ansible_collections.dockerless.containers.plugins.module_utils.store import ImageRecord, Store, remove_tree
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.store import ImageRecord, Store
 from ansible_collections.dockerless.containers.plugins.module_utils.tarwriter import (
     DIR,
     FILE,
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 
 CREATED_BY = "dockerless.containers.image_build"
 DEFAULT_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_MODE_RE = re.compile(r"0?[0-7]{3,4}")
-_PIPE_SIZE = 1 << 20
 
 # Docker media types of layers keep their bytes in an OCI manifest; only the name changes (image-spec media-types.md).
 _LAYER_TYPE_TO_OCI = {
@@ -131,6 +129,11 @@ class BuildResult(Record):
 # Parameter normalisation
 
 
+def _is_octal_mode(text: str) -> bool:
+    """``0?[0-7]{3,4}`` (without ``re``: a build's imports count, issue 3)."""
+    return 3 <= len(text) <= 5 and all(c in "01234567" for c in text) and (len(text) < 5 or text[0] == "0")
+
+
 def parse_mode(value: Any, what: str) -> int | None:
     """``0755``, ``"0755"``, ``"755"`` or 493 → 0o755; symbolic modes are refused."""
     if value is None or value == "":
@@ -139,7 +142,7 @@ def parse_mode(value: Any, what: str) -> int | None:
         raise BuildError(f"{what}: mode {value!r} is not an octal mode. Write it like '0755'.")
     if isinstance(value, int):
         mode = value
-    elif isinstance(value, str) and _MODE_RE.fullmatch(value.strip()):
+    elif isinstance(value, str) and _is_octal_mode(value.strip()):
         mode = int(value.strip(), 8)
     else:
         raise BuildError(f"{what}: mode {value!r} is not an octal mode. Write it like '0755' (quoted).")
@@ -211,7 +214,7 @@ def rfc3339(epoch: int) -> str:
 
 def canonical_json(doc: Any) -> bytes:
     """Sorted keys, no insignificant whitespace, UTF-8: the same document always has the same digest."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json_dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -394,6 +397,8 @@ def plan_layer(spec: BuildSpec) -> LayerPlan:
 
 def _port(value: Any) -> str:
     text = str(value).strip().lower()
+    import re  # only images that expose ports
+
     if re.fullmatch(r"\d{1,5}", text):
         text += "/tcp"
     m = re.fullmatch(r"(\d{1,5})/(tcp|udp|sctp)", text)
@@ -408,7 +413,7 @@ def make_config(
     """The image config (image-spec config.md) — base config carried over, our settings on top."""
     created = rfc3339(epoch)
     if base is not None:
-        doc = json.loads(json.dumps(base.config))
+        doc = json_loads(json_dumps(base.config))
         # These describe the base's own last build step (Docker's container/container_config), not ours.
         for key in ("container", "container_config", "docker_version", "config_digest"):
             doc.pop(key, None)
@@ -554,12 +559,11 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
         with store.gc_guard():
             layer = None
             if plan.entries:
-                # The uncompressed tar is extracted into a layer folder while it is written (a second core does
-                # it), so containers can use the image at once without decompressing the blob again.
-                with store.ingest() as writer, _LayerUnpacker(store) as unpacker:
-                    layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch,
-                                          tee=unpacker)
-                unpacker.commit(layer.diff_id)
+                # Only the blob: the layer folder is made from it by whoever needs it first (container_run,
+                # wsl_export, image_pull's dest call pull.ensure_unpacked), as umoci repack leaves unpacking to
+                # umoci unpack. Extracting while writing cost a bash+ls build about 12 ms of CPU (issue 3).
+                with store.ingest() as writer:
+                    layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch)
             config_body, config_digest, manifest_body, digest = finish(layer)
             store.put_blob(config_body)
             store.put_blob(manifest_body)
@@ -567,12 +571,6 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
                 store.tag(name, _descriptor(manifest_body, digest, config_body))
     changed = digest != before
     image = _record(name, digest, manifest_body, config_body, config_digest)
-    if not check_mode and (base is not None or (layer is not None and not store.has_layer(layer.diff_id))):
-        # Base layers not unpacked yet (ours is there already). Without a base the image's one layer is ours, just
-        # committed, so neither the pull engine (and its imports) nor a second read of the image is needed.
-        from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
-
-        ensure_unpacked(store, store.image(name))
     if changed:
         actions.append(("would build " if check_mode else "built ") + f"{name} {digest}" +
                        (f" (was {before})" if before else ""))
@@ -604,98 +602,15 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
     )
 
 
-class _LayerUnpacker:
-    """Extracts the layer tar into a temp folder of the store from a pipe, in a thread, while it is written."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.tmp = ""
-        self.dest = ""
-        self.result = None
-        self.error: BaseException | None = None
-        self._pipe = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _LayerUnpacker:
-        self.tmp = self.store.make_tmp_dir("build-layer-")
-        self.dest = os.path.join(self.tmp, "rootfs-" + os.urandom(6).hex())
-        rfd, wfd = os.pipe()
-        # A 1 MiB pipe (Linux's default pipe-max-size) instead of 64 KiB: the writer and the extracting thread
-        # then hand over a whole file chunk per wake-up rather than sixteen, each a GIL handover.
-        with contextlib.suppress(OSError, AttributeError):
-            fcntl.fcntl(wfd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
-        reader = os.fdopen(rfd, "rb")
-        self._pipe = os.fdopen(wfd, "wb")
-
-        def run() -> None:
-            try:
-                # Imported here, not before the thread starts: the writer meanwhile fills the pipe and hands its
-                # first blocks to the gzip workers, so the import overlaps with compression (issue 3).
-                from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (
-                    extract_layer,
-                    mark_hierarchy_top,
-                )
-
-                # As pull does: the layer folder tops its own hierarchy and has a random name, so on ext4 its tree
-                # goes to a block group of its own, not next to a tree just removed from the store
-                # (unpack.mark_hierarchy_top).
-                mark_hierarchy_top(self.tmp)
-                self.result = extract_layer(reader, oci.OCI_LAYER_TAR, self.dest)
-            except BaseException as exc:  # re-raised in __exit__
-                self.error = exc
-            finally:
-                reader.close()
-
-        self._thread = threading.Thread(target=run, name="build-unpack", daemon=True)
-        self._thread.start()
-        return self
-
-    def write(self, data) -> int:
-        try:
-            self._pipe.write(data)  # type: ignore[union-attr]
-        except BrokenPipeError:
-            self._finish()
-            raise self.error or BuildError("unpacking the new layer: the extraction stopped early.") from None
-        return len(data)
-
-    def _finish(self) -> None:
-        if self._pipe is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self._pipe.close()
-            self._pipe = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self._finish()
-        if exc_type is not None or self.error is not None:
-            remove_tree(self.tmp)
-        if exc_type is None and self.error is not None:
-            raise self.error
-
-    def commit(self, diff_id: str) -> None:
-        try:
-            if self.result is None or self.result.diff_id != diff_id:
-                raise BuildError(
-                    f"unpacking the new layer: extracted {getattr(self.result, 'diff_id', None)}, wrote {diff_id}. "
-                    "Run the build again."
-                )
-            if not self.store.has_layer(diff_id):
-                self.store.commit_layer_dir(self.dest, diff_id)
-        finally:
-            remove_tree(self.tmp)
-
-
 def _descriptor(manifest_body: bytes, digest: str, config_body: bytes) -> dict:
-    config = json.loads(config_body)
+    config = json_loads(config_body)
     platform = {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
     return {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": len(manifest_body), "platform": platform}
 
 
 def _record(name: str, digest: str, manifest_body: bytes, config_body: bytes, config_digest: str) -> ImageRecord:
-    manifest = json.loads(manifest_body)
-    config = json.loads(config_body)
+    manifest = json_loads(manifest_body)
+    config = json_loads(config_body)
     layers = [
         {"digest": d["digest"], "diff_id": diff_id, "size": d["size"], "media_type": d["mediaType"]}
         for d, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"])

@@ -20,7 +20,6 @@ that root, never out of it, which is what tests use to model a host in ``tmp_pat
 
 from __future__ import annotations
 
-import glob
 import os
 import stat
 import struct
@@ -440,6 +439,44 @@ class RootFS:
 # ld.so.conf and the search
 
 
+def _wildcard_match(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase(name, pattern)`` for a pattern whose only wildcards are ``*`` and ``?``."""
+    n = p = 0
+    star_p, star_n = -1, 0
+    while n < len(name):
+        if p < len(pattern) and pattern[p] == "*":
+            star_p, star_n = p, n
+            p += 1
+        elif p < len(pattern) and (pattern[p] == "?" or pattern[p] == name[n]):
+            n += 1
+            p += 1
+        elif star_p >= 0:  # let the last '*' take one more character
+            star_n += 1
+            n, p = star_n, star_p + 1
+        else:
+            return False
+    return pattern[p:] == "*" * (len(pattern) - p)
+
+
+def glob_paths(pattern: str) -> list[str]:
+    """``glob.glob(pattern)``. The shapes ld.so.conf and the hwcaps look-up use (``*``/``?`` in the last component
+    only, e.g. ``/etc/ld.so.conf.d/*.conf``) are listed here with os.scandir; anything else goes to ``glob``,
+    which imports ``re`` (enum, functools, collections: a sixth of a short build's CPU time, issue 3)."""
+    directory, base = os.path.split(pattern)
+    if "[" in pattern or any(c in directory for c in "*?") or not base or not any(c in base for c in "*?"):
+        import glob  # the general case
+
+        return glob.glob(pattern)
+    try:
+        with os.scandir(directory or os.curdir) as it:
+            names = [entry.name for entry in it]
+    except OSError:
+        return []
+    hidden = base.startswith(".")  # glob leaves names starting with '.' to patterns starting with '.'
+    return [os.path.join(directory, name) for name in names
+            if (hidden or not name.startswith(".")) and _wildcard_match(name, base)]
+
+
 def read_ld_so_conf(fs: RootFS, conf: str = "/etc/ld.so.conf", _depth: int = 0) -> list[str]:
     """Directories listed in ``ld.so.conf`` in order, following ``include`` globs (relative to the file)."""
     if _depth > 10:
@@ -458,7 +495,7 @@ def read_ld_so_conf(fs: RootFS, conf: str = "/etc/ld.so.conf", _depth: int = 0) 
             for pattern in line[8:].split():
                 if not pattern.startswith("/"):
                     pattern = os.path.join(os.path.dirname(conf), pattern)
-                matches = sorted(glob.glob(fs.host(pattern)))
+                matches = sorted(glob_paths(fs.host(pattern)))
                 for m in matches:
                     inner = "/" + os.path.relpath(m, fs.root)
                     dirs.extend(read_ld_so_conf(fs, inner, _depth + 1))
@@ -589,7 +626,7 @@ class LibraryResolver:
         """Optimised copies in ``<dir>/glibc-hwcaps/<level>/`` (glibc 2.33+) the loader may prefer at run time."""
         directory, name = os.path.split(path)
         out = []
-        for sub in sorted(glob.glob(os.path.join(self.fs.host(directory), "glibc-hwcaps", "*"))):
+        for sub in sorted(glob_paths(os.path.join(self.fs.host(directory), "glibc-hwcaps", "*"))):
             cand = self._candidate(os.path.join(directory, "glibc-hwcaps", os.path.basename(sub)), name, want)
             if cand:
                 out.append(cand)

@@ -10,12 +10,11 @@ the kind of document must be unambiguous (image-spec manifest.md / image-index.m
 
 from __future__ import annotations
 
-import json
 import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, ImageReferenceError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import validate_digest
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record, json_dumps, json_loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def _load(body: bytes, what: str) -> dict:
     if len(body) > MAX_MANIFEST_SIZE:
         raise ManifestError(f"{what}: larger than {MAX_MANIFEST_SIZE} bytes; refusing to parse it.")
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{what}: not valid JSON ({exc}).") from None
     if not isinstance(data, dict):
@@ -250,4 +249,4 @@ def docker_to_oci_manifest(doc: dict) -> bytes:
     out = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}
     if doc.get("annotations"):
         out["annotations"] = doc["annotations"]
-    return json.dumps(out, separators=(",", ":")).encode()
+    return json_dumps(out, separators=(",", ":")).encode()

@@ -6,11 +6,14 @@
 ``alpine`` → ``docker.io/library/alpine:latest`` (API host ``registry-1.docker.io``);
 ``127.0.0.1:5000/team/app:1`` stays on its registry; ``…@sha256:<hex>`` pins a digest.
 The grammar follows distribution/reference (reference.go, normalize.go).
+
+Its regular expressions are checked here with plain string tests, each equal to the ``re`` pattern it replaces
+(the patterns are in the comments; tests/unit compare both on thousands of strings): ``import re`` brings enum,
+functools and collections, about a sixth of a short build's CPU time (issue 3), and every engine module parses
+references.
 """
 
 from __future__ import annotations
-
-import re
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import ImageReferenceError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
@@ -19,16 +22,102 @@ DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_REGISTRY = "registry-1.docker.io"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN_RE = re.compile(
-    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"
-)
-_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_ANY_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 _MAX_NAME = 255
+
+_DIGITS = frozenset("0123456789")
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_ALNUM = _LOWER_ALNUM | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HEX_LOWER = frozenset("0123456789abcdef")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_ENCODED_CHARS = _ALNUM | frozenset("=_-")
+
+
+def _runs(text: str, word: frozenset) -> list[str] | None:
+    """``text`` cut into alternating runs of ``word`` characters and separators, starting and ending with a word
+    run; None when it does not (empty, or a separator first or last)."""
+    if not text or text[0] not in word or text[-1] not in word:
+        return None
+    runs, start = [], 0
+    for i in range(1, len(text)):
+        if (text[i] in word) != (text[i - 1] in word):
+            runs.append(text[start:i])
+            start = i
+    runs.append(text[start:])
+    return runs
+
+
+def _is_component(text: str) -> bool:
+    """``[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`` (a repository path component)."""
+    runs = _runs(text, _LOWER_ALNUM)
+    return runs is not None and all(sep in (".", "_", "__") or sep == "-" * len(sep) for sep in runs[1::2])
+
+
+def _is_path(text: str) -> bool:
+    """``^component(?:/component)*$``."""
+    return all(_is_component(part) for part in text.split("/"))
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c == "_"  # re's \w on str: Unicode alphanumerics and '_'
+
+
+def _is_tag(text: str) -> bool:
+    r"""``^[\w][\w.-]{0,127}$``."""
+    return (0 < len(text) <= 128 and _is_word_char(text[0])
+            and all(c in ".-" or _is_word_char(c) for c in text[1:]))
+
+
+def _is_domain_component(text: str) -> bool:
+    """``[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]``."""
+    return (bool(text) and text[0] in _ALNUM and text[-1] in _ALNUM
+            and all(c in _ALNUM or c == "-" for c in text))
+
+
+def _is_port(text: str) -> bool:
+    """``[0-9]{1,5}``."""
+    return 0 < len(text) <= 5 and all(c in _DIGITS for c in text)
+
+
+def _split_port(domain: str) -> tuple[str, str | None] | None:
+    """(host, port digits or None) of a domain shaped like ``host(?::port)?`` (host: name or ``[ipv6]``), else
+    None."""
+    if domain.startswith("["):
+        close = domain.find("]")
+        if close < 0:
+            return None
+        host, rest = domain[: close + 1], domain[close + 1 :]
+    else:
+        host, colon, port = domain.partition(":")
+        rest = colon + port
+    if not rest:
+        return host, None
+    if rest[0] != ":" or not _is_port(rest[1:]):
+        return None
+    return host, rest[1:]
+
+
+def _is_domain(domain: str) -> bool:
+    r"""``^(?:dc(?:\.dc)*|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?$`` with dc a domain component."""
+    split = _split_port(domain)
+    if split is None:
+        return False
+    host = split[0]
+    if host.startswith("["):
+        return len(host) > 2 and host.endswith("]") and all(c in _IPV6_CHARS for c in host[1:-1])
+    return all(_is_domain_component(part) for part in host.split("."))
+
+
+def _is_sha256_digest(text: str) -> bool:
+    """``^sha256:[a-f0-9]{64}$``."""
+    return len(text) == 71 and text.startswith("sha256:") and all(c in _HEX_LOWER for c in text[7:])
+
+
+def _is_any_digest(text: str) -> bool:
+    """``^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`` (any algorithm)."""
+    algorithm, colon, encoded = text.partition(":")
+    runs = _runs(algorithm, _LOWER_ALNUM)
+    return (bool(colon) and runs is not None and all(sep in (".", "+", "_", "-") for sep in runs[1::2])
+            and bool(encoded) and all(c in _ENCODED_CHARS for c in encoded))
 
 
 def validate_digest(text: str) -> str:
@@ -36,9 +125,9 @@ def validate_digest(text: str) -> str:
 
     Called before a digest is ever used in a path or URL, so ``sha256:../../x`` can't reach either.
     """
-    if not isinstance(text, str) or not _DIGEST_RE.fullmatch(text):
+    if not isinstance(text, str) or not _is_sha256_digest(text):
         shown = text if isinstance(text, str) and len(text) < 100 else repr(text)[:100]
-        if isinstance(text, str) and _ANY_DIGEST_RE.fullmatch(text) and not text.startswith("sha256:"):
+        if isinstance(text, str) and _is_any_digest(text) and not text.startswith("sha256:"):
             raise ImageReferenceError(
                 f"digest {shown!s}: unsupported algorithm; only sha256 digests are supported."
             )
@@ -102,7 +191,7 @@ class Reference(Record):
         return repo
 
     def with_tag(self, tag: str) -> Reference:
-        if not _TAG_RE.fullmatch(tag):
+        if not _is_tag(tag):
             raise ImageReferenceError(f"tag {tag!r}: invalid; tags are 1-128 of [A-Za-z0-9_.-], not starting with . or -.")
         return Reference(self.domain, self.repository, tag, None)
 
@@ -154,18 +243,18 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
-        if not _TAG_RE.fullmatch(tag):
+        if not _is_tag(tag):
             raise ImageReferenceError(
                 f"image reference {original!r}: invalid tag {tag!r}; tags are 1-128 of [A-Za-z0-9_.-], "
                 "not starting with '.' or '-'."
             )
 
     domain, repository = _split_domain(text)
-    if not _DOMAIN_RE.fullmatch(domain):
+    if not _is_domain(domain):
         raise ImageReferenceError(f"image reference {original!r}: invalid registry host {domain!r}.")
-    port_match = re.search(r"(?<!:):([0-9]{1,5})$", domain) if not domain.endswith("]") else None
-    if port_match:
-        port = int(port_match.group(1))
+    port_digits = _split_port(domain)[1]  # type: ignore[index]  # a valid domain splits
+    if port_digits:
+        port = int(port_digits)
         if not 0 < port < 65536:
             raise ImageReferenceError(f"image reference {original!r}: port {port} out of range.")
     if not repository:
@@ -174,7 +263,7 @@ def parse_reference(text: str, default_tag: str = "latest") -> Reference:
         raise ImageReferenceError(
             f"image reference {original!r}: repository names must be lowercase ({repository!r})."
         )
-    if not _PATH_RE.fullmatch(repository):
+    if not _is_path(repository):
         raise ImageReferenceError(
             f"image reference {original!r}: invalid repository {repository!r}; use lowercase letters, digits and "
             "separators ('.', '_', '__', '-') between path components."

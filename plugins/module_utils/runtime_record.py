@@ -161,11 +161,12 @@ _WS = " \t\n\r"
 _CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
 
 try:  # made at import: the init uses them after pivot_root, where nothing can be imported any more
+    from _json import encode_basestring as _encode_str_utf8
     from _json import encode_basestring_ascii as _encode_str
     from _json import make_encoder as _make_encoder
     from _json import make_scanner as _make_scanner
 except ImportError:  # pragma: no cover - an interpreter without the C accelerator: json does it all
-    _make_scanner = _make_encoder = _encode_str = None
+    _make_scanner = _make_encoder = _encode_str = _encode_str_utf8 = None
 
 
 class _ScanContext:
@@ -210,11 +211,64 @@ def json_loads(data):
     return json.loads(data)
 
 
-def json_dumps(value, sort_keys: bool = False) -> str:
-    """``json.dumps(value, sort_keys=sort_keys)`` (default separators, ASCII): same text, same exceptions."""
+def json_dumps(value, sort_keys: bool = False, separators: tuple[str, str] | None = None, ensure_ascii: bool = True,
+               indent: int | None = None) -> str:
+    """``json.dumps(value, sort_keys=…, separators=…, ensure_ascii=…, indent=…)``: same text, same exceptions.
+
+    With ``indent``, json itself encodes in Python; here the containers are laid out in Python and every scalar
+    goes through the C encoder (json writes them the same way). A value this does not lay out as plainly (keys
+    that are not strings, a type json would hand to ``default``, a cycle) is given to json."""
     if _make_encoder is not None and not isinstance(value, str):
-        encode = _make_encoder({}, _not_serializable, _encode_str, None, ": ", ", ", bool(sort_keys), False, True)
-        return "".join(encode(value, 0))
+        if separators is not None:
+            item_sep, key_sep = separators
+        else:
+            item_sep, key_sep = (", ", ": ") if indent is None else (",", ": ")
+        encode_str = _encode_str if ensure_ascii else _encode_str_utf8
+        encode = _make_encoder({}, _not_serializable, encode_str, None, key_sep, item_sep, bool(sort_keys), False,
+                               True)
+        if indent is None:
+            return "".join(encode(value, 0))
+        if isinstance(indent, int) and not isinstance(indent, bool):
+            try:
+                return _indented(value, encode, encode_str, " " * indent, item_sep, key_sep, bool(sort_keys))
+            except _NotPlain:
+                pass
     import json
 
-    return json.dumps(value, sort_keys=sort_keys)
+    return json.dumps(value, sort_keys=sort_keys, separators=separators, ensure_ascii=ensure_ascii, indent=indent)
+
+
+class _NotPlain(Exception):
+    """A value json_dumps's indented layout leaves to json."""
+
+
+def _indented(value, encode, encode_str, indent: str, item_sep: str, key_sep: str, sort_keys: bool) -> str:
+    """json's indented layout (json.encoder._make_iterencode) of dicts with str keys, lists, tuples and scalars."""
+    active: set[int] = set()
+
+    def walk(obj, level: int) -> str:
+        if isinstance(obj, (str, int, float)) or obj is None:
+            return "".join(encode(obj, 0))
+        if isinstance(obj, dict):
+            opener, closer = "{", "}"
+            if not all(isinstance(key, str) for key in obj):
+                raise _NotPlain
+            items = sorted(obj.items()) if sort_keys else obj.items()
+        elif isinstance(obj, (list, tuple)):
+            opener, closer, items = "[", "]", None
+        else:
+            raise _NotPlain  # json calls default: a TypeError
+        if not obj:
+            return opener + closer
+        if id(obj) in active:
+            raise _NotPlain  # json: "Circular reference detected"
+        active.add(id(obj))
+        newline = "\n" + indent * (level + 1)
+        if items is None:
+            parts = [walk(v, level + 1) for v in obj]
+        else:
+            parts = [encode_str(k) + key_sep + walk(v, level + 1) for k, v in items]
+        active.discard(id(obj))
+        return opener + newline + (item_sep + newline).join(parts) + "\n" + indent * level + closer
+
+    return walk(value, 0)

@@ -18,25 +18,28 @@ collection (exclusive) never removes what a running pull has written but not yet
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError, StoreError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import validate_digest
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from typing import Any
+
+# No contextlib, re or collections here: with threading they were about half of a short build's imports (issue 3).
+# The store's context managers are small classes (_FileLock, _Ingest).
 
 ANNOTATION_REMOTE_DIGEST = "io.dockerless.remote-digest"   # what the registry answered for the tag (may be an index)
 ANNOTATION_SOURCE = "io.dockerless.source"                 # the reference the image was pulled from / pushed to
@@ -59,10 +62,39 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+# tempfile's mkstemp/mkdtemp without importing tempfile (which brings shutil, random, bz2, lzma and weakref: a
+# fifth of a short build's imports, issue 3): a random name, created exclusively, owner-only, retried on a clash.
+_TMP_ATTEMPTS = 100
+
+
+def make_temp_file(directory: str, prefix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp(prefix=prefix, dir=directory)``: an fd open for writing and the new file's path."""
+    for _attempt in range(_TMP_ATTEMPTS):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        return fd, os.path.abspath(path)
+    raise FileExistsError(errno.EEXIST, f"no free temporary name with prefix {prefix!r}", directory)
+
+
+def make_temp_dir(directory: str, prefix: str) -> str:
+    """``tempfile.mkdtemp(prefix=prefix, dir=directory)``: a new owner-only directory's path."""
+    for _attempt in range(_TMP_ATTEMPTS):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return os.path.abspath(path)
+    raise FileExistsError(errno.EEXIST, f"no free temporary name with prefix {prefix!r}", directory)
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the directory."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = make_temp_file(directory, ".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -71,14 +103,20 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             os.fsync(handle.fileno())
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     _fsync_dir(directory)
 
 
 class BlobWriter:
-    """Hashes while writing; ``commit()`` verifies digest and size and renames into ``blobs/``."""
+    """Hashes while writing; ``commit()`` verifies digest and size and renames into ``blobs/``. ``size`` and
+    ``digest`` (until the commit: of what was written so far) make it a tarwriter ``SHA256_SINK``: a layer written
+    into it by tarwriter.write_archive is hashed once."""
+
+    SHA256_SINK = True
 
     def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None):
         if expected_digest is not None:
@@ -88,8 +126,7 @@ class BlobWriter:
         self.expected_size = expected_size
         self._hash = hashlib.sha256()
         self.size = 0
-        self.digest: str | None = None
-        fd, self._tmp = tempfile.mkstemp(prefix="blob-", dir=store.tmp_dir)
+        fd, self._tmp = make_temp_file(store.tmp_dir, "blob-")
         self._file = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> int:
@@ -122,14 +159,68 @@ class BlobWriter:
         self._file.close()
         os.chmod(self._tmp, 0o644)
         os.rename(self._tmp, self._store.blob_path(digest))
-        self.digest = digest
         return digest
 
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the bytes written so far (after ``commit``: of the blob)."""
+        return "sha256:" + self._hash.hexdigest()
+
     def abort(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             self._file.close()
-        with contextlib.suppress(OSError):
+        except OSError:
+            pass
+        try:
             os.unlink(self._tmp)
+        except OSError:
+            pass
+
+
+class _FileLock:
+    """``with``: ``flock`` on a file of the store (created 0600), released by closing it. One use per object."""
+
+    def __init__(self, root: str, name: str, shared: bool):
+        self._root, self._name, self._shared = root, name, shared
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self._root, self._name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+        return False
+
+
+class _Ingest:
+    """``with store.ingest(...) as writer``: a BlobWriter, committed when the block ends without error, else
+    aborted."""
+
+    def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None):
+        self._store = store
+        self._expected = (expected_digest, expected_size)
+        self._writer: BlobWriter | None = None
+
+    def __enter__(self) -> BlobWriter:
+        self._store.ensure()
+        self._writer = BlobWriter(self._store, *self._expected)
+        return self._writer
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        writer, self._writer = self._writer, None
+        if exc_type is not None:
+            writer.abort()  # type: ignore[union-attr]
+            return False
+        writer.commit()  # type: ignore[union-attr]
+        return False
 
 
 class ImageRecord(Record):
@@ -201,28 +292,22 @@ class Store:
                 os.chmod(path, 0o700)
         layout = os.path.join(self.root, "oci-layout")
         if not os.path.exists(layout):
-            atomic_write(layout, json.dumps({"imageLayoutVersion": "1.0.0"}).encode())
+            atomic_write(layout, json_dumps({"imageLayoutVersion": "1.0.0"}).encode())
         if not os.path.exists(self.index_path):
             with self.lock():
                 if not os.path.exists(self.index_path):
                     self._write_index({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": []})
 
-    @contextlib.contextmanager
-    def _flock(self, name: str, shared: bool) -> Iterator[None]:
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.root, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def _flock(self, name: str, shared: bool) -> _FileLock:
+        return _FileLock(self.root, name, shared)
 
-    def lock(self) -> contextlib.AbstractContextManager:
-        """Exclusive lock for read-modify-write of ``index.json``."""
+    def lock(self) -> _FileLock:
+        """Exclusive lock for read-modify-write of ``index.json`` (a context manager)."""
         return self._flock(".lock", shared=False)
 
-    def gc_guard(self) -> contextlib.AbstractContextManager:
-        """Shared lock held by writers (pull, build) so GC can't collect their untagged blobs."""
+    def gc_guard(self) -> _FileLock:
+        """Shared lock held by writers (pull, build) so GC can't collect their untagged blobs (a context
+        manager)."""
         return self._flock(".gc.lock", shared=True)
 
     # -- blobs ---------------------------------------------------------------------------------------------
@@ -252,17 +337,10 @@ class Store:
             raise StoreError(f"store {self.root}: blob {digest} is corrupt on disk; remove it and pull again.")
         return data
 
-    @contextlib.contextmanager
-    def ingest(self, expected_digest: str | None = None, expected_size: int | None = None) -> Iterator[BlobWriter]:
-        """Write a blob; committed (verified, fsynced, renamed) when the block exits without error."""
-        self.ensure()
-        writer = BlobWriter(self, expected_digest, expected_size)
-        try:
-            yield writer
-        except BaseException:
-            writer.abort()
-            raise
-        writer.commit()
+    def ingest(self, expected_digest: str | None = None, expected_size: int | None = None) -> _Ingest:
+        """``with store.ingest(...) as writer``: write a blob; committed (verified, fsynced, renamed) when the
+        block exits without error, removed otherwise."""
+        return _Ingest(self, expected_digest, expected_size)
 
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -277,7 +355,7 @@ class Store:
     def _read_index(self) -> dict:
         try:
             with open(self.index_path, "rb") as handle:
-                index = json.load(handle)
+                index = json_loads(handle.read())
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": []}
         except ValueError as exc:
@@ -287,7 +365,7 @@ class Store:
         return index
 
     def _write_index(self, index: dict) -> None:
-        atomic_write(self.index_path, json.dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+        atomic_write(self.index_path, json_dumps(index, indent=2, sort_keys=True).encode() + b"\n")
 
     def images(self) -> list[tuple[str, dict]]:
         """(name, descriptor) for every tagged manifest, in index order."""
@@ -416,7 +494,7 @@ class Store:
 
     def make_tmp_dir(self, prefix: str) -> str:
         self.ensure()
-        return tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir)
+        return make_temp_dir(self.tmp_dir, prefix)
 
     # -- garbage collection --------------------------------------------------------------------------------
     def _used_by_containers(self) -> set[str]:
@@ -428,7 +506,7 @@ class Store:
             for fname in ("spec.json", "state.json"):
                 try:
                     with open(os.path.join(self.containers_dir, name, fname), "rb") as handle:
-                        data = json.load(handle)
+                        data = json_loads(handle.read())
                 except (OSError, ValueError):
                     continue
                 for key in ("layers", "diff_ids"):
@@ -457,7 +535,7 @@ class Store:
                     keep_blobs.add(m["config"]["digest"])
                     keep_blobs.update(layer["digest"] for layer in m["layers"])
                     try:
-                        config = json.loads(self.read_blob(m["config"]["digest"]))
+                        config = json_loads(self.read_blob(m["config"]["digest"]))
                         keep_layers.update(config["rootfs"]["diff_ids"])
                     except Exception:
                         pass
@@ -500,11 +578,17 @@ def remove_tree(path: str) -> None:
 
     def _onerror(func, failed, _exc_info):
         parent = os.path.dirname(failed)
-        with contextlib.suppress(OSError):
+        try:
             os.chmod(parent, 0o700)
-        with contextlib.suppress(OSError):
+        except OSError:
+            pass
+        try:
             if os.path.isdir(failed) and not os.path.islink(failed):
                 os.chmod(failed, 0o700)
+        except OSError:
+            pass
         func(failed)
+
+    import shutil  # only removals need it (a build imports none of it, issue 3)
 
     shutil.rmtree(path, onerror=_onerror)

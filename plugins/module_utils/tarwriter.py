@@ -28,13 +28,12 @@ digest on a 2-core and a 64-core host.
 
 from __future__ import annotations
 
-import collections
+import _thread
 import hashlib
 import os
 import stat
-import threading
 import zlib
-from collections.abc import Iterable
+from _collections import deque
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
@@ -45,6 +44,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_reco
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a build's imports count, issue 3)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import BinaryIO
 
 FILE = "file"
@@ -218,6 +218,7 @@ class TarWriter:
         self.mtime = mtime
         self.paths: list[str] = []
         self._inodes: dict[tuple[int, int], str] = {}
+        self._buffer: memoryview | None = None
 
     def add(self, entry: TarEntry) -> None:
         if entry.kind not in _TYPEFLAGS:
@@ -313,18 +314,28 @@ class TarWriter:
             if st.st_size != size or (entry.inode is not None and (st.st_dev, st.st_ino) != entry.inode):
                 raise DockerlessError(f"reading {src}: it changed while the archive was written. Run it again.")
             left = size
+            buf = self._read_buffer(size)
             while left:
-                chunk = os.read(fd, min(CHUNK, left))
-                if not chunk:
+                got = os.readv(fd, [buf[: min(len(buf), left)]])
+                if not got:
                     raise DockerlessError(f"reading {src}: it shrank while the archive was written. Run it again.")
-                self._write(chunk)
-                left -= len(chunk)
+                self._write(buf[:got])
+                left -= got
             if os.read(fd, 1):
                 raise DockerlessError(f"reading {src}: it grew while the archive was written. Run it again.")
         finally:
             os.close(fd)
 
-    def _write(self, data: bytes) -> None:
+    def _read_buffer(self, size: int) -> memoryview:
+        """One buffer for every file read, reused: a fresh buffer per read costs a page fault per 4 KiB (a short
+        build's reads were a fifth of its page faults, issue 3). ``out.write`` gets views of it and, as the io
+        contract of ``write`` says, must not keep them after returning; every writer here copies or consumes."""
+        want = min(CHUNK, size)
+        if self._buffer is None or len(self._buffer) < want:
+            self._buffer = memoryview(bytearray(max(want, 64 * 1024)))
+        return self._buffer
+
+    def _write(self, data) -> None:
         self.out.write(data)
 
     def _pad(self, size: int) -> None:
@@ -360,7 +371,13 @@ def write_entries(entries: Iterable[TarEntry], out, mtime: int = 0) -> list[str]
 
 
 class HashingWriter:
-    """Counts and sha256-hashes what passes through, forwarding it to ``out`` (or nowhere)."""
+    """Counts and sha256-hashes what passes through, forwarding it to ``out`` (or nowhere).
+
+    ``SHA256_SINK``: a writer that counts (``size``) and hashes (``digest``) what it is given itself, as this class
+    and store.BlobWriter do; write_archive hands the compressed bytes to such an ``out`` without hashing them a
+    second time."""
+
+    SHA256_SINK = True
 
     def __init__(self, out=None):
         self.out = out
@@ -382,17 +399,6 @@ class HashingWriter:
     @property
     def digest(self) -> str:
         return "sha256:" + self._sha.hexdigest()
-
-
-class _Tee:
-    def __init__(self, first, second):
-        self.first = first
-        self.second = second
-
-    def write(self, data) -> int:
-        self.first.write(data)
-        self.second.write(data)
-        return len(data)
 
 
 class _Passthrough:
@@ -421,6 +427,8 @@ class _ZstdProcess:
             stderr=subprocess.PIPE,
         )
         self.error: BaseException | None = None
+        import threading  # only zstd layers need it (the gzip workers are _thread threads)
+
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -500,17 +508,19 @@ def gzip_threads() -> int:
     return max(2, min(_GZIP_MAX_THREADS, cpus))
 
 
-def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> bytes:
-    """Raw deflate of one block, primed with ``zdict``, ending on a byte boundary (or the final block)."""
+def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> tuple[bytes, bytes]:
+    """Raw deflate of one block, primed with ``zdict``, ending on a byte boundary (or the final block): the
+    output of ``compress`` and of the closing ``flush``, to be written one after the other (joining them would
+    copy half a megabyte per block into fresh memory)."""
     if zdict:
         comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, zdict)
     else:
         comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
-    return comp.compress(data) + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return comp.compress(data), comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
 class _DeflateJob:
-    """One block handed to a worker; ``wait`` returns its deflate bytes (or raises what the worker raised)."""
+    """One block handed to a worker; ``wait`` returns its deflate pieces (or raises what the worker raised)."""
 
     __slots__ = ("block", "zdict", "last", "result", "error", "cancelled", "_done")
 
@@ -518,10 +528,10 @@ class _DeflateJob:
         self.block = block
         self.zdict = zdict
         self.last = last
-        self.result = b""
+        self.result: tuple[bytes, ...] = ()
         self.error: BaseException | None = None
         self.cancelled = False
-        self._done = threading.Lock()
+        self._done = _thread.allocate_lock()
         self._done.acquire()  # released by the worker when the job is finished
 
     def run(self, level: int) -> None:
@@ -537,7 +547,7 @@ class _DeflateJob:
     def done(self) -> bool:
         return not self._done.locked()
 
-    def wait(self) -> bytes:
+    def wait(self) -> tuple[bytes, ...]:
         with self._done:
             pass
         if self.error is not None:
@@ -545,12 +555,35 @@ class _DeflateJob:
         return self.result
 
 
-def _deflate_worker(jobs, level: int) -> None:
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        job.run(level)
+def _simple_queue():
+    """``queue.SimpleQueue`` from its C module: the ``queue`` module imports ``heapq`` for its other classes,
+    which the gzip workers don't use (a short build's imports count, issue 3)."""
+    try:
+        from _queue import SimpleQueue
+    except ImportError:  # pragma: no cover - an interpreter without the C module
+        from queue import SimpleQueue
+    return SimpleQueue()
+
+
+def _deflate_worker(jobs, level: int, finished) -> None:
+    try:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            job.run(level)
+    finally:
+        finished.release()
+
+
+def _start_worker(jobs, level: int):
+    """A deflate worker on a ``_thread`` thread; returns the lock it releases when it ends (acquire it to join).
+    ``threading`` is not needed for that: it imports functools and collections, a good part of a short build's
+    imports (issue 3). Like a daemon thread, it does not hold up the interpreter's exit."""
+    finished = _thread.allocate_lock()
+    finished.acquire()
+    _thread.start_new_thread(_deflate_worker, (jobs, level, finished))
+    return finished
 
 
 class ParallelGzipWriter:
@@ -558,9 +591,10 @@ class ParallelGzipWriter:
 
     Header: no name, mtime 0, XFL by level as zlib sets it, OS 255 ("unknown"): nothing host or time specific.
     ``close`` writes the trailer (CRC-32 and length of the whole input) but does not close ``out``. Memory stays
-    bounded: at most ``2 * threads`` blocks are in flight. The workers are plain threads fed by a queue (started
-    as blocks arrive, up to ``threads``), not a ``concurrent.futures`` pool: that module imports ``logging``,
-    which costs a short build more than its whole tar.
+    bounded: at most ``2 * threads`` blocks are in flight. The workers are plain ``_thread`` threads fed by a queue
+    (started as blocks arrive, up to ``threads``), not a ``concurrent.futures`` pool nor ``threading`` threads:
+    those modules import ``logging``, ``functools`` and ``collections``, which cost a short build more than its
+    whole tar.
     """
 
     def __init__(self, out, level: int = 1, threads: int | None = None, block_size: int = GZIP_BLOCK):
@@ -573,9 +607,13 @@ class ParallelGzipWriter:
         self.block_size = block_size
         self.threads = max(1, threads if threads is not None else gzip_threads())
         self._jobs = None  # queue.SimpleQueue, made with the first worker
-        self._workers: list[threading.Thread] = []
-        self._pending: collections.deque[_DeflateJob] = collections.deque()
-        self._buf = bytearray()
+        self._workers: list = []  # each worker's "finished" lock (_start_worker)
+        self._pending: deque[_DeflateJob] = deque()
+        # The block being filled: what ``write`` gets is copied into it once and the full block goes to a worker as
+        # it is (a new one is started). Appending to a bytearray and slicing the block off it copied every byte
+        # twice into fresh memory, and each fresh page costs a page fault (half of a short build's, issue 3).
+        self._block = bytearray(block_size)
+        self._fill = 0
         self._zdict = b""
         self._crc = 0
         self._length = 0
@@ -590,38 +628,47 @@ class ParallelGzipWriter:
         n = len(data)
         if not n:
             return 0
+        view = memoryview(data)
+        if view.itemsize != 1 or view.ndim != 1:
+            view = view.cast("B")
+        n = view.nbytes
         self._length += n
-        self._buf += data
-        while len(self._buf) >= self.block_size:
-            with memoryview(self._buf) as view:  # one copy into the block, not a slice and then a copy of it
-                block = bytes(view[: self.block_size])
-            del self._buf[: self.block_size]
-            self._submit(block, last=False)
-        return n
+        pos = 0
+        while pos < n:
+            room = self.block_size - self._fill
+            take = room if n - pos > room else n - pos
+            self._block[self._fill : self._fill + take] = view[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.block_size:
+                block, self._block, self._fill = self._block, bytearray(self.block_size), 0
+                self._submit(block, last=False)
+        return len(data)
 
-    def _submit(self, block: bytes, last: bool) -> None:
+    def _write_out(self, pieces: tuple[bytes, ...]) -> None:
+        for piece in pieces:
+            if piece:
+                self.out.write(piece)
+
+    def _submit(self, block, last: bool) -> None:
+        """Hand ``block`` (a bytes-like object nobody writes to any more) to a worker, or deflate it here."""
         self._crc = zlib.crc32(block, self._crc)  # one call per block: zlib releases the GIL for it
         zdict = self._zdict
-        self._zdict = block[-_GZIP_WINDOW:]  # every block but the last is at least 32 KiB
+        self._zdict = bytes(block[-_GZIP_WINDOW:])  # every block but the last is at least 32 KiB
         if self.threads == 1 or (last and self._jobs is None):
             # One worker, or a stream of a single block: no thread to start (same bytes either way).
-            self.out.write(_deflate_block(block, zdict, self.level, last))
+            self._write_out(_deflate_block(block, zdict, self.level, last))
             return
         if self._jobs is None:
-            import queue  # the start path of a one-block stream never needs it
-
-            self._jobs = queue.SimpleQueue()
+            self._jobs = _simple_queue()
         job = _DeflateJob(block, zdict, last)
         self._jobs.put(job)
         if len(self._workers) < self.threads and len(self._pending) >= len(self._workers):
-            worker = threading.Thread(target=_deflate_worker, args=(self._jobs, self.level),
-                                      name=f"gzip-{len(self._workers)}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+            self._workers.append(_start_worker(self._jobs, self.level))
         self._pending.append(job)
         # Write finished blocks in order; wait only when too many are in flight (bounded memory).
         while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self.threads):
-            self.out.write(self._pending.popleft().wait())
+            self._write_out(self._pending.popleft().wait())
 
     def flush(self) -> None:
         """Nothing to flush before ``close``: a block is only complete at its full size or at the end."""
@@ -631,10 +678,10 @@ class ParallelGzipWriter:
             return
         self._closed = True
         try:
-            self._submit(bytes(self._buf), last=True)
-            self._buf = bytearray()
+            block, self._block = self._block, bytearray()
+            self._submit(memoryview(block)[: self._fill], last=True)
             while self._pending:
-                self.out.write(self._pending.popleft().wait())
+                self._write_out(self._pending.popleft().wait())
             self.out.write((self._crc & 0xFFFFFFFF).to_bytes(4, "little") +
                            (self._length & 0xFFFFFFFF).to_bytes(4, "little"))
         finally:
@@ -650,8 +697,9 @@ class ParallelGzipWriter:
             workers, self._workers = self._workers, []
             for sentinel in [None] * len(workers):  # one per worker: each ends at the first it takes
                 self._jobs.put(sentinel)
-            for worker in workers:
-                worker.join()
+            for finished in workers:
+                with finished:  # released when that worker has ended
+                    pass
             self._jobs = None
 
 
@@ -703,15 +751,14 @@ def write_archive(
     compression: str = "gzip",
     level: int | None = None,
     mtime: int = 0,
-    tee=None,
 ) -> ArchiveResult:
     """Write a sorted, deterministic, compressed tar of ``entries`` to ``out`` (None: only compute digests).
-
-    ``tee`` (anything with ``write``) also receives the uncompressed tar, e.g. to extract it while it is written.
-    """
-    blob = HashingWriter(out)
+    ``diff_id`` and the compressed ``digest``/``size`` are taken as the bytes pass; when ``out`` is a
+    ``SHA256_SINK`` (see HashingWriter), its own ``digest`` and ``size``."""
+    # The store's blob writer hashes what it stores: one SHA-256 pass over the compressed bytes, not two.
+    blob = out if getattr(out, "SHA256_SINK", False) else HashingWriter(out)
     comp = open_compressor(compression, blob, level)
-    tar = HashingWriter(_Tee(comp, tee) if tee is not None else comp)
+    tar = HashingWriter(comp)
     try:
         paths = write_entries(entries, tar, mtime)
     except BaseException:

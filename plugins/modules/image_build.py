@@ -18,7 +18,8 @@ description:
     config and manifest are canonical JSON. The same inputs over the same files give the same digest, so the
     task reports a change only when O(name) does not already point at the result.
   - The result is an OCI image (C(application/vnd.oci.image.manifest.v1+json)) that C(skopeo) and C(umoci) read
-    from the store, and whose layers are unpacked for M(dockerless.containers.container_run).
+    from the store. Its layer is stored as a blob only; M(dockerless.containers.container_run) and
+    M(dockerless.containers.wsl_export) unpack it from the blob when they first use the image.
 extends_documentation_fragment:
   - dockerless.containers.store
 attributes:

@@ -74,7 +74,7 @@ def test_bash_ls_image_check_build_idempotent_and_runs(run_playbook, tmp_path):
         {"name": "real", MODULE: args, "diff": True},
         {"name": "check again", MODULE: args, "check_mode": True},
         {"name": "real again", MODULE: args},
-        # Our own runtime (container_run) runs it too, from the layer folder the build unpacked.
+        # Our own runtime (container_run) runs it too: it unpacks the layer from its blob on first use.
         {"name": "run ls", "dockerless.containers.container_run": {"image": name, "command": ["ls", "/"],
                                                                    "store": store}},
         {"name": "run bash", "dockerless.containers.container_run": {"image": name,

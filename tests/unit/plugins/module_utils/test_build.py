@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime
 import gzip
 import io
+import itertools
 import json
 import os
-import shutil
+import re
 import socket
 import sys
 import tarfile
@@ -22,6 +23,8 @@ from test_elf import INTERP, make_elf, make_root
 from ansible_collections.dockerless.containers.plugins.module_utils import build, oci
 from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError
+from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import image_for_run
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -66,6 +69,14 @@ def layer_members(store: Store, image: dict) -> dict[str, tarfile.TarInfo]:
 )
 def test_parse_mode(value, expected):
     assert build.parse_mode(value, "t") == expected
+
+
+def test_octal_mode_check_is_the_pattern_it_replaces():
+    """parse_mode's string check without re (issue 3) equals ``0?[0-7]{3,4}`` on every string of up to 6
+    characters over octal, non-octal and blank characters."""
+    pattern = re.compile(r"0?[0-7]{3,4}")
+    strings = ("".join(p) for n in range(7) for p in itertools.product("0178a ", repeat=n))
+    assert [t for t in strings if build._is_octal_mode(t) != bool(pattern.fullmatch(t))] == []
 
 
 @pytest.mark.parametrize("value", ["u+x", "rwxr-xr-x", "0999", "17777", True, 0o17777, -1])
@@ -277,8 +288,12 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
     # The stored image is what the store (and skopeo/umoci) read: config/manifest parse, layer lists our files.
     image = store.image("127.0.0.1:5000/me/tools:1")
     assert image.manifest["mediaType"] == oci.OCI_MANIFEST and image.config["config"]["Cmd"] == ["tool"]
-    # The new layer is unpacked for containers (no pull needed): the folder holds the same tree.
-    layer_dir = store.layer_dir(real.image["layers"][0]["diff_id"])
+    # The new layer is stored as a blob only (as umoci repack leaves unpacking to umoci unpack); the folder that
+    # containers use is made from it on first use by pull.ensure_unpacked, with the same tree.
+    diff_id = real.image["layers"][0]["diff_id"]
+    assert not store.has_layer(diff_id) and os.listdir(store.layers_dir) == [] and os.listdir(store.tmp_dir) == []
+    layer_dir = ensure_unpacked(store, image)[0]
+    assert layer_dir == store.layer_dir(diff_id)
     assert os.readlink(os.path.join(layer_dir, "lib64")) == "usr/lib64"
     assert os.path.isfile(os.path.join(layer_dir, "usr/bin/tool")) and not real.notes
     members = layer_members(store, real.image)
@@ -287,18 +302,18 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
 
 
 def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path):
-    """Issue 3: what a short build command loads. Without a base the one layer is ours, unpacked while it is
-    written: the pull engine (concurrent.futures, logging) is not imported, nor tarfile (diff mode only) or
-    datetime; the layer folder is there for containers all the same, and the digest is the in-process one."""
+    """Issue 3: what a short build command loads. The layer is written as a blob only: neither the pull engine
+    (concurrent.futures, logging) nor the extractor (unpack) is imported, nor tarfile (diff mode only), datetime,
+    tempfile, shutil or json (the store's documents go through _json); the digest is the in-process one."""
     mu = "ansible_collections.dockerless.containers.plugins.module_utils"
     code = (
-        "import json\n"
         f"from {mu}.build import BuildSpec, build_image\n"
         f"from {mu}.store import Store\n"
         f"spec = BuildSpec(name='me/tools:1', executables=['tool'], host_root={root!r}, source_date_epoch=5)\n"
         f"result = build_image(Store({str(tmp_path / 'fresh')!r}), spec)\n"
-        f"heavy = sorted(m for m in ('{mu}.pull', 'concurrent.futures', 'logging', 'tarfile', 'datetime',\n"
-        "                            'argparse') if m in sys.modules)\n"
+        f"heavy = sorted(m for m in ('{mu}.pull', '{mu}.unpack', 'concurrent.futures', 'logging', 'tarfile',\n"
+        "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json') if m in sys.modules)\n"
+        "import json\n"
         "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"
     )
     out = run_fresh(code)
@@ -306,7 +321,7 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
     assert got["heavy"] == [], f"a build without base imports {got['heavy']}"
     here = build.build_image(Store(str(tmp_path / "here")), spec(root, executables=["tool"], source_date_epoch=5))
     assert got["digest"] == here.after
-    assert os.path.isfile(os.path.join(Store(str(tmp_path / "fresh")).layer_dir(got["diff_id"]), "usr/bin/tool"))
+    assert not Store(str(tmp_path / "fresh")).has_layer(got["diff_id"])
 
 
 def test_reproducible_across_stores_and_mtimes(root, tmp_path):
@@ -350,9 +365,9 @@ def test_base_image_layers_and_config(root, tmp_path):
     store = Store(str(tmp_path / "s"))
     base = build.build_image(store, spec(root, name="base:1", executables=["tool"], env={"A": "base", "KEEP": "1"},
                                          cmd=["base-cmd"], labels={"from": "base"}))
-    # A base whose layer folder is gone (e.g. pulled by an older version): the build unpacks it from its blob.
+    # A base whose layer folder is gone (e.g. built, or removed): the build needs only its blobs.
     base_dir = store.layer_dir(base.image["layers"][0]["diff_id"])
-    shutil.rmtree(base_dir)
+    assert not os.path.exists(base_dir)
     child = build.build_image(store, spec(root, name="child:1", base="base:1",
                                           files=[FileSpec(src="/etc/app.conf", dest="/etc/app.conf")],
                                           env={"A": "child"}, entrypoint=["/usr/bin/tool"], labels={"mine": "1"}))
@@ -365,8 +380,12 @@ def test_base_image_layers_and_config(root, tmp_path):
     assert cfg["Labels"] == {"from": "base", "mine": "1"}
     assert len(img.config["history"]) == 2 and img.config["rootfs"]["diff_ids"][0] == base.image["layers"][0]["diff_id"]
     assert child.files == ["/etc", "/etc/app.conf"]
+    # Nothing unpacked by the build; what container_run resolves the image with unpacks both layers, in order.
+    assert not any(store.has_layer(la["diff_id"]) for la in img.layers)
+    lower = image_for_run(store.root, "child:1", pull="never").lower_dirs
+    assert lower == [store.layer_dir(la["diff_id"]) for la in reversed(img.layers)]
+    assert os.path.isfile(os.path.join(lower[0], "etc/app.conf")) and not os.path.exists(os.path.join(lower[0], "usr"))
     assert os.path.isfile(os.path.join(base_dir, "usr/bin/tool"))
-    assert all(store.has_layer(la["diff_id"]) for la in img.layers)
     with pytest.raises(BuildError, match="not in the store"):
         build.build_image(store, spec(root, name="c:2", base="nothere:1"))
 

@@ -6,6 +6,8 @@ and ``ldd``, and damaged files that must fail with BuildError only."""
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
 import random
 import shutil
@@ -314,6 +316,33 @@ def test_ld_so_conf_includes(tmp_path):
 
 
 # -- the closure ----------------------------------------------------------------------------------------------------
+
+
+def test_wildcard_match_is_fnmatchcase():
+    rng = random.Random(3)
+    names = ["", "a", "ab", "a.conf", ".conf", "x86_64-linux-gnu.conf", "aaa", "a*b", "a?b", "zz.conf.bak"]
+    patterns = ["*", "?", "*.conf", "?*", "*?", "a*", "*a", "a*b*", "**", "a?b", "*.conf*", "x*-*.conf", "", "a"]
+    for _round in range(3000):
+        names.append("".join(rng.choice("ab.*?x") for _char in range(rng.randrange(7))))
+        patterns.append("".join(rng.choice("ab.*?") for _char in range(rng.randrange(6))))
+    wrong = [(n, p) for n in names[:40] + names[-300:] for p in patterns
+             if elf._wildcard_match(n, p) != fnmatch.fnmatchcase(n, p)]
+    assert wrong == []
+
+
+def test_glob_paths_is_glob(tmp_path):
+    """What ld.so.conf's includes and the hwcaps look-up list: the same paths glob.glob gives, with or without
+    its own code (a '[' or wildcards in a directory go to glob itself)."""
+    d = tmp_path / "conf.d"
+    (d / "sub").mkdir(parents=True)
+    for name in ("a.conf", "b.conf", ".hidden.conf", "c.conf.bak", "x86_64-linux-gnu.conf", "sub/in.conf"):
+        (d / name).write_text("")
+    os.symlink("gone", d / "dangling.conf")
+    for pattern in ("*.conf", "*", ".*", "?.conf", "*.conf*", "[ab].conf", "*/in.conf", "s*/*", "a.conf", "none*",
+                    "*.nothing"):
+        full = os.path.join(str(d), pattern)
+        assert sorted(elf.glob_paths(full)) == sorted(glob.glob(full)), pattern
+    assert elf.glob_paths(str(tmp_path / "missing" / "*.conf")) == glob.glob(str(tmp_path / "missing" / "*.conf"))
 
 
 def test_closure_follows_interpreter_needed_and_conf(tmp_path):

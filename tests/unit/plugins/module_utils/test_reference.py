@@ -3,14 +3,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+import os
+import random
+import re
+import sys
+
 import pytest
 
+from ansible_collections.dockerless.containers.plugins.module_utils import reference
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import ImageReferenceError
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import (
     is_loopback_host,
     parse_reference,
     validate_digest,
 )
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+from fresh_python import run_fresh  # noqa: E402
 
 D = "sha256:" + "a" * 64
 
@@ -125,3 +134,62 @@ def test_unknown_algorithm_message():
 ])
 def test_loopback(host, expected):
     assert is_loopback_host(host) is expected
+
+
+# -- the validators against the regular expressions they replace (issue 3: reference.py no longer imports re) --
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+ORACLES = {
+    "_is_path": re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$"),
+    "_is_tag": re.compile(r"^[\w][\w.-]{0,127}$"),
+    "_is_domain": re.compile(
+        rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"),
+    "_is_sha256_digest": re.compile(r"^sha256:[a-f0-9]{64}$"),
+    "_is_any_digest": re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$"),
+}
+# Characters each grammar cares about, a few it must refuse (upper case, Unicode letters and digits, which \w
+# accepts, whitespace, newline, '/' and '@'), and the separators of every rule.
+_ALPHABET = "ab09AZ._-_+=:/[]@é١\u00b2 \n\tfF"
+
+
+def _samples(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
+    out = ["", "a", "a.b", "a__b", "a___b", "a--b", "a-", "-a", "A", "é", "١", "a\n", "\na", "[::1]", "[::1]:5000",
+           "[]", "[::1]x", "host:", "host:123456", "host:12345", "a.b.c:1", "a..b", ".a", "sha256:" + "a" * 64,
+           "sha256:" + "a" * 64 + "\n", "md5:" + "A" * 32, "a+b:x", "a++b:x", "a:", ":x", "t" * 128, "t" * 129,
+           "_x", ".x", "x.-_", "a/b", "a//b", "/a", "a/"]
+    for _round in range(count):
+        length = rng.choice((1, 2, 3, 4, 5, 7, 9, 12, 20))
+        out.append("".join(rng.choice(_ALPHABET) for _char in range(length)))
+        # Mostly-valid shapes with one change, where the interesting boundaries are.
+        base = rng.choice(["registry.example.com:5000", "ns/sub_app", "v1.2-rc__3", "sha256:" + "0f" * 32,
+                           "sha512+x.y:AbC=_-", "[fe80::1]:443", "a-b--c"])
+        i = rng.randrange(len(base) + 1)
+        out.append(base[:i] + rng.choice(_ALPHABET) + base[i + 1:])
+        out.append(base[:i] + base[i:])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ORACLES))
+def test_validators_equal_the_regular_expressions_they_replace(name):
+    check = getattr(reference, name)
+    samples = _samples(sum(map(ord, name)), 6000)
+    wrong = [s for s in samples if check(s) != bool(ORACLES[name].fullmatch(s))]
+    assert wrong == [], f"{name} disagrees with its pattern on {wrong[:10]!r}"
+    accepted = sum(map(check, samples))
+    assert 500 < accepted < len(samples) - 500  # both answers, many times
+
+
+@pytest.mark.parametrize("domain", ["registry:5000", "[::1]:5000", "[::1]", "a.b", "h:0", "h:65535", "h:99999"])
+def test_port_is_what_the_old_search_found(domain):
+    old = re.search(r"(?<!:):([0-9]{1,5})$", domain) if not domain.endswith("]") else None
+    assert reference._split_port(domain)[1] == (old.group(1) if old else None)
+
+
+def test_parsing_references_imports_no_re():
+    out = run_fresh(
+        "from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference\n"
+        "ref = parse_reference('127.0.0.1:5000/team/app:1@sha256:' + 'a' * 64)\n"
+        "print(ref.name, 're' in sys.modules, 'enum' in sys.modules)\n")
+    assert out.stdout.split() == ["127.0.0.1:5000/team/app:1@sha256:" + "a" * 64, "False", "False"]

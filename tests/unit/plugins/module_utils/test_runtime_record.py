@@ -104,6 +104,36 @@ def test_json_dumps_is_json_dumps(value, sort_keys):
         assert json_dumps(value) == json.dumps(value)
 
 
+JSON_OPTIONS = [
+    {"indent": 2, "sort_keys": True},                                   # the store's index.json
+    {"separators": (",", ":"), "ensure_ascii": False, "sort_keys": True},  # image_build's canonical JSON
+    {"separators": (",", ":")},                                         # oci.docker_to_oci
+    {"indent": 0}, {"indent": 4, "ensure_ascii": False}, {"indent": 2, "separators": (", ", " = ")},
+    {"indent": "\t"}, {"indent": -1}, {"ensure_ascii": False},
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES + ["a string", "caf\u00e9", ("a", ("b",), {"c": ()}),
+                                                 {"x": [{"y": [1, {}, []]}, {"z": None}]}])
+@pytest.mark.parametrize("options", JSON_OPTIONS)
+def test_json_dumps_with_options_is_json_dumps(value, options):
+    assert _outcome(lambda v: json_dumps(v, **options), value) == _outcome(lambda v: json.dumps(v, **options), value)
+
+
+@pytest.mark.parametrize("bad", [{1j: 1}, [object()], {(1, 2): 3}, [b"bytes"], {"s": {1, 2}}, {"a": [{"b": b"x"}]}])
+def test_indented_json_dumps_fails_like_json_dumps(bad):
+    assert (_outcome(lambda v: json_dumps(v, indent=2), bad) == _outcome(lambda v: json.dumps(v, indent=2), bad))
+
+
+def test_indented_json_dumps_detects_cycles_and_allows_shared_values_like_json_dumps():
+    loop: list = []
+    loop.append({"again": loop})
+    assert _outcome(lambda v: json_dumps(v, indent=2), loop) == _outcome(lambda v: json.dumps(v, indent=2), loop)
+    assert "Circular reference" in _outcome(lambda v: json_dumps(v, indent=2), loop)[1]
+    shared = {"k": [1]}
+    assert json_dumps([shared, shared, [shared]], indent=2) == json.dumps([shared, shared, [shared]], indent=2)
+
+
 @pytest.mark.parametrize("value", JSON_VALUES + ["a string", "caf\u00e9"])
 def test_json_loads_is_json_loads(value):
     text = json.dumps(value)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import _thread
 import gzip
 import hashlib
 import io
@@ -14,12 +15,14 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zlib
 
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from fresh_python import run_fresh  # noqa: E402
@@ -232,6 +235,39 @@ def test_write_archive_digests_and_gzip_header(tmp_path):
     assert plain.digest == plain.diff_id == res.diff_id
 
 
+class _TrustedSink:
+    """A SHA256_SINK that reports a digest of its own choosing: what write_archive reports shows whose hash it is."""
+
+    SHA256_SINK = True
+
+    def __init__(self):
+        self.buf = io.BytesIO()
+        self.size = 0
+        self.digest = "sha256:" + "0" * 64
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return self.buf.write(data)
+
+
+def test_write_archive_hashes_the_compressed_bytes_once_into_a_hashing_sink(tmp_path):
+    """The store's blob writer hashes what it stores: write_archive takes its digest and size instead of hashing
+    the compressed stream a second time (issue 3), and the blob it commits is the one a plain writer gets."""
+    sink = _TrustedSink()
+    res = tw.write_archive(sample_entries(), sink, "gzip", mtime=0)
+    assert res.digest == "sha256:" + "0" * 64 and res.size == sink.size == len(sink.buf.getvalue())
+    plain = tw.write_archive(sample_entries(), io.BytesIO(), "gzip", mtime=0)
+    assert res.diff_id == plain.diff_id and sink.buf.getvalue() and res.size == plain.size
+
+    store = Store(str(tmp_path / "store"))
+    with store.ingest() as writer:
+        stored = tw.write_archive(sample_entries(), writer, "gzip", mtime=0)
+    assert (stored.digest, stored.size, stored.diff_id) == (plain.digest, plain.size, plain.diff_id)
+    assert store.has_blob(stored.digest, stored.size)
+    with store.open_blob(stored.digest) as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == stored.digest.split(":", 1)[1]
+
+
 def test_zstd_roundtrip(tmp_path):
     if shutil.which("zstd") is None:
         pytest.fail("the zstd command is missing (scripts/install-deps.sh installs it)")
@@ -331,8 +367,17 @@ def test_build_digest_independent_of_gzip_threads(monkeypatch, tmp_path):
     assert hashlib.sha256(gzip.decompress(results[0][3])).hexdigest() == results[0][1].split(":")[1]
 
 
+def _threads_back_to(before: tuple[int, int]) -> bool:
+    """The thread counts are ``before`` again: a joined _thread worker has released its lock and is returning,
+    its count drops a moment later."""
+    deadline = time.monotonic() + 2
+    while (threading.active_count(), _thread._count()) != before and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return (threading.active_count(), _thread._count()) == before
+
+
 def test_parallel_gzip_stops_its_threads_on_errors(tmp_path):
-    before = threading.active_count()
+    before = (threading.active_count(), _thread._count())  # the gzip workers are _thread threads
     src = tmp_path / "f"
     src.write_bytes(_sample_stream(3 * tw.GZIP_BLOCK))
     size = src.stat().st_size
@@ -340,14 +385,14 @@ def test_parallel_gzip_stops_its_threads_on_errors(tmp_path):
     entries = [E("a", tw.FILE, 0o644, size=size, source=str(src)), E("b", tw.FILE, 0o644, size=size + 1, source=str(src))]
     with pytest.raises(DockerlessError, match="changed while the archive was written"):
         tw.write_archive(entries, io.BytesIO(), "gzip")
-    assert threading.active_count() == before
+    assert _threads_back_to(before)
     with pytest.raises(DockerlessError, match="level 10"):
         tw.ParallelGzipWriter(io.BytesIO(), 10)
 
 
 def test_parallel_gzip_worker_error_reaches_the_writer_and_stops_the_workers(monkeypatch):
     """A block whose deflate fails in a worker raises from write/close, and no worker thread is left behind."""
-    before = threading.active_count()
+    before = (threading.active_count(), _thread._count())  # the gzip workers are _thread threads
     real = tw._deflate_block
     calls = []
 
@@ -364,21 +409,21 @@ def test_parallel_gzip_worker_error_reaches_the_writer_and_stops_the_workers(mon
             writer.write(_sample_stream(tw.GZIP_BLOCK))
         writer.close()
     writer.abort()
-    assert len(calls) >= 2 and threading.active_count() == before
+    assert len(calls) >= 2 and _threads_back_to(before)
 
 
 def test_gzip_layers_need_neither_concurrent_futures_nor_subprocess():
     """Issue 3: a build is a short command whose imports count. tarwriter, in a fresh interpreter, writes a
-    several-block gzip layer (worker threads) without importing concurrent.futures (logging), subprocess or
-    shutil (only zstd layers need those)."""
+    several-block gzip layer (worker threads) without importing concurrent.futures (logging), threading (its
+    workers are _thread threads), functools, collections, subprocess or shutil (only zstd layers need those)."""
     code = (
         "import io\n"
         "from ansible_collections.dockerless.containers.plugins.module_utils import tarwriter as tw\n"
         "data = bytes(range(256)) * (3 * 4096 + 17)\n"
         "res = tw.write_archive([tw.TarEntry('f', tw.FILE, data=data)], io.BytesIO(), 'gzip')\n"
         "assert res.size > 0\n"
-        "print(','.join(sorted(m for m in ('concurrent.futures', 'logging', 'subprocess', 'shutil', 'zstandard')\n"
-        "                      if m in sys.modules)))\n"
+        "print(','.join(sorted(m for m in ('concurrent.futures', 'logging', 'subprocess', 'shutil', 'zstandard',\n"
+        "                                  'threading', 'functools', 'collections', 'queue') if m in sys.modules)))\n"
     )
     out = run_fresh(code)
     assert out.stdout.strip() == "", f"a gzip layer imports {out.stdout.strip()}"
