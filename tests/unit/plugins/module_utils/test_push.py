@@ -389,4 +389,3 @@ def test_push_does_not_load_the_pull_engine():
 def test_shared_module_arguments_do_not_load_the_registry_client():
     loaded = json.loads(run_fresh(_LOADED, "common").stdout)
     assert not {"registry", "pull", "direct_http"} & set(loaded)
-
