@@ -48,11 +48,13 @@ _MAX_IDLE = 16  # idle connections kept per origin
 
 
 class TransportError(Exception):
-    """A request failed before its response arrived; ``tls`` when the TLS layer failed (handshake, certificate)."""
+    """A request failed before its response arrived; ``tls`` when the TLS layer failed (handshake, certificate);
+    ``ca_file`` (the path) when the CA certificates to verify with could not be loaded (nothing was sent)."""
 
-    def __init__(self, exc: BaseException):
+    def __init__(self, exc: BaseException, ca_file: str | None = None):
         super().__init__(str(exc) or type(exc).__name__)
         self.tls = isinstance(exc, ssl.SSLError)
+        self.ca_file = ca_file
 
 
 class Headers(dict):
@@ -234,8 +236,8 @@ class Pool:
         key = (scheme, host, parts.port, verify if scheme == "https" else None)
         try:
             conn = self._take(key, scheme, host, parts.port, verify)
-        except (OSError, ValueError) as exc:  # a CA file that can't be loaded
-            raise TransportError(exc) from exc
+        except (OSError, ValueError) as exc:  # CA certificates that can't be loaded
+            raise TransportError(exc, ca_file=str(verify)) from exc
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
         sent.update(headers)

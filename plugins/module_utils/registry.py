@@ -761,6 +761,12 @@ class RegistryClient:
             try:
                 resp = self._transmit(method, url, headers or {}, auth_header, body, follow_redirects, op, token_auth)
             except TransportError as exc:
+                if exc.ca_file is not None:
+                    raise RegistryError(
+                        f"{op}: the CA certificates {exc.ca_file!r} could not be loaded ({_redact_text(str(exc))}). "
+                        "Give ca_path as a PEM file (or a directory of them) holding the CA that signed the registry's "
+                        "certificate."
+                    ) from None
                 failure, tls = exc, exc.tls
             except Exception as exc:
                 # requests' own failures (the proxy path); looked up only when requests was imported.

@@ -396,6 +396,19 @@ except DockerlessError as exc:
     assert "Install python3-requests" in message and "unset the proxy variables" in message
 
 
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_an_unusable_ca_path_is_named_at_once(tls_server, tmp_path, content):
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_bytes(content)
+    client = make_client(tls_server, ca_path=str(path), max_retries=3, backoff_base=5)  # a retry would take 5 s
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match=f"the CA certificates '{path}' could not be loaded .*Give ca_path as a PEM"):
+        client.head_manifest("app", "1")
+    assert time.monotonic() - started < 2
+    assert not tls_server.requests
+
+
 def test_https_without_ca_path_trusts_the_system_store(tls_server, tls_files, monkeypatch):
     """Default verification is the system's trust store (as Docker's): a CA installed there (here through
     SSL_CERT_FILE, which OpenSSL's default paths honour) is trusted without ca_path, by the direct transport."""
