@@ -87,6 +87,9 @@ def test_image_remove_gc_keeps_layers_of_containers(run_playbook, seeded_registr
     tasks = [
         {"name": "pull busybox", "dockerless.containers.image_pull": {"name": busybox, **common}, "register": "bb"},
         {"name": "build ls", "dockerless.containers.image_build": {"name": tools, "executables": ["ls"], **common}},
+        # A build stores its layer as a blob only; the first run unpacks it (a layer folder for GC to collect).
+        {"name": "run ls once", "dockerless.containers.container_run": {
+            "image": tools, "command": [shutil.which("ls"), "/"], "pull": "never", **common}},
         {"name": "run container", "dockerless.containers.container_run": {
             "name": name, "image": busybox, "command": ["sleep", "600"], "pull": "never", "stop_timeout": 1,
             **common}},
@@ -120,6 +123,7 @@ def test_image_remove_gc_keeps_layers_of_containers(run_playbook, seeded_registr
     assert untag["changed"] and untag["removed"][0]["name"] == tools
     assert untag["gc"] == {"blobs": [], "layers": [], "bytes": 0}
 
+    assert r["run ls once"]["rc"] == 0 and "usr" in r["run ls once"]["stdout"].split()
     check, real = r["remove check"], r["remove"]
     assert check["changed"] and real["changed"]
     assert check["removed"] == real["removed"] == [{"name": busybox, "digest": bb_image["digest"]}]
