@@ -354,16 +354,22 @@ print(json.dumps({"present": present, "loaded": sorted(m for m in ("requests", "
 """
 
 
+def fresh_push(server, tmp_path, size: int, site: bool) -> None:
+    """_FRESH_PUSH of ``size`` random bytes in a new interpreter (``site``: with site-packages): the blob arrives
+    intact, and the process never imported requests or urllib3."""
+    reg = MemoryRegistry(server).install()
+    data = os.urandom(size)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    proc = run_fresh(_FRESH_PUSH, server.host, str(path), str(size), site=site)
+    assert json.loads(proc.stdout) == {"present": None, "loaded": []}
+    assert reg.blobs[sha(data)] == data
+
+
 def test_push_traffic_never_imports_requests(server, tmp_path):
     """HEAD, monolithic and chunked uploads to a plain-http registry: http.client only, on one kept-alive
     connection (plus the scheme probe's), the bytes intact."""
-    reg = MemoryRegistry(server).install()
-    data = os.urandom(300_001)
-    path = tmp_path / "blob"
-    path.write_bytes(data)
-    proc = run_fresh(_FRESH_PUSH, server.host, str(path), str(len(data)), site=True)
-    assert json.loads(proc.stdout) == {"present": None, "loaded": []}
-    assert reg.blobs[sha(data)] == data
+    fresh_push(server, tmp_path, 300_001, site=True)
     assert len(server.requests_to("PATCH", "/v2/app/blobs/uploads/.*")) == 3
     assert server.connections == 2  # the TLS probe's, then every request on one connection
 
@@ -371,13 +377,7 @@ def test_push_traffic_never_imports_requests(server, tmp_path):
 def test_a_host_without_requests_pushes_to_a_registry_it_reaches_directly(server, tmp_path):
     """requests is needed only behind a proxy: without site-packages (no requests, no urllib3) the same push works,
     and a proxy in the environment gives an error that says what to install or unset."""
-    reg = MemoryRegistry(server).install()
-    data = os.urandom(70_000)
-    path = tmp_path / "blob"
-    path.write_bytes(data)
-    proc = run_fresh(_FRESH_PUSH, server.host, str(path), str(len(data)), site=False)
-    assert json.loads(proc.stdout) == {"present": None, "loaded": []}
-    assert reg.blobs[sha(data)] == data
+    fresh_push(server, tmp_path, 70_000, site=False)
     check = "import importlib.util; print(importlib.util.find_spec('requests'))"
     assert run_fresh(check, site=False).stdout.strip() == "None"  # really without requests
 
