@@ -198,6 +198,11 @@ class _Server(ThreadingHTTPServer):
     owner: FaultServer
     tls_context: ssl.SSLContext | None
 
+    def shutdown_request(self, request) -> None:
+        super().shutdown_request(request)
+        self.owner.closed += 1  # after the socket is closed: the client has its FIN
+
+
 
 class FaultServer:
     """A scripted server on 127.0.0.1:<free port>; use as a context manager or call ``close()``."""
@@ -207,6 +212,7 @@ class FaultServer:
         self.rules: list[Rule] = []
         self.requests: list[Request] = []
         self.connections = 0  # TCP connections accepted
+        self.closed = 0  # connections this server has closed
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._server.tls_context = None

@@ -455,8 +455,13 @@ def test_a_short_local_file_is_refused_not_padded(server, tmp_path):
 def test_a_connection_the_server_closed_while_idle_is_replaced(server):
     server.on("HEAD", BLOB_PATH, Reply(200, {"Content-Length": str(BLOB_SIZE)}, close_after=True))
     client = make_client(server, max_retries=0)  # a request sent on the dead connection would fail outright
-    for _round in range(3):
+    for done in range(1, 4):
         assert client.blob_exists("app", BLOB_DIGEST) == BLOB_SIZE
+        # Idle: the server has closed every connection before the next request (as a keep-alive timeout does).
+        deadline = time.monotonic() + 5
+        while server.closed < server.connections and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert server.closed == server.connections, f"the server kept a connection open after request {done}"
     assert len(server.requests_to("HEAD", BLOB_PATH)) == 3
     assert server.connections == 1 + 3  # the probe's, then a new one after each close
 
