@@ -203,7 +203,6 @@ class _Server(ThreadingHTTPServer):
         self.owner.closed += 1  # after the socket is closed: the client has its FIN
 
 
-
 class FaultServer:
     """A scripted server on 127.0.0.1:<free port>; use as a context manager or call ``close()``."""
 
