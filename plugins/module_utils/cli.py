@@ -268,7 +268,9 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--network", choices=["none", "host"], default="none",
                    help="none: own network namespace with loopback only (default); host: the host's network")
     g.add_argument("--isolation", choices=["container", "chroot"], default="chroot" if seed == "chroot" else "container",
-                   help="container: namespaces + pivot_root (default); chroot: only a private mount namespace")
+                   help="container: namespaces + pivot_root (default); chroot: only a private mount namespace "
+                   "and chroot, NOT a security boundary (the host's processes, network and hostname; "
+                   "CAP_SYS_CHROOT is dropped)")
     g.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     g.add_argument("--cap-add", action="append", metavar="CAP", help="add a capability (e.g. NET_ADMIN)")
     g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
@@ -441,6 +443,8 @@ def build_seed_parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=command, parents=[store, registry, platform], formatter_class=_FORMATTER,
         description=("Run a command in the image's filesystem with a private mount namespace only (chroot isolation)."
+                     " Chroot isolation is not a security boundary: the command shares the host's processes,"
+                     " network and hostname; run only commands you trust (CAP_SYS_CHROOT is dropped)."
                      if command == "run-chroot" else
                      "Run a command in a new container (namespaces, pivot_root, Docker's default capabilities). ")
         + " stdin stays attached; a terminal gets a pseudo-terminal. The image is pulled when missing.",

@@ -978,6 +978,11 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
         env.setdefault("HOSTNAME", config["hostname"])
 
     workdir = config.get("workdir") or "/"
+    if os.path.normpath(workdir) == "/proc" or os.path.normpath(workdir).startswith("/proc/"):
+        # Refused before any chdir, also for a config that never went through build_spec: /proc/self/fd/N is
+        # a host directory if an fd leaked (CVE-2024-21626).
+        raise RuntimeSetupError(f"working directory {workdir!r} is under /proc: refused. Choose a directory of "
+                                "the image.")
     with _Step(f"entering the working directory {workdir}"):
         if not os.path.isdir(workdir):
             os.makedirs(workdir, 0o755)
@@ -998,6 +1003,11 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
         caps = linux.capget()[1]  # every capability we have (Docker: all; a host may lack some itself)
     else:
         caps = capability_mask(config.get("capabilities", DEFAULT_CAPABILITIES))
+        if not container:
+            # chroot isolation: CAP_SYS_CHROOT would let the command chroot into a subdirectory, climb out of
+            # it with ".." and chroot into the host's /. build_spec leaves it out; a config stored by an
+            # older version may still name it, so the init drops it whatever the config says.
+            caps &= ~(1 << linux.CAPABILITIES["CAP_SYS_CHROOT"])
     with _Step("dropping capabilities"):
         linux.drop_bounding_set(caps, last)
     if "user" in namespaces and (user["uid"] or user["gid"]):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 RESTART_POLICIES = ("no", "on-failure", "always")
 ISOLATIONS = ("container", "chroot")
+CHROOT_CAPABILITY = "CAP_SYS_CHROOT"  # never granted with isolation chroot (runtime_init enforces it too)
 ROOTFS_MODES = ("auto", "overlay", "copy")
 LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 # What a difference of recreates a named container (stop_timeout, log size and rootfs mode don't).
@@ -351,9 +352,18 @@ def build_spec(
 
     if userns is None:
         userns = os.geteuid() != 0          # rootless needs it; as root it adds nothing by default
+    capabilities = resolve_capabilities(cap_add, cap_drop)
     if isolation == "chroot":
         # Filesystem only: a private mount namespace keeps the rootfs mount off the host, nothing else.
         ns = ["mount"]
+        if not privileged:
+            # chroot(2) is not pivot_root: with CAP_SYS_CHROOT a process chroots into a subdirectory, climbs out
+            # with ".." (its cwd stays outside the new root) and chroots into the host's /. Without the
+            # capability Docker's seccomp profile refuses the syscall too (it is allowed only with the cap).
+            if any(str(c).upper() in ("SYS_CHROOT", CHROOT_CAPABILITY) for c in cap_add or ()):
+                raise RuntimeSetupError("cap_add SYS_CHROOT: refused with isolation 'chroot', where it lets the "
+                                        "command leave the image's filesystem. Use isolation 'container'.")
+            capabilities = [c for c in capabilities if c != CHROOT_CAPABILITY]
     else:
         ns = list(ALL_NAMESPACES if namespaces is None else namespaces)
         unknown = [n for n in ns if n not in ALL_NAMESPACES]
@@ -416,7 +426,7 @@ def build_spec(
         tmpfs=tmpfs_parsed,
         read_only=bool(read_only),
         limits=lim,
-        capabilities=resolve_capabilities(cap_add, cap_drop),
+        capabilities=capabilities,
         no_new_privileges=bool(no_new_privileges),
         privileged=bool(privileged),
         isolation=isolation,

@@ -127,7 +127,8 @@ options:
     description:
       - V(container) isolates with all the namespaces, C(pivot_root), capabilities and masked paths.
       - V(chroot) isolates the filesystem only (a private mount namespace and C(chroot)), sharing the host's
-        processes, network and hostname. It is not a security boundary.
+        processes, network and hostname. It is not a security boundary. C(CAP_SYS_CHROOT) is never granted
+        with it (it would let the command leave the image's filesystem), and adding it is refused.
     type: str
     choices: [container, chroot]
     default: container

@@ -90,6 +90,13 @@ def test_seed_scripts_have_help_with_examples(command):
     assert "examples:" in out and f"{command} " in out.split("examples:")[1]
 
 
+@pytest.mark.parametrize("argv, prog", [(["--help"], "run-chroot"), (["run", "--help"], "dockerless")])
+def test_help_says_chroot_isolation_is_no_security_boundary(argv, prog):
+    code, out, unused = run_main(argv, prog=prog)
+    assert code == 0
+    assert re.search(r"not\s+a\s+security\s+boundary", out, re.I), out
+
+
 def test_seed_run_attaches_stdin_and_picks_isolation():
     run = cli.build_seed_parser("run").parse_args(["library/alpine:latest", "sh"])
     assert run.interactive is True and run.tty is None and run.isolation == "container"

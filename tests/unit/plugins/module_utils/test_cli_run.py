@@ -282,6 +282,12 @@ def test_seed_run_and_run_chroot(store):
     pid, hostname, busybox = proc.stdout.splitlines()
     assert int(pid) > 1 and hostname == socket.gethostname()   # chroot isolation: the host's PIDs and UTS
     assert busybox == "/bin/busybox"
+    # No CAP_SYS_CHROOT in chroot isolation: a nested chroot (the first step out of a chroot) is refused.
+    proc = dockerless(IMAGE, "sh", "-c", "mkdir -p /x; chroot /x /bin/true 2>&1; grep CapBnd /proc/self/status",
+                      store=store, tool="run-chroot")
+    refused, capbnd = proc.stdout.splitlines()
+    assert "Operation not permitted" in refused
+    assert not int(capbnd.split()[1], 16) & 1 << 18       # CAP_SYS_CHROOT
     proc = dockerless(IMAGE, "cat", store=store, tool="run", input="piped\n")   # the seed's run keeps stdin
     assert (proc.returncode, proc.stdout) == (0, "piped\n")
 

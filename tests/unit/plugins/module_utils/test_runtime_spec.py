@@ -127,6 +127,19 @@ def test_build_spec_network_host_and_chroot():
     assert build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot").namespaces == ["mount"]
 
 
+def test_chroot_isolation_never_grants_cap_sys_chroot():
+    # With it, chroot into a subdirectory + ".." + chroot(".") leaves the image for the host's /.
+    chroot = build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot")
+    assert "CAP_SYS_CHROOT" not in chroot.capabilities and "CAP_SYS_CHROOT" not in chroot.effective_capabilities()
+    assert "CAP_SYS_CHROOT" not in chroot.init_config("id1", "/c")["capabilities"]
+    assert "CAP_SYS_CHROOT" in build_spec(image_config=IMAGE, lower_dirs=["/l"]).capabilities
+    assert "CAP_SYS_CHROOT" not in build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot",
+                                              cap_add=["ALL"]).capabilities
+    for name in ("SYS_CHROOT", "cap_sys_chroot"):
+        with pytest.raises(RuntimeSetupError, match="cap_add SYS_CHROOT: refused with isolation 'chroot'"):
+            build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot", cap_add=[name])
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"workdir": "/proc/self/fd/7"}, "under /proc"),
     ({"workdir": "relative"}, "absolute"),
