@@ -192,7 +192,7 @@ def test_workdir_under_proc_self_fd_is_refused_by_the_init_too(runtime, rootfs, 
 
 EXE = r"""
 for f in /proc/[0-9]*/exe; do
-  [ -e "$f" ] || continue
+  [ -L "$f" ] || continue
   echo "seen $f"
   (: >> "$f") 2>/dev/null && echo "WRITABLE $f"
 done
@@ -223,6 +223,16 @@ def test_proc_exe_is_the_containers_binary_and_never_writable(runtime, rootfs, n
     seen = _exe_report(stdout.decode())
     assert seen["exe1"] == seen["busybox"], (stdout, stderr)
     assert seen["exe1"] != _host_python()
+
+
+def test_chroot_isolation_sees_the_host_python_but_cannot_open_it_through_proc_exe(runtime, rootfs):
+    # Without a PID namespace the caller (this Python) and the container's monitor are in /proc: their exe
+    # links must open neither for writing nor for reading (no CAP_SYS_PTRACE, fewer capabilities than they have).
+    script = EXE + f"cat /proc/{os.getpid()}/exe >/dev/null 2>&1 && echo READABLE caller; echo caller done\n"
+    result = runtime.run(spec_for(rootfs, ["/bin/sh", "-c", script], isolation="chroot"), timeout=30)
+    out = result.stdout.decode()
+    assert f"seen /proc/{os.getpid()}/exe" in out, out
+    assert "WRITABLE" not in out and "READABLE" not in out and "caller done" in out, out
 
 
 def test_host_python_run_in_the_container_is_not_writable_through_proc_exe(runtime, python_rootfs):
