@@ -188,6 +188,51 @@ def test_workdir_under_proc_self_fd_is_refused_by_the_init_too(runtime, rootfs, 
             os.close(fd)
 
 
+# -- CVE-2019-19921, CVE-2023-27561: no volume over /proc ------------------------------------------------------------
+
+@pytest.mark.parametrize("link, mount", [
+    ("/proc", {"volumes": ["{fake}:/x"]}),
+    ("/proc/sys", {"volumes": ["{fake}:/x:ro"]}),
+    ("/proc", {"tmpfs": ["/x"]}),
+], ids=["volume-on-proc", "volume-on-proc-sys", "tmpfs-on-proc"])
+@pytest.mark.parametrize("named", [False, True], ids=["one-shot", "named"])
+def test_a_mount_led_onto_proc_by_a_symlink_is_refused(runtime, tmp_path, link, mount, named):
+    # build_spec refuses /proc paths; the image's symlink x -> /proc leads a mount on /x there all the same.
+    # The fake /proc would feed the init's fd list (the fds it closes before exec) and its masked paths.
+    image = make_busybox_rootfs(str(tmp_path / "image"))
+    os.symlink(link, os.path.join(image, "x"))
+    fake = tmp_path / "fake"
+    (fake / "self" / "fd").mkdir(parents=True)
+    options = {key: [v.format(fake=fake) for v in values] for key, values in mount.items()}
+    name = "overproc" if named else None
+    spec = spec_for(image, ["/bin/sh", "-c", "echo ran; ls /proc"], name=name, **options)
+    with pytest.raises(RuntimeSetupError, match=r"mounted over the container's /proc \(on .*/proc(/sys)?, reached"):
+        if named:
+            runtime.apply(runtime.plan(name, "started", spec))
+        else:
+            runtime.run(spec, timeout=20)
+    assert os.listdir(fake) == ["self"]
+
+
+def test_volume_paths_under_proc_are_refused_before_anything_runs(rootfs, tmp_path):
+    for options in ({"volumes": [f"{tmp_path}:/proc"]}, {"volumes": [f"{tmp_path}:/proc/self/fd:ro"]},
+                    {"tmpfs": ["/proc/sys"]}):
+        with pytest.raises(RuntimeSetupError, match="would cover the container's /proc: refused"):
+            spec_for(rootfs, ["/bin/true"], **options)
+
+
+def test_the_proc_check_reads_escaped_mount_points(tmp_path):
+    proc = tmp_path / "a dir" / "proc"
+    proc.mkdir(parents=True)
+    escaped = str(proc).replace(" ", "\\040")
+    table = tmp_path / "mountinfo"
+    table.write_text(f"30 20 0:5 / {escaped} rw - proc proc rw\n")
+    runtime_init._check_proc_not_covered(str(proc), mountinfo=str(table))
+    table.write_text(table.read_text() + f"31 30 8:1 /srv {escaped}/sys rw - ext4 /dev/sda1 rw\n")
+    with pytest.raises(RuntimeSetupError, match=r"on .*/a dir/proc/sys, reached"):
+        runtime_init._check_proc_not_covered(str(proc), mountinfo=str(table))
+
+
 # -- CVE-2019-5736: the host binary behind /proc/PID/exe ------------------------------------------------------------
 
 EXE = r"""

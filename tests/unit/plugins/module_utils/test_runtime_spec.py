@@ -143,6 +143,10 @@ def test_chroot_isolation_never_grants_cap_sys_chroot():
 @pytest.mark.parametrize("kwargs, match", [
     ({"workdir": "/proc/self/fd/7"}, "under /proc"),
     ({"workdir": "relative"}, "absolute"),
+    ({"volumes": ["/tmp:/proc"]}, r"\['/proc'\] would cover the container's /proc"),
+    ({"volumes": ["/tmp:/proc/sys/kernel:ro"]}, "would cover the container's /proc"),
+    ({"tmpfs": ["/proc"]}, "would cover the container's /proc"),
+    ({"volumes": ["/tmp:/proc/../proc"]}, "'..' and NUL are not allowed"),
     ({"hostname": "bad_host!"}, "hostname"),
     ({"namespaces": ["pid", "net"]}, "'mount' is required"),
     ({"namespaces": ["mount", "time"]}, "unknown"),
