@@ -406,7 +406,7 @@ def build_spec(
         # A mount over the container's procfs fakes the /proc the init itself still reads and writes (fd
         # list, masked paths): runc's CVE-2019-19921 and its regression CVE-2023-27561.
         raise RuntimeSetupError(f"volumes/tmpfs: {over_proc} would cover the container's /proc: refused. "
-                                "Mount the host file somewhere else.")
+                                "Choose a container path outside /proc.")
     dup = {t for t in targets if targets.count(t) > 1}
     if dup:
         raise RuntimeSetupError(f"volumes/tmpfs: {sorted(dup)} mounted twice. Keep one mount per container path.")
