@@ -1,0 +1,260 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One set of whiteout rules for every reader of layer folders, in both forms, on the real kernel.
+
+The same two layers (an upper one that deletes ``etc/gone`` and makes ``opq`` opaque) are unpacked in overlay
+form (as root) and in plain form (``as_root=False``: ``.wh.`` marker files, as a store made without root holds
+them). Every view of the image must agree: a container on overlayfs, a container on the copy fallback,
+``unpack.flatten`` and the WSL export's ``MergedTree``. None may show a deleted file, the hidden lower contents of
+the opaque directory, or a marker.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import sys
+import tarfile
+
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils import whiteouts, wsl
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError, UnpackError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import merge_layers
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (
+    MEDIA_TYPE_TAR,
+    extract_layer,
+    flatten,
+    tree_manifest,
+)
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_runtime import BUSYBOX, make_busybox_rootfs  # noqa: E402
+
+IS_ROOT = os.geteuid() == 0
+T0 = 1_600_000_000
+
+# What the merged image must hold below the three directories the layers touch.
+EXPECTED = {
+    "etc", "etc/group", "etc/passwd", "etc/kept",
+    "opq", "opq/new",
+    "keep", "keep/k",
+}
+LISTING = "find /etc /opq /keep | sort"
+
+
+def _entry(name, kind="f", data=b"", mode=None):
+    ti = tarfile.TarInfo(name)
+    ti.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "c": tarfile.CHRTYPE}[kind]
+    ti.mode = mode if mode is not None else (0o755 if kind == "d" else 0o644)
+    ti.mtime = T0
+    ti.size = len(data) if kind == "f" else 0
+    return ti, data
+
+
+def _tar(*entries) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for ti, data in entries:
+            tf.addfile(ti, io.BytesIO(data) if ti.isreg() else None)
+    return buf.getvalue()
+
+
+LOWER = _tar(
+    _entry("etc/", "d"),
+    _entry("etc/gone", data=b"deleted by the upper layer"),
+    _entry("etc/kept", data=b"kept"),
+    _entry("opq/", "d"),
+    _entry("opq/old", data=b"hidden by the opaque directory"),
+    _entry("opq/sub/", "d"),
+    _entry("opq/sub/deep", data=b"hidden too"),
+    _entry("keep/", "d"),
+    _entry("keep/k", data=b"k"),
+)
+UPPER = _tar(
+    _entry("etc/", "d"),
+    _entry("etc/.wh.gone"),
+    _entry("opq/", "d"),
+    _entry("opq/.wh..wh..opq"),
+    _entry("opq/new", data=b"new"),
+)
+
+
+def _layers(base, tmp_path, as_root: bool) -> list[str]:
+    """Layer folders bottom → top: the busybox rootfs (no whiteouts: the same in both forms), LOWER, UPPER."""
+    form = "overlay" if as_root else "plain"
+    dirs = [base]
+    for name, data in (("lower", LOWER), ("upper", UPPER)):
+        dest = tmp_path / f"{form}-{name}"
+        extract_layer(io.BytesIO(data), MEDIA_TYPE_TAR, str(dest), as_root=as_root)
+        dirs.append(str(dest))
+    return dirs
+
+
+def _visible(paths) -> set[str]:
+    return {p.strip("/") for p in paths if p.strip("/").split("/")[0] in ("etc", "opq", "keep")}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> str:
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("needs Debian's busybox-static (/bin/busybox)")
+    return make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
+
+
+def _spec(layers_bottom_to_top, mode: str):
+    return build_spec(lower_dirs=list(reversed(layers_bottom_to_top)),  # overlayfs' order: top → bottom
+                      command=["/bin/sh", "-c", LISTING], image_config={"Env": ["PATH=/bin"]}, rootfs_mode=mode)
+
+
+def _container_view(tmp_path, layers_bottom_to_top, mode: str) -> tuple[set[str], str]:
+    runtime = Runtime(str(tmp_path / f"store-{mode}"))
+    result = runtime.run(_spec(layers_bottom_to_top, mode), timeout=60)
+    assert result.rc == 0, result.stderr
+    return _visible(result.stdout.decode().split()), result.rootfs_mode
+
+
+# -- the rules ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("file", None),
+        (".wh.file", ("whiteout", "file")),
+        (".wh..wh..opq", ("opaque", None)),
+        (".wh..wh.plnk", ("meta", None)),
+        (b".wh.file", ("whiteout", b"file")),
+        (b".wh..wh..opq", ("opaque", None)),
+        ("..wh.x", None),
+    ],
+)
+def test_marker_names(name, expected):
+    assert whiteouts.marker(name) == expected
+
+
+@pytest.mark.parametrize("name", [".wh.", ".wh..", ".wh...", b".wh.."])
+def test_a_whiteout_of_nothing_is_refused(name):
+    with pytest.raises(whiteouts.WhiteoutError):
+        whiteouts.marker(name)
+
+
+# -- the copy fallback's merge -----------------------------------------------------------------------------------
+
+def test_copy_fallback_merge_applies_plain_form_whiteouts(tmp_path):
+    """A store made without root holds .wh. marker files: the runtime's copy of the layers must apply them
+    (it used to copy them as files and bring the deleted ones back)."""
+    lower, upper = _layers_only(tmp_path, as_root=False)
+    dest = tmp_path / "copy"
+    merge_layers([upper, lower], str(dest))
+    assert set(tree_manifest(str(dest))) - {"."} == EXPECTED - {"etc/group", "etc/passwd"}
+
+
+def _layers_only(tmp_path, as_root: bool) -> tuple[str, str]:
+    out = []
+    for name, data in (("lower", LOWER), ("upper", UPPER)):
+        dest = tmp_path / f"{name}-{as_root}"
+        extract_layer(io.BytesIO(data), MEDIA_TYPE_TAR, str(dest), as_root=as_root)
+        out.append(str(dest))
+    return out[0], out[1]
+
+
+def test_copy_fallback_merge_never_follows_a_layer_symlink(tmp_path):
+    """Layer contents are hostile: a lower symlink to a host directory and an upper directory of the same name
+    (plain-form whiteouts inside it) must never write or delete through the link."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "x").write_text("host file")
+    lower = _tar(_entry("etc/", "d"))
+    buf = io.BytesIO(lower)
+    ldir = tmp_path / "l"
+    extract_layer(buf, MEDIA_TYPE_TAR, str(ldir), as_root=False)
+    os.symlink(str(victim), ldir / "etc" / "link")
+    udir = tmp_path / "u"
+    extract_layer(io.BytesIO(_tar(_entry("etc/", "d"), _entry("etc/link/", "d"), _entry("etc/link/.wh.x"),
+                                  _entry("etc/link/y", data=b"y"))), MEDIA_TYPE_TAR, str(udir), as_root=False)
+    merge_layers([str(udir), str(ldir)], str(tmp_path / "copy"))
+    assert (victim / "x").read_text() == "host file"
+    assert sorted(os.listdir(victim)) == ["x"]
+    assert not os.path.islink(tmp_path / "copy" / "etc" / "link")
+    assert sorted(os.listdir(tmp_path / "copy" / "etc" / "link")) == ["y"]
+
+
+def test_a_bad_whiteout_in_a_layer_folder_is_refused(tmp_path):
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    (layer / ".wh..").write_text("")
+    with pytest.raises(UnpackError, match="whiteout"):
+        flatten([str(layer)], str(tmp_path / "out"))
+    with pytest.raises(wsl.WslError, match="whiteout"):
+        wsl.MergedTree([str(layer)])
+
+
+# -- every view agrees, on the real kernel --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_root", [True, False], ids=["overlay-form", "plain-form"])
+@pytest.mark.parametrize("mode", ["copy", "auto"])
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts, overlay-form whiteouts")
+def test_containers_see_neither_deleted_files_nor_hidden_lower_contents(base, tmp_path, as_root, mode):
+    layers = _layers(base, tmp_path, as_root)
+    seen, used = _container_view(tmp_path, layers, mode)
+    assert seen == EXPECTED
+    # overlayfs can use overlay-form folders only; plain-form ones fall back to the copy.
+    assert used == ("overlay" if as_root and mode == "auto" else "copy")
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts")
+def test_overlay_mode_refuses_plain_form_layers(base, tmp_path):
+    """overlayfs would show the .wh. files and the deleted files: asking for it explicitly is an error that says
+    what to do, never a rootfs with deleted files back."""
+    layers = _layers(base, tmp_path, as_root=False)
+    runtime = Runtime(str(tmp_path / "store"))
+    with pytest.raises(RuntimeSetupError, match="plain form.*'copy'"):
+        runtime.run(_spec(layers, "overlay"), timeout=60)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts")
+def test_overlay_mode_on_overlay_form_layers(base, tmp_path):
+    seen, used = _container_view(tmp_path, _layers(base, tmp_path, as_root=True), "overlay")
+    assert (seen, used) == (EXPECTED, "overlay")
+
+
+@pytest.mark.parametrize("as_root", [True, False], ids=["overlay-form", "plain-form"])
+def test_flatten_wsl_and_copy_fallback_give_the_same_tree(base, tmp_path, as_root):
+    if as_root and not IS_ROOT:
+        pytest.skip("overlay form needs root (mknod of whiteouts, trusted.* xattrs)")
+    layers = _layers(base, tmp_path, as_root)
+    flat = tmp_path / "flat"
+    flatten(layers, str(flat))
+    flat_tree = tree_manifest(str(flat))
+    copy = tmp_path / "copy"
+    merge_layers(list(reversed(layers)), str(copy))
+    assert tree_manifest(str(copy)) == flat_tree
+    merged = set(wsl.MergedTree(layers).paths())
+    assert merged == set(flat_tree) - {"."}
+    assert _visible(merged) == EXPECTED
+    assert not any(".wh." in p for p in merged)
+
+
+def test_plain_form_is_recorded_only_where_markers_are(tmp_path):
+    lower, upper = _layers_only(tmp_path, as_root=False)
+    assert not whiteouts.is_plain_form(lower)  # no whiteouts: overlayfs can use it as is
+    assert whiteouts.is_plain_form(upper)
+    assert whiteouts.PLAIN_FORM_MARK in os.listdir(upper)
+    # The mark is not part of the image: no merge shows it.
+    flatten([lower, upper], str(tmp_path / "flat"))
+    assert whiteouts.PLAIN_FORM_MARK not in os.listdir(tmp_path / "flat")
+    assert whiteouts.PLAIN_FORM_MARK not in wsl.MergedTree([lower, upper]).paths()
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root (overlay-form whiteouts)")
+def test_overlay_form_is_not_plain(tmp_path):
+    lower, upper = _layers_only(tmp_path, as_root=True)
+    assert not whiteouts.is_plain_form(upper)
+    assert stat.S_ISCHR(os.lstat(os.path.join(upper, "etc", "gone")).st_mode)
