@@ -177,6 +177,10 @@ class OneShotDir:
             os.rename(work, os.path.join(self.path, "work", _STALE_PREFIX + os.urandom(8).hex()))
         if not self._upper_is_pristine():
             remove_tree(os.path.join(self.path, "upper"))
+        # A copy-fallback rootfs is its run's writable root, made from its run's image: never the next run's.
+        # The mark first, so a half-removed copy is never taken for a finished one.
+        for name in ("rootfs-copy.done", "rootfs-copy"):
+            remove_tree(os.path.join(self.path, name))
 
     def release(self) -> None:
         """After the container (and its monitor) ended: a slot gets its spent work dir renamed away, its upper

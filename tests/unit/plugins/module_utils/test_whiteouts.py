@@ -258,3 +258,23 @@ def test_overlay_form_is_not_plain(tmp_path):
     lower, upper = _layers_only(tmp_path, as_root=True)
     assert not whiteouts.is_plain_form(upper)
     assert stat.S_ISCHR(os.lstat(os.path.join(upper, "etc", "gone")).st_mode)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts")
+def test_a_one_shot_copy_is_never_handed_to_the_next_run(base, tmp_path):
+    """One-shots share the store's pool of slots: the copy fallback's rootfs of one run (its image, and what the
+    container wrote into it) must not become the next run's rootfs."""
+    runtime = Runtime(str(tmp_path / "store"))
+    other = tmp_path / "other"
+    (other / "etc").mkdir(parents=True)
+    (other / "etc" / "which").write_text("other\n")
+    script = "cat /etc/which 2>/dev/null || echo no-which; test -e /left && echo left-over || echo clean; touch /left"
+    seen = []
+    for layers in ([base], [str(other), base]):
+        spec = build_spec(lower_dirs=layers, command=["/bin/sh", "-c", script], image_config={"Env": ["PATH=/bin"]},
+                          rootfs_mode="copy")
+        result = runtime.run(spec, timeout=60)
+        assert (result.rc, result.rootfs_mode) == (0, "copy"), result.stderr
+        seen.append(result.stdout.decode().split())
+    assert seen == [["no-which", "clean"], ["other", "clean"]]
