@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
+import shutil
 import stat
+import subprocess
 import sys
 import tarfile
+import tempfile
 
 import pytest
 
@@ -278,3 +282,93 @@ def test_a_one_shot_copy_is_never_handed_to_the_next_run(base, tmp_path):
         assert (result.rc, result.rootfs_mode) == (0, "copy"), result.stderr
         seen.append(result.stdout.decode().split())
     assert seen == [["no-which", "clean"], ["other", "clean"]]
+
+
+# -- an opaque layer root: every view hides the layers below, and overlayfs (which ignores it) is not used ----------
+
+OPAQUE_ROOT = _tar(_entry(".wh..wh..opq"), _entry("bin/", "d"), _entry("etc/", "d"), _entry("etc/only", data=b"o"))
+
+
+def test_an_opaque_layer_root_hides_every_lower_layer_in_flatten_and_wsl(tmp_path):
+    lower, upper = _layers_only(tmp_path, as_root=IS_ROOT)
+    top = tmp_path / "top"
+    extract_layer(io.BytesIO(OPAQUE_ROOT), MEDIA_TYPE_TAR, str(top), as_root=IS_ROOT)
+    layers = [lower, upper, str(top)]
+    flatten(layers, str(tmp_path / "flat"))
+    flat = set(tree_manifest(str(tmp_path / "flat"))) - {"."}
+    assert flat == {"bin", "etc", "etc/only"}
+    assert set(wsl.MergedTree(layers).paths()) == flat
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts, trusted.* xattrs")
+def test_overlay_is_not_used_where_it_would_ignore_an_opaque_layer_root(base, tmp_path):
+    """overlayfs ignores trusted.overlay.opaque on a lower layer's root (shown here on the real kernel first): a
+    container would see the files of the layers below, which flatten and the export hide. Layers, bottom to top:
+    LOWER (etc/gone, etc/kept, opq/..., keep/k), an opaque root holding etc/only, the busybox rootfs."""
+    lower = tmp_path / "lower"
+    extract_layer(io.BytesIO(LOWER), MEDIA_TYPE_TAR, str(lower), as_root=True)
+    middle = tmp_path / "middle"
+    extract_layer(io.BytesIO(OPAQUE_ROOT), MEDIA_TYPE_TAR, str(middle), as_root=True)
+    assert whiteouts.has_opaque_xattr(str(middle))
+    layers = [str(lower), str(middle), base]
+    top_to_bottom = list(reversed(layers))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={':'.join(top_to_bottom)}", str(mnt)],
+                   check=True)
+    try:
+        assert os.path.exists(mnt / "keep" / "k")  # the kernel's behaviour the runtime works around
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+    runtime = Runtime(str(tmp_path / "store"))
+    with pytest.raises(RuntimeSetupError, match="opaque root.*'copy'"):
+        runtime.run(_spec(layers, "overlay"), timeout=60)
+    seen, used = _container_view(tmp_path, layers, "auto")
+    assert (seen, used) == ({"etc", "etc/group", "etc/passwd", "etc/only"}, "copy")
+    flatten(layers, str(tmp_path / "flat"))
+    assert _visible(tree_manifest(str(tmp_path / "flat"))) == seen
+    assert whiteouts.overlay_unfit([str(middle), str(lower)]) is not None
+    assert whiteouts.overlay_unfit([str(middle)]) is None  # the bottom layer's root hides nothing
+
+
+# -- removing trees ------------------------------------------------------------------------------------------------
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to switch to an unprivileged user for real")
+def test_remove_tree_as_the_owner_without_privileges_never_follows_links(tmp_path):
+    """overlayfs leaves work/work at mode 000: its owner (a rootless runtime) must still remove it; and a link in
+    the tree (a container wrote it into its upper dir) is removed, never followed."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix="dockerless-wh-"))
+    try:
+        victim = work / "victim"
+        victim.mkdir()
+        (victim / "x").write_text("host")
+        tree = work / "tree"
+        (tree / "work" / "work" / "inner").mkdir(parents=True)
+        (tree / "work" / "work" / "inner" / "f").write_text("f")
+        os.symlink(str(victim), tree / "link")
+        os.symlink(str(victim), tree / "work" / "work" / "link")
+        for path in (work, victim, tree, tree / "work", tree / "work" / "work", tree / "work" / "work" / "inner",
+                     tree / "work" / "work" / "inner" / "f", victim / "x"):
+            os.chown(path, 65534, 65534)
+        for link in (tree / "link", tree / "work" / "work" / "link"):
+            os.lchown(link, 65534, 65534)
+        os.chmod(tree / "work" / "work", 0o000)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                whiteouts.remove_tree(str(tree))
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not os.path.lexists(tree)
+        assert (victim / "x").read_text() == "host"
+    finally:
+        shutil.rmtree(work)
