@@ -12,6 +12,7 @@ the opaque directory, or a marker.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -372,3 +373,54 @@ def test_remove_tree_as_the_owner_without_privileges_never_follows_links(tmp_pat
         assert (victim / "x").read_text() == "host"
     finally:
         shutil.rmtree(work)
+
+
+# -- rootless: a store made without root is in plain form ----------------------------------------------------------
+
+ROOTLESS_DRIVER = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+base, lower, mode = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+spec = build_spec(image_config={"Env": ["PATH=/bin"]}, lower_dirs=lower, userns=None, rootfs_mode=mode,
+                  command=["/bin/sh", "-c", sys.argv[5]])
+r = Runtime(os.path.join(base, "store")).run(spec, timeout=60)
+print(json.dumps({"rc": r.rc, "stdout": r.stdout.decode(), "stderr": r.stderr.decode(), "mode": r.rootfs_mode}))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to prepare files and switch to nobody")
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+@pytest.mark.skipif(not os.path.exists("/usr/bin/python3"), reason="needs a python3 that nobody can run")
+@pytest.mark.parametrize("mode", ["auto", "copy"])
+def test_a_rootless_container_over_a_plain_form_store(base, mode):
+    """nobody's own store holds plain-form layers (what extract_layer makes without root). In a user namespace
+    overlayfs mounts fine, so 'auto' used to mount it over the markers; both modes must show the image."""
+    nobody = 65534
+    world = tempfile.mkdtemp(prefix="dockerless-wh-rootless-")
+    try:
+        os.chmod(world, 0o755)
+        shutil.copytree(base, os.path.join(world, "image"), symlinks=True)
+        layers = [os.path.join(world, "image")]
+        for name, data in (("lower", LOWER), ("upper", UPPER)):
+            layers.append(os.path.join(world, name))
+            extract_layer(io.BytesIO(data), MEDIA_TYPE_TAR, layers[-1], as_root=False)
+        for top, dirs, files in os.walk(world):
+            for name in dirs + files:
+                os.lchown(os.path.join(top, name), nobody, nobody)
+        os.chown(world, nobody, nobody)
+        checkout = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups", "/usr/bin/python3", "-I", "-c",
+             ROOTLESS_DRIVER, os.path.join(checkout, ".build", "collections"), world,
+             json.dumps(list(reversed(layers))), mode, LISTING],
+            capture_output=True, text=True, timeout=120, cwd="/", check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": world, "XDG_RUNTIME_DIR": world})
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert result["rc"] == 0, result
+        assert (_visible(result["stdout"].split()), result["mode"]) == (EXPECTED, "copy")
+    finally:
+        shutil.rmtree(world, ignore_errors=True)
