@@ -24,7 +24,7 @@ import select
 import stat
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
+from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state, whiteouts
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
@@ -255,10 +255,9 @@ class _Drain:
 
 
 def remove_tree(path: str) -> None:
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import _remove
-
+    """Remove a tree of the store (fd-relative, never following a link inside it); gone already is fine."""
     try:
-        _remove(path)
+        whiteouts.remove_tree(path)
     except FileNotFoundError:
         pass
 

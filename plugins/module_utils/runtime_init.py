@@ -218,10 +218,6 @@ def merge_layers(lowers_top_to_bottom: list[str], dest: str) -> None:
     whiteouts.merge(list(reversed(lowers_top_to_bottom)), dest)
 
 
-def _remove(path: str) -> None:
-    whiteouts.remove_tree(path)
-
-
 # -- the parent side ----------------------------------------------------------------------------------------------
 
 class InitProcess:
@@ -531,7 +527,7 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     done = copy + ".done"
     if not os.path.exists(done):
         with _Step(f"container {cid}: copying the image layers into {copy}"):
-            _remove(copy)
+            whiteouts.remove_tree(copy)
             merge_layers(rootfs["lower"], copy)
             with open(done, "w"):
                 pass
