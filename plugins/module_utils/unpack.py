@@ -80,12 +80,12 @@ from ansible_collections.dockerless.containers.plugins.module_utils.whiteouts im
     PLAIN_FORM_MARK,
     WHITEOUT_PREFIX,
     WhiteoutError,
-    _cleanup_dest,
-    _prepare_dest,
-    _read_umask,
-    _remove_at,
+    cleanup_dest,
     marker,
     merge,
+    prepare_dest,
+    read_umask,
+    remove_at,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -726,7 +726,7 @@ class _Extractor:
         self.label = label
         self.euid = os.geteuid()
         self.egid = os.getegid()
-        self.umask = _read_umask()
+        self.umask = read_umask()
         st = os.fstat(root)
         if stat.S_IMODE(st.st_mode) != 0o755:
             # The layer root is the overlay lower dir's root and so the container's "/": 0755 unless the tar
@@ -1151,7 +1151,7 @@ class _Extractor:
             below = key + b"/"
             for k in [k for k in self.dir_times if k == key or k.startswith(below)]:
                 del self.dir_times[k]
-        _remove_at(pfd, name, st)
+        remove_at(pfd, name, st)
         return False
 
     def want_mode(self, mode: int, is_dir: bool) -> int:
@@ -1524,13 +1524,13 @@ def extract_layer(
         as_root = os.geteuid() == 0
     kind, mlabel = _compression(media_type)
     label = f"extracting {mlabel} into {dest}"
-    root, created = _prepare_dest(dest, label)
+    root, created = prepare_dest(dest, label)
     try:
         src = decompressing_reader(raw, media_type)
         if kind == "gzip":
             src = _Prefetch(src)  # type: ignore[arg-type]
     except BaseException:
-        _cleanup_dest(dest, root, created)
+        cleanup_dest(dest, root, created)
         raise
     stream = _Stream(src, limits, label)  # type: ignore[arg-type]
     ex = _Extractor(root, stream, limits, as_root, label)
@@ -1546,7 +1546,7 @@ def extract_layer(
         except OSError:
             pass
         src.close()
-        extra = _cleanup_dest(dest, root, created)
+        extra = cleanup_dest(dest, root, created)
         if isinstance(exc, DockerlessError):
             if extra:
                 raise type(exc)(f"{exc}{extra}") from exc

@@ -188,7 +188,7 @@ def _open_dir_to_remove(parent: int, name: str | bytes) -> int:
             os.close(pfd)
 
 
-def _rmtree_children(top: int) -> None:
+def rmtree_children(top: int) -> None:
     """Remove everything inside the directory open as ``top``, never following symlinks; iterative."""
     stack: list[tuple[int, list[str], str | None]] = [(top, _listdir(top), None)]
     try:
@@ -220,7 +220,7 @@ def _rmtree_children(top: int) -> None:
                 os.close(fd)
 
 
-def _remove_at(parent: int, name: str | bytes, st: os.stat_result | None = None) -> os.stat_result | None:
+def remove_at(parent: int, name: str | bytes, st: os.stat_result | None = None) -> os.stat_result | None:
     """Remove ``name`` (a whole tree if it is a directory) from the directory ``parent``; None if it did not exist."""
     if st is None:
         try:
@@ -230,7 +230,7 @@ def _remove_at(parent: int, name: str | bytes, st: os.stat_result | None = None)
     if stat.S_ISDIR(st.st_mode):
         fd = _open_dir_to_remove(parent, name)
         try:
-            _rmtree_children(fd)
+            rmtree_children(fd)
         finally:
             os.close(fd)
         os.rmdir(name, dir_fd=parent)
@@ -250,12 +250,12 @@ def remove_tree(path: str) -> None:
     except FileNotFoundError:
         return
     try:
-        _remove_at(pfd, name)
+        remove_at(pfd, name)
     finally:
         os.close(pfd)
 
 
-def _read_umask() -> int:
+def read_umask() -> int:
     try:
         with open("/proc/self/status", "rb") as fh:
             for line in fh:
@@ -268,7 +268,7 @@ def _read_umask() -> int:
     return mask
 
 
-def _prepare_dest(dest: str, label: str) -> tuple[int, bool]:
+def prepare_dest(dest: str, label: str) -> tuple[int, bool]:
     """Open ``dest`` (created 0755 if missing; if present it must be an empty real directory)."""
     created = False
     try:
@@ -291,10 +291,10 @@ def _prepare_dest(dest: str, label: str) -> tuple[int, bool]:
     return fd, created
 
 
-def _cleanup_dest(dest: str, fd: int, created: bool) -> str:
+def cleanup_dest(dest: str, fd: int, created: bool) -> str:
     """Remove everything written under dest; returns a note when that failed (never raises)."""
     try:
-        _rmtree_children(fd)
+        rmtree_children(fd)
     except OSError as exc:
         return f" Cleaning up {dest} failed too ({exc.strerror}): remove it by hand."
     finally:
@@ -384,7 +384,7 @@ class _Merger:
         self.label = label
         self.euid = os.geteuid()
         self.egid = os.getegid()
-        self.umask = _read_umask()
+        self.umask = read_umask()
         self.dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
         self.links: dict[tuple[int, int], tuple[str, ...]] = {}
         self.layer_path = ""
@@ -437,9 +437,9 @@ class _Merger:
             except WhiteoutError as exc:
                 raise self.fail(str(exc)) from None
             if found.opaque:
-                _rmtree_children(dfd)
+                rmtree_children(dfd)
             for name in found.deleted:
-                _remove_at(dfd, name)
+                remove_at(dfd, name)
             fr.items = found.entries
             fr.items.reverse()  # popped from the end: keep directory order
         except BaseException:
@@ -482,7 +482,7 @@ class _Merger:
         try:
             make()
         except FileExistsError:
-            _remove_at(dfd, name)  # an upper non-directory replaces whatever the lower layers had
+            remove_at(dfd, name)  # an upper non-directory replaces whatever the lower layers had
             make()
 
     def directory(self, fr: _Frame, name: str, st: os.stat_result) -> _Frame:
@@ -497,7 +497,7 @@ class _Merger:
         except FileExistsError:
             dst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if not stat.S_ISDIR(dst.st_mode):
-                _remove_at(dfd, name, dst)
+                remove_at(dfd, name, dst)
                 os.mkdir(name, perm, dir_fd=dfd)
                 owner = self.new_owner(fr.sgid)
                 made = (perm & ~self.umask) | (stat.S_ISGID if fr.sgid is not None else 0)
@@ -572,7 +572,7 @@ class _Merger:
             try:
                 dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
             except FileExistsError:
-                _remove_at(fr.dfd, name)
+                remove_at(fr.dfd, name)
                 dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
             try:
                 if st.st_size:
@@ -663,14 +663,14 @@ def merge(layer_dirs: Sequence[str], dest: str, *, as_root: bool | None = None) 
     if as_root is None:
         as_root = os.geteuid() == 0
     label = f"flattening {len(layer_dirs)} layers into {dest}"
-    root, created = _prepare_dest(dest, label)
+    root, created = prepare_dest(dest, label)
     fl = _Merger(root, as_root, label)
     try:
         for path in layer_dirs:
             fl.layer(path)
         fl.finish()
     except BaseException as exc:
-        extra = _cleanup_dest(dest, root, created)
+        extra = cleanup_dest(dest, root, created)
         if isinstance(exc, DockerlessError):
             if extra:
                 raise type(exc)(f"{exc}{extra}") from exc
