@@ -24,7 +24,7 @@ import select
 import stat
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
+from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state, whiteouts
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
@@ -177,6 +177,10 @@ class OneShotDir:
             os.rename(work, os.path.join(self.path, "work", _STALE_PREFIX + os.urandom(8).hex()))
         if not self._upper_is_pristine():
             remove_tree(os.path.join(self.path, "upper"))
+        # A copy-fallback rootfs is its run's writable root, made from its run's image: never the next run's.
+        # The mark first, so a half-removed copy is never taken for a finished one.
+        for name in ("rootfs-copy.done", "rootfs-copy"):
+            remove_tree(os.path.join(self.path, name))
 
     def release(self) -> None:
         """After the container (and its monitor) ended: a slot gets its spent work dir renamed away, its upper
@@ -251,10 +255,9 @@ class _Drain:
 
 
 def remove_tree(path: str) -> None:
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import _remove
-
+    """Remove a tree of the store (fd-relative, never following a link inside it); gone already is fine."""
     try:
-        _remove(path)
+        whiteouts.remove_tree(path)
     except FileNotFoundError:
         pass
 

@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover - every CPython has it
     import signal
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp
+from ansible_collections.dockerless.containers.plugins.module_utils import linux, seccomp, whiteouts
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import json_dumps, json_loads
 
@@ -212,100 +212,10 @@ def resolve_user(spec: str, passwd_text: str, group_text: str) -> dict:
 
 
 def merge_layers(lowers_top_to_bottom: list[str], dest: str) -> None:
-    """Flatten overlay-form layer folders into ``dest`` (the copy fallback when overlayfs can't be mounted):
-    layers are applied bottom to top; a 0/0 character device is a whiteout, ``trusted.overlay.opaque=y``
-    hides the lower contents of a directory. Nothing is ever written through an existing symlink: a target
-    of another type is removed before it is replaced."""
-    os.makedirs(dest, mode=0o755, exist_ok=True)
-    for layer in reversed(lowers_top_to_bottom):
-        _apply_layer(layer, dest)
-
-
-def _remove(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-            os.chmod(path, 0o700)   # overlayfs leaves work/work at mode 000; only root could enter it
-        for entry in os.listdir(path):
-            _remove(os.path.join(path, entry))
-        os.rmdir(path)
-    else:
-        os.unlink(path)
-
-
-def _copy_xattrs(src: str, dst: str) -> None:
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith("trusted.overlay."):
-            continue
-        try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
-        except OSError:
-            pass
-
-
-def _copy_meta(src: str, dst: str, st: os.stat_result) -> None:
-    # Owner first, then mode (chown clears setuid bits), then times; never through a link.
-    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    _copy_xattrs(src, dst)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _apply_layer(src_dir: str, dst_dir: str) -> None:
-    for entry in os.scandir(src_dir):
-        src = entry.path
-        dst = os.path.join(dst_dir, entry.name)
-        st = entry.stat(follow_symlinks=False)
-        mode = st.st_mode
-        if stat.S_ISCHR(mode) and st.st_rdev == 0:
-            _remove(dst)                                    # whiteout
-            continue
-        if stat.S_ISDIR(mode):
-            try:
-                opaque = os.getxattr(src, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-            except OSError:
-                opaque = False
-            try:
-                existing = os.lstat(dst)
-            except FileNotFoundError:
-                existing = None
-            if existing is not None and (opaque or not stat.S_ISDIR(existing.st_mode)):
-                _remove(dst)
-                existing = None
-            if existing is None:
-                os.mkdir(dst, 0o700)
-            _apply_layer(src, dst)
-            _copy_meta(src, dst, st)
-            continue
-        _remove(dst)
-        if stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src), dst)
-        elif stat.S_ISREG(mode):
-            fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                try:
-                    remaining = st.st_size
-                    while remaining > 0:
-                        sent = os.sendfile(fout, fin, None, min(remaining, 1 << 30))
-                        if sent == 0:
-                            break
-                        remaining -= sent
-                finally:
-                    os.close(fout)
-            finally:
-                os.close(fin)
-        else:
-            os.mknod(dst, mode, st.st_rdev)
-        _copy_meta(src, dst, st)
+    """Flatten the layer folders into ``dest`` (the copy fallback when overlayfs can't be used): the same merge
+    as ``unpack.flatten`` (whiteouts.py), both forms of whiteouts, fd-relative, never following a layer's link.
+    ``dest`` must not exist or be empty."""
+    whiteouts.merge(list(reversed(lowers_top_to_bottom)), dest)
 
 
 # -- the parent side ----------------------------------------------------------------------------------------------
@@ -598,7 +508,13 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     target = rootfs["mountpoint"]
     _mkdir_p(target, 0o700)
     mode = rootfs.get("mode") or "auto"
-    if mode in ("auto", "overlay"):
+    # overlayfs reads only overlay-form whiteouts: a plain-form folder (or an opaque layer root) would bring
+    # deleted files back, so "auto" copies instead and "overlay" says why it can't.
+    unfit = whiteouts.overlay_unfit(rootfs["lower"]) if mode in ("auto", "overlay") else None
+    if unfit is not None and mode == "overlay":
+        raise RuntimeSetupError(f"container {cid}: mounting the overlay rootfs: {unfit}; overlayfs would show "
+                                "deleted files. Use rootfs mode 'copy' or 'auto', or pull the image again as root.")
+    if unfit is None and mode in ("auto", "overlay"):
         try:
             _mount_overlay(rootfs["lower"], rootfs["upper"], rootfs["work"], target, nodev,
                            volatile=bool(rootfs.get("volatile")))
@@ -611,7 +527,7 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     done = copy + ".done"
     if not os.path.exists(done):
         with _Step(f"container {cid}: copying the image layers into {copy}"):
-            _remove(copy)
+            whiteouts.remove_tree(copy)
             merge_layers(rootfs["lower"], copy)
             with open(done, "w"):
                 pass

@@ -30,8 +30,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils import runti
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
-SUPERVISOR_MODULES = ("errors", "linux", "runtime_record", "seccomp_default", "seccomp", "cgroups", "runtime_init",
-                      "runtime_state", "runtime_supervisor")
+SUPERVISOR_MODULES = ("errors", "linux", "runtime_record", "seccomp_default", "seccomp", "cgroups", "whiteouts",
+                      "runtime_init", "runtime_state", "runtime_supervisor")
 
 # Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
 # "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);

@@ -16,8 +16,9 @@ folder in **overlay form**, so the folder can be an overlayfs lower dir as is:
 Without root (``as_root=False``, or ``as_root=None`` and euid != 0) the folder is in **plain form**: whiteouts stay
 regular empty files ``.wh.NAME`` and ``.wh..wh..opq``, device nodes are skipped (counted in ``LayerResult.skipped``),
 ownership is not changed, only ``user.*`` xattrs are kept, files get ``u+r`` and directories ``u+rwx`` so that the
-owner can read and remove the tree. ``flatten`` understands both forms (reading ``trusted.overlay.opaque`` needs
-root).
+owner can read and remove the tree; a folder that got markers also gets ``whiteouts.PLAIN_FORM_MARK`` at its root,
+so the runtime knows overlayfs can't use it. The rules of both forms, and the merge (``flatten``), live in
+whiteouts.py, shared with the runtime's copy fallback and the WSL export.
 
 Safety model. Every filesystem operation is relative to a directory file descriptor; a path is never joined into a
 string and handed to the kernel. Entry names are cleaned lexically with ``..`` clamped at the root (as containerd
@@ -74,6 +75,18 @@ from collections.abc import Sequence
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, UnpackError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.whiteouts import (
+    OPAQUE_XATTR,
+    PLAIN_FORM_MARK,
+    WHITEOUT_PREFIX,
+    WhiteoutError,
+    cleanup_dest,
+    marker,
+    merge,
+    prepare_dest,
+    read_umask,
+    remove_at,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -111,15 +124,8 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_SRC = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-_WH = b".wh."
-_WH_META = b".wh..wh."
-_WH_OPQ = b".wh..wh..opq"
-_S_WH = ".wh."
-_S_WH_META = ".wh..wh."
-_S_WH_OPQ = ".wh..wh..opq"
-_OPAQUE_XATTR = "trusted.overlay.opaque"
+_WH = WHITEOUT_PREFIX.encode()
 _FORBIDDEN_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")
-_S_FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 _ZERO_BLOCK = bytes(512)
 _REG_TYPES = (b"0", b"\0", b"7")
@@ -655,111 +661,6 @@ def _clean(name: bytes) -> list[bytes]:
 # Filesystem helpers (all relative to directory fds)
 
 
-def _listdir(fd: int) -> list[str]:
-    return os.listdir(fd)
-
-
-def _rmtree_children(top: int) -> None:
-    """Remove everything inside the directory open as ``top``, never following symlinks; iterative."""
-    stack: list[tuple[int, list[str], str | None]] = [(top, _listdir(top), None)]
-    try:
-        while stack:
-            fd, names, own = stack[-1]
-            if names:
-                name = names.pop()
-                try:
-                    os.unlink(name, dir_fd=fd)
-                    continue
-                except IsADirectoryError:
-                    pass
-                except FileNotFoundError:
-                    continue
-                child = os.open(name, _O_DIR, dir_fd=fd)
-                try:
-                    stack.append((child, _listdir(child), name))
-                except BaseException:
-                    os.close(child)
-                    raise
-            else:
-                stack.pop()
-                if own is not None:
-                    os.close(fd)
-                    os.rmdir(own, dir_fd=stack[-1][0])
-    finally:
-        for fd, _names, own in stack:
-            if own is not None:
-                os.close(fd)
-
-
-def _remove_at(parent: int, name: str | bytes, st: os.stat_result | None = None) -> os.stat_result | None:
-    """Remove ``name`` (a whole tree if it is a directory) from the directory ``parent``; None if it did not exist."""
-    if st is None:
-        try:
-            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-    if stat.S_ISDIR(st.st_mode):
-        fd = os.open(name, _O_DIR, dir_fd=parent)
-        try:
-            _rmtree_children(fd)
-        finally:
-            os.close(fd)
-        os.rmdir(name, dir_fd=parent)
-    else:
-        os.unlink(name, dir_fd=parent)
-    return st
-
-
-def _read_umask() -> int:
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _prepare_dest(dest: str, label: str) -> tuple[int, bool]:
-    """Open ``dest`` (created 0755 if missing; if present it must be an empty real directory)."""
-    created = False
-    try:
-        os.mkdir(dest, 0o755)
-        created = True
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise UnpackError(f"{label}: cannot create {dest}: {exc.strerror}. Check that its parent exists and is writable.")
-    try:
-        fd = os.open(dest, _O_DIR)
-    except OSError as exc:
-        raise UnpackError(
-            f"{label}: {dest} is not a directory we can open ({exc.strerror}); it must be an empty directory or "
-            "not exist. Remove it and retry."
-        )
-    if not created and os.listdir(fd):
-        os.close(fd)
-        raise UnpackError(f"{label}: {dest} is not empty. Extract into a new or empty directory.")
-    return fd, created
-
-
-def _cleanup_dest(dest: str, fd: int, created: bool) -> str:
-    """Remove everything written under dest; returns a note when that failed (never raises)."""
-    try:
-        _rmtree_children(fd)
-    except OSError as exc:
-        return f" Cleaning up {dest} failed too ({exc.strerror}): remove it by hand."
-    finally:
-        os.close(fd)
-    if created:
-        try:
-            os.rmdir(dest)
-        except OSError as exc:
-            return f" Removing {dest} failed too ({exc.strerror}): remove it by hand."
-    return ""
 
 
 def _ioc(direction: str, number: int, size: int) -> int:
@@ -825,7 +726,7 @@ class _Extractor:
         self.label = label
         self.euid = os.geteuid()
         self.egid = os.getegid()
-        self.umask = _read_umask()
+        self.umask = read_umask()
         st = os.fstat(root)
         if stat.S_IMODE(st.st_mode) != 0o755:
             # The layer root is the overlay lower dir's root and so the container's "/": 0755 unless the tar
@@ -848,6 +749,7 @@ class _Extractor:
         self.left = 0  # data bytes of the current member not consumed yet
         self.steps = 0  # path components resolved by walk()
         self.entry = b""
+        self.plain_marked = False  # PLAIN_FORM_MARK written at the root
 
     # -- errors ----------------------------------------------------------------------------------------------
 
@@ -1249,7 +1151,7 @@ class _Extractor:
             below = key + b"/"
             for k in [k for k in self.dir_times if k == key or k.startswith(below)]:
                 del self.dir_times[k]
-        _remove_at(pfd, name, st)
+        remove_at(pfd, name, st)
         return False
 
     def want_mode(self, mode: int, is_dir: bool) -> int:
@@ -1543,19 +1445,20 @@ class _Extractor:
 
     def whiteout(self, parts: list[bytes]) -> None:
         base = parts[-1]
-        if base == _WH_OPQ:
+        try:
+            kind, target = marker(base)  # type: ignore[misc]
+        except WhiteoutError:
+            raise self.fail("a whiteout of '.', '..' or of nothing") from None
+        if kind == "opaque":
             pfd, _res, _sg = self.dir(parts[:-1], True)
             if self.as_root:
-                os.setxattr(pfd, _OPAQUE_XATTR, b"y")
+                os.setxattr(pfd, OPAQUE_XATTR, b"y")
             else:
                 self.marker(pfd, base)
             return
-        if base.startswith(_WH_META):
+        if kind == "meta":
             self.note("AUFS metadata entries (.wh..wh.*) ignored")
             return
-        target = base[len(_WH) :]
-        if target in (b"", b".", b".."):
-            raise self.fail("a whiteout of '.', '..' or of nothing")
         self.count_created()
         pfd, _res, _sg = self.dir(parts[:-1], True)
         if not self.as_root:
@@ -1567,6 +1470,10 @@ class _Extractor:
             pass  # the same layer has this name: its own content wins over its whiteout
 
     def marker(self, pfd: int, name: bytes) -> None:
+        if not self.plain_marked:
+            # Tells a container start with one lstat that overlayfs can't read this folder's whiteouts.
+            os.close(os.open(PLAIN_FORM_MARK, _O_NEW, 0o600, dir_fd=self.root))
+            self.plain_marked = True
         try:
             os.close(os.open(name, _O_NEW, 0o600, dir_fd=pfd))
         except FileExistsError:
@@ -1617,13 +1524,13 @@ def extract_layer(
         as_root = os.geteuid() == 0
     kind, mlabel = _compression(media_type)
     label = f"extracting {mlabel} into {dest}"
-    root, created = _prepare_dest(dest, label)
+    root, created = prepare_dest(dest, label)
     try:
         src = decompressing_reader(raw, media_type)
         if kind == "gzip":
             src = _Prefetch(src)  # type: ignore[arg-type]
     except BaseException:
-        _cleanup_dest(dest, root, created)
+        cleanup_dest(dest, root, created)
         raise
     stream = _Stream(src, limits, label)  # type: ignore[arg-type]
     ex = _Extractor(root, stream, limits, as_root, label)
@@ -1639,7 +1546,7 @@ def extract_layer(
         except OSError:
             pass
         src.close()
-        extra = _cleanup_dest(dest, root, created)
+        extra = cleanup_dest(dest, root, created)
         if isinstance(exc, DockerlessError):
             if extra:
                 raise type(exc)(f"{exc}{extra}") from exc
@@ -1658,394 +1565,16 @@ def extract_layer(
 # Flattening
 
 
-_copy_file_range_ok = hasattr(os, "copy_file_range")
-
-
-def _copy_range(src: int, dst: int, offset: int, count: int) -> None:
-    """Copy ``count`` bytes at ``offset`` in the kernel (copy_file_range), or with pread/pwrite where it can't."""
-    global _copy_file_range_ok
-    while count > 0:
-        if _copy_file_range_ok:
-            try:
-                n = os.copy_file_range(src, dst, min(count, 1 << 30), offset, offset)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
-                    raise
-                _copy_file_range_ok = False
-                continue
-        else:
-            data = os.pread(src, min(count, _CHUNK), offset)
-            n = len(data)
-            done = 0
-            while done < n:
-                done += os.pwrite(dst, data[done:], offset + done)
-        if n == 0:
-            raise UnpackError("a layer file shrank while it was being copied. Layer folders must not change: retry.")
-        offset += n
-        count -= n
-
-
-def _copy_fd(src: int, dst: int, st: os.stat_result) -> None:
-    size = st.st_size
-    if st.st_blocks * 512 >= size:
-        _copy_range(src, dst, 0, size)
-        return
-    # A sparse file: copy the data extents only, so the copy stays sparse.
-    pos = 0
-    while pos < size:
-        try:
-            data = os.lseek(src, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                raise
-            break
-        hole = os.lseek(src, data, os.SEEK_HOLE)
-        _copy_range(src, dst, data, hole - data)
-        pos = hole
-    os.ftruncate(dst, size)
-
-
-class _Frame:
-    __slots__ = ("lfd", "dfd", "rel", "items", "own", "sgid")
-
-    def __init__(self, lfd: int, dfd: int, rel: tuple[str, ...], own: bool, sgid: int | None) -> None:
-        self.lfd = lfd
-        self.dfd = dfd
-        self.rel = rel
-        self.own = own
-        self.sgid = sgid
-        self.items: list[tuple[str, os.stat_result]] = []
-
-    def close(self) -> None:
-        if self.own:
-            os.close(self.lfd)
-            os.close(self.dfd)
-            self.own = False
-
-
-class _Flattener:
-    def __init__(self, dest: int, as_root: bool, label: str) -> None:
-        self.dest = dest
-        self.as_root = as_root
-        self.label = label
-        self.euid = os.geteuid()
-        self.egid = os.getegid()
-        self.umask = _read_umask()
-        self.dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
-        self.links: dict[tuple[int, int], tuple[str, ...]] = {}
-        self.layer_path = ""
-
-    def fail(self, what: str) -> UnpackError:
-        return UnpackError(
-            f"{self.label}: layer folder {self.layer_path}: {what}. Layer folders are made by extract_layer: "
-            "remove this one from the store and pull the image again."
-        )
-
-    def layer(self, path: str) -> None:
-        self.layer_path = path
-        self.links = {}
-        try:
-            lfd = os.open(path, _O_DIR)
-        except OSError as exc:
-            raise self.fail(f"cannot open it ({exc.strerror})")
-        try:
-            st = os.fstat(lfd)
-            self.dir_meta(self.dest, lfd, st, None)
-            self.dir_times[()] = (st.st_atime_ns, st.st_mtime_ns)
-            dst = os.fstat(self.dest)
-            self.merge(lfd, dst.st_gid if dst.st_mode & stat.S_ISGID else None)
-        finally:
-            os.close(lfd)
-
-    def merge(self, lroot: int, sgid: int | None) -> None:
-        stack = [self.frame(lroot, self.dest, (), False, sgid)]
-        try:
-            while stack:
-                fr = stack[-1]
-                if not fr.items:
-                    stack.pop().close()
-                    continue
-                name, st = fr.items.pop()
-                child = self.entry(fr, name, st)
-                if child is not None:
-                    stack.append(child)
-        finally:
-            for fr in stack:
-                fr.close()
-
-    def is_opaque(self, lfd: int, names: set[str]) -> bool:
-        if _S_WH_OPQ in names:
-            return True
-        try:
-            return os.getxattr(lfd, _OPAQUE_XATTR) == b"y"
-        except OSError:
-            return False  # no such attribute, or no permission to read trusted.* (not root)
-
-    def frame(self, lfd: int, dfd: int, rel: tuple[str, ...], own: bool, sgid: int | None) -> _Frame:
-        """Read one layer directory; apply its opaque marker and whiteouts to dest before copying its entries."""
-        fr = _Frame(lfd, dfd, rel, own, sgid)
-        try:
-            with os.scandir(lfd) as it:
-                entries = list(it)
-            if self.is_opaque(lfd, {e.name for e in entries}):
-                _rmtree_children(dfd)
-            for e in entries:
-                name = e.name
-                if name.startswith(_S_WH):
-                    if name.startswith(_S_WH_META):
-                        continue  # the opaque marker (handled above) or AUFS metadata
-                    target = name[len(_S_WH) :]
-                    if target in ("", ".", ".."):
-                        raise self.fail(f"a whiteout of '{target}'")
-                    _remove_at(dfd, target)
-                    continue
-                st = e.stat(follow_symlinks=False)
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    _remove_at(dfd, name)  # overlay whiteout: the name is deleted
-                    continue
-                fr.items.append((name, st))
-            fr.items.reverse()  # popped from the end: keep directory order
-        except BaseException:
-            fr.close()
-            raise
-        return fr
-
-    def new_owner(self, sgid: int | None) -> tuple[int, int]:
-        return self.euid, (self.egid if sgid is None else sgid)
-
-    def entry(self, fr: _Frame, name: str, st: os.stat_result) -> _Frame | None:
-        mode = st.st_mode
-        lfd, dfd = fr.lfd, fr.dfd
-        if stat.S_ISDIR(mode):
-            return self.directory(fr, name, st)
-        if stat.S_ISREG(mode):
-            if st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = self.links.get(key)
-                if first is not None:
-                    self.hardlink(first, fr, name)
-                    return None
-                self.links[key] = fr.rel + (name,)
-            self.copy_file(fr, name, st)
-        elif stat.S_ISLNK(mode):
-            target = os.readlink(name, dir_fd=lfd)
-            self.create(dfd, name, lambda: os.symlink(target, name, dir_fd=dfd))
-            self.path_meta(fr, name, st, is_link=True)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            if not self.as_root:
-                return None  # device nodes need root; extract_layer already counted them
-            self.create(dfd, name, lambda: os.mknod(name, mode, st.st_rdev, dir_fd=dfd))
-            self.path_meta(fr, name, st, is_link=False)
-        elif stat.S_ISFIFO(mode):
-            self.create(dfd, name, lambda: os.mkfifo(name, stat.S_IMODE(mode) & 0o777, dir_fd=dfd))
-            self.path_meta(fr, name, st, is_link=False)
-        return None  # sockets can't come from a tar
-
-    def create(self, dfd: int, name: str, make) -> None:
-        try:
-            make()
-        except FileExistsError:
-            _remove_at(dfd, name)  # an upper non-directory replaces whatever the lower layers had
-            make()
-
-    def directory(self, fr: _Frame, name: str, st: os.stat_result) -> _Frame:
-        dfd = fr.dfd
-        perm = stat.S_IMODE(st.st_mode) & 0o1777
-        owner: tuple[int, int] | None = None
-        made: int | None = None
-        try:
-            os.mkdir(name, perm, dir_fd=dfd)
-            owner = self.new_owner(fr.sgid)
-            made = (perm & ~self.umask) | (stat.S_ISGID if fr.sgid is not None else 0)
-        except FileExistsError:
-            dst = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            if not stat.S_ISDIR(dst.st_mode):
-                _remove_at(dfd, name, dst)
-                os.mkdir(name, perm, dir_fd=dfd)
-                owner = self.new_owner(fr.sgid)
-                made = (perm & ~self.umask) | (stat.S_ISGID if fr.sgid is not None else 0)
-        cd = os.open(name, _O_DIR, dir_fd=dfd)
-        try:
-            cl = os.open(name, _O_DIR, dir_fd=fr.lfd)
-        except BaseException:
-            os.close(cd)
-            raise
-        try:
-            self.dir_meta(cd, cl, st, (owner, made) if owner is not None else None)
-            rel = fr.rel + (name,)
-            self.dir_times[rel] = (st.st_atime_ns, st.st_mtime_ns)
-            sgid = st.st_gid if self.as_root and st.st_mode & stat.S_ISGID else None
-            return self.frame(cl, cd, rel, True, sgid)
-        except BaseException:
-            os.close(cd)
-            os.close(cl)
-            raise
-
-    def dir_meta(self, dfd: int, lfd: int, st: os.stat_result, new: tuple[tuple[int, int], int] | None) -> None:
-        """Upper directory attributes win, as in an overlay mount (a merged directory shows the upper one's)."""
-        if new is None:
-            dst = os.fstat(dfd)
-            owner, made = (dst.st_uid, dst.st_gid), stat.S_IMODE(dst.st_mode)
-        else:
-            owner, made = new
-        self.fd_meta(dfd, lfd, st, owner, made, True, merged=new is None)
-
-    def fd_meta(
-        self, dfd: int, sfd: int, st: os.stat_result, owner: tuple[int, int], made: int, is_dir: bool, merged: bool
-    ) -> None:
-        want = stat.S_IMODE(st.st_mode)
-        if not self.as_root and is_dir:
-            want |= 0o700  # the tree must stay writable and removable by its (non-root) owner
-        chowned = False
-        if self.as_root and (st.st_uid, st.st_gid) != owner:
-            os.fchown(dfd, st.st_uid, st.st_gid)
-            chowned = True
-        if want != made or (chowned and want & 0o7000):
-            os.fchmod(dfd, want)
-        self.copy_xattrs(sfd, dfd, merged)
-
-    def copy_xattrs(self, src: int | str, dst: int | str, merged: bool, follow: bool = True) -> None:
-        try:
-            names = os.listxattr(src, follow_symlinks=follow)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTSUP, errno.EPERM):
-                return
-            raise
-        wanted = [
-            n
-            for n in names
-            if not n.startswith(_S_FORBIDDEN_XATTR_PREFIXES) and (self.as_root or n.startswith("user."))
-        ]
-        if merged:
-            for n in os.listxattr(dst, follow_symlinks=follow):
-                if n not in wanted and not n.startswith(_S_FORBIDDEN_XATTR_PREFIXES):
-                    if self.as_root or n.startswith("user."):
-                        os.removexattr(dst, n, follow_symlinks=follow)
-        for n in wanted:
-            try:
-                os.setxattr(dst, n, os.getxattr(src, n, follow_symlinks=follow), follow_symlinks=follow)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EPERM):
-                    raise
-
-    def copy_file(self, fr: _Frame, name: str, st: os.stat_result) -> None:
-        sfd = os.open(name, _O_SRC, dir_fd=fr.lfd)
-        try:
-            perm = stat.S_IMODE(st.st_mode) & 0o777
-            try:
-                dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
-            except FileExistsError:
-                _remove_at(fr.dfd, name)
-                dfd = os.open(name, _O_NEW, perm, dir_fd=fr.dfd)
-            try:
-                if st.st_size:
-                    _copy_fd(sfd, dfd, st)
-                self.fd_meta(dfd, sfd, st, self.new_owner(fr.sgid), perm & ~self.umask, False, False)
-                os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            finally:
-                os.close(dfd)
-        finally:
-            os.close(sfd)
-
-    def hardlink(self, first: tuple[str, ...], fr: _Frame, name: str) -> None:
-        """A second name of an inode of this layer: link it to the copy made for the first name (inside dest)."""
-        if first[:-1] == fr.rel:
-            pfd, own = fr.dfd, False
-        else:
-            pfd, own = os.dup(self.dest), True
-            try:
-                for part in first[:-1]:
-                    nfd = os.open(part, _O_DIR, dir_fd=pfd)
-                    os.close(pfd)
-                    pfd = nfd
-            except BaseException:
-                os.close(pfd)
-                raise
-        try:
-            self.create(
-                fr.dfd,
-                name,
-                lambda: os.link(first[-1], name, src_dir_fd=pfd, dst_dir_fd=fr.dfd, follow_symlinks=False),
-            )
-        finally:
-            if own:
-                os.close(pfd)
-
-    def path_meta(self, fr: _Frame, name: str, st: os.stat_result, is_link: bool) -> None:
-        """Metadata of a symlink, device or fifo we just created in dest, never following links."""
-        dfd = fr.dfd
-        chowned = False
-        if self.as_root and (st.st_uid, st.st_gid) != self.new_owner(fr.sgid):
-            os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
-            chowned = True
-        if not is_link:
-            want = stat.S_IMODE(st.st_mode)
-            if want != (want & 0o777 & ~self.umask) or (chowned and want & 0o7000):
-                os.chmod(name, want, dir_fd=dfd)  # just created by us, not a link: nothing to follow
-        if self.as_root:
-            self.copy_xattrs(f"/proc/self/fd/{fr.lfd}/{name}", f"/proc/self/fd/{dfd}/{name}", False, follow=False)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
-
-    def finish(self) -> None:
-        _apply_dir_times(self.dest, self.dir_times)
-
-
-def _apply_dir_times(root: int, times: dict[tuple[str, ...], tuple[int, int]]) -> None:
-    """Set directory times last, walking the sorted paths with a stack of open directories (DFS order)."""
-    stack: list[tuple[str, int]] = []
-    try:
-        for rel in sorted(times):
-            keep = 0
-            while keep < len(stack) and keep < len(rel) and stack[keep][0] == rel[keep]:
-                keep += 1
-            while len(stack) > keep:
-                os.close(stack.pop()[1])
-            ok = True
-            for part in rel[len(stack) :]:
-                try:
-                    fd = os.open(part, _O_DIR, dir_fd=stack[-1][1] if stack else root)
-                except OSError:
-                    ok = False  # removed by an upper layer's whiteout
-                    break
-                stack.append((part, fd))
-            if ok:
-                os.utime(stack[-1][1] if rel else root, ns=times[rel])
-    finally:
-        for _name, fd in stack:
-            os.close(fd)
-
-
 def flatten(layer_dirs: Sequence[str], dest: str, *, as_root: bool | None = None) -> None:
     """Merge layer folders (bottom -> top, overlay or plain form) into a plain root filesystem at ``dest``.
 
     Applies whiteouts and opaque directories (no markers are left), keeps hardlinks within a layer, symlinks as
     symlinks, owners, modes (setuid included) and xattrs (as root; ``trusted.overlay.*`` never), and sets times.
     ``dest`` must be an empty directory or not exist; it is independent of the layer folders (files are copied with
-    copy_file_range, never hardlinked). On error, everything written under ``dest`` is removed.
+    copy_file_range, never hardlinked). On error, everything written under ``dest`` is removed. The merge is
+    ``whiteouts.merge``, the one the runtime's copy fallback uses.
     """
-    if as_root is None:
-        as_root = os.geteuid() == 0
-    label = f"flattening {len(layer_dirs)} layers into {dest}"
-    root, created = _prepare_dest(dest, label)
-    fl = _Flattener(root, as_root, label)
-    try:
-        for path in layer_dirs:
-            fl.layer(path)
-        fl.finish()
-    except BaseException as exc:
-        extra = _cleanup_dest(dest, root, created)
-        if isinstance(exc, DockerlessError):
-            if extra:
-                raise type(exc)(f"{exc}{extra}") from exc
-            raise
-        if isinstance(exc, OSError):
-            raise UnpackError(
-                f"{label}: layer folder {fl.layer_path}: {exc.strerror or exc}"
-                f"{' (' + os.fsdecode(exc.filename) + ')' if isinstance(exc.filename, (str, bytes)) else ''}."
-                f"{extra or ' Check free space in the destination and that the layer folders are intact, then retry.'}"
-            ) from exc
-        raise
-    os.close(root)
+    merge(layer_dirs, dest, as_root=as_root)
 
 
 # --------------------------------------------------------------------------------------------------------------

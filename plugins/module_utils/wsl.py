@@ -6,7 +6,7 @@
 The flattened image is never written to disk. ``MergedTree`` walks the image's layer folders top → bottom and
 keeps, for every path, the entry of the topmost layer that has it, applying whiteouts (``.wh.NAME`` or the
 overlay form, a character device 0/0) and opaque directories (``.wh..wh..opq`` or ``trusted.overlay.opaque=y``)
-the way ``unpack.flatten`` does. The files WSL needs (``/etc/wsl.conf``, ``/etc/wsl-distribution.conf``, a
+as read by ``whiteouts.read_dir``, the rules ``unpack.flatten`` and the runtime's copy fallback apply. The files WSL needs (``/etc/wsl.conf``, ``/etc/wsl-distribution.conf``, a
 default user) are added as in-memory entries, then everything goes through tarwriter.py: sorted, one fixed
 mtime, numeric owners, modes/setuid/symlinks/hardlinks kept. The same image and options give the same sha256.
 
@@ -45,6 +45,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.tarwriter im
     sort_key,
     write_entries,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.whiteouts import WhiteoutError, read_dir
 
 FORMATS = ("tar", "tar.gz", "wsl")
 FIXES = ("resolv_conf", "root_user", "shadow_hashes", "config_permissions", "kernel", "systemd_units")
@@ -74,9 +75,6 @@ DISTRIBUTION_KEYS = {
 }
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}\$?")
 _XATTR_KEEP = ("user.", "security.capability")
-_WHITEOUT = ".wh."
-_OPAQUE = ".wh..wh..opq"
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 MAX_TEXT = 16 << 20
 WSL_INTEROP = ("/proc/sys/fs/binfmt_misc/WSLInterop", "/proc/sys/fs/binfmt_misc/WSLInterop-late")
 
@@ -159,53 +157,42 @@ class MergedTree:
         self.skipped: list[str] = []
         self.read_xattrs = os.geteuid() == 0
         for index in range(len(layer_dirs) - 1, -1, -1):
-            self._layer(index, layer_dirs[index])
+            if self._layer(index, layer_dirs[index]):
+                break  # an opaque layer root: nothing below it shows (as unpack.flatten merges it)
 
     # -- building ------------------------------------------------------------------------------------------
     def _blocked(self, rel: str, index: int) -> bool:
         node = self.nodes.get(rel)
         return node is not None and node.block_below is not None and index < node.block_below
 
-    def _layer(self, index: int, top: str) -> None:
+    def _layer(self, index: int, top: str) -> bool:
+        """Add what layer ``index`` shows; returns True when its root is opaque. The whiteout rules (both forms)
+        are whiteouts.read_dir's, the ones flatten and the runtime's copy fallback apply."""
         try:
             st = os.lstat(top)
         except OSError as exc:
             raise WslError(f"reading layer folder {top}: {exc.strerror}. Pull the image again.") from None
         if not stat.S_ISDIR(st.st_mode):
             raise WslError(f"reading layer folder {top}: not a directory. Pull the image again.")
+        root_opaque = False
         stack = [("", top)]
         while stack:
             rel_dir, host_dir = stack.pop()
-            with os.scandir(host_dir) as it:
-                children = sorted(it, key=lambda e: e.name)
-            names = {c.name for c in children}
-            whiteouts: list[str] = []
-            opaque = _OPAQUE in names
-            if not opaque and self.read_xattrs:
-                with contextlib.suppress(OSError):
-                    opaque = os.getxattr(host_dir, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
-            for child in children:
-                name = child.name
+            try:
+                found = read_dir(host_dir)
+            except WhiteoutError as exc:
+                rel = f"{rel_dir}/{exc.name}" if rel_dir else exc.name
+                raise WslError(f"reading layer folder {top}: whiteout {rel!r} names nothing valid.") from None
+            for name, cst in sorted(found.entries, key=lambda item: item[0]):
                 rel = f"{rel_dir}/{name}" if rel_dir else name
-                if name.startswith(_WHITEOUT):
-                    if name.startswith(".wh..wh."):
-                        continue  # the opaque marker (read above) or AUFS metadata
-                    target = name[len(_WHITEOUT):]
-                    if target in ("", ".", "..") or "/" in target:
-                        raise WslError(f"reading layer folder {top}: whiteout {rel!r} names nothing valid.")
-                    whiteouts.append(target)
-                    continue
-                cst = child.stat(follow_symlinks=False)
-                if stat.S_ISCHR(cst.st_mode) and cst.st_rdev == 0:
-                    whiteouts.append(name)  # overlay form of a whiteout
-                    continue
+                host = os.path.join(host_dir, name)
                 existing = self.nodes.get(rel)
                 kind = _kind(cst.st_mode)
                 if existing is not None:
                     # A higher layer has this path. Its directory may still let ours contribute children; but if
                     # ours is not a directory, it replaced whatever lower layers had there.
                     if existing.kind == DIR and kind == DIR and not self._blocked(rel, index):
-                        stack.append((rel, child.path))
+                        stack.append((rel, host))
                     elif existing.block_below is None:
                         existing.block_below = index
                     continue
@@ -219,8 +206,8 @@ class MergedTree:
                     uid=cst.st_uid,
                     gid=cst.st_gid,
                     size=cst.st_size if kind == FILE else 0,
-                    host=child.path,
-                    linkname=os.readlink(child.path) if kind == SYMLINK else "",
+                    host=host,
+                    linkname=os.readlink(host) if kind == SYMLINK else "",
                     rdev=(os.major(cst.st_rdev), os.minor(cst.st_rdev)) if kind in (CHAR, BLOCK) else (0, 0),
                     inode=(cst.st_dev, cst.st_ino) if kind == FILE and cst.st_nlink > 1 else None,
                     layer=index,
@@ -228,12 +215,12 @@ class MergedTree:
                 )
                 if self.read_xattrs and kind in (FILE, DIR):
                     with contextlib.suppress(OSError):
-                        node.xattrs = _xattrs(child.path, os.listxattr(child.path, follow_symlinks=False))
+                        node.xattrs = _xattrs(host, os.listxattr(host, follow_symlinks=False))
                 self.nodes[rel] = node
                 if kind == DIR:
-                    stack.append((rel, child.path))
+                    stack.append((rel, host))
             # A whiteout hides lower layers only; a same-layer entry of that name survives (image-spec layer.md).
-            for target in whiteouts:
+            for target in found.deleted:
                 rel = f"{rel_dir}/{target}" if rel_dir else target
                 existing = self.nodes.get(rel)
                 if existing is None:
@@ -241,10 +228,14 @@ class MergedTree:
                 elif existing.block_below is None:
                     # Re-created by this or a higher layer: what lower layers had below it stays deleted.
                     existing.block_below = index
-            if opaque and rel_dir:
+            if found.opaque:
+                if not rel_dir:
+                    root_opaque = True
+                    continue
                 node = self.nodes.get(rel_dir)
                 if node is not None and node.block_below is None:
                     node.block_below = index
+        return root_opaque
 
     # -- reading -------------------------------------------------------------------------------------------
     def get(self, path: str) -> Node | None:
