@@ -486,8 +486,8 @@ def oom_score_adj() -> int:
 def _reset_oom_score_adj(wanted: int) -> None:
     """The container must not keep its supervisor's lowered score (conmon resets it the same way before exec):
     the kernel would pick the supervisor, or nothing, before a runaway container. Raising it always works; a
-    lower value than the inherited floor needs CAP_SYS_RESOURCE, and is an error only when it would leave the
-    container more protected than asked."""
+    lower value than the inherited floor needs CAP_SYS_RESOURCE. Failing is an error, except for the default 0
+    when the container is left easier to kill than that (a caller that runs at a raised score itself)."""
     try:
         set_oom_score_adj(wanted)
     except OSError as exc:
@@ -495,7 +495,7 @@ def _reset_oom_score_adj(wanted: int) -> None:
             current = oom_score_adj()
         except OSError:
             current = None
-        if current is None or current < wanted:
+        if current is None or current < wanted or (wanted != 0 and current != wanted):
             raise RuntimeSetupError(f"setting oom_score_adj {wanted}: {exc.strerror or exc}. A value below the "
                                     "caller's needs CAP_SYS_RESOURCE; set a higher oom_score_adj.") from None
 
