@@ -186,6 +186,12 @@ def test_supervisor_lowers_its_oom_score_and_the_container_does_not_inherit_it(r
         assert "setting oom_score_adj -1000: Permission denied" in log and "keeps oom_score_adj 0" in log
 
 
+def test_one_shot_container_does_not_inherit_its_callers_score(runtime, rootfs, raised_oom_score):
+    spec = build_spec(image_config={"Env": ["PATH=/bin"]}, lower_dirs=[rootfs],
+                      command=["cat", "/proc/self/oom_score_adj"])
+    assert runtime.run(spec).stdout == b"0\n"     # the init set it before exec; the caller runs at 500
+
+
 def test_oom_score_adj_option_sets_the_containers_score(runtime, rootfs):
     info = start(runtime, rootfs, "oom300", ["sleep", "60"], stop_timeout=0, oom_score_adj=300)
     assert _oom(info.pid) == 300 and _oom(info.supervisor_pid) <= 0
