@@ -285,6 +285,7 @@ class _Supervisor:
 
     # -- one run of the container ----------------------------------------------------------------------------
     def run_once(self) -> tuple[int | None, str | None]:
+        self.pending.clear()  # a signal meant for the previous run (the container was restarting) is dropped
         cgroup = runtime_state.ContainerCgroup(self.name, self.limits)
         cgroup.create()
         out_r, out_w = os.pipe()
@@ -321,7 +322,9 @@ class _Supervisor:
                     proc.send(self.stop_signal)
                     killed = self.stop_signal == signal.SIGKILL
                     stop_deadline = time.monotonic() + self.stop_timeout
-                while self.pending and exited_at is None:
+                # Only to the image's command: before its exec the init has the default dispositions (SIGHUP
+                # would end the setup).
+                while self.pending and started and exited_at is None:
                     proc.send(self.pending.pop(0))
                 fds = list(logs) + [self.wake_r] + ([proc.status_fd] if proc.status_fd is not None else [])
                 if exited_at is None:

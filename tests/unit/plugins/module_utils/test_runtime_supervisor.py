@@ -225,7 +225,7 @@ def test_stop_of_a_pid1_ignoring_sigterm_takes_the_timeout_and_no_more(runtime, 
     began = time.monotonic()
     runtime.stop("deaf", timeout=1)
     took = time.monotonic() - began
-    assert 1.0 <= took < 1.5, took
+    assert 1.0 <= took < 2.0, took       # 1.0-1.2 s measured; the rest is slack for a loaded machine
     assert runtime.inspect("deaf").exit_code == 137
 
 
