@@ -150,6 +150,16 @@ def parse_wsl_conf(items: list[str] | None) -> dict[str, dict[str, str]]:
     return out
 
 
+def parse_restart(text: str) -> tuple[str, int]:
+    """Docker's --restart: ``no``, ``always``, ``unless-stopped``, ``on-failure[:N]`` → (policy, retries)."""
+    policy, sep, count = text.partition(":")
+    if policy not in ("no", "always", "unless-stopped", "on-failure") or (sep and policy != "on-failure"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use no, always, unless-stopped or on-failure[:N]")
+    if sep and not (count.isdigit() and int(count) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: N in on-failure:N is a number of restarts, 1 or more")
+    return policy, int(count) if sep else 0
+
+
 def default_container_name(image: str) -> str:
     """``<image base name>-<6 hex>`` for ``run -d`` without ``--name``."""
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]) or "container"
@@ -276,8 +286,13 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
     g.add_argument("--privileged", action="store_true", help="every capability, no masked paths")
     g.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="resource limit, e.g. nofile=1024")
-    g.add_argument("--restart", choices=["no", "on-failure", "always"], default="no",
-                   help="restart policy of a detached container")
+    g.add_argument("--restart", type=parse_restart, default=("no", 0), metavar="POLICY",
+                   help="restart policy of a detached container: no, always, unless-stopped, on-failure[:N] "
+                        "(N: restarts before giving up)")
+    g.add_argument("--stop-signal", metavar="SIGNAL",
+                   help="signal that stops the container (default: the image's StopSignal, else SIGTERM)")
+    g.add_argument("--stop-timeout", type=int, default=10, metavar="SECONDS",
+                   help="seconds between the stop signal and SIGKILL (default: 10)")
     g.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
                    help="when to pull the image (default: missing)")
     g.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
@@ -375,16 +390,34 @@ def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
                        epilog=_examples(f"{prog} ps", f"{prog} ps -a --json"))
     p.add_argument("-a", "--all", action="store_true", help="also stopped and exited containers")
 
+    p = sub.add_parser("start", parents=[store, output], formatter_class=_FORMATTER, help="start named containers",
+                       description="Start stopped containers. With --all (at boot, on hosts without systemd): "
+                       "every container whose restart policy says so, by Docker's daemon rules: always; "
+                       "unless-stopped unless the user stopped it; on-failure if its last run failed.",
+                       epilog=_examples(f"{prog} start web", f"{prog} start --all",
+                                        f"@reboot root {prog} start --all   (a crontab line)"))
+    p.add_argument("-a", "--all", action="store_true", help="every container its restart policy says should run")
+    p.add_argument("names", nargs="*", metavar="NAME")
+
     p = sub.add_parser("stop", parents=[store, output], formatter_class=_FORMATTER, help="stop named containers",
-                       description="SIGTERM to the container's PID 1, SIGKILL after the timeout.",
+                       description="The stop signal (the image's StopSignal, else SIGTERM) to the container's PID "
+                       "1, SIGKILL after the timeout. A stopped container is not restarted by its policy.",
                        epilog=_examples(f"{prog} stop web", f"{prog} stop -t 0 web worker"))
     p.add_argument("-t", "--time", type=float, help="seconds before SIGKILL (default: the container's stop_timeout)")
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+    p = sub.add_parser("kill", parents=[store, output], formatter_class=_FORMATTER,
+                       help="send a signal to named containers",
+                       description="Send a signal (default SIGKILL) to the container's PID 1. After SIGKILL or "
+                       "the container's stop signal it is not restarted by its policy.",
+                       epilog=_examples(f"{prog} kill web", f"{prog} kill -s HUP web"))
+    p.add_argument("-s", "--signal", default="SIGKILL", help="signal name or number (default: SIGKILL)")
     p.add_argument("names", nargs="+", metavar="NAME")
 
     p = sub.add_parser("rm", parents=[store, output], formatter_class=_FORMATTER, help="remove named containers",
                        description="Remove containers with their writable layer, logs and cgroup.",
                        epilog=_examples(f"{prog} rm web", f"{prog} rm -f web"))
-    p.add_argument("-f", "--force", action="store_true", help="stop a running container first")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container (SIGKILL) first")
     p.add_argument("names", nargs="+", metavar="NAME")
 
     p = sub.add_parser("images", parents=[store, output], formatter_class=_FORMATTER, help="list images in the store",
@@ -704,7 +737,8 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-        isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart)
+        isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart[0],
+        restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout)
 
 
 def _absolute_volume(text: str) -> str:
@@ -731,7 +765,7 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         raise UsageError("-t: the input is not a terminal. Drop -t (use -i for pipes), or run from a terminal.")
     if args.name and not args.detach:
         raise UsageError("--name names a detached container (-d); a foreground run is removed when it exits.")
-    if args.restart != "no" and not args.detach:
+    if args.restart[0] != "no" and not args.detach:
         raise UsageError("--restart applies to detached containers (-d).")
     if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
         raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
@@ -796,6 +830,52 @@ def cmd_stop(args, out: Output, stdin: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_start(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    if args.all == bool(args.names):
+        raise UsageError("name the containers to start, or use --all (not both).")
+    runtime = Runtime(args.store)
+    done, failed = [], False
+    if args.all:
+        outcomes = runtime.start_all()
+    else:
+        # Docker's start: the user's explicit wish, whatever the policy says.
+        outcomes = []
+        for name in args.names:
+            before = runtime._require(name)
+            try:
+                runtime.start(name)
+                outcomes.append((name, "running" if before.supervised else "started"))
+            except DockerlessError as exc:
+                outcomes.append((name, f"failed: {exc}"))
+    for name, outcome in outcomes:
+        failed = failed or outcome.startswith("failed")
+        done.append({"name": name, "outcome": outcome})
+        out.info(f"{name}: {outcome}")
+        if outcome in ("started", "running"):
+            out.value(name)
+    out.document(done)
+    if failed:
+        raise DockerlessError("some containers did not start (see above). Check them with dockerless ps -a and "
+                              "their logs in the store.")
+    return EXIT_OK
+
+
+def cmd_kill(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+
+    runtime = Runtime(args.store)
+    done = []
+    for name in args.names:
+        runtime.kill(name, args.signal)
+        done.append({"name": name, "signal": args.signal})
+        out.info(f"{name}: sent {args.signal}")
+        out.value(name)
+    out.document(done)
+    return EXIT_OK
+
+
 def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 
@@ -806,7 +886,7 @@ def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
         if info is not None and info.running and not args.force:
             raise RuntimeSetupError(f"removing container {name}: it is running. Stop it first "
                                     f"(dockerless stop {name}) or use rm -f.")
-        removed = runtime.remove(name)
+        removed = runtime.remove(name, force_kill=args.force)
         if not removed:
             raise RuntimeSetupError(f"removing container {name}: no such container in {runtime.containers_dir}. "
                                     "See dockerless ps -a.")
@@ -868,7 +948,7 @@ def cmd_export_wsl(args, out: Output, stdin: IO[str]) -> int:
 
 HANDLERS = {
     "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "ps": cmd_ps, "stop": cmd_stop,
-    "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
+    "start": cmd_start, "kill": cmd_kill, "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
     "image-download": cmd_image_download, "image-upload": cmd_image_upload,
 }
 

@@ -433,15 +433,20 @@ class Runtime:
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
         return self._require(name)
 
-    def stop(self, name: str, timeout: float | None = None) -> bool:
-        """SIGTERM to the container's PID 1, SIGKILL after ``timeout`` (default: the spec's stop_timeout).
-        Returns True when something was running."""
+    def stop(self, name: str, timeout: float | None = None, signal_name: str | None = None) -> bool:
+        """The stop signal (``signal_name``, else the spec's: the image's StopSignal or SIGTERM) to the
+        container's PID 1, SIGKILL after ``timeout`` (default: the spec's stop_timeout); the supervisor records
+        the container as stopped by the user and does not restart it. Returns True when something was running.
+        A container whose supervisor vanished (``dead``) is marked stopped by the user too, so that
+        ``start_all`` leaves it alone."""
         import signal
 
         info = self._require(name)
         if not info.supervised:
+            if info.state == "dead":
+                self._mark_stopped_by_user(info.path)
             return False
-        grace = info.spec.get("stop_timeout", 10) if timeout is None else timeout
+        grace = info.spec.get("stop_timeout", 10) if timeout is None else max(0.0, float(timeout))
         pid = info.supervisor_pid
         try:
             pidfd = os.pidfd_open(pid) if pid else None
@@ -450,7 +455,10 @@ class Runtime:
         try:
             # The lock is held, so the recorded supervisor PID is alive and is the supervisor's (it wrote it).
             if pidfd is not None and runtime_state.supervisor_alive(info.path):
-                runtime_state.write_json(os.path.join(info.path, runtime_state.STOP_FILE), {"timeout": grace})
+                request = {"timeout": grace}
+                if signal_name:
+                    request["signal"] = signal_name
+                runtime_state.write_json(os.path.join(info.path, runtime_state.STOP_FILE), request)
                 signal.pidfd_send_signal(pidfd, signal.SIGTERM)
             if not self._wait_unlocked(info.path, grace + 10):
                 if pidfd is not None:
@@ -463,6 +471,83 @@ class Runtime:
                 os.close(pidfd)
         return True
 
+    def kill(self, name: str, signal_name: str = "SIGKILL") -> None:
+        """Send ``signal_name`` to the container's PID 1 (Docker's kill). SIGKILL, or the container's stop signal,
+        also means "stopped by the user": no restart after this exit. Any other signal is only delivered."""
+        import signal
+
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import parse_signal
+
+        info = self._require(name)
+        try:
+            canonical = parse_signal(signal_name)
+        except ValueError as exc:
+            raise RuntimeSetupError(f"killing container {name}: {exc}") from None
+        pid = info.supervisor_pid
+        if not info.supervised or not pid:
+            raise RuntimeSetupError(f"killing container {name}: it is not running (state {info.state}). "
+                                    f"Start it first (dockerless start {name}).")
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise RuntimeSetupError(f"killing container {name}: its supervisor (pid {pid}) just ended.") from None
+        try:
+            # The lock is held after the pidfd was opened, so the pidfd is the supervisor's (it wrote the PID).
+            if not runtime_state.supervisor_alive(info.path):
+                raise RuntimeSetupError(f"killing container {name}: its supervisor just ended.")
+            runtime_state.write_json(os.path.join(info.path, runtime_state.KILL_FILE), {"signal": canonical})
+            signal.pidfd_send_signal(pidfd, signal.SIGUSR2)
+        finally:
+            os.close(pidfd)
+        if canonical == "SIGKILL":
+            # Docker's kill returns once the container is gone; a SIGKILLed PID namespace ends at once.
+            self._wait_unlocked(info.path, 10)
+
+    def start_all(self, names: list[str] | None = None) -> list[tuple[str, str]]:
+        """Start the named containers whose restart policy says they should run after a host boot, by Docker's
+        daemon restore rule (moby ``restore``: not running, started before, and ``ShouldRestart`` with the
+        recorded exit code, restart count and stop-by-user): ``always``; ``unless-stopped`` unless the user
+        stopped it; ``on-failure`` when its last run failed (a run the host ended is a failure) and retries
+        are left. Returns ``[(name, outcome)]`` with outcome ``started``, ``running``, ``skipped: why`` or
+        ``failed: error``; one failure does not stop the others."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime_supervisor import should_restart
+
+        outcomes = []
+        infos = self.list() if names is None else [self._require(n) for n in names]
+        for info in infos:
+            policy = info.spec.get("restart_policy") or "no"
+            if info.supervised:
+                outcomes.append((info.name, "running"))
+                continue
+            if info.started_at is None:
+                outcomes.append((info.name, "skipped: never started"))
+                continue
+            # A container whose supervisor vanished (host reboot, kill -9) did not exit by itself: Docker records
+            # such a run with exit code 255.
+            code = 255 if info.state == "dead" or info.exit_code is None else info.exit_code
+            if not should_restart(policy, code, info.restart_count, int(info.spec.get("restart_retries") or 0),
+                                  info.stopped_by_user):
+                why = "stopped by the user" if info.stopped_by_user and policy != "no" else f"restart policy {policy}"
+                if policy == "on-failure":
+                    why = f"restart policy on-failure, exit code {code}, {info.restart_count} restarts"
+                outcomes.append((info.name, f"skipped: {why}"))
+                continue
+            try:
+                self.start(info.name)
+            except RuntimeSetupError as exc:
+                outcomes.append((info.name, f"failed: {exc}"))
+                continue
+            outcomes.append((info.name, "started"))
+        return outcomes
+
+    @staticmethod
+    def _mark_stopped_by_user(cdir: str) -> None:
+        path = os.path.join(cdir, runtime_state.STATE_FILE)
+        state = runtime_state.read_json(path) or {}
+        if not state.get("stopped_by_user"):
+            state["stopped_by_user"] = True
+            runtime_state.write_json(path, state)
+
     def wait(self, name: str, timeout: float | None = None) -> ContainerInfo:
         """Wait until the supervisor of ``name`` ends (a container that exited without restart)."""
         info = self._require(name)
@@ -470,13 +555,17 @@ class Runtime:
             raise TimeoutError(name)
         return self._require(name)
 
-    def remove(self, name: str) -> bool:
-        """Stop ``name`` and delete its directory (upper dir, logs) and cgroup. False when it didn't exist."""
+    def remove(self, name: str, force_kill: bool = False, stop_timeout: float | None = None) -> bool:
+        """Stop ``name`` and delete its directory (upper dir, logs) and cgroup. False when it didn't exist.
+        ``force_kill``: SIGKILL at once (docker rm -f) instead of the stop signal and the stop timeout."""
         cdir = self.container_dir(name)
         if not os.path.isdir(cdir):
             return False
         if self.inspect(name) is not None:
-            self.stop(name)
+            if force_kill:
+                self.stop(name, 0, "SIGKILL")
+            else:
+                self.stop(name, stop_timeout)
         elif runtime_state.supervisor_alive(cdir):
             raise RuntimeSetupError(f"container {name}: a supervisor still runs but spec.json is unreadable. "
                                     "Stop it by hand first.")
@@ -524,13 +613,18 @@ class Runtime:
         return Plan(name, state, actions, diff, before, spec)
 
     def apply(self, plan: Plan, log_max_size: int = runtime_state.DEFAULT_LOG_MAX,
-              stop_timeout: float | None = None) -> ContainerInfo | None:
-        """Carry out ``plan``; returns the container afterwards (None when removed)."""
+              stop_timeout: float | None = None, force_kill: bool = False) -> ContainerInfo | None:
+        """Carry out ``plan``; returns the container afterwards (None when removed). ``force_kill``: a stop
+        before a removal is a SIGKILL at once."""
+        removing = "remove" in plan.actions
         for action in plan.actions:
             if action == "stop":
-                self.stop(plan.name, stop_timeout)
+                if force_kill and removing:
+                    self.stop(plan.name, 0, "SIGKILL")
+                else:
+                    self.stop(plan.name, stop_timeout)
             elif action == "remove":
-                self.remove(plan.name)
+                self.remove(plan.name, force_kill=force_kill, stop_timeout=stop_timeout)
             elif action == "create":
                 self.create(plan.name, plan.spec, log_max_size)
             elif action == "start":
@@ -576,6 +670,7 @@ class ContainerInfo(Record):
     cgroup: str | None
     error: str | None
     spec: dict
+    stopped_by_user: bool = False   # its last end came from stop/kill (unless-stopped, start --all)
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
@@ -591,7 +686,7 @@ class ContainerInfo(Record):
                    started_at=state.get("started_at"), finished_at=state.get("finished_at"),
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
-                   spec=record.get("spec") or {})
+                   spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")))
 
     @property
     def running(self) -> bool:
@@ -609,6 +704,8 @@ class ContainerInfo(Record):
             "restart_count": self.restart_count, "rootfs_mode": self.rootfs_mode, "cgroup": self.cgroup,
             "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
             "command": self.spec.get("argv"), "restart_policy": self.spec.get("restart_policy"),
+            "restart_retries": self.spec.get("restart_retries") or 0,
+            "stop_signal": self.spec.get("stop_signal") or "SIGTERM", "stopped_by_user": self.stopped_by_user,
             "capabilities": spec.effective_capabilities() if spec else [],
             "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged) if spec else None,
             "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},

@@ -23,8 +23,9 @@ How a container starts (``spawn``), and why:
 * The init reports to the caller on a close-on-exec pipe: newline-separated JSON messages (rootfs mode,
   errors). End of file without an error means ``execve`` succeeded.
 * The monitor stays outside the PID namespace, waits for the init and exits with the same status. It is the
-  caller's handle on the container: SIGTERM to the monitor is forwarded to the init, SIGUSR1 becomes a
-  SIGKILL of the init, which ends the whole PID namespace. The caller only ever signals its own child, so no
+  caller's handle on the container: every signal sent to the monitor is forwarded to the init (tini's set:
+  all but SIGCHLD and the synchronous fault signals), except ``KILL_REQUEST`` (SIGRTMAX), which becomes a
+  SIGKILL of the init and ends the whole PID namespace. The caller only ever signals its own child, so no
   PID can be reused under it. The init dies with the monitor (PDEATHSIG), the monitor with the caller.
 
 Everything the init needs must be imported before ``pivot_root``: once the old root is gone, nothing can be
@@ -38,7 +39,8 @@ read_only), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged`
 ``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``stdin_null`` (default true: fd 0
 becomes the container's /dev/null), ``terminal`` (fds 0-2 are a pty slave to take as controlling terminal),
 ``seccomp`` (``default``, a profile path,
-or None/``unconfined``: see seccomp.py).
+or None/``unconfined``: see seccomp.py), ``oom_score_adj`` (the container's, default 0: a supervisor lowers its
+own and the init must not keep it).
 """
 
 from __future__ import annotations
@@ -85,6 +87,15 @@ MAX_ID = (1 << 31) - 1          # runc user.maxId: ids above are refused (and -1
 _PASSWD_LIMIT = 4 << 20          # /etc/passwd and /etc/group are read up to this size
 _MAX_SYMLINKS = 255
 EXIT_SETUP_FAILED = 125
+# What the caller sends the monitor to have the init SIGKILLed (the only signal it does not forward as is).
+KILL_REQUEST = signal.SIGRTMAX
+# Not forwarded by the monitor: SIGCHLD is its own business; the fault signals are raised by the kernel for the
+# monitor's own faults (tini forwards the same set).
+_NOT_FORWARDED = frozenset((signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGFPE, signal.SIGILL,
+                            signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS,
+                            signal.SIGTTIN, signal.SIGTTOU))
+PROC_SUPER_MAGIC = 0x9FA0
+OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX = -1000, 1000
 
 
 def capability_mask(names) -> int:
@@ -266,7 +277,11 @@ class InitProcess:
 
     def kill(self) -> None:
         """Kill the container: SIGKILL to its PID 1, which ends every process of its PID namespace."""
-        self._signal(signal.SIGUSR1)
+        self._signal(KILL_REQUEST)
+
+    def send(self, sig: int) -> None:
+        """Send ``sig`` to the container's PID 1 (through the monitor); SIGKILL kills it."""
+        self._signal(KILL_REQUEST if sig == signal.SIGKILL else sig)
 
     def _signal(self, sig: int) -> None:
         if self.exit_status is None:
@@ -344,6 +359,55 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     finally:
         os.close(sync_w)
     return proc
+
+
+_fstatfs = linux.libc_function("fstatfs", [linux.c_int, linux.c_void_p])
+
+
+def open_proc_self(name: str, flags: int = os.O_WRONLY) -> int:
+    """An fd on ``/proc/self/<name>``, refused unless fstatfs(2) says procfs: whatever is mounted over /proc
+    (a hostile image's bind mount, a FUSE file system) must not take our writes."""
+    fd = os.open(f"/proc/self/{name}", flags | os.O_CLOEXEC | os.O_NOFOLLOW)
+    buf = (linux.c_long * 16)()  # struct statfs: f_type is its first word
+    if _fstatfs(fd, buf) != 0 or buf[0] != PROC_SUPER_MAGIC:
+        os.close(fd)
+        raise OSError(errno.EXDEV, f"/proc/self/{name} is not on procfs")
+    return fd
+
+
+def set_oom_score_adj(value: int) -> None:
+    """Write ``value`` to our own oom_score_adj (OSError as the kernel gives it: EACCES when lowering it below
+    the floor this process inherited needs CAP_SYS_RESOURCE)."""
+    fd = open_proc_self("oom_score_adj")
+    try:
+        os.write(fd, str(int(value)).encode())
+    finally:
+        os.close(fd)
+
+
+def oom_score_adj() -> int:
+    fd = open_proc_self("oom_score_adj", os.O_RDONLY)
+    try:
+        return int(os.read(fd, 32).decode().strip())
+    finally:
+        os.close(fd)
+
+
+def _reset_oom_score_adj(wanted: int) -> None:
+    """The container must not keep its supervisor's lowered score (conmon resets it the same way before exec):
+    the kernel would pick the supervisor, or nothing, before a runaway container. Raising it always works; a
+    lower value than the inherited floor needs CAP_SYS_RESOURCE. Failing is an error, except for the default 0
+    when the container is left easier to kill than that (a caller that runs at a raised score itself)."""
+    try:
+        set_oom_score_adj(wanted)
+    except OSError as exc:
+        try:
+            current = oom_score_adj()
+        except OSError:
+            current = None
+        if current is None or current < wanted or (wanted != 0 and current != wanted):
+            raise RuntimeSetupError(f"setting oom_score_adj {wanted}: {exc.strerror or exc}. A value below the "
+                                    "caller's needs CAP_SYS_RESOURCE; set a higher oom_score_adj.") from None
 
 
 def _report(fd: int, **msg) -> None:
@@ -432,12 +496,17 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
 
     def forward(signum, _frame):
         try:
-            os.kill(child, signal.SIGKILL if signum == signal.SIGUSR1 else signum)
+            os.kill(child, signal.SIGKILL if signum == KILL_REQUEST else signum)
         except ProcessLookupError:
             pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT):
-        signal.signal(sig, forward)
+    # Any signal a stop (the image's StopSignal) or `dockerless kill -s` may ask for reaches the init.
+    for sig in range(1, signal.NSIG):
+        if sig not in _NOT_FORWARDED:
+            try:
+                signal.signal(sig, forward)
+            except (OSError, ValueError):
+                pass
     # WNOWAIT keeps the init a zombie, so its PID can't be reused while a forwarded signal may still come.
     while True:
         try:
@@ -830,6 +899,9 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
     """PID 1 of the container until execve. Raises RuntimeSetupError; never returns on success.
     ``tiocsctty``: termios.TIOCSCTTY, for a container on a terminal (``spawn`` looks it up)."""
     cid = config.get("name") or config["id"]
+    # Before non-dumpable: a non-dumpable process's /proc/self files belong to root, which a rootless init is not.
+    # Nothing but this process runs in the container yet, and /proc is still the host's.
+    _reset_oom_score_adj(int(config.get("oom_score_adj") or 0))
     # Non-dumpable until exec: processes of the container can't ptrace us or open /proc/1/exe, which is the
     # host's Python until execve replaces it (CVE-2019-5736).
     linux.prctl(linux.PR_SET_DUMPABLE, 0)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
-RESTART_POLICIES = ("no", "on-failure", "always")
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 ISOLATIONS = ("container", "chroot")
 CHROOT_CAPABILITY = "CAP_SYS_CHROOT"  # never granted with isolation chroot (runtime_init enforces it too)
 ROOTFS_MODES = ("auto", "overlay", "copy")
@@ -38,7 +38,10 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 # What a difference of recreates a named container (stop_timeout, log size and rootfs mode don't).
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
-                 "isolation", "rlimits", "restart_policy", "seccomp")
+                 "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
+                 "seccomp")
+# Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
+_RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0}
 # Patterns, compiled by re's cache on first use: none is needed to start an image's command (issue 6).
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
@@ -81,6 +84,9 @@ class ContainerSpec(Record):
     isolation: str = "container"
     rlimits: list[dict] = Factory(list)
     restart_policy: str = "no"
+    restart_retries: int = 0                # on-failure: restarts before giving up (0: no limit), Docker's :N
+    stop_signal: str = "SIGTERM"            # canonical name (runtime_state.parse_signal)
+    oom_score_adj: int = 0
     stop_timeout: int = 10
     rootfs_mode: str = "auto"
     seccomp: str | None = seccomp_lib.DEFAULT  # "default", "unconfined" or a profile path (seccomp.py)
@@ -133,6 +139,7 @@ class ContainerSpec(Record):
             "readonly_paths": list(READONLY_PATHS),
             "rlimits": [dict(r) for r in self.rlimits],
             "seccomp": self.seccomp,
+            "oom_score_adj": self.oom_score_adj,
         }
 
 
@@ -141,6 +148,7 @@ def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
     wanted = after.compared()
     if before is None:
         return {k: {"before": None, "after": v} for k, v in wanted.items()}
+    before = {**_RECORDED_DEFAULTS, **before}
     return {k: {"before": before.get(k), "after": v} for k, v in wanted.items() if before.get(k) != v}
 
 
@@ -333,6 +341,9 @@ def build_spec(
     isolation: str = "container",
     ulimits: list[str] | None = None,
     restart_policy: str = "no",
+    restart_retries: int | None = None,
+    stop_signal: str | int | None = None,
+    oom_score_adj: int | None = None,
     stop_timeout: int = 10,
     rootfs_mode: str = "auto",
     seccomp: str | None = seccomp_lib.DEFAULT,
@@ -343,6 +354,27 @@ def build_spec(
         raise RuntimeSetupError(f"isolation {isolation!r}: use one of {', '.join(ISOLATIONS)}")
     if restart_policy not in RESTART_POLICIES:
         raise RuntimeSetupError(f"restart_policy {restart_policy!r}: use one of {', '.join(RESTART_POLICIES)}")
+    retries = int(restart_retries or 0)
+    if retries < 0:
+        raise RuntimeSetupError(f"restart_retries {restart_retries}: must be 0 (no limit) or more.")
+    if retries and restart_policy != "on-failure":
+        # Docker refuses a maximum retry count with any other policy too.
+        raise RuntimeSetupError(f"restart_retries {retries}: only limits restart_policy 'on-failure', not "
+                                f"{restart_policy!r}. Drop it or use on-failure.")
+    oom = 0 if oom_score_adj is None else oom_score_adj
+    if isinstance(oom, bool) or not isinstance(oom, int) or not -1000 <= oom <= 1000:
+        raise RuntimeSetupError(f"oom_score_adj {oom_score_adj!r}: use an integer from -1000 to 1000.")
+    # The option wins over the image's StopSignal (Docker's --stop-signal); SIGTERM when neither says.
+    signal_text = stop_signal if stop_signal not in (None, "") else cfg.get("StopSignal")
+    signal_name = "SIGTERM"
+    if signal_text not in (None, ""):
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import parse_signal
+
+        try:
+            signal_name = parse_signal(signal_text)
+        except ValueError as exc:
+            source = "stop_signal" if stop_signal not in (None, "") else f"image {image or '?'}: StopSignal"
+            raise RuntimeSetupError(f"{source}: {exc}") from None
     if rootfs_mode not in ROOTFS_MODES:
         raise RuntimeSetupError(f"rootfs mode {rootfs_mode!r}: use one of {', '.join(ROOTFS_MODES)}")
     if network not in ("none", "host"):
@@ -438,6 +470,9 @@ def build_spec(
         isolation=isolation,
         rlimits=[parse_ulimit(u) for u in ulimits or []],
         restart_policy=restart_policy,
+        restart_retries=retries,
+        stop_signal=signal_name,
+        oom_score_adj=oom,
         stop_timeout=max(0, stop_timeout),
         rootfs_mode=rootfs_mode,
         seccomp=seccomp_lib.check_spec(seccomp),

@@ -8,8 +8,9 @@
     spec.json        what the container is: {"name", "id", "created_at", "spec" (ContainerSpec), "config"
                      (the init config), "diff_ids" (kept by store GC)}; written by the caller
     state.json       what it is doing: {"state", "pid", "supervisor_pid", "exit_code", "started_at",
-                     "finished_at", "restart_count", "rootfs_mode", "cgroup", "oom_killed", "error"};
-                     written by the supervisor
+                     "finished_at", "restart_count", "rootfs_mode", "cgroup", "oom_killed", "error",
+                     "stopped_by_user"}; written by the supervisor (``stopped_by_user``: the last end came from
+                     stop/kill/state: stopped, which ``unless-stopped`` and ``start --all`` honour)
     supervisor.lock  flock(2)-held by the supervisor for its whole life: the lock, not a PID, says whether a
                      supervisor is alive (a PID can be reused, a released lock can't lie)
     stdout.log, stderr.log (+ .1 after rotation), supervisor.log
@@ -30,9 +31,54 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 SPEC_FILE = "spec.json"
 STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
-STOP_FILE = "stop.json"          # {"timeout": seconds}: the grace period of the next stop, written before SIGTERM
+STOP_FILE = "stop.json"          # {"timeout": seconds, "signal": name}: how the next stop goes, written before SIGTERM
+KILL_FILE = "kill.json"          # {"signal": name}: what to send to PID 1, written before SIGUSR2 to the supervisor
 LOG_FILES = ("stdout.log", "stderr.log")
 DEFAULT_LOG_MAX = 10 << 20
+
+
+def parse_signal(value) -> str:
+    """A signal as Docker takes it (``SIGUSR1``, ``usr1``, ``10``, ``SIGRTMIN+3``) → its canonical name
+    (``SIGUSR1``, ``SIGRTMIN+3``). Raises ValueError for anything else. Names, not numbers, are recorded:
+    numbers differ between architectures."""
+    import signal  # enum and all: only when a signal is named (stop_signal, kill -s)
+
+    text = str(value).strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if not 0 < number < signal.NSIG:
+            raise ValueError(f"signal {value!r}: out of range 1-{signal.NSIG - 1}")
+        if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+            return "SIGRTMIN" if number == signal.SIGRTMIN else f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        try:
+            return signal.Signals(number).name
+        except ValueError:
+            raise ValueError(f"signal {value!r}: no such signal on this system") from None
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    signal_number(text)
+    return text
+
+
+def signal_number(name: str) -> int:
+    """The number of a canonical signal name (``parse_signal``); ValueError when unknown."""
+    import signal
+
+    for base in ("SIGRTMIN", "SIGRTMAX"):
+        if name == base or name.startswith(base + "+") or name.startswith(base + "-"):
+            offset = name[len(base):]
+            if offset and not offset[1:].isdigit():
+                break
+            number = getattr(signal, base) + (int(offset) if offset else 0)
+            if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+                return number
+            break
+    else:
+        if name.startswith("SIG") and name[3:].isalnum() and not name.startswith("SIG_"):
+            value = getattr(signal, name, None)
+            if isinstance(value, int):
+                return int(value)
+    raise ValueError(f"signal {name!r}: unknown. Use a name like SIGTERM, SIGUSR1, SIGRTMIN+3 or a number.")
 
 
 def now_iso() -> str:

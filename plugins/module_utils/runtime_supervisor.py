@@ -11,10 +11,16 @@ modules it needs (``SUPERVISOR_MODULES``) are sent on its stdin and executed the
 
 The supervisor (``supervise``) holds ``supervisor.lock``, starts the container (runtime_init.spawn, the same
 path as a foreground run), records pid/state/exit code/times in ``state.json``, copies stdout/stderr into
-size-capped logs, and applies the restart policy (``no``, ``on-failure``, ``always``; back-off doubling from
-100 ms to 10 s, reset after 10 s of uptime, as Docker). SIGTERM asks it to stop the container: SIGTERM to the
-container's PID 1, SIGKILL after ``stop_timeout``; then it records the exit and ends. The first start's
-outcome (running, or the setup error) is written to a pipe the caller waits on.
+size-capped logs, and applies the restart policy (``should_restart``, ``next_delay``: moby's restartmanager).
+SIGTERM asks it to stop the container: the stop signal (the image's StopSignal, SIGTERM by default, or the
+one in ``stop.json``) to the container's PID 1, SIGKILL after the stop timeout; then it records the exit as
+stopped by the user and ends. SIGUSR2 asks it to send ``kill.json``'s signal to PID 1; SIGKILL or the stop
+signal also mean "no restart after this exit". The first start's outcome (running, or the setup error) is
+written to a pipe the caller waits on.
+
+It lowers its own OOM score first (``lower_oom_score``, conmon's -1000), so that under memory pressure the
+kernel kills a container's processes before the supervisor that would restart them; the container's init
+sets its own score back (runtime_init) before anything of the image runs.
 """
 
 from __future__ import annotations
@@ -54,7 +60,54 @@ _BOOT_BODY = (
 # What `ps` shows: the rest (_BOOT_BODY, compiled by the caller) comes with the payload.
 BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());exec(p['boot'],{'p':p})"
 
-RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 10.0, 10.0
+# moby restartmanager: the first delay is 100 ms, each next one doubles, up to a minute; a run of 10 s or more
+# starts the series again.
+RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 60.0, 10.0
+SUPERVISOR_OOM_SCORE_ADJ = -1000
+
+
+def should_restart(policy: str, exit_code: int | None, restart_count: int, retries: int = 0,
+                   stopped_by_user: bool = False) -> bool:
+    """Docker's rule (moby restartmanager.ShouldRestart): ``always`` restarts, ``unless-stopped`` unless the user
+    stopped it, ``on-failure`` on a non-zero exit while ``restart_count`` is below ``retries`` (0: no limit)."""
+    if policy == "always":
+        return True
+    if policy == "unless-stopped":
+        return not stopped_by_user
+    if policy == "on-failure":
+        return exit_code != 0 and (not retries or restart_count < retries)
+    return False
+
+
+def next_delay(previous: float, ran_for: float) -> float:
+    """The wait before the next restart: 100 ms, doubled each time up to a minute; 100 ms again after a run of
+    10 s or more (moby restartmanager). ``previous`` is 0 before the first restart."""
+    if ran_for >= RESTART_RESET_AFTER:
+        previous = 0
+    if previous <= 0:
+        return RESTART_DELAY_MIN
+    return min(previous * 2, RESTART_DELAY_MAX)
+
+
+def lower_oom_score(target: int = SUPERVISOR_OOM_SCORE_ADJ) -> tuple[int | None, str | None]:
+    """Lower our oom_score_adj to ``target`` (conmon: -1000), or as far as the kernel lets a process without
+    CAP_SYS_RESOURCE go (the floor it inherited, 0 for most): returns (the value now, why not ``target``)."""
+    try:
+        current = runtime_init.oom_score_adj()
+    except OSError as exc:
+        return None, f"reading oom_score_adj: {exc}"
+    problem = None
+    for value in (target, 0):
+        if value >= current:
+            break
+        try:
+            runtime_init.set_oom_score_adj(value)
+            current = value
+            break
+        except OSError as exc:
+            if problem is None:
+                problem = f"setting oom_score_adj {value}: {exc.strerror or exc}"
+    return current, problem if current != target else None
 START_TIMEOUT = 300.0  # seconds the caller waits for the first start (a copy-fallback rootfs takes a while)
 
 
@@ -167,11 +220,15 @@ class _Supervisor:
         self.config = self.record["config"]
         self.limits = spec.get("limits") or {}
         self.policy = spec.get("restart_policy") or "no"
+        self.retries = int(spec.get("restart_retries") or 0)
         self.stop_timeout = float(spec.get("stop_timeout", 10))
+        self.stop_signal = runtime_state.signal_number(spec.get("stop_signal") or "SIGTERM")
         self.log_max = int(self.record.get("log_max_size") or runtime_state.DEFAULT_LOG_MAX)
         self.state_path = os.path.join(container_dir, runtime_state.STATE_FILE)
         self.state = runtime_state.read_json(self.state_path) or {}
-        self.stop_requested = False
+        self.stop_requested = False     # stop: the stop signal now, SIGKILL after the timeout, no restart
+        self.no_restart = False         # the user ended it (stop, kill with SIGKILL or the stop signal)
+        self.pending: list[int] = []    # signals `kill` asked for, not yet sent to PID 1
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # -- state ---------------------------------------------------------------------------------------------
@@ -191,11 +248,33 @@ class _Supervisor:
     # -- signals -------------------------------------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         if not self.stop_requested:
-            self.stop_requested = True
-            # The caller may ask for another grace period than the spec's (container_run's stop_timeout).
-            request = runtime_state.read_json(os.path.join(self.dir, runtime_state.STOP_FILE)) or {}
+            self.stop_requested = self.no_restart = True
+            # The caller may ask for another grace period than the spec's (container_run's stop_timeout, stop
+            # -t), or another signal (rm -f: SIGKILL at once).
+            request = self._request(runtime_state.STOP_FILE)
             if isinstance(request.get("timeout"), (int, float)):
-                self.stop_timeout = float(request["timeout"])
+                self.stop_timeout = max(0.0, float(request["timeout"]))
+            if request.get("signal"):
+                try:
+                    self.stop_signal = runtime_state.signal_number(str(request["signal"]))
+                except ValueError:
+                    pass
+
+    def _on_kill(self, _signum, _frame) -> None:
+        request = self._request(runtime_state.KILL_FILE)
+        try:
+            sig = runtime_state.signal_number(str(request.get("signal") or "SIGKILL"))
+        except ValueError:
+            return
+        if sig in (signal.SIGKILL, self.stop_signal):
+            self.no_restart = True
+        self.pending.append(sig)
+
+    def _request(self, name: str) -> dict:
+        try:
+            return runtime_state.read_json(os.path.join(self.dir, name)) or {}
+        except DockerlessError:
+            return {}
 
     def _drain_wake(self) -> None:
         try:
@@ -206,6 +285,7 @@ class _Supervisor:
 
     # -- one run of the container ----------------------------------------------------------------------------
     def run_once(self) -> tuple[int | None, str | None]:
+        self.pending.clear()  # a signal meant for the previous run (the container was restarting) is dropped
         cgroup = runtime_state.ContainerCgroup(self.name, self.limits)
         cgroup.create()
         out_r, out_w = os.pipe()
@@ -239,8 +319,13 @@ class _Supervisor:
                               oom_killed=False, error=None)
                     self.notify(state="running", pid=proc.pid)
                 if self.stop_requested and stop_deadline is None:
-                    proc.terminate()
+                    proc.send(self.stop_signal)
+                    killed = self.stop_signal == signal.SIGKILL
                     stop_deadline = time.monotonic() + self.stop_timeout
+                # Only to the image's command: before its exec the init has the default dispositions (SIGHUP
+                # would end the setup).
+                while self.pending and started and exited_at is None:
+                    proc.send(self.pending.pop(0))
                 fds = list(logs) + [self.wake_r] + ([proc.status_fd] if proc.status_fd is not None else [])
                 if exited_at is None:
                     fds.append(pidfd)
@@ -293,7 +378,7 @@ class _Supervisor:
     def sleep(self, seconds: float) -> None:
         """Back-off between restarts, cut short by a stop request."""
         deadline = time.monotonic() + seconds
-        while not self.stop_requested:
+        while not self.no_restart:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -313,14 +398,20 @@ class _Supervisor:
         signal.set_wakeup_fd(self.wake_w)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_kill)
+        score, problem = lower_oom_score()
+        if problem:  # no CAP_SYS_RESOURCE (a rootless or confined caller): the container still runs
+            sys.stderr.write(f"container {self.name}: {problem}; the supervisor keeps oom_score_adj {score}\n")
+            sys.stderr.flush()
         try:  # `ps -o comm` shows which container a supervisor watches
             with open("/proc/self/comm", "w") as handle:
                 handle.write(("dl-sv-" + self.name)[:15])
         except OSError:
             pass
-        self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=0)
+        # A start is the user's (or boot's) wish to run it: an earlier stop no longer holds (docker start).
+        self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=0, stopped_by_user=False)
         restarts = 0
-        delay = RESTART_DELAY_MIN
+        delay = 0.0
         try:
             while True:
                 began = time.monotonic()
@@ -333,16 +424,19 @@ class _Supervisor:
                     self.notify(error=error)
                     return 1
                 self.notify(state="exited", exit_code=rc)
-                if self.stop_requested or self.policy == "no" or (self.policy == "on-failure" and rc == 0):
+                if self.no_restart:
+                    self.save(stopped_by_user=True)
                     return 0
-                if time.monotonic() - began > RESTART_RESET_AFTER:
-                    delay = RESTART_DELAY_MIN
+                if not should_restart(self.policy, rc, restarts, self.retries):
+                    return 0
+                delay = next_delay(delay, time.monotonic() - began)
                 restarts += 1
                 self.save(state="restarting", restart_count=restarts, pid=None)
+                sys.stderr.write(f"container {self.name}: exited with {rc}; restart {restarts} in {delay:g}s\n")
+                sys.stderr.flush()
                 self.sleep(delay)
-                delay = min(delay * 2, RESTART_DELAY_MAX)
-                if self.stop_requested:
-                    self.save(state="exited")
+                if self.no_restart:
+                    self.save(state="exited", stopped_by_user=True)
                     return 0
         finally:
             self.save(supervisor_pid=None)

@@ -103,16 +103,45 @@ options:
     type: bool
   restart_policy:
     description:
-      - What the supervisor does when the command exits. V(on-failure) restarts on a non-zero exit code,
-        V(always) on any exit. Restarts back off from 100 ms to 10 s.
+      - What the supervisor does when the command exits, as Docker. V(on-failure) restarts on a non-zero exit
+        code (at most O(restart_retries) times), V(always) on any exit, V(unless-stopped) on any exit too, but
+        a container the user stopped (O(state=stopped), C(dockerless stop) or C(kill)) stays stopped, also
+        across C(dockerless start --all) at boot.
+      - A container stopped by the user is never restarted by its policy until it is started again.
+      - Restarts back off as Docker's do, 100 ms doubled each time up to a minute, back to 100 ms once a run
+        lasted 10 s.
     type: str
-    choices: ['no', on-failure, always]
+    choices: ['no', on-failure, always, unless-stopped]
     default: 'no'
+  restart_retries:
+    description:
+      - With O(restart_policy=on-failure), the number of restarts before the supervisor gives up (Docker's
+        C(on-failure:N)). V(0) means no limit. Other policies refuse a value above 0.
+    type: int
+    default: 0
+  stop_signal:
+    description:
+      - The signal that stops the container (a name like V(SIGUSR1) or a number). Defaults to the image's
+        C(StopSignal), else V(SIGTERM).
+    type: str
   stop_timeout:
     description:
-      - Seconds between SIGTERM to the container's PID 1 and SIGKILL, when stopping it.
+      - Seconds between the stop signal to the container's PID 1 and SIGKILL, when stopping it.
     type: int
     default: 10
+  force_kill:
+    description:
+      - With O(state=absent) (or a recreate), kill the container with SIGKILL at once instead of the stop
+        signal and O(stop_timeout), as C(docker rm -f).
+    type: bool
+    default: false
+  oom_score_adj:
+    description:
+      - The OOM killer score adjustment of the container's processes (-1000 to 1000), as Docker's
+        C(--oom-score-adj). The supervisor lowers its own score, the container's init sets this one before the
+        command runs. A value below the caller's own needs CAP_SYS_RESOURCE.
+    type: int
+    default: 0
   recreate:
     description:
       - Recreate the named container even when its settings did not change.
@@ -349,6 +378,10 @@ container:
     started_at: "2026-11-28T07:59:25.147681Z"
     finished_at: null
     restart_count: 0
+    restart_policy: unless-stopped
+    restart_retries: 0
+    stop_signal: SIGTERM
+    stopped_by_user: false
     image: 127.0.0.1:5000/team/web:1
     image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
     rootfs_mode: overlay
@@ -404,7 +437,8 @@ def _spec(params: dict, image) -> object:
         limits={k: params[k] for k in LIMIT_OPTIONS if params[k] is not None}, cap_add=params["cap_add"],
         cap_drop=params["cap_drop"], no_new_privileges=params["no_new_privileges"], privileged=params["privileged"],
         isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
-        stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"], seccomp=params["seccomp"],
+        restart_retries=params["restart_retries"], stop_signal=params["stop_signal"],
+        oom_score_adj=params["oom_score_adj"], stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"], seccomp=params["seccomp"],
     )
 
 
@@ -482,7 +516,8 @@ def manage_named(module: AnsibleModule, runtime: Runtime, image, log_max: int) -
     if module.check_mode:
         module.exit_json(**result)
     try:
-        after = runtime.apply(plan, log_max_size=log_max, stop_timeout=params["stop_timeout"])
+        after = runtime.apply(plan, log_max_size=log_max, stop_timeout=params["stop_timeout"],
+                              force_kill=params["force_kill"])
     except DockerlessError as exc:
         module.fail_json(msg=str(exc), actions=actions)
     if after is not None:
@@ -515,8 +550,12 @@ def main() -> None:
         name=dict(type="str"),
         state=dict(type="str", choices=["started", "stopped", "absent"], default="started"),
         detach=dict(type="bool"),
-        restart_policy=dict(type="str", choices=["no", "on-failure", "always"], default="no"),
+        restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="no"),
+        restart_retries=dict(type="int", default=0),
+        stop_signal=dict(type="str"),
         stop_timeout=dict(type="int", default=10),
+        force_kill=dict(type="bool", default=False),
+        oom_score_adj=dict(type="int", default=0),
         recreate=dict(type="bool", default=False),
         run_timeout=dict(type="float"),
         isolation=dict(type="str", choices=["container", "chroot"], default="container"),

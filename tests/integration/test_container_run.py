@@ -374,3 +374,33 @@ def test_pull_through_the_registry_check_mode_then_run(seeded_registry, run_play
     assert r["run, pulling the image"]["container"]["image_digest"] == stored.digest
     assert stored.remote_digest == seeded_registry.digest("busybox")   # what the registry served
     assert r["run again from the store, asking the registry for the digest"]["rc"] == 0
+
+
+def test_unless_stopped_stop_signal_and_force_kill(store, run_module, cleanup):
+    name = f"t-{secrets.token_hex(4)}"
+    cleanup.append(name)
+    base = {"name": name, "store": store, "image": IMAGE, "pull": "never", "restart_policy": "unless-stopped",
+            "command": ["sh", "-c", "trap 'echo usr1; exit 0' USR1; trap '' TERM; while true; do sleep 0.1; done"],
+            "stop_signal": "SIGUSR1", "stop_timeout": 10}
+    started = run_module("container_run", base)
+    assert not started["failed"], started["msg"]
+    c = started["container"]
+    assert (c["restart_policy"], c["stop_signal"], c["stopped_by_user"]) == ("unless-stopped", "SIGUSR1", False)
+    assert run_module("container_run", base)["changed"] is False
+    # A new stop signal is a new container (Docker keeps it in the container's config).
+    changed = run_module("container_run", {**base, "stop_signal": "SIGINT"}, check=True, diff=True)
+    assert changed["changed"] is True and changed["diff"]["after"]["stop_signal"] == "SIGINT"
+    time.sleep(0.3)
+    stopped = run_module("container_run", {**base, "state": "stopped"})
+    c = stopped["container"]
+    assert (c["state"], c["exit_code"], c["stopped_by_user"]) == ("exited", 0, True)   # SIGUSR1, not SIGKILL
+    assert Runtime(store).start_all([name]) == [(name, "skipped: stopped by the user")]
+    assert run_module("container_run", base)["container"]["running"] is True
+    # sleep as PID 1 ignores every signal but SIGKILL: without force_kill the removal would take the 10 s.
+    sleeper = run_module("container_run", {**base, "command": ["sleep", "600"]})
+    assert sleeper["changed"] is True and sleeper["container"]["running"] is True
+    began = time.monotonic()
+    removed = run_module("container_run", {"name": name, "store": store, "state": "absent", "force_kill": True})
+    assert not removed["failed"] and removed["changed"] is True
+    assert time.monotonic() - began < 8
+    assert Runtime(store).inspect(name) is None

@@ -23,7 +23,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
 
 CHECKOUT = Path(__file__).resolve().parents[4]
 BIN = CHECKOUT / "bin"
-SUBCOMMANDS = ("pull", "push", "build", "run", "ps", "stop", "rm", "images", "export-wsl")
+SUBCOMMANDS = ("pull", "push", "build", "run", "ps", "start", "stop", "kill", "rm", "images", "export-wsl")
 
 
 def run_main(argv, prog="dockerless", stdin_text=""):
@@ -53,6 +53,14 @@ def run_main(argv, prog="dockerless", stdin_text=""):
     (["ps", "-a", "--json"], {"all": True, "json": True}),
     (["stop", "-t", "0", "a", "b"], {"time": 0.0, "names": ["a", "b"]}),
     (["rm", "-f", "a"], {"force": True, "names": ["a"]}),
+    (["start", "--all"], {"all": True, "names": []}),
+    (["start", "a", "b"], {"all": False, "names": ["a", "b"]}),
+    (["kill", "a"], {"signal": "SIGKILL", "names": ["a"]}),
+    (["kill", "-s", "HUP", "a"], {"signal": "HUP", "names": ["a"]}),
+    (["run", "-d", "--restart", "on-failure:3", "--stop-signal", "SIGUSR1", "--stop-timeout", "2", "img"],
+     {"restart": ("on-failure", 3), "stop_signal": "SIGUSR1", "stop_timeout": 2}),
+    (["run", "-d", "--restart", "unless-stopped", "img"], {"restart": ("unless-stopped", 0)}),
+    (["run", "img"], {"restart": ("no", 0), "stop_signal": None, "stop_timeout": 10}),
     (["images", "x", "y"], {"names": ["x", "y"]}),
     (["export-wsl", "--fix", "all", "--wsl-conf", "boot.systemd=true", "img", "/o.wsl"],
      {"fix": ["all"], "wsl_conf": ["boot.systemd=true"], "image": "img", "dest": "/o.wsl"}),
@@ -340,6 +348,23 @@ def test_image_upload_without_a_source_says_what_to_do(tmp_path, monkeypatch):
     assert "image-download" in err and "--from" in err
     code, unused, err = run_main(["--from", "a", "--rootfs", "/x", "me/app:1"], prog="image-upload")
     assert code == cli.EXIT_USAGE and "give one source" in err
+
+
+@pytest.mark.parametrize("value", ["sometimes", "always:2", "on-failure:0", "on-failure:x", "on-failure:"])
+def test_restart_values_docker_refuses(value):
+    code, unused, err = run_main(["run", "-d", "--restart", value, "img"])
+    assert code == cli.EXIT_USAGE and "--restart" in err
+
+
+def test_start_needs_names_or_all(tmp_path):
+    store = str(tmp_path / "s")
+    for argv in (["start"], ["start", "--all", "x"]):
+        code, unused, err = run_main(argv + ["--store", store])
+        assert code == cli.EXIT_USAGE and "or use --all" in err
+    code, out, err = run_main(["start", "--all", "--store", store])
+    assert (code, out, err) == (0, "", "")
+    code, unused, err = run_main(["kill", "--store", store, "nope"])
+    assert code == cli.EXIT_ERROR and "container nope: not found" in err
 
 
 def test_rm_and_stop_of_unknown_containers(tmp_path):

@@ -326,6 +326,44 @@ def test_detached_ps_stop_rm(store):
     assert (proc.returncode, proc.stdout) == (0, f"{made}\n")
 
 
+def test_rm_force_kills_at_once(store):
+    # sleep as PID 1 ignores SIGTERM: a stop would wait the whole 10 s stop timeout (10.3 s measured before).
+    name = f"cli-{os.urandom(3).hex()}"
+    proc = dockerless("run", "-d", "--name", name, IMAGE, "sleep", "600", store=store)
+    assert proc.returncode == 0, proc.stderr
+    began = time.monotonic()
+    proc = dockerless("rm", "-f", name, store=store)
+    took = time.monotonic() - began
+    assert (proc.returncode, proc.stdout) == (0, f"{name}: removed\n"), proc.stderr
+    assert took < 1.0, took
+
+
+def test_start_all_kill_and_unless_stopped_through_the_cli(store):
+    name = f"cli-{os.urandom(3).hex()}"
+    loop = "trap 'echo hup' HUP; while true; do sleep 0.1; done"
+    proc = dockerless("run", "-d", "--name", name, "--restart", "unless-stopped", "--stop-timeout", "1", IMAGE,
+                      "sh", "-c", loop, store=store)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        time.sleep(0.3)
+        proc = dockerless("kill", "-s", "HUP", name, store=store)
+        assert (proc.returncode, proc.stdout) == (0, f"{name}: sent HUP\n"), proc.stderr
+        proc = dockerless("kill", name, store=store)      # SIGKILL: the user ended it, no restart
+        assert proc.returncode == 0, proc.stderr
+        mine = next(c for c in json.loads(dockerless("ps", "-a", "--json", store=store).stdout) if c["name"] == name)
+        assert (mine["state"], mine["exit_code"], mine["stopped_by_user"]) == ("exited", 137, True)
+        assert mine["restart_policy"] == "unless-stopped"
+        proc = dockerless("start", "--all", store=store)
+        assert proc.returncode == 0 and f"{name}: skipped: stopped by the user" in proc.stdout, proc.stdout
+        proc = dockerless("start", name, store=store)       # the user's start: whatever the policy says
+        assert (proc.returncode, proc.stdout) == (0, f"{name}: started\n"), proc.stderr
+        began = time.monotonic()
+        proc = dockerless("stop", "-t", "1", name, store=store)
+        assert proc.returncode == 0 and time.monotonic() - began < 3, proc.stderr
+    finally:
+        dockerless("rm", "-f", name, store=store)
+
+
 # -- a real terminal -------------------------------------------------------------------------------------------
 
 def test_interactive_shell_on_a_pty(store, session):
