@@ -80,7 +80,7 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 PROC_BIND_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
                      "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
 # What a volume pins at create time (runtime_spec.parse_volume) and the init checks at every start.
-VOLUME_PIN_KEYS = ("dev", "ino")
+VOLUME_PIN_KEYS = ("dev", "ino", "host_path")   # host_path: the path as given, to notice a relinked one
 _MOUNT_ATTRS = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC  # == MOUNT_ATTR_* bits
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

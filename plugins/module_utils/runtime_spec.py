@@ -238,7 +238,24 @@ def parse_volume(text: str) -> dict:
     _refuse_proc_target(target, f"volume {text!r}")
     real = os.path.realpath(source)
     st = os.stat(real)
-    return {"source": real, "target": target, "read_only": mode == "ro", "dev": st.st_dev, "ino": st.st_ino}
+    return {"source": real, "target": target, "read_only": mode == "ro", "dev": st.st_dev, "ino": st.st_ino,
+            "host_path": os.path.normpath(source)}
+
+
+def check_relinked_volumes(name: str, before: dict | None, after: ContainerSpec) -> None:
+    """Refuse to recreate container ``name`` when a volume's host path, given the same way as when it was created,
+    now resolves somewhere else: a symlink in it changed since (``mv config x; ln -s / config`` by a container
+    writing the shared parent), and following it would mount what the container chose. ``recreate`` skips this
+    check: the caller has looked at the host path and wants what it points to now."""
+    recorded = {v.get("host_path"): v.get("source") for v in (before or {}).get("volumes") or () if v.get("host_path")}
+    for vol in after.volumes:
+        then = recorded.get(vol.get("host_path"))
+        if then is not None and then != vol["source"]:
+            raise RuntimeSetupError(
+                f"container {name}: volume {vol['host_path']}:{vol['target']}: the host path resolved to {then} when "
+                f"the container was created and resolves to {vol['source']} now: a symlink in it changed. Refusing "
+                "to follow it (a container writing a shared volume can plant such a link). Check the host path, "
+                "then set recreate: true to mount what it points to now.")
 
 
 def _refuse_proc_target(target: str, what: str) -> None:

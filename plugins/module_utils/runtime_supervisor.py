@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
+from ansible_collections.dockerless.containers.plugins.module_utils import linux, runtime_init, runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
@@ -314,8 +314,7 @@ class _Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         try:  # `ps -o comm` shows which container a supervisor watches
-            with open("/proc/self/comm", "w") as handle:
-                handle.write(("dl-sv-" + self.name)[:15])
+            linux.write_proc("/proc/self/comm", ("dl-sv-" + self.name)[:15])
         except OSError:
             pass
         self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=0)

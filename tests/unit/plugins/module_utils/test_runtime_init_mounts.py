@@ -311,3 +311,20 @@ def test_procfs_writes_go_only_through_fds_verified_as_procfs(tmp_path):
 
     in_child(body)
     assert plain.read_text() == ""
+
+
+def test_the_runtime_writes_procfs_only_through_write_proc():
+    # Every write under /proc (uid_map, gid_map, setgroups, comm, oom_score_adj, ...) goes through the one
+    # verified helper; a plain open() for writing under /proc anywhere in the engine is a regression.
+    import re
+
+    here = os.path.dirname(os.path.abspath(linux.__file__))
+    pattern = re.compile(r"""open\(\s*f?["']/proc/[^"']*["']\s*,\s*["'][wa+]""")
+    offenders = []
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), encoding="utf-8") as handle:
+                for number, line in enumerate(handle, 1):
+                    if pattern.search(line):
+                        offenders.append(f"{name}:{number}: {line.strip()}")
+    assert offenders == []
