@@ -34,7 +34,7 @@ The config (a JSON-able dict, built by runtime_spec) has these keys: ``id``, ``a
 ``K=V``), ``workdir``, ``user``, ``hostname``, ``namespaces`` (list of linux.NAMESPACE_FLAGS keys),
 ``isolation`` (``container``/``chroot``), ``rootfs`` (``lower`` top→bottom, ``upper``, ``work``,
 ``mountpoint``, ``copy``, ``mode`` auto/overlay/copy, ``read_only``), ``volumes`` (source, target,
-read_only), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
+read_only, and the source's pinned ``dev``/``ino``: runtime_spec.parse_volume), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
 ``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``stdin_null`` (default true: fd 0
 becomes the container's /dev/null), ``terminal`` (fds 0-2 are a pty slave to take as controlling terminal),
 ``seccomp`` (``default``, a profile path,

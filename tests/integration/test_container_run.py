@@ -415,10 +415,10 @@ def test_a_volume_source_swapped_by_the_container_is_never_followed(store, run_p
 """)
     run = run_playbook(playbook)
     r = {t.task: t.result for t in run.tasks}
-    again = next(t for t in run.tasks if t.task == "the same task again")
     assert not (app / "second-run").exists(), (app / "second-run").read_text()
     error = r["wait for the restart to fail"]["containers"][0]["error"]
     assert "/config" in error and "changed since the container was created" in error, error
+    again = next(t for t in run.tasks if t.task == "the same task again")
     assert again.failed, again.result
     assert "resolves to / now" in again.result["msg"], again.result["msg"]
     assert not (app / "second-run").exists()
