@@ -1043,13 +1043,19 @@ def _mask_paths(paths) -> None:
 
 
 def _readonly_paths(paths) -> None:
+    """Each path bound onto itself read-only, with every submount, through an fd opened without following a
+    final symlink (the same _bind_tree as volumes: the clone keeps procfs' nosuid/nodev/noexec)."""
     for path in paths:
-        if not os.path.exists(path):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
             continue
-        with _Step(f"making {path} read-only"):
-            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC, None)
-            kept = linux.mount_flags_of(path)
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | kept, None)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                continue
+            _bind_tree(fd, fd, linux.MS_RDONLY, f"making {path} read-only")
+        finally:
+            os.close(fd)
 
 
 def _read_small(path: str) -> str:
