@@ -198,6 +198,16 @@ def test_the_submount_walk_makes_every_submount_read_only(tmp_path):
     in_child(body)
 
 
+def test_the_submount_walk_refuses_when_a_submount_cannot_be_remounted(tmp_path, monkeypatch):
+    # Where a remount is impossible the volume is refused, never left writable.
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EPERM, "mount: Operation not permitted")
+
+    monkeypatch.setattr(linux, "mount", refuse)
+    with pytest.raises(RuntimeSetupError, match="refusing to leave it writable"):
+        runtime_init._remount_tree("/proc", linux.MS_RDONLY, "volume /x on /y")
+
+
 def test_mount_setattr_recursive_read_only(tmp_path):
     top, sub = tmp_path / "top", tmp_path / "top" / "sub"
     top.mkdir()
