@@ -34,7 +34,8 @@ The config (a JSON-able dict, built by runtime_spec) has these keys: ``id``, ``a
 ``K=V``), ``workdir``, ``user``, ``hostname``, ``namespaces`` (list of linux.NAMESPACE_FLAGS keys),
 ``isolation`` (``container``/``chroot``), ``rootfs`` (``lower`` top→bottom, ``upper``, ``work``,
 ``mountpoint``, ``copy``, ``mode`` auto/overlay/copy, ``read_only``), ``volumes`` (source, target,
-read_only, and the source's pinned ``dev``/``ino``: runtime_spec.parse_volume), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
+read_only, the source's pinned ``dev``/``ino``: runtime_spec.parse_volume), ``tmpfs`` (target, options),
+``capabilities`` (names), ``privileged``, ``no_new_privileges``,
 ``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``stdin_null`` (default true: fd 0
 becomes the container's /dev/null), ``terminal`` (fds 0-2 are a pty slave to take as controlling terminal),
 ``seccomp`` (``default``, a profile path,
@@ -80,7 +81,10 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 PROC_BIND_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
                      "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
 # What a volume pins at create time (runtime_spec.parse_volume) and the init checks at every start.
-VOLUME_PIN_KEYS = ("dev", "ino", "host_path")   # host_path: the path as given, to notice a relinked one
+# host_path: the path as given, to notice a relinked one; boot: the kernel's boot_id then (device numbers of
+# btrfs subvolumes, LVM or NFS can change with a reboot, inode numbers don't).
+VOLUME_PIN_KEYS = ("dev", "ino", "boot", "host_path")
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _MOUNT_ATTRS = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC  # == MOUNT_ATTR_* bits
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -838,6 +842,15 @@ def _remount_tree(path: str, attrs: int, what: str) -> None:
                 "volume without submounts.") from None
 
 
+def boot_id(path: str = BOOT_ID) -> str | None:
+    """The kernel's boot_id (a new one at every boot), None where it can't be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(64).decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
+
+
 def _open_volume_source(vol: dict, cid: str) -> tuple[int, bool]:
     """The volume's source as an O_PATH fd, opened following no symlink, and checked against the device and inode
     pinned when the container was created: a source swapped since (by a container writing a shared parent, as
@@ -857,7 +870,8 @@ def _open_volume_source(vol: dict, cid: str) -> tuple[int, bool]:
                                     "container (recreate: true).") from None
         raise RuntimeSetupError(f"{name}: opening the source: {exc}") from None
     st = os.fstat(fd)
-    if vol.get("ino") is not None and (st.st_dev, st.st_ino) != (vol.get("dev"), vol["ino"]):
+    same_boot = vol.get("boot") is None or vol.get("boot") == boot_id()
+    if vol.get("ino") is not None and (st.st_ino != vol["ino"] or (same_boot and st.st_dev != vol.get("dev"))):
         os.close(fd)
         raise RuntimeSetupError(
             f"{name}: the source changed since the container was created (device:inode {vol.get('dev')}:"

@@ -24,6 +24,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init
     PROC_BIND_ALLOWED,
     READONLY_PATHS,
     VOLUME_PIN_KEYS,
+    boot_id,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 
@@ -218,9 +219,10 @@ def _container_path(path: str, what: str) -> str:
 
 
 def parse_volume(text: str) -> dict:
-    """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only", "dev", "ino"}``: the source
-    resolved once, here, and pinned by device and inode; the init opens it without following symlinks and
-    refuses to start when it is no longer that file (runtime_init._open_volume_source)."""
+    """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only", "dev", "ino", "boot",
+    "host_path"}``: the source resolved once, here, and pinned by device and inode (and the boot it was pinned
+    in: device numbers may change with a reboot); the init opens it without following symlinks and refuses to
+    start when it is no longer that file (runtime_init._open_volume_source)."""
     parts = text.split(":") if isinstance(text, str) else []
     if len(parts) not in (2, 3):
         raise RuntimeSetupError(f"volume {text!r}: expected host_path:container_path[:ro]")
@@ -239,7 +241,7 @@ def parse_volume(text: str) -> dict:
     real = os.path.realpath(source)
     st = os.stat(real)
     return {"source": real, "target": target, "read_only": mode == "ro", "dev": st.st_dev, "ino": st.st_ino,
-            "host_path": os.path.normpath(source)}
+            "boot": boot_id(), "host_path": os.path.normpath(source)}
 
 
 def check_relinked_volumes(name: str, before: dict | None, after: ContainerSpec) -> None:

@@ -116,6 +116,22 @@ def test_a_volume_source_replaced_by_another_directory_fails_the_start(kernel, r
         runtime.run(spec, timeout=20)
 
 
+def test_after_a_reboot_only_the_inode_is_compared(kernel, runtime, rootfs, tmp_path):
+    # Device numbers (btrfs subvolumes, LVM, NFS) may change with a reboot: a pin from another boot compares the
+    # inode only, which still catches a replaced source.
+    data = tmp_path / "data"
+    data.mkdir()
+    spec = spec_for(rootfs, ["/bin/true"], volumes=[f"{data}:/data"])
+    spec.volumes[0].update(boot="another-boot", dev=spec.volumes[0]["dev"] + 1)
+    assert runtime.run(spec, timeout=20).rc == 0
+    spec.volumes[0].update(boot=None)
+    with pytest.raises(RuntimeSetupError, match="changed since the container was created"):
+        runtime.run(spec, timeout=20)
+    spec.volumes[0].update(boot="another-boot", ino=spec.volumes[0]["ino"] + 1)
+    with pytest.raises(RuntimeSetupError, match="changed since the container was created"):
+        runtime.run(spec, timeout=20)
+
+
 def test_a_record_without_a_pin_still_starts_and_refuses_a_symlinked_source(kernel, runtime, rootfs, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES, boot_id
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     build_spec,
     merge_env,
@@ -58,7 +58,8 @@ def test_merge_env_refuses_bad_entries(bad):
 def test_parse_volume(tmp_path):
     st = os.stat(tmp_path)
     assert parse_volume(f"{tmp_path}:/data:ro") == {"source": str(tmp_path), "target": "/data", "read_only": True,
-                                                    "dev": st.st_dev, "ino": st.st_ino, "host_path": str(tmp_path)}
+                                                    "dev": st.st_dev, "ino": st.st_ino, "boot": boot_id(),
+                                                    "host_path": str(tmp_path)}
     assert parse_volume(f"{tmp_path}:/data/")["read_only"] is False
     # lxcfs's files are the only /proc paths a volume may cover (runc's rule)
     assert parse_volume(f"{tmp_path}:/proc/cpuinfo")["target"] == "/proc/cpuinfo"
