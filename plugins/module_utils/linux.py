@@ -20,8 +20,10 @@ bindings on the start path and imports ``ctypes`` only to compile a profile with
 from __future__ import annotations
 
 import _ctypes
+import errno
 import fcntl
 import os
+import stat
 import struct
 
 # -- clone(2) / unshare(2) namespace flags (include/uapi/linux/sched.h) ------------------------------------------
@@ -60,6 +62,39 @@ MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 
 MNT_DETACH = 0x2
+
+# -- *at(2) flags, openat2(2) resolve flags, the new mount API (include/uapi/linux/{fcntl,openat2,mount}.h) --------
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+# The MOUNT_ATTR_* bits have the values of the matching MS_* flags: one mask serves both APIs.
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+# Syscalls added after 5.0 share one number on every architecture (the unified table, 424 and up).
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_OPENAT2 = 437
+_SYS_MOUNT_SETATTR = 442
+ENOSYS = errno.ENOSYS
+
+# -- statfs(2) f_type values (include/uapi/linux/magic.h) ------------------------------------------------------
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+CGROUP_SUPER_MAGIC = 0x27E0EB
+CGROUP2_SUPER_MAGIC = 0x63677270
+DEVPTS_SUPER_MAGIC = 0x1CD1
 
 # statvfs f_flag bits that a bind remount must keep (they are "locked" inside a user namespace).
 ST_FLAGS_TO_MS = (
@@ -130,6 +165,10 @@ class c_long(_ctypes._SimpleCData):
     _type_ = "l"
 
 
+class c_ulonglong(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
 class c_ulong(_ctypes._SimpleCData):
     _type_ = "L"
 
@@ -148,6 +187,7 @@ class c_char(_ctypes._SimpleCData):
 
 Structure = _ctypes.Structure
 addressof = _ctypes.addressof
+sizeof = _ctypes.sizeof
 byref = _ctypes.byref
 get_errno = _ctypes.get_errno
 
@@ -187,6 +227,7 @@ class _Libc:
     capset = libc_function("capset", [c_void_p, c_void_p])
     socket = libc_function("socket", [c_int, c_int, c_int])
     syscall = libc_function("syscall", None, c_long)
+    fstatfs = libc_function("fstatfs", [c_int, c_void_p])
 
 
 _libc = _Libc
@@ -324,3 +365,106 @@ def mount_flags_of(path: str) -> int:
     """The MS_* flags a bind remount of ``path`` must keep (from statvfs), e.g. nosuid on /proc."""
     flags = os.statvfs(path).f_flag
     return sum(ms for st, ms in ST_FLAGS_TO_MS if flags & st)
+
+
+class _OpenHow(Structure):
+    _fields_ = [("flags", c_ulonglong), ("mode", c_ulonglong), ("resolve", c_ulonglong)]
+
+
+class _MountAttr(Structure):
+    _fields_ = [("attr_set", c_ulonglong), ("attr_clr", c_ulonglong), ("propagation", c_ulonglong),
+                ("userns_fd", c_ulonglong)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2) (Linux 5.6): ``path`` resolved under the ``RESOLVE_*`` rules; returns the fd (made
+    close-on-exec). ENOSYS on older kernels: callers fall back to a walk with O_NOFOLLOW."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    return _check(_libc.syscall(c_long(_SYS_OPENAT2), c_int(dirfd), c_char_p(_fs(path)), byref(how),
+                                c_ulong(sizeof(how))), f"openat2({dirfd}, {path!r}, resolve=0x{resolve:x})")
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """open_tree(2) (Linux 5.2): with OPEN_TREE_CLONE, a detached copy of the mount (tree with AT_RECURSIVE)."""
+    return _check(_libc.syscall(c_long(_SYS_OPEN_TREE), c_int(dirfd), c_char_p(_fs(path)), c_uint(flags)),
+                  f"open_tree({dirfd}, {path!r}, 0x{flags:x})")
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """move_mount(2) (Linux 5.2) of the tree ``from_fd`` onto the directory or file ``to_fd`` (both by fd)."""
+    _check(_libc.syscall(c_long(_SYS_MOVE_MOUNT), c_int(from_fd), c_char_p(b""), c_int(to_fd), c_char_p(b""),
+                         c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+           f"move_mount({from_fd}, {to_fd})")
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int = 0) -> None:
+    """mount_setattr(2) (Linux 5.12): set ``attr_set`` (MOUNT_ATTR_*) on the mount at ``dirfd``/``path``, and
+    with AT_RECURSIVE on every mount below it in one step."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    _check(_libc.syscall(c_long(_SYS_MOUNT_SETATTR), c_int(dirfd), c_char_p(_fs(path)), c_uint(flags), byref(attr),
+                         c_ulong(sizeof(attr))), f"mount_setattr({dirfd}, {path!r}, set=0x{attr_set:x})")
+
+
+def fstatfs_type(fd: int) -> int:
+    """The ``f_type`` (filesystem magic) of the filesystem ``fd`` is on; works on O_PATH fds."""
+    buf = (c_ulong * 32)()            # struct statfs is 120 bytes on 64-bit ABIs; f_type comes first
+    _check(_libc.fstatfs(fd, byref(buf)), f"fstatfs({fd})")
+    return buf[0] & 0xFFFFFFFF
+
+
+def open_no_symlinks(path: str, flags: int = os.O_PATH) -> int:
+    """Open absolute ``path`` following no symlink in any component (``RESOLVE_NO_SYMLINKS``); before 5.6,
+    component by component with ``O_PATH|O_NOFOLLOW``. A symlink anywhere fails with ELOOP."""
+    try:
+        return openat2(AT_FDCWD, path, flags, RESOLVE_NO_SYMLINKS)
+    except OSError as exc:
+        if exc.errno != ENOSYS:
+            raise
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in [p for p in path.split("/") if p]:
+            if part == "..":
+                raise OSError(errno.EINVAL, f"open {path!r}: '..' is not allowed")
+            nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, f"open {path!r}: {part!r} is a symlink")
+        if flags & os.O_PATH:
+            fd, result = -1, fd
+            return result
+        return os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
+        for line in handle.read().splitlines():
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(22, f"no mnt_id in /proc/self/fdinfo/{fd}")
+
+
+def write_proc(path: str, data: str | bytes, proc: str = "/proc") -> None:
+    """Write ``data`` to the procfs file ``path`` (under ``proc``) only through an fd proven to be that procfs:
+    ``fstatfs`` says PROC_SUPER_MAGIC and the file sits on the same mount as ``proc`` itself, so a bind mount
+    over it (a regular file, or another procfs file such as core_pattern) is refused (CVE-2025-52881)."""
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(22, f"writing {path}: the file is not procfs (something is mounted over it); refused")
+        root = os.open(proc, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if fstatfs_type(root) != PROC_SUPER_MAGIC:
+                raise OSError(22, f"writing {path}: {proc} is not procfs (not procfs); refused")
+            if _mount_id(fd) != _mount_id(root):
+                raise OSError(22, f"writing {path}: the file is on another mount than {proc} (a bind mount over "
+                                  "it); refused")
+        finally:
+            os.close(root)
+        os.write(fd, raw)
+    finally:
+        os.close(fd)

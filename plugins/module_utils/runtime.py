@@ -29,6 +29,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ContainerSpec,
+    check_relinked_volumes,
     spec_diff,
     validate_name,
 )
@@ -602,6 +603,8 @@ class Runtime:
             actions = ["create"] + (["start"] if state == "started" else [])
             return Plan(name, state, actions, diff, before, spec)
         if spec is not None and (diff or recreate):
+            if not recreate:
+                check_relinked_volumes(name, before.spec, spec)
             actions = (["stop"] if running else []) + ["remove", "create"]
             if state == "started":
                 actions.append("start")

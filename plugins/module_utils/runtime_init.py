@@ -35,7 +35,8 @@ The config (a JSON-able dict, built by runtime_spec) has these keys: ``id``, ``a
 ``K=V``), ``workdir``, ``user``, ``hostname``, ``namespaces`` (list of linux.NAMESPACE_FLAGS keys),
 ``isolation`` (``container``/``chroot``), ``rootfs`` (``lower`` top→bottom, ``upper``, ``work``,
 ``mountpoint``, ``copy``, ``mode`` auto/overlay/copy, ``read_only``), ``volumes`` (source, target,
-read_only), ``tmpfs`` (target, options), ``capabilities`` (names), ``privileged``, ``no_new_privileges``,
+read_only, the source's pinned ``dev``/``ino``: runtime_spec.parse_volume), ``tmpfs`` (target, options),
+``capabilities`` (names), ``privileged``, ``no_new_privileges``,
 ``masked_paths``, ``readonly_paths``, ``rlimits`` (name, soft, hard), ``stdin_null`` (default true: fd 0
 becomes the container's /dev/null), ``terminal`` (fds 0-2 are a pty slave to take as controlling terminal),
 ``seccomp`` (``default``, a profile path,
@@ -76,6 +77,17 @@ MASKED_PATHS = (
     "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+# The only /proc files a volume may cover (lxcfs's), as runc's checkProcMount allows (libcontainer
+# rootfs_linux.go): anything else under /proc would hide the procfs the runtime and its masks rely on
+# (CVE-2019-19921, CVE-2023-27561).
+PROC_BIND_ALLOWED = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                     "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
+# What a volume pins at create time (runtime_spec.parse_volume) and the init checks at every start.
+# host_path: the path as given, to notice a relinked one; boot: the kernel's boot_id then (device numbers of
+# btrfs subvolumes, LVM or NFS can change with a reboot, inode numbers don't).
+VOLUME_PIN_KEYS = ("dev", "ino", "boot", "host_path")
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+_MOUNT_ATTRS = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC  # == MOUNT_ATTR_* bits
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # The /dev a container gets: (name, major, minor), all 0666 root:root (runc libcontainer/specconv AllowedDevices).
@@ -361,28 +373,23 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     return proc
 
 
-_fstatfs = linux.libc_function("fstatfs", [linux.c_int, linux.c_void_p])
-
-
-def open_proc_self(name: str, flags: int = os.O_WRONLY) -> int:
+def open_proc_self(name: str, flags: int = os.O_RDONLY) -> int:
     """An fd on ``/proc/self/<name>``, refused unless fstatfs(2) says procfs: whatever is mounted over /proc
-    (a hostile image's bind mount, a FUSE file system) must not take our writes."""
+    (a hostile image's bind mount, a FUSE file system) must not feed us. Writes go through linux.write_proc."""
     fd = os.open(f"/proc/self/{name}", flags | os.O_CLOEXEC | os.O_NOFOLLOW)
-    buf = (linux.c_long * 16)()  # struct statfs: f_type is its first word
-    if _fstatfs(fd, buf) != 0 or buf[0] != PROC_SUPER_MAGIC:
+    try:
+        if linux.fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(errno.EXDEV, f"/proc/self/{name} is not on procfs")
+    except BaseException:
         os.close(fd)
-        raise OSError(errno.EXDEV, f"/proc/self/{name} is not on procfs")
+        raise
     return fd
 
 
 def set_oom_score_adj(value: int) -> None:
     """Write ``value`` to our own oom_score_adj (OSError as the kernel gives it: EACCES when lowering it below
     the floor this process inherited needs CAP_SYS_RESOURCE)."""
-    fd = open_proc_self("oom_score_adj")
-    try:
-        os.write(fd, str(int(value)).encode())
-    finally:
-        os.close(fd)
+    linux.write_proc("/proc/self/oom_score_adj", str(int(value)))
 
 
 def oom_score_adj() -> int:
@@ -445,13 +452,11 @@ def _reset_signals() -> None:
 
 def _map_ids(uid: int, gid: int) -> None:
     """Map the caller's uid and gid to root in the new user namespace: one line each, which a process may write
-    for itself without newuidmap (user_namespaces(7)); setgroups must be denied first for the gid map."""
-    with open("/proc/self/setgroups", "w") as handle:
-        handle.write("deny")
-    with open("/proc/self/uid_map", "w") as handle:
-        handle.write(f"0 {uid} 1")
-    with open("/proc/self/gid_map", "w") as handle:
-        handle.write(f"0 {gid} 1")
+    for itself without newuidmap (user_namespaces(7)); setgroups must be denied first for the gid map. Written
+    only through fds proven to be procfs (linux.write_proc, CVE-2025-52881)."""
+    linux.write_proc("/proc/self/setgroups", "deny")
+    linux.write_proc("/proc/self/uid_map", f"0 {uid} 1")
+    linux.write_proc("/proc/self/gid_map", f"0 {gid} 1")
 
 
 def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
@@ -600,8 +605,9 @@ def _mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
             merge_layers(rootfs["lower"], copy)
             with open(done, "w"):
                 pass
-    # pivot_root needs a mount point: bind the copy onto the mount target.
-    _mount(copy, target, None, linux.MS_BIND | linux.MS_REC, None, f"container {cid}: binding the rootfs copy")
+    # pivot_root needs a mount point: bind the copy onto the mount target. Not recursive: nothing mounted under
+    # the copy on the host comes along, so the rootfs is one mount and `read_only` covers all of it.
+    _mount(copy, target, None, linux.MS_BIND, None, f"container {cid}: binding the rootfs copy")
     if nodev:
         _mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | nodev | linux.mount_flags_of(target), None,
                f"container {cid}: remounting the rootfs copy nodev")
@@ -711,10 +717,8 @@ def _mount_cgroups(root: str, flags: int) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
                 raise RuntimeSetupError(f"mounting {point}: {exc}") from None
-            # Without the right to mount this hierarchy (user namespace): the host's, read-only.
-            _mount(point, dest, None, linux.MS_BIND | linux.MS_REC, None, f"binding {point}")
-            _mount(None, dest, None, linux.MS_BIND | linux.MS_REMOUNT | flags | linux.mount_flags_of(dest), None,
-                   f"remounting {point}")
+            # Without the right to mount this hierarchy (user namespace): the host's, read-only all the way down.
+            _bind_path_tree(point, dest, flags & _MOUNT_ATTRS, f"binding {point}")
     for entry in os.listdir("/sys/fs/cgroup"):
         host = os.path.join("/sys/fs/cgroup", entry)
         if os.path.islink(host) and not os.path.lexists(os.path.join(target, entry)):
@@ -765,32 +769,220 @@ def _make_dev(root: str, nodev: int) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
-def _mount_volume(root: str, vol: dict, cid: str, nodev: int) -> None:
-    source = vol["source"]
-    target = secure_join(root, vol["target"])
+def _bind_tree(src_fd: int, tgt_fd: int, attrs: int, what: str) -> None:
+    """Bind the mount tree at ``src_fd`` (with its submounts) onto ``tgt_fd``, every mount of it with ``attrs``
+    (MS_RDONLY/NOSUID/NODEV/NOEXEC, equal to the MOUNT_ATTR_* bits). Both ends are fds: no path is looked up
+    again between the checks and the mount.
+
+    Linux 5.12+: a detached copy (open_tree), ``mount_setattr(AT_RECURSIVE)`` on it, then attached: the tree is
+    never visible without its flags. Before: ``mount(MS_BIND|MS_REC)`` through /proc/self/fd, then each submount
+    remounted from /proc/self/mountinfo; a submount that can't be remounted fails the start (Docker 25's
+    recursive read-only: never left writable)."""
     try:
-        is_dir = os.path.isdir(source)
-        if not os.path.lexists(target):
-            if is_dir:
-                _mkdir_p(target)
-            else:
-                _mkdir_p(os.path.dirname(target))
-                with open(target, "a"):
-                    pass
+        tree = linux.open_tree(src_fd, "", linux.OPEN_TREE_CLONE | linux.OPEN_TREE_CLOEXEC | linux.AT_RECURSIVE
+                               | linux.AT_EMPTY_PATH)
     except OSError as exc:
-        raise RuntimeSetupError(f"container {cid}: creating the mount point {vol['target']}: {exc}") from None
-    what = f"container {cid}: binding volume {source} on {vol['target']}"
-    _mount(source, target, None, linux.MS_BIND | linux.MS_REC, None, what)
-    extra = nodev | (linux.MS_RDONLY if vol.get("read_only") else 0)
-    if extra:
-        with _Step(what + (" read-only" if vol.get("read_only") else " nodev")):
-            kept = linux.mount_flags_of(target)
-            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | extra | kept, None)
+        if exc.errno != errno.ENOSYS:
+            raise RuntimeSetupError(f"{what}: {exc}") from None
+        tree = None
+    if tree is not None:
+        try:
+            if attrs:
+                linux.mount_setattr(tree, "", linux.AT_EMPTY_PATH | linux.AT_RECURSIVE, attrs)
+            linux.move_mount(tree, tgt_fd)
+            return
+        except OSError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise RuntimeSetupError(f"{what}: {exc}") from None
+        finally:
+            os.close(tree)
+    _mount(f"/proc/self/fd/{src_fd}", f"/proc/self/fd/{tgt_fd}", None, linux.MS_BIND | linux.MS_REC, None, what)
+    if attrs:
+        _remount_tree(os.readlink(f"/proc/self/fd/{tgt_fd}"), attrs, what)
+
+
+def _bind_path_tree(source: str, target: str, attrs: int, what: str) -> None:
+    """``_bind_tree`` for runtime-owned paths (/sys, the host's cgroup hierarchies): neither is a symlink."""
+    with _Step(what):
+        src = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            tgt = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                _bind_tree(src, tgt, attrs, what)
+            finally:
+                os.close(tgt)
+        finally:
+            os.close(src)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo (octal).
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _remount_tree(path: str, attrs: int, what: str) -> None:
+    """Kernels without mount_setattr: remount ``path`` and every mount below it (from /proc/self/mountinfo,
+    shallow first) with ``attrs`` added to the flags each already has. Any failure refuses the start."""
+    prefix = path.rstrip("/") + "/"
+    points = []
+    with open("/proc/self/mountinfo", "rb") as handle:
+        for raw in handle.read().decode("utf-8", "surrogateescape").splitlines():
+            fields = raw.split(" ")
+            if len(fields) > 4:
+                point = _unescape_mountinfo(fields[4])
+                if point == path or point.startswith(prefix):
+                    points.append(point)
+    for point in sorted(set(points), key=lambda p: p.count("/")):
+        try:
+            linux.mount(None, point, None, linux.MS_BIND | linux.MS_REMOUNT | attrs | linux.mount_flags_of(point),
+                        None)
+        except OSError as exc:
+            raise RuntimeSetupError(
+                f"{what}: this kernel has no mount_setattr (Linux 5.12) and the submount {point} can't be remounted "
+                f"with flags 0x{attrs:x} ({exc.strerror}); refusing to leave it writable. Use a newer kernel or a "
+                "volume without submounts.") from None
+
+
+def boot_id(path: str = BOOT_ID) -> str | None:
+    """The kernel's boot_id (a new one at every boot), None where it can't be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(64).decode("ascii", "replace").strip() or None
+    except OSError:
+        return None
+
+
+def _open_volume_source(vol: dict, cid: str) -> tuple[int, bool]:
+    """The volume's source as an O_PATH fd, opened following no symlink, and checked against the device and inode
+    pinned when the container was created: a source swapped since (by a container writing a shared parent, as
+    ``mv config x; ln -s / config``) fails the start instead of mounting whatever is there now."""
+    source, target = vol["source"], vol["target"]
+    name = f"container {cid}: volume {source}:{target}"
+    try:
+        fd = linux.open_no_symlinks(source)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RuntimeSetupError(
+                f"{name}: the source changed since the container was created: a symlink now stands in its path "
+                "(it was resolved to a real path then); refusing to follow it, it could lead anywhere on the host. "
+                f"Check {source}, then recreate the container (recreate: true).") from None
+        if exc.errno == errno.ENOENT:
+            raise RuntimeSetupError(f"{name}: the source no longer exists. Create it again and recreate the "
+                                    "container (recreate: true).") from None
+        raise RuntimeSetupError(f"{name}: opening the source: {exc}") from None
+    st = os.fstat(fd)
+    same_boot = vol.get("boot") is None or vol.get("boot") == boot_id()
+    if vol.get("ino") is not None and (st.st_ino != vol["ino"] or (same_boot and st.st_dev != vol.get("dev"))):
+        os.close(fd)
+        raise RuntimeSetupError(
+            f"{name}: the source changed since the container was created (device:inode {vol.get('dev')}:"
+            f"{vol['ino']} then, {st.st_dev}:{st.st_ino} now): it was replaced, perhaps by a container writing its "
+            f"parent. Check {source}, then recreate the container (recreate: true) to mount what is there now.")
+    return fd, stat.S_ISDIR(st.st_mode)
+
+
+def _open_in_root(root: str, root_fd: int, rel: str) -> int:
+    """O_PATH fd of ``rel`` resolved inside ``root`` (``RESOLVE_IN_ROOT``: ``..`` and absolute symlinks stay
+    under it; no magic links). Before 5.6: secure_join's path walked component by component without following."""
+    try:
+        return linux.openat2(root_fd, rel, os.O_PATH, linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS)
+    except OSError as exc:
+        if exc.errno != errno.ENOSYS:
+            raise
+    resolved = os.path.relpath(secure_join(root, "/" + rel), os.path.abspath(root))
+    fd = os.dup(root_fd)
+    try:
+        for part in [] if resolved == "." else resolved.split("/"):
+            nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, f"{rel}: {part!r} became a symlink")
+        fd, result = -1, fd
+        return result
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _open_target(root: str, root_fd: int, target: str, is_dir: bool, what: str) -> int:
+    """O_PATH fd of the mount point ``target`` inside the rootfs, made when missing: every component created and
+    reopened by fd under the root (mkdirat, openat O_CREAT|O_EXCL), never through a symlink out of it."""
+    try:
+        return _open_in_root(root, root_fd, target.lstrip("/"))
+    except FileNotFoundError:
+        pass
+    # Missing parts: along the path secure_join resolves (the image's own symlinks followed, inside the root).
+    resolved = os.path.relpath(secure_join(root, target), os.path.abspath(root))
+    parts = resolved.split("/")
+    parent = os.dup(root_fd)
+    try:
+        for i, part in enumerate(parts):
+            rel = "/".join(parts[:i + 1])
+            try:
+                nxt = _open_in_root(root, root_fd, rel)
+            except FileNotFoundError:
+                try:
+                    if i == len(parts) - 1 and not is_dir:
+                        os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                         0o644, dir_fd=parent))
+                    else:
+                        os.mkdir(part, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass
+                nxt = _open_in_root(root, root_fd, rel)
+            os.close(parent)
+            parent = nxt
+        parent, result = -1, parent
+        return result
+    except OSError as exc:
+        raise RuntimeSetupError(f"{what}: creating the mount point: {exc}") from None
+    finally:
+        if parent >= 0:
+            os.close(parent)
+
+
+def _check_target_fs(root: str, fd: int, what: str) -> None:
+    """A mount point on procfs is refused (runc's checkProcMount), except the few files lxcfs covers: the path was
+    checked by the spec, this catches an image symlink leading there (CVE-2019-19921, CVE-2023-27561)."""
+    if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
+        return
+    where = "/" + os.path.relpath(os.readlink(f"/proc/self/fd/{fd}"), os.path.abspath(root))
+    if where not in PROC_BIND_ALLOWED:
+        raise RuntimeSetupError(f"{what}: the mount point resolves to {where}, on procfs; a mount over /proc is "
+                                "refused (it would hide the procfs the container's masks rely on). Choose another "
+                                "container path, or fix the image's symlink.")
+
+
+def _mount_volume(root: str, vol: dict, cid: str, nodev: int) -> None:
+    """Bind a volume: source pinned and opened without symlinks, target resolved under the rootfs, both by fd;
+    read-only (``:ro``) and, unless privileged, nosuid and nodev on every submount."""
+    what = f"container {cid}: binding volume {vol['source']} on {vol['target']}"
+    src_fd, is_dir = _open_volume_source(vol, cid)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        tgt_fd = _open_target(root, root_fd, vol["target"], is_dir, what)
+        try:
+            _check_target_fs(root, tgt_fd, what)
+            attrs = (linux.MS_RDONLY if vol.get("read_only") else 0) | (linux.MS_NOSUID | nodev if nodev else 0)
+            _bind_tree(src_fd, tgt_fd, attrs, what)
+        finally:
+            os.close(tgt_fd)
+    finally:
+        os.close(root_fd)
+        os.close(src_fd)
 
 
 def _mount_tmpfs(root: str, entry: dict, cid: str) -> None:
-    target = secure_join(root, entry["target"])
-    _mkdir_p(target)
+    what = f"container {cid}: mounting tmpfs on {entry['target']}"
     flags = linux.MS_NOSUID | linux.MS_NODEV
     options = []
     for opt in (entry.get("options") or "").split(","):
@@ -805,8 +997,16 @@ def _mount_tmpfs(root: str, entry: dict, cid: str) -> None:
             continue
         else:
             options.append(opt)
-    _mount("tmpfs", target, "tmpfs", flags, ",".join(options) or None,
-           f"container {cid}: mounting tmpfs on {entry['target']}")
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _open_target(root, root_fd, entry["target"], True, what)
+    finally:
+        os.close(root_fd)
+    try:
+        _check_target_fs(root, fd, what)
+        _mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", flags, ",".join(options) or None, what)
+    finally:
+        os.close(fd)
 
 
 def _pivot(root: str) -> None:
@@ -821,27 +1021,64 @@ def _pivot(root: str) -> None:
         os.chdir("/")
 
 
+def _open_dev_null(path: str = "/dev/null") -> int:
+    """An O_PATH fd of ``path``, proven by fstat to be the character device 1:3: the source masked files are
+    bound from. Anything else there (a volume over /dev/null, a symlink to a procfs file) fails the start rather
+    than being bound over /proc/kcore and the like (CVE-2025-31133)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RuntimeSetupError(f"masking paths: opening {path}: {exc.strerror}; refusing to start unmasked.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != (1, 3):
+        os.close(fd)
+        raise RuntimeSetupError(
+            f"masking paths: {path} in the container is not the character device 1:3 (null); refusing to bind it "
+            "over the masked paths. Don't mount a volume over /dev/null.")
+    return fd
+
+
 def _mask_paths(paths) -> None:
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        with _Step(f"masking {path}"):
-            if stat.S_ISDIR(st.st_mode):
-                linux.mount("tmpfs", path, "tmpfs", linux.MS_RDONLY, None)
-            else:
-                linux.mount("/dev/null", path, None, linux.MS_BIND, None)
+    """Masked directories get a read-only tmpfs, files the verified /dev/null; both mounted through fds."""
+    null = None
+    try:
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISLNK(mode):
+                    continue
+                if not stat.S_ISDIR(mode) and null is None:
+                    null = _open_dev_null()
+                with _Step(f"masking {path}"):
+                    if stat.S_ISDIR(mode):
+                        linux.mount("tmpfs", f"/proc/self/fd/{fd}", "tmpfs", linux.MS_RDONLY, None)
+                    else:
+                        linux.mount(f"/proc/self/fd/{null}", f"/proc/self/fd/{fd}", None, linux.MS_BIND, None)
+            finally:
+                os.close(fd)
+    finally:
+        if null is not None:
+            os.close(null)
 
 
 def _readonly_paths(paths) -> None:
+    """Each path bound onto itself read-only, with every submount, through an fd opened without following a
+    final symlink (the same _bind_tree as volumes: the clone keeps procfs' nosuid/nodev/noexec)."""
     for path in paths:
-        if not os.path.exists(path):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
             continue
-        with _Step(f"making {path} read-only"):
-            linux.mount(path, path, None, linux.MS_BIND | linux.MS_REC, None)
-            kept = linux.mount_flags_of(path)
-            linux.mount(None, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | kept, None)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                continue
+            _bind_tree(fd, fd, linux.MS_RDONLY, f"making {path} read-only")
+        finally:
+            os.close(fd)
 
 
 def _read_small(path: str) -> str:
@@ -943,9 +1180,10 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
     except OSError as exc:
         if exc.errno != errno.EPERM:
             raise RuntimeSetupError(f"mounting /sys: {exc}") from None
-        # sysfs can only be mounted by the owner of the network namespace: bind the host's, read-only.
-        _mount("/sys", sys_dir, None, linux.MS_BIND | linux.MS_REC, None, "binding /sys")
-        _mount(None, sys_dir, None, linux.MS_BIND | linux.MS_REMOUNT | sys_flags, None, "remounting /sys")
+        # sysfs can only be mounted by the owner of the network namespace: bind the host's. Read-only (unless
+        # privileged) on every submount too: the host's cgroupfs sits under it, and with a user namespace mapping
+        # our root to the host's, a writable one would be the host's cgroups (/sys/fs/cgroup never writable).
+        _bind_path_tree("/sys", sys_dir, sys_flags & _MOUNT_ATTRS, "binding /sys")
     if "cgroup" in namespaces:
         _mount_cgroups(root, sys_flags)
     # User mounts last, shallow before deep, so a volume can sit inside another.

@@ -21,7 +21,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init
     DEFAULT_CAPABILITIES,
     MASKED_PATHS,
     MAX_ID,
+    PROC_BIND_ALLOWED,
     READONLY_PATHS,
+    VOLUME_PIN_KEYS,
+    boot_id,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 
@@ -97,8 +100,7 @@ class ContainerSpec(Record):
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def compared(self) -> dict[str, Any]:
-        data = self.as_dict()
-        return {key: data.get(key) for key in COMPARED_KEYS}
+        return _comparable(self.as_dict())
 
     def effective_capabilities(self) -> list[str]:
         """The capability set of the container (bounding set; CapEff of a root user; a non-root user starts
@@ -143,13 +145,22 @@ class ContainerSpec(Record):
         }
 
 
+def _comparable(data: dict) -> dict[str, Any]:
+    """The compared keys of a spec dict; volumes without their pins (device and inode of the source, recorded
+    for the start-time check): records made before pinning compare equal, nothing is recreated for it."""
+    out = {key: data.get(key) for key in COMPARED_KEYS}
+    if out.get("volumes"):
+        out["volumes"] = [{k: v for k, v in vol.items() if k not in VOLUME_PIN_KEYS} for vol in out["volumes"]]
+    return out
+
+
 def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
     """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None)."""
     wanted = after.compared()
     if before is None:
         return {k: {"before": None, "after": v} for k, v in wanted.items()}
-    before = {**_RECORDED_DEFAULTS, **before}
-    return {k: {"before": before.get(k), "after": v} for k, v in wanted.items() if before.get(k) != v}
+    recorded = _comparable({**_RECORDED_DEFAULTS, **before})
+    return {k: {"before": recorded.get(k), "after": v} for k, v in wanted.items() if recorded.get(k) != v}
 
 
 def _as_argv(value: Any, what: str) -> list[str] | None:
@@ -216,7 +227,10 @@ def _container_path(path: str, what: str) -> str:
 
 
 def parse_volume(text: str) -> dict:
-    """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only"}``."""
+    """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only", "dev", "ino", "boot",
+    "host_path"}``: the source resolved once, here, and pinned by device and inode (and the boot it was pinned
+    in: device numbers may change with a reboot); the init opens it without following symlinks and refuses to
+    start when it is no longer that file (runtime_init._open_volume_source)."""
     parts = text.split(":") if isinstance(text, str) else []
     if len(parts) not in (2, 3):
         raise RuntimeSetupError(f"volume {text!r}: expected host_path:container_path[:ro]")
@@ -231,7 +245,34 @@ def parse_volume(text: str) -> dict:
     target = _container_path(target, f"volume {text!r}: container path")
     if target == "/":
         raise RuntimeSetupError(f"volume {text!r}: can't mount over the container's /")
-    return {"source": os.path.realpath(source), "target": target, "read_only": mode == "ro"}
+    _refuse_proc_target(target, f"volume {text!r}")
+    real = os.path.realpath(source)
+    st = os.stat(real)
+    return {"source": real, "target": target, "read_only": mode == "ro", "dev": st.st_dev, "ino": st.st_ino,
+            "boot": boot_id(), "host_path": os.path.normpath(source)}
+
+
+def check_relinked_volumes(name: str, before: dict | None, after: ContainerSpec) -> None:
+    """Refuse to recreate container ``name`` when a volume's host path, given the same way as when it was created,
+    now resolves somewhere else: a symlink in it changed since (``mv config x; ln -s / config`` by a container
+    writing the shared parent), and following it would mount what the container chose. ``recreate`` skips this
+    check: the caller has looked at the host path and wants what it points to now."""
+    recorded = {v.get("host_path"): v.get("source") for v in (before or {}).get("volumes") or () if v.get("host_path")}
+    for vol in after.volumes:
+        then = recorded.get(vol.get("host_path"))
+        if then is not None and then != vol["source"]:
+            raise RuntimeSetupError(
+                f"container {name}: volume {vol['host_path']}:{vol['target']}: the host path resolved to {then} when "
+                f"the container was created and resolves to {vol['source']} now: a symlink in it changed. Refusing "
+                "to follow it (a container writing a shared volume can plant such a link). Check the host path, "
+                "then set recreate: true to mount what it points to now.")
+
+
+def _refuse_proc_target(target: str, what: str) -> None:
+    # runc's checkProcMount: /proc and what is under it stay the kernel's (CVE-2019-19921, CVE-2023-27561).
+    if (target == "/proc" or target.startswith("/proc/")) and target not in PROC_BIND_ALLOWED:
+        raise RuntimeSetupError(f"{what}: a mount on {target} is refused: /proc is the kernel's, a mount over it "
+                                "would hide what the container's masks protect. Choose another container path.")
 
 
 def parse_tmpfs(text: str) -> dict:
@@ -240,6 +281,7 @@ def parse_tmpfs(text: str) -> dict:
     target = _container_path(target, f"tmpfs {text!r}:")
     if target == "/":
         raise RuntimeSetupError(f"tmpfs {text!r}: can't mount over the container's /")
+    _refuse_proc_target(target, f"tmpfs {text!r}")
     return {"target": target, "options": options}
 
 

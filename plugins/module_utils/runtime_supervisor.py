@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 
-from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init, runtime_state
+from ansible_collections.dockerless.containers.plugins.module_utils import linux, runtime_init, runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
@@ -404,8 +404,7 @@ class _Supervisor:
             sys.stderr.write(f"container {self.name}: {problem}; the supervisor keeps oom_score_adj {score}\n")
             sys.stderr.flush()
         try:  # `ps -o comm` shows which container a supervisor watches
-            with open("/proc/self/comm", "w") as handle:
-                handle.write(("dl-sv-" + self.name)[:15])
+            linux.write_proc("/proc/self/comm", ("dl-sv-" + self.name)[:15])
         except OSError:
             pass
         # A start is the user's (or boot's) wish to run it: an earlier stop no longer holds (docker start).

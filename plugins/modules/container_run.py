@@ -186,7 +186,12 @@ options:
   volumes:
     description:
       - Bind mounts C(host_path:container_path[:ro]). The host path must exist. The container path is resolved
-        inside the container's root, symlinks included.
+        inside the container's root, symlinks included; a path under C(/proc) is refused.
+      - The host path is resolved once, when the container is created, and pinned (device and inode); a start
+        finds it again without following any symlink and fails if it is no longer the same file. A later run
+        whose host path now resolves elsewhere (a symlink changed) fails unless O(recreate=true).
+      - C(:ro) is read-only recursively (every mount under the host path too); every volume is nosuid and nodev,
+        recursively, unless O(privileged=true).
     type: list
     elements: str
   tmpfs:

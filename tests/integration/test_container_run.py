@@ -404,3 +404,51 @@ def test_unless_stopped_stop_signal_and_force_kill(store, run_module, cleanup):
     assert not removed["failed"] and removed["changed"] is True
     assert time.monotonic() - began < 8
     assert Runtime(store).inspect(name) is None
+
+
+def test_a_volume_source_swapped_by_the_container_is_never_followed(store, run_playbook, tmp_path, cleanup):
+    # A named container with a restart policy rewrites its shared volume (`mv config x; ln -s / config`) and
+    # exits: the restart must not mount the host's / on /config (the source is pinned), and a later run of the
+    # same task must not follow the new link either (it says so, recreate: true is the way to accept it).
+    name = f"pin-{secrets.token_hex(4)}"
+    cleanup.append(name)
+    app = tmp_path / "app"
+    (app / "config").mkdir(parents=True)
+    (app / "config" / "marker").write_text("m")
+    playbook = tmp_path / "pinned.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  vars:
+    run: &run
+      name: {name}
+      store: {store}
+      image: "{IMAGE}"
+      pull: never
+      command: [sh, -c, 'if [ -e /config/marker ]; then mv /app/config /app/x; ln -s / /app/config; exit 1; fi;
+                         ls /config > /app/second-run']
+      restart_policy: on-failure
+      volumes: ["{app}:/app", "{app}/config:/config:ro"]
+  tasks:
+    - name: start
+      dockerless.containers.container_run: *run
+    - name: wait for the restart to fail
+      dockerless.containers.container_info: {{store: {store}, name: {name}}}
+      register: info
+      until: info.containers[0].state == 'exited' and (info.containers[0].error or '') != ''
+      retries: 100
+      delay: 0.2
+    - name: the same task again
+      dockerless.containers.container_run: *run
+      register: again
+      ignore_errors: true
+""")
+    run = run_playbook(playbook)
+    r = {t.task: t.result for t in run.tasks}
+    assert not (app / "second-run").exists(), (app / "second-run").read_text()
+    error = r["wait for the restart to fail"]["containers"][0]["error"]
+    assert "/config" in error and "changed since the container was created" in error, error
+    again = next(t for t in run.tasks if t.task == "the same task again")
+    assert again.failed, again.result
+    assert "resolves to / now" in again.result["msg"], again.result["msg"]
+    assert not (app / "second-run").exists()

@@ -130,3 +130,21 @@ def test_rootless_detached_container(world):
     while os.path.exists(f"/proc/{result['supervisor']}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{result['supervisor']}")
+
+
+def test_rootless_volumes_rw_and_read_only_all_the_way_down(world):
+    # In a user namespace the host's mounts come locked; cloning them and adding flags still works.
+    vol = os.path.join(world, "vol")
+    os.makedirs(vol, exist_ok=True)
+    os.chown(vol, NOBODY, NOBODY)
+    name = f"dl-rootless-{os.getpid()}"
+    script = (f"echo hi > /vol/f && cat /vol/f; (touch /host/dev/shm/{name}) 2>/dev/null && echo WROTE-SHM; "
+              "grep ' /host' /proc/self/mountinfo | grep -v ' ro,' | head -3; echo done")
+    try:
+        result = as_nobody(world, {"command": ["/bin/sh", "-c", script],
+                                   "kwargs": {"volumes": [f"{vol}:/vol", "/:/host:ro"]}})
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+    assert result.get("rc") == 0, result
+    assert result["stdout"].splitlines() == ["hi", "done"], result["stdout"]

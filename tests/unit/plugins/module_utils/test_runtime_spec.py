@@ -10,7 +10,7 @@ import os
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES, boot_id
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     build_spec,
     merge_env,
@@ -56,8 +56,23 @@ def test_merge_env_refuses_bad_entries(bad):
 
 
 def test_parse_volume(tmp_path):
-    assert parse_volume(f"{tmp_path}:/data:ro") == {"source": str(tmp_path), "target": "/data", "read_only": True}
+    st = os.stat(tmp_path)
+    assert parse_volume(f"{tmp_path}:/data:ro") == {"source": str(tmp_path), "target": "/data", "read_only": True,
+                                                    "dev": st.st_dev, "ino": st.st_ino, "boot": boot_id(),
+                                                    "host_path": str(tmp_path)}
     assert parse_volume(f"{tmp_path}:/data/")["read_only"] is False
+    # lxcfs's files are the only /proc paths a volume may cover (runc's rule)
+    assert parse_volume(f"{tmp_path}:/proc/cpuinfo")["target"] == "/proc/cpuinfo"
+    with pytest.raises(RuntimeSetupError, match="refused"):
+        parse_tmpfs("/proc/sys")
+
+
+def test_a_record_without_volume_pins_compares_equal(tmp_path):
+    # Records made before sources were pinned (no dev/ino) are not recreated for it.
+    spec = build_spec(image_config={"Cmd": ["true"]}, lower_dirs=["/l"], volumes=[f"{tmp_path}:/data"])
+    before = spec.as_dict()
+    before["volumes"] = [{"source": str(tmp_path), "target": "/data", "read_only": False}]
+    assert spec_diff(before, spec) == {}
 
 
 @pytest.mark.parametrize("text, match", [
