@@ -84,6 +84,16 @@ requests: Any = _LazyModule("requests")
 urllib3: Any = _LazyModule("urllib3")
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a broken body read raises: urllib3's base class only when urllib3 is already loaded (the
+    requests transport is in use). Naming ``urllib3.exceptions`` in an ``except`` clause would import it when the
+    clause is evaluated, and on a host without urllib3 a cut download of the direct transport would then fail
+    with ModuleNotFoundError instead of resuming."""
+    loaded = sys.modules.get("urllib3.exceptions")
+    base: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+    return (*base, loaded.HTTPError) if loaded is not None else base
+
+
 def _requests_missing() -> str | None:
     """Why requests can't be used (for the proxy path), or None when it can."""
     try:
@@ -853,7 +863,7 @@ class RegistryClient:
                     resp.close()
                     raise _TooLarge(f"{op}: the {what} is over the {cap}-byte limit; refusing it.",
                                     status=resp.status_code)
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except _read_errors() as exc:
             raise _BrokenRead(f"{op}: the connection broke while reading the {what} "
                               f"({self._describe_exc(exc)}). Check the network, then try again.") from None
         return bytes(buf)
@@ -1397,7 +1407,7 @@ class BlobReader(io.RawIOBase):
                 return
             except _Cut as exc:
                 why = str(exc)
-            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            except _read_errors() as exc:
                 why = RegistryClient._describe_exc(exc)
 
     def readinto(self, buffer: Any) -> int:
@@ -1413,7 +1423,7 @@ class BlobReader(io.RawIOBase):
             try:
                 data = self._resp.raw.read(want, decode_content=True)
                 break
-            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            except _read_errors() as exc:
                 self._resume(RegistryClient._describe_exc(exc))
         if not data:
             self._finish()
