@@ -39,17 +39,18 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "seccomp")
 # Patterns, compiled by re's cache on first use: none is needed to start an image's command (issue 6).
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-_HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
-_ENV_KEY_RE = r"^[^=\0]+$"
+# Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
+NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+_HOSTNAME_RE = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})"
+_ENV_KEY_RE = r"[^=\0]+"
 
 
 def _match(pattern: str, text: str):
-    """``re.match``, with ``re`` imported on first use: a start with the image's own command and no name or
+    """``re.fullmatch``, with ``re`` imported on first use: a start with the image's own command and no name or
     hostname checks none, and ``import re`` (with enum, functools, collections) is a sizeable part of it."""
     import re
 
-    return re.match(pattern, text)
+    return re.fullmatch(pattern, text)
 
 
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
@@ -292,7 +293,7 @@ def validate_user(user: str) -> str:
     for part in user.split(":", 1):
         if part.isdigit() and int(part) > MAX_ID:
             raise RuntimeSetupError(f"user {user!r}: id {part} is out of range (0-{MAX_ID}). Use a valid uid/gid.")
-        if part.startswith("-") or any(c in part for c in "\0\n/"):
+        if part.startswith("-") or "/" in part or any(c < " " or c == "\x7f" for c in part):
             raise RuntimeSetupError(f"user {user!r}: invalid user or group. Use name, uid, name:group or uid:gid.")
     return user
 
