@@ -29,6 +29,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ContainerSpec,
+    env_digests,
     spec_diff,
     validate_name,
 )
@@ -605,7 +606,8 @@ class ContainerInfo(Record):
             "started_at": self.started_at, "finished_at": self.finished_at, "created_at": self.created_at,
             "restart_count": self.restart_count, "rootfs_mode": self.rootfs_mode, "cgroup": self.cgroup,
             "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
-            "command": self.spec.get("argv"), "restart_policy": self.spec.get("restart_policy"),
+            "command": self.spec.get("argv"), "env": env_digests(self.spec.get("env")),
+            "restart_policy": self.spec.get("restart_policy"),
             "capabilities": spec.effective_capabilities() if spec else [],
             "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged) if spec else None,
             "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},

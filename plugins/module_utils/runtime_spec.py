@@ -136,12 +136,34 @@ class ContainerSpec(Record):
         }
 
 
+def env_digests(env: dict | list | None) -> list[str] | None:
+    """``["KEY=sha256:<first 12 hex of sha256(value)>", ...]`` (by key): how results and diffs show an environment. The keys
+    and whether a value changed stay visible; the values (passwords, tokens) do not. spec.json keeps the real
+    values, which the container needs. A short or guessable value can still be found from its digest by trying
+    candidates: tasks handling such values set ``no_log``."""
+    if env is None:
+        return None
+    import hashlib  # only when an environment is shown
+
+    items = env.items() if isinstance(env, dict) else (str(item).partition("=")[::2] for item in env)
+    # Sorted by key: the record's order (JSON, sorted) and the request's (image first) then compare as lists.
+    return [f"{key}=sha256:{hashlib.sha256(str(value).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+            for key, value in sorted(items)]
+
+
+def _shown(key: str, value: Any) -> Any:
+    return env_digests(value) if key == "env" else value
+
+
 def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
-    """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None)."""
+    """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None).
+
+    Values are compared as they are; ``env`` is shown as env_digests (the diff reaches the task's output)."""
     wanted = after.compared()
     if before is None:
-        return {k: {"before": None, "after": v} for k, v in wanted.items()}
-    return {k: {"before": before.get(k), "after": v} for k, v in wanted.items() if before.get(k) != v}
+        return {k: {"before": None, "after": _shown(k, v)} for k, v in wanted.items()}
+    return {k: {"before": _shown(k, before.get(k)), "after": _shown(k, v)}
+            for k, v in wanted.items() if before.get(k) != v}
 
 
 def _as_argv(value: Any, what: str) -> list[str] | None:
