@@ -13,9 +13,9 @@ description:
   - Reads the state that P(dockerless.containers.container_run#module) and the containers' supervisors record
     under the store (C(containers/<name>/)), and checks whether each supervisor is still alive.
   - A container whose supervisor vanished (killed, host rebooted) is reported as V(dead).
-  - Environment variables are shown as C(KEY=sha256:<12 hex digits>) (the start of the SHA-256 of each value):
+  - Environment variables are shown as C(KEY=sha256:<12 hex digits>) (the start of the SHA-256 of each value);
     which variables are set is visible, their values are not. Short or guessable values can be found from their
-    digests by trying candidates; set C(no_log: true) on tasks where that matters.
+    digests by trying candidates; set the task keyword C(no_log) where that matters.
   - Changes nothing.
 extends_documentation_fragment:
   - dockerless.containers.store

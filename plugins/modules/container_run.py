@@ -71,7 +71,7 @@ options:
         value, so a changed value is visible and the value itself is not. The container's record in the store
         (readable by root only) keeps the real values.
       - A short or guessable value (a PIN, a dictionary word) can be found from its digest by trying candidates.
-        Set C(no_log: true) on tasks that pass such secrets, which hides the whole result and diff.
+        Set the task keyword C(no_log) on tasks that pass such secrets; it hides the whole result and diff.
     type: dict
   workdir:
     description:
@@ -246,8 +246,8 @@ notes:
   - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
     other codes.
   - As a non-root user (O(userns)), only the calling user exists in the container, as root.
-  - Environment values never appear in results or diffs (RV(container.env) shows digests); use C(no_log: true)
-    on tasks whose values are short or guessable secrets, or when the command's output may print them.
+  - Environment values never appear in results or diffs (RV(container) shows their digests); set the task
+    keyword C(no_log) when the values are short or guessable secrets, or when the command's output may print them.
 seealso:
   - module: dockerless.containers.container_info
   - module: dockerless.containers.image_pull
