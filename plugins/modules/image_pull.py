@@ -58,7 +58,8 @@ options:
     type: path
   dest_mode:
     description:
-      - Permission bits of the top directory of O(dest), an octal string.
+      - Permission bits of the top directory of O(dest). Quote it as an octal string (V("0755")); an unquoted
+        YAML number like C(0755) is read as the octal number it is, like the C(mode) of M(ansible.builtin.file).
       - The tree keeps the image's owners and modes, setuid binaries and device nodes included. With the default
         V(0700) only the owner of O(dest) (root, usually) can reach anything inside it, as C(umoci) and
         C(containerd) do with their unpacked trees.
@@ -67,7 +68,7 @@ options:
         mode C(0666) their access to the host's disks. Set it only when you trust every local user.
       - An existing O(dest) written from the same image only has its mode changed, which counts as a change.
       - Must keep C(rwx) for the owner; setuid, setgid and sticky bits are refused.
-    type: str
+    type: raw
     default: "0700"
 notes:
   - Registries on loopback may use plain HTTP without O(insecure), as Docker allows.
@@ -163,7 +164,7 @@ def main() -> None:
         platform=dict(type="str"),
         pull=dict(type="str", choices=["always", "missing"], default="always"),
         dest=dict(type="path"),
-        dest_mode=dict(type="str", default="0700"),
+        dest_mode=dict(type="raw", default="0700"),
         **REGISTRY_ARGS,
         **STORE_ARGS,
     )

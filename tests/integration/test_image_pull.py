@@ -115,6 +115,17 @@ def test_rootfs_equals_umoci(seeded_registry, run_module, tmp_path, image_key):
     again = run_module("image_pull", {"name": name, "store": str(store), "dest": str(dest)})
     assert again["changed"] is False and marker.exists()
 
+    # ... and a wider dest_mode is applied to its top only when asked: check mode says so, then it is a change
+    # (the tree is not rewritten), then none; a mode with setuid bits is refused.
+    wide = {"name": name, "store": str(store), "dest": str(dest), "dest_mode": "0755"}
+    check = run_module("image_pull", wide, check=True)
+    assert check["changed"] is True and stat.S_IMODE(os.lstat(dest).st_mode) == 0o700, check
+    assert run_module("image_pull", wide)["changed"] is True and marker.exists()
+    assert stat.S_IMODE(os.lstat(dest).st_mode) == 0o755
+    assert run_module("image_pull", wide)["changed"] is False
+    bad = run_module("image_pull", dict(wide, dest_mode="4755"))
+    assert bad["failed"] and "no setuid, setgid or sticky bits" in bad["msg"]
+
 
 def test_layers_image_semantics(seeded_registry, tmp_path):
     """Whiteouts, opaque dirs, hardlinks, setuid, owners and xattrs as the seed documents them."""
