@@ -62,10 +62,11 @@ _V1_THROTTLE = {
     "riops": "blkio.throttle.read_iops_device",
     "wiops": "blkio.throttle.write_iops_device",
 }
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_DEVNUM_RE = re.compile(r"^(\d+):(\d+)$")
-_LIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?$", re.IGNORECASE)
+# All checked with fullmatch: "$" also matches before a trailing newline, which the kernel then refuses.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_DEVNUM_RE = re.compile(r"(\d+):(\d+)")
+_LIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?) ?([kmgtp])?(?:i?b)?", re.IGNORECASE)
 _UNITS = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -137,7 +138,7 @@ def parse_size(value: Any) -> int | str:
     text = value.strip()
     if text.lower() in ("max", "-1", "unlimited"):
         return MAX
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
         raise CgroupError(f"size {value!r}: expected bytes, a number with a unit (512m, 1g) or 'max'")
     number, unit = match.groups()
@@ -192,7 +193,7 @@ def parse_cpu_list(text: str) -> list[int]:
     text = text.strip()
     if not text:
         return []
-    if not _LIST_RE.match(text):
+    if not _LIST_RE.fullmatch(text):
         raise CgroupError(f"CPU/memory-node list {text!r}: expected a list like '0-3' or '0,2,4-5'")
     out: set[int] = set()
     for part in text.split(","):
@@ -227,7 +228,7 @@ def canonical_cpu_list(text: str) -> str:
 
 def container_cgroup_path(name: str) -> str:
     """The cgroup of container ``name`` of container_run: ``dockerless/<name>`` (shared convention)."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 128:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 128:
         raise CgroupError(
             f"container name {name!r}: expected letters, digits, '_', '.' or '-' (not first), at most 128 characters"
         )
@@ -246,10 +247,11 @@ def validate_path(path: str) -> str:
     if path.strip("/") == "":
         raise CgroupError("cgroup path '/': refusing to manage the root cgroup; give a path like 'dockerless/web'")
     for part in parts:
-        if part in ("", ".", "..") or "\0" in part or len(part.encode()) > 255:
+        # Control characters too: the kernel refuses a '\n' in a cgroup name, and none is a sane name.
+        if part in ("", ".", "..") or len(part.encode()) > 255 or any(c < " " or c == "\x7f" for c in part):
             raise CgroupError(
                 f"cgroup path {path!r}: component {part!r} is not allowed (no '..', '.', empty or over-long "
-                "components); give a path below the hierarchy root like 'dockerless/web'"
+                "components, no control characters); give a path below the hierarchy root like 'dockerless/web'"
             )
     return "/".join(parts)
 
@@ -258,7 +260,9 @@ def _resolve_device(device: Any) -> str:
     """``"8:0"`` or ``"/dev/sda"`` -> ``"8:0"``; the path must be a block device."""
     if not isinstance(device, str) or not device:
         raise CgroupError(f"io_max device {device!r}: expected 'MAJOR:MINOR' (8:0) or a block device path")
-    if _DEVNUM_RE.match(device):
+    if "\0" in device:  # os.stat would raise ValueError
+        raise CgroupError(f"io_max device {device!r}: a NUL is not allowed; give 'MAJOR:MINOR' or a block device path")
+    if _DEVNUM_RE.fullmatch(device):
         major, minor = device.split(":")
         return f"{int(major)}:{int(minor)}"
     try:
@@ -544,7 +548,7 @@ def _v1_throttle(read: Reader) -> list[dict] | None:
     for key, name in _V1_THROTTLE.items():
         for line in (read(name) or "").splitlines():
             parts = line.split()
-            if len(parts) == 2 and _DEVNUM_RE.match(parts[0]):
+            if len(parts) == 2 and _DEVNUM_RE.fullmatch(parts[0]):
                 devices.setdefault(parts[0], {k: MAX for k in _IO_KEYS})[key] = int(parts[1])
     return [dict(device=d, **r) for d, r in sorted(devices.items(), key=_devkey)]
 
@@ -556,7 +560,7 @@ def _v2_iomax(read: Reader) -> list[dict] | None:
     devices: dict[str, dict] = {}
     for line in text.splitlines():
         parts = line.split()
-        if not parts or not _DEVNUM_RE.match(parts[0]):
+        if not parts or not _DEVNUM_RE.fullmatch(parts[0]):
             continue
         rates = {k: MAX for k in _IO_KEYS}
         for token in parts[1:]:

@@ -334,7 +334,8 @@ def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
                                         f"{prog} pull -q --platform linux/arm64 127.0.0.1:5000/test/multi:1"))
     p.add_argument("--pull", choices=["always", "missing"], default="always",
                    help="always: ask the registry (default); missing: no network when the image is in the store")
-    p.add_argument("--dest", help="also write the flattened root filesystem to this folder")
+    p.add_argument("--dest", help="also write the flattened root filesystem to this folder (made 0700)")
+    _add_dest_mode(p)
     p.add_argument("name", help="image reference")
 
     p = sub.add_parser("push", parents=[store, output, registry], formatter_class=_FORMATTER,
@@ -447,6 +448,13 @@ def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
     return parser
 
 
+def _add_dest_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dest-mode", default="0700", metavar="MODE",
+                   help="mode of the root filesystem folder's top (default: 0700, only its owner gets in). The tree "
+                   "keeps the image's setuid binaries and device nodes: a mode like 0755 lets every local user "
+                   "run a setuid-root shell of the image and open its device nodes")
+
+
 def build_seed_parser(command: str) -> argparse.ArgumentParser:
     """Parsers of the seed's scripts."""
     store, output, registry, platform = _store_parent(), _output_parent(), _registry_parent(), _platform_parent()
@@ -458,6 +466,7 @@ def build_seed_parser(command: str) -> argparse.ArgumentParser:
             epilog=_examples(f"{command} library/alpine:latest",
                              f"{command} 127.0.0.1:5000/library/busybox:latest   # -> ~/.docker-internals/library/busybox/latest"))
         p.add_argument("--dest", help="another folder for the root filesystem")
+        _add_dest_mode(p)
         p.add_argument("name", help="image reference, e.g. library/alpine:latest")
         return p
     if command == "image-upload":
@@ -518,12 +527,13 @@ def _board(stream: IO[str] | None, verb: str, done: str):
 
 def do_pull(args: argparse.Namespace, out: Output, registry, dest: str | None, progress_to: IO[str] | None = None):
     """Pull with progress on ``progress_to`` (a terminal) or none."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.pull import parse_dest_mode, pull_image
 
+    dest_mode = parse_dest_mode(getattr(args, "dest_mode", "0700"))
     board = _board(progress_to, "Downloading", "Pull complete")
     try:
         return pull_image(_store(args), args.name, registry=registry, platform=getattr(args, "platform", None),
-                          policy=getattr(args, "pull", "always"), dest=dest, progress=board)
+                          policy=getattr(args, "pull", "always"), dest=dest, dest_mode=dest_mode, progress=board)
     finally:
         if board is not None:
             board.close()

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
 )
 
 PARALLEL_LAYERS = 4
+# The top of a ``dest`` tree: reachable by its owner only (see check_dest_mode).
+DEST_MODE = 0o700
 PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
 
 
@@ -207,6 +210,7 @@ def pull_image(
     policy: str = "always",
     check_mode: bool = False,
     dest: str | None = None,
+    dest_mode: int = DEST_MODE,
     progress: Callable[[dict], None] | None = None,
 ) -> PullResult:
     """Pull ``name`` into ``store``. ``policy``: ``always`` (ask the registry; download what changed) or
@@ -214,8 +218,13 @@ def pull_image(
 
     ``progress`` gets ``{"event": "start", "name", "digest", "layers": [{"digest", "size"}]}`` once the manifest
     is known, ``{"event": "bytes", "digest", "size", "bytes"}`` per chunk downloaded (called from the download
-    threads) and ``{"event": "layer", "digest", "size"}`` when a layer is in place."""
+    threads) and ``{"event": "layer", "digest", "size"}`` when a layer is in place.
+
+    ``dest`` gets the flattened root filesystem, its top directory ``dest_mode`` (0700 unless asked otherwise:
+    see check_dest_mode)."""
     ref = parse_reference(name)
+    if dest:
+        check_dest_mode(dest_mode)
     want = oci.parse_platform(platform)
     registry = registry or RegistryOptions()
     existing = _load_existing(store, ref.name)
@@ -231,7 +240,7 @@ def pull_image(
         result.actions.append(f"{ref.name} is in the store ({before}); not asking the registry (pull: missing)")
         if not check_mode:
             ensure_unpacked(store, existing)
-        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
         result.changed = result.rootfs_changed
         return result
 
@@ -241,7 +250,7 @@ def pull_image(
         result.actions.append(f"{ref.name} is up to date ({remote})")
         if not check_mode:
             ensure_unpacked(store, existing)
-        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode)
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
         result.changed = result.rootfs_changed
         return result
 
@@ -326,7 +335,7 @@ def pull_image(
     result.actions.append(
         f"pulled {ref.name} {digest}: {len(fetched)} layer(s) downloaded ({downloaded} bytes), "
         f"{result.layers_reused} already in the store")
-    result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode)
+    result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode, dest_mode, result.actions)
     return result
 
 
@@ -344,38 +353,96 @@ def rootfs_digest(dest: str) -> str | None:
         return None
 
 
-def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, check_mode: bool):
+def check_dest_mode(mode: int) -> int:
+    """``mode`` when it is a valid mode for the top of a ``dest`` tree, else StoreError.
+
+    The tree holds the image's setuid binaries and device nodes with their owners and modes: reachable by other
+    local users, a setuid-root shell in it is their root shell and a ``dev/loop0`` 0666 their host's disk. So the
+    top is 0700 by default, as umoci and containerd make their unpacked trees; a wider mode is the user's explicit
+    choice. The owner keeps rwx (the tree is replaced and removed as a whole)."""
+    if isinstance(mode, bool) or not isinstance(mode, int) or mode & ~0o777 or mode & 0o700 != 0o700:
+        shown = f"{mode:04o}" if isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0 else repr(mode)
+        raise StoreError(f"dest mode {shown}: expected permission bits like 0700 or 0755 with rwx for the owner "
+                         "(no setuid, setgid or sticky bits). Use 0700 unless other users must read the tree.")
+    return mode
+
+
+def parse_dest_mode(text: str | int) -> int:
+    """An octal mode as users write it (``"0700"``, ``"755"``) -> the int checked by check_dest_mode."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return check_dest_mode(text)
+    try:
+        value = int(str(text), 8)
+    except ValueError:
+        raise StoreError(f"dest mode {text!r}: not an octal mode; write it like 0700 or 0755.") from None
+    return check_dest_mode(value)
+
+
+def _top_mode(dest: str) -> int | None:
+    """Permission bits of the directory ``dest`` itself (never through a symlink), or None when it is none."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _chmod_top(dest: str, mode: int) -> None:
+    """chmod the directory ``dest`` through an fd opened without following a symlink."""
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, check_mode: bool,
+                  dest_mode: int = DEST_MODE, actions: list[str] | None = None):
     if not dest or image is None:
         return None, False
     dest = os.path.abspath(os.path.expanduser(dest.rstrip("/") or "/"))
     if dest == "/":
         raise StoreError("dest '/': refusing to write a root filesystem over the host's root.")
-    if rootfs_digest(dest) == image.digest and os.path.isdir(dest):
-        return dest, False
+    actions = actions if actions is not None else []
+    current = _top_mode(dest)
+    if rootfs_digest(dest) == image.digest and current is not None:
+        if current == dest_mode:
+            return dest, False
+        # A tree written before dest trees were private (or with another dest_mode): only its top changes.
+        actions.append(f"{'would set' if check_mode else 'set'} the mode of {dest} to {dest_mode:04o} "
+                       f"(was {current:04o})")
+        if not check_mode:
+            _chmod_top(dest, dest_mode)
+        return dest, True
     if check_mode:
         return dest, True
-    write_rootfs(store, image, dest)
+    write_rootfs(store, image, dest, dest_mode)
     return dest, True
 
 
-def write_rootfs(store: Store, image: ImageRecord, dest: str) -> None:
-    """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped)."""
+def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = DEST_MODE) -> None:
+    """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped), its top directory
+    ``dest_mode``. The new tree is built inside a 0700 folder, so no other user reaches it before its top has its
+    final mode."""
+    check_dest_mode(dest_mode)
     unpack = _unpack()
     layer_dirs = ensure_unpacked(store, image)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
-    staging = dest + ".dockerless-new"
+    holder = dest + ".dockerless-new"
     old = dest + ".dockerless-old"
-    remove_tree(staging)
+    remove_tree(holder)
     remove_tree(old)
+    os.mkdir(holder, 0o700)
+    staging = os.path.join(holder, "rootfs")
     try:
         unpack.flatten(layer_dirs, staging)
-    except BaseException:
-        remove_tree(staging)
-        raise
-    if os.path.lexists(dest):
-        os.rename(dest, old)
-    os.rename(staging, dest)
+        _chmod_top(staging, dest_mode)
+        if os.path.lexists(dest):
+            os.rename(dest, old)
+        os.rename(staging, dest)
+    finally:
+        remove_tree(holder)
     remove_tree(old)
     atomic_write(_marker_path(dest), json.dumps({"digest": image.digest, "name": image.name}).encode())
 

@@ -84,6 +84,16 @@ requests: Any = _LazyModule("requests")
 urllib3: Any = _LazyModule("urllib3")
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a broken body read raises: urllib3's base class only when urllib3 is already loaded (the
+    requests transport is in use). Naming ``urllib3.exceptions`` in an ``except`` clause would import it when the
+    clause is evaluated, and on a host without urllib3 a cut download of the direct transport would then fail
+    with ModuleNotFoundError instead of resuming."""
+    loaded = sys.modules.get("urllib3.exceptions")
+    base: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+    return (*base, loaded.HTTPError) if loaded is not None else base
+
+
 def _requests_missing() -> str | None:
     """Why requests can't be used (for the proxy path), or None when it can."""
     try:
@@ -112,9 +122,10 @@ SEND_BLOCK_SIZE = 2**20
 _READ_SIZE = 2**16
 
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# Checked with fullmatch: "$" also matches before a trailing newline.
+_REPO_RE = re.compile(rf"{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _URL_IN_TEXT_RE = re.compile(r"(https?://)([^\s'\"/@]*@)?([^\s'\"?#/]*)([^\s'\"?#]*)(\?[^\s'\"#]*)?")
 _PATH_QUERY_RE = re.compile(r"(/[^\s'\"?#]*)\?(?!…)[^\s'\"#)]*")
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -853,7 +864,7 @@ class RegistryClient:
                     resp.close()
                     raise _TooLarge(f"{op}: the {what} is over the {cap}-byte limit; refusing it.",
                                     status=resp.status_code)
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except _read_errors() as exc:
             raise _BrokenRead(f"{op}: the connection broke while reading the {what} "
                               f"({self._describe_exc(exc)}). Check the network, then try again.") from None
         return bytes(buf)
@@ -938,7 +949,7 @@ class RegistryClient:
 
     @staticmethod
     def _check_repository(repository: str) -> str:
-        if not isinstance(repository, str) or len(repository) > 255 or not _REPO_RE.match(repository):
+        if not isinstance(repository, str) or len(repository) > 255 or not _REPO_RE.fullmatch(repository):
             raise ImageReferenceError(
                 f"repository {repository!r}: invalid; use lowercase path components of letters, digits and "
                 "separators ('.', '_', '__', '-'), e.g. 'team/app'."
@@ -949,7 +960,7 @@ class RegistryClient:
     def _check_reference(reference: str) -> str:
         if isinstance(reference, str) and ":" in reference:
             return validate_digest(reference)
-        if not isinstance(reference, str) or not _TAG_RE.match(reference):
+        if not isinstance(reference, str) or not _TAG_RE.fullmatch(reference):
             raise ImageReferenceError(
                 f"tag {reference!r}: invalid; tags are 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'."
             )
@@ -1346,7 +1357,7 @@ class BlobReader(io.RawIOBase):
                 self._skip_prefix(resp, offset)
             return resp
         if resp.status_code == 206:
-            m = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", "").strip())
+            m = _CONTENT_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
             total_ok = m and (m.group(3) == "*" or self.size is None or int(m.group(3)) == self.size)
             if m and int(m.group(1)) == offset and total_ok:
                 self._check_length(resp, None if self.size is None else self.size - offset)
@@ -1397,7 +1408,7 @@ class BlobReader(io.RawIOBase):
                 return
             except _Cut as exc:
                 why = str(exc)
-            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            except _read_errors() as exc:
                 why = RegistryClient._describe_exc(exc)
 
     def readinto(self, buffer: Any) -> int:
@@ -1413,7 +1424,7 @@ class BlobReader(io.RawIOBase):
             try:
                 data = self._resp.raw.read(want, decode_content=True)
                 break
-            except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            except _read_errors() as exc:
                 self._resume(RegistryClient._describe_exc(exc))
         if not data:
             self._finish()

@@ -30,6 +30,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_reco
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ContainerSpec,
     check_relinked_volumes,
+    env_digests,
     spec_diff,
     validate_name,
 )
@@ -706,7 +707,8 @@ class ContainerInfo(Record):
             "started_at": self.started_at, "finished_at": self.finished_at, "created_at": self.created_at,
             "restart_count": self.restart_count, "rootfs_mode": self.rootfs_mode, "cgroup": self.cgroup,
             "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
-            "command": self.spec.get("argv"), "restart_policy": self.spec.get("restart_policy"),
+            "command": self.spec.get("argv"), "env": env_digests(self.spec.get("env")),
+            "restart_policy": self.spec.get("restart_policy"),
             "restart_retries": self.spec.get("restart_retries") or 0,
             "stop_signal": self.spec.get("stop_signal") or "SIGTERM", "stopped_by_user": self.stopped_by_user,
             "capabilities": spec.effective_capabilities() if spec else [],

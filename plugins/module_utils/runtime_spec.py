@@ -46,17 +46,18 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0}
 # Patterns, compiled by re's cache on first use: none is needed to start an image's command (issue 6).
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-_HOSTNAME_RE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$"
-_ENV_KEY_RE = r"^[^=\0]+$"
+# Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
+NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+_HOSTNAME_RE = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})"
+_ENV_KEY_RE = r"[^=\0]+"
 
 
 def _match(pattern: str, text: str):
-    """``re.match``, with ``re`` imported on first use: a start with the image's own command and no name or
+    """``re.fullmatch``, with ``re`` imported on first use: a start with the image's own command and no name or
     hostname checks none, and ``import re`` (with enum, functools, collections) is a sizeable part of it."""
     import re
 
-    return re.match(pattern, text)
+    return re.fullmatch(pattern, text)
 
 
 _RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
@@ -154,13 +155,35 @@ def _comparable(data: dict) -> dict[str, Any]:
     return out
 
 
+def env_digests(env: dict | list | None) -> list[str] | None:
+    """``["KEY=sha256:<first 12 hex of sha256(value)>", ...]`` (by key): how results and diffs show an environment. The keys
+    and whether a value changed stay visible; the values (passwords, tokens) do not. spec.json keeps the real
+    values, which the container needs. A short or guessable value can still be found from its digest by trying
+    candidates: tasks handling such values set ``no_log``."""
+    if env is None:
+        return None
+    import hashlib  # only when an environment is shown
+
+    items = env.items() if isinstance(env, dict) else (str(item).partition("=")[::2] for item in env)
+    # Sorted by key: the record's order (JSON, sorted) and the request's (image first) then compare as lists.
+    return [f"{key}=sha256:{hashlib.sha256(str(value).encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+            for key, value in sorted(items)]
+
+
+def _shown(key: str, value: Any) -> Any:
+    return env_digests(value) if key == "env" else value
+
+
 def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
-    """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None)."""
+    """``{key: {"before": ..., "after": ...}}`` for the compared keys that differ (all when ``before`` is None).
+
+    Values are compared as they are; ``env`` is shown as env_digests (the diff reaches the task's output)."""
     wanted = after.compared()
     if before is None:
-        return {k: {"before": None, "after": v} for k, v in wanted.items()}
+        return {k: {"before": None, "after": _shown(k, v)} for k, v in wanted.items()}
     recorded = _comparable({**_RECORDED_DEFAULTS, **before})
-    return {k: {"before": recorded.get(k), "after": v} for k, v in wanted.items() if recorded.get(k) != v}
+    return {k: {"before": _shown(k, recorded.get(k)), "after": _shown(k, v)}
+            for k, v in wanted.items() if recorded.get(k) != v}
 
 
 def _as_argv(value: Any, what: str) -> list[str] | None:
@@ -343,7 +366,7 @@ def validate_user(user: str) -> str:
     for part in user.split(":", 1):
         if part.isdigit() and int(part) > MAX_ID:
             raise RuntimeSetupError(f"user {user!r}: id {part} is out of range (0-{MAX_ID}). Use a valid uid/gid.")
-        if part.startswith("-") or any(c in part for c in "\0\n/"):
+        if part.startswith("-") or "/" in part or any(c < " " or c == "\x7f" for c in part):
             raise RuntimeSetupError(f"user {user!r}: invalid user or group. Use name, uid, name:group or uid:gid.")
     return user
 

@@ -66,7 +66,7 @@ _UNIT_DIRS = {
     "system": ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system"),
     "user": ("usr/lib/systemd/user", "lib/systemd/user", "etc/systemd/user"),
 }
-_KERNEL_RE = re.compile(r"^(boot/)?(vmlinuz|vmlinux|initrd\.img|initramfs|initrd)([-.].*)?$")
+_KERNEL_RE = re.compile(r"(boot/)?(vmlinuz|vmlinux|initrd\.img|initramfs|initrd)([-.].*)?")
 # wsl-distribution.conf keys WSL 2.4.4+ reads (build-custom-distro.md, "WSL distribution file configuration").
 DISTRIBUTION_KEYS = {
     "oobe": {"command": str, "defaultUid": int, "defaultName": str},
@@ -549,7 +549,7 @@ def _apply_rules(tree: MergedTree, opts: ExportOptions, warnings: list[str], fix
                 )
 
     # No kernel or initramfs.
-    kernels = [p for p in tree.paths() if _KERNEL_RE.match(p) and tree.nodes[p].kind in (FILE, SYMLINK)]
+    kernels = [p for p in tree.paths() if _KERNEL_RE.fullmatch(p) and tree.nodes[p].kind in (FILE, SYMLINK)]
     if kernels:
         if "kernel" in fix:
             for p in kernels:

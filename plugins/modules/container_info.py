@@ -13,6 +13,9 @@ description:
   - Reads the state that P(dockerless.containers.container_run#module) and the containers' supervisors record
     under the store (C(containers/<name>/)), and checks whether each supervisor is still alive.
   - A container whose supervisor vanished (killed, host rebooted) is reported as V(dead).
+  - Environment variables are shown as C(KEY=sha256:<12 hex digits>) (the start of the SHA-256 of each value);
+    which variables are set is visible, their values are not. Short or guessable values can be found from their
+    digests by trying candidates; set the task keyword C(no_log) where that matters.
   - Changes nothing.
 extends_documentation_fragment:
   - dockerless.containers.store
@@ -91,6 +94,7 @@ containers:
       image: 127.0.0.1:5000/team/web:1
       image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
       command: [/usr/bin/web, --port, "8080"]
+      env: [PATH=sha256:ce908b8efad4, DB_PASSWORD=sha256:644525d4f704]
       rootfs_mode: overlay
       cgroup: dockerless/web
       error: null

@@ -67,6 +67,11 @@ options:
   env:
     description:
       - Environment variables, merged over the image's C(Env).
+      - Results and diffs show each variable as C(KEY=sha256:<12 hex digits>), the start of the SHA-256 of its
+        value, so a changed value is visible and the value itself is not. The container's record in the store
+        (readable by root only) keeps the real values.
+      - A short or guessable value (a PIN, a dictionary word) can be found from its digest by trying candidates.
+        Set the task keyword C(no_log) on tasks that pass such secrets; it hides the whole result and diff.
     type: dict
   workdir:
     description:
@@ -276,6 +281,8 @@ notes:
   - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
     other codes.
   - As a non-root user (O(userns)), only the calling user exists in the container, as root.
+  - Environment values never appear in results or diffs (RV(container) shows their digests); set the task
+    keyword C(no_log) when the values are short or guessable secrets, or when the command's output may print them.
 seealso:
   - module: dockerless.containers.container_info
   - module: dockerless.containers.image_pull
@@ -389,6 +396,7 @@ container:
     stopped_by_user: false
     image: 127.0.0.1:5000/team/web:1
     image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
+    env: [PATH=sha256:ce908b8efad4, DB_PASSWORD=sha256:644525d4f704]
     rootfs_mode: overlay
     cgroup: dockerless/web
     capabilities: [CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID,
@@ -421,6 +429,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime impo
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     ALL_NAMESPACES,
     build_spec,
+    env_digests,
     validate_name,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
@@ -472,7 +481,7 @@ def run_one_shot(module: AnsibleModule, runtime: Runtime, image) -> None:
     spec = _spec(params, image)
     result = dict(changed=True, actions=[f"run {spec.argv!r} in {image.name}"], container={
         "id": None, "image": image.name, "image_digest": spec.image_digest, "command": spec.argv,
-        "capabilities": spec.effective_capabilities(),
+        "env": env_digests(spec.env), "capabilities": spec.effective_capabilities(),
         "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged)})
     if image.would_pull:
         result["actions"].insert(0, f"pull {image.name}")

@@ -54,7 +54,22 @@ options:
       - A folder that receives the image's flattened root filesystem (whiteouts applied, owners and modes kept).
       - Rewritten only when the image digest changed; the digest it was written from is recorded in a hidden
         file beside it (C(.<name>.dockerless.json)), never inside it.
+      - The top of O(dest) is made private (see O(dest_mode)), whether the task creates it or finds it.
     type: path
+  dest_mode:
+    description:
+      - Permission bits of the top directory of O(dest). Quote it as an octal string (V("0755")); an unquoted
+        YAML number like C(0755) is read as the octal number it is, like the C(mode) of M(ansible.builtin.file).
+      - The tree keeps the image's owners and modes, setuid binaries and device nodes included. With the default
+        V(0700) only the owner of O(dest) (root, usually) can reach anything inside it, as C(umoci) and
+        C(containerd) do with their unpacked trees.
+      - A mode that lets other users in, such as V(0755), exposes the image's setuid-root binaries and device
+        nodes to every local user. A setuid-root shell of the image is then their root shell, and a C(dev/loop0)
+        mode C(0666) their access to the host's disks. Set it only when you trust every local user.
+      - An existing O(dest) written from the same image only has its mode changed, which counts as a change.
+      - Must keep C(rwx) for the owner; setuid, setgid and sticky bits are refused.
+    type: raw
+    default: "0700"
 notes:
   - Registries on loopback may use plain HTTP without O(insecure), as Docker allows.
   - Run as root to keep owners, device nodes and whiteouts exactly; see the store documentation.
@@ -139,7 +154,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.common impor
     registry_options,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.pull import parse_dest_mode, pull_image
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 
@@ -149,12 +164,14 @@ def main() -> None:
         platform=dict(type="str"),
         pull=dict(type="str", choices=["always", "missing"], default="always"),
         dest=dict(type="path"),
+        dest_mode=dict(type="raw", default="0700"),
         **REGISTRY_ARGS,
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     try:
+        dest_mode = parse_dest_mode(params["dest_mode"])
         result = pull_image(
             Store(params["store"]),
             params["name"],
@@ -163,6 +180,7 @@ def main() -> None:
             policy=params["pull"],
             check_mode=module.check_mode,
             dest=params["dest"],
+            dest_mode=dest_mode,
         )
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))

@@ -18,8 +18,10 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime impo
 from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+BIN_DOCKERLESS = Path(__file__).resolve().parents[2] / "bin" / "dockerless"
 IMAGE = "127.0.0.1:5999/test/busybox:1"
 pytestmark = [
     pytest.mark.root,
@@ -255,8 +258,8 @@ def test_detached_lifecycle_idempotence_and_check_mode(store, run_playbook, tmp_
     assert r["start after stop"]["changed"] and r["start after stop"]["container"]["running"]
     check = r["change the environment (check, diff)"]
     assert check["changed"] and check["actions"] == ["stop", "remove", "create", "start"]
-    assert check["diff"]["before"]["env"] == {"PATH": "/bin", "IMAGE_VAR": "1"}
-    assert check["diff"]["after"]["env"] == {"PATH": "/bin", "IMAGE_VAR": "1", "A": "1"}
+    assert check["diff"]["before"]["env"] == shown_env({"PATH": "/bin", "IMAGE_VAR": "1"})
+    assert check["diff"]["after"]["env"] == shown_env({"PATH": "/bin", "IMAGE_VAR": "1", "A": "1"})
     assert set(check["diff"]["after"]) == {"state", "env"}
     assert r["change the environment"]["container"]["id"] != r["start"]["container"]["id"]
     assert r["remove (check)"]["changed"] and r["remove"]["changed"]
@@ -264,6 +267,55 @@ def test_detached_lifecycle_idempotence_and_check_mode(store, run_playbook, tmp_
     assert r["info after removal"]["exists"] is False
     assert not os.path.exists(os.path.join(store, "containers", name))
     assert not os.path.exists(f"/sys/fs/cgroup/pids/dockerless/{name}")
+
+
+def shown_env(env: dict[str, str]) -> list[str]:
+    """How results and diffs show an environment: keys (sorted) with the first 12 hex digits of each value's
+    sha256."""
+    return [f"{k}=sha256:{hashlib.sha256(v.encode()).hexdigest()[:12]}" for k, v in sorted(env.items())]
+
+
+def test_env_values_never_reach_results_or_diffs(store, run_module, cleanup):
+    """A secret passed in env is in no result, diff or listing (module, check mode, container_info, the CLI's
+    ps --json); a changed value still shows as a changed digest; the container itself gets the real value."""
+    name = f"t-{secrets.token_hex(4)}"
+    cleanup.append(name)
+    secret, rotated = f"s3cr3t-{secrets.token_hex(8)}", f"r0tated-{secrets.token_hex(8)}"
+    args = {"name": name, "store": store, "image": IMAGE, "pull": "never", "env": {"DB_PASSWORD": secret},
+            "command": ["sh", "-c", 'echo "$DB_PASSWORD" | md5sum; trap "exit 0" TERM; while true; do sleep 0.2; done']}
+
+    check = run_module("container_run", args, check=True, diff=True)
+    created = run_module("container_run", args, diff=True)
+    again = run_module("container_run", args, diff=True)
+    info = run_module("container_info", {"store": store, "name": name, "logs": 5})
+    ps = subprocess.run([sys.executable, str(BIN_DOCKERLESS), "ps", "--json", "--store", store],
+                        capture_output=True, text=True, check=False, timeout=60)
+    rotated_check = run_module("container_run", dict(args, env={"DB_PASSWORD": rotated}), check=True, diff=True)
+    rotated_run = run_module("container_run", dict(args, env={"DB_PASSWORD": rotated}), diff=True)
+    for label, result in (("check", check), ("created", created), ("again", again), ("info", info),
+                          ("rotated check", rotated_check), ("rotated", rotated_run)):
+        assert not result["failed"], (label, result.get("msg"))
+        # Ansible itself echoes the task's arguments in ``invocation`` (shown at -vvv): that is what no_log is for.
+        text = json.dumps({k: v for k, v in result.items() if k != "invocation"})
+        assert secret not in text and rotated not in text, label
+    assert ps.returncode == 0, ps.stderr
+    assert secret not in ps.stdout and name in ps.stdout
+
+    env_before = shown_env({"PATH": "/bin", "IMAGE_VAR": "1", "DB_PASSWORD": secret})
+    env_after = shown_env({"PATH": "/bin", "IMAGE_VAR": "1", "DB_PASSWORD": rotated})
+    assert check["diff"]["after"]["env"] == env_before
+    assert created["changed"] and created["container"]["env"] == env_before
+    assert again["changed"] is False
+    assert info["containers"][0]["env"] == env_before
+    # The container got the real value (its md5, computed inside, matches).
+    assert info["containers"][0]["stdout_lines"][0].split()[0] == hashlib.md5(f"{secret}\n".encode()).hexdigest()
+    # A rotated secret is a visible change of the digest, and recreates the container.
+    assert rotated_check["changed"] and rotated_check["diff"]["before"]["env"] == env_before
+    assert rotated_check["diff"]["after"]["env"] == env_after and env_before != env_after
+    assert rotated_run["changed"] and rotated_run["container"]["env"] == env_after
+    # The record keeps the real value (the store is root's): a restart needs it.
+    with open(os.path.join(store, "containers", name, "spec.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["spec"]["env"]["DB_PASSWORD"] == rotated
 
 
 def test_named_foreground_supervision_logs_and_bad_parameters(store, run_playbook, tmp_path, cleanup):

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -98,7 +99,13 @@ def test_rootfs_equals_umoci(seeded_registry, run_module, tmp_path, image_key):
     assert not result["failed"], result["msg"]
     assert result["rootfs"] == str(dest)
     ours = unpack.tree_manifest(str(dest))
-    theirs = unpack.tree_manifest(str(umoci_rootfs(store, name, tmp_path)))
+    umoci_root = umoci_rootfs(store, name, tmp_path)
+    theirs = unpack.tree_manifest(str(umoci_root))
+    # Only the top's mode differs, on purpose: umoci keeps the image's mode on rootfs/ and makes the bundle above
+    # it 0700; our dest is itself the 0700 wall (no bundle folder around it).
+    assert stat.S_IMODE(os.stat(umoci_root.parent).st_mode) == 0o700
+    assert ours["."][1] == 0o700
+    ours["."] = ours["."][:1] + theirs["."][1:2] + ours["."][2:]
     assert ours == theirs
     assert len(ours) > 5
 
@@ -107,6 +114,17 @@ def test_rootfs_equals_umoci(seeded_registry, run_module, tmp_path, image_key):
     marker.write_text("x")
     again = run_module("image_pull", {"name": name, "store": str(store), "dest": str(dest)})
     assert again["changed"] is False and marker.exists()
+
+    # ... and a wider dest_mode is applied to its top only when asked: check mode says so, then it is a change
+    # (the tree is not rewritten), then none; a mode with setuid bits is refused.
+    wide = {"name": name, "store": str(store), "dest": str(dest), "dest_mode": "0755"}
+    check = run_module("image_pull", wide, check=True)
+    assert check["changed"] is True and stat.S_IMODE(os.lstat(dest).st_mode) == 0o700, check
+    assert run_module("image_pull", wide)["changed"] is True and marker.exists()
+    assert stat.S_IMODE(os.lstat(dest).st_mode) == 0o755
+    assert run_module("image_pull", wide)["changed"] is False
+    bad = run_module("image_pull", dict(wide, dest_mode="4755"))
+    assert bad["failed"] and "no setuid, setgid or sticky bits" in bad["msg"]
 
 
 def test_layers_image_semantics(seeded_registry, tmp_path):

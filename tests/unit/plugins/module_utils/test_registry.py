@@ -814,6 +814,29 @@ def test_restart_serving_different_bytes_is_rejected(server):
         read_all(make_client(server), chunk=1000)
 
 
+_FRESH_CUT = """
+import hashlib, json
+from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+digest, size = sys.argv[2], int(sys.argv[3])
+client = RegistryClient(sys.argv[1], timeout=5, backoff_base=0.01, max_retries=3)
+with client.open_blob("app", digest, size) as stream:
+    data = b"".join(iter(lambda: stream.read(1000), b""))
+    print(json.dumps({"sha": "sha256:" + hashlib.sha256(data).hexdigest(), "verified": stream.verified,
+                      "resumes": stream.resumes,
+                      "loaded": sorted(m for m in ("requests", "urllib3") if m in sys.modules)}))
+"""
+
+
+def test_cut_download_resumes_on_a_host_without_urllib3(server):
+    """Without site-packages (no requests, no urllib3) a cut download resumes with Range like anywhere else: the
+    direct transport's error handling never names a urllib3 class it would have to import."""
+    server.on("GET", BLOB_PATH, blob_reply(cut_after=5000), times=1)
+    server.on("GET", BLOB_PATH, ranged)
+    proc = run_fresh(_FRESH_CUT, server.host, BLOB_DIGEST, str(BLOB_SIZE), site=False)
+    assert json.loads(proc.stdout) == {"sha": BLOB_DIGEST, "verified": True, "resumes": 1, "loaded": []}
+    assert server.requests_to("GET", BLOB_PATH)[1].header("Range") == "bytes=5000-"
+
+
 def test_resumes_are_bounded(server):
     server.on("GET", BLOB_PATH, blob_reply(cut_after=100))
     with pytest.raises(RegistryError, match="connection broke 3 times"):

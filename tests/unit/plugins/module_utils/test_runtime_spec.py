@@ -13,6 +13,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import DEFAULT_CAPABILITIES, boot_id
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
     build_spec,
+    env_digests,
     merge_env,
     parse_tmpfs,
     parse_ulimit,
@@ -187,6 +188,34 @@ def test_spec_diff_names_changed_keys_only():
     assert diff["limits"] == {"before": {}, "after": {"memory": "64m"}}
     assert spec_diff(after.compared(), after) == {}
     assert set(spec_diff(None, after)) >= {"image", "argv", "env"}
+
+
+SECRET = "pa55-W0RD-never-shown"
+
+
+def test_spec_diff_shows_env_keys_and_value_digests_only():
+    """A changed secret is a visible change (its digest differs) and never its value; the comparison itself is
+    of the values."""
+    before = build_spec(image_config=IMAGE, lower_dirs=["/l"], env={"DB_PASSWORD": SECRET, "A": "1"})
+    after = build_spec(image_config=IMAGE, lower_dirs=["/l"], env={"DB_PASSWORD": SECRET + "2", "A": "1"})
+    diff = spec_diff(before.compared(), after)
+    assert set(diff) == {"env"} and SECRET not in repr(diff)
+    shown_before, shown_after = diff["env"]["before"], diff["env"]["after"]
+    assert [item.split("=")[0] for item in shown_after] == sorted(after.env)
+    assert shown_before != shown_after and shown_before[0] == shown_after[0]  # A unchanged, DB_PASSWORD changed
+    assert SECRET not in repr(spec_diff(None, after))
+    assert spec_diff(after.compared(), after) == {}
+
+
+@pytest.mark.parametrize("env, shown", [
+    ({"K": "v"}, ["K=sha256:" + "4c94485e0c21"]),
+    (["K=v", "A=="], ["A=sha256:" + "380918b946a5", "K=sha256:" + "4c94485e0c21"]),
+    ({"EMPTY": ""}, ["EMPTY=sha256:" + "e3b0c44298fc"]),
+    ({}, []),
+    (None, None),
+])
+def test_env_digests(env, shown):
+    assert env_digests(env) == shown
 
 
 def test_userns_comes_first_and_defaults_to_the_callers_identity():
