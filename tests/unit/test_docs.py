@@ -431,6 +431,27 @@ def test_every_doc_page_is_linked_from_the_readme() -> None:
     assert not unlinked, f"README.md does not link docs/{unlinked}"
 
 
+# Paths of the machine the docs were written on, which mean nothing to a reader: this checkout and its
+# virtualenv wherever they are, the workspace, pytest's temporary directories, a user's home and tool caches.
+# (Paths inside the test VMs, such as /root/dockerless, and documented defaults, such as ~/.docker-internals as
+# root, are the reader's paths too and stay.)
+MACHINE_PATHS = [
+    re.escape(str(ROOT)), re.escape(str(ROOT.resolve())), re.escape(str(Path(sys.prefix).resolve())),
+    r"(?<![\w.-])/work/", r"/tmp/pytest-of-", r"/root/\.(?:ansible|cache|local|config)\b", r"/home/[\w.-]+/",
+]
+DOC_FILES = sorted({README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "docs").rglob("*.rst"),
+                    *(ROOT / "docs").rglob("*.yml"), *(ROOT / "plugins" / "modules").glob("*.py"),
+                    *(ROOT / "roles").glob("*/meta/argument_specs.yml"), *(ROOT / "changelogs" / "fragments").glob("*.yml")})
+
+
+def test_docs_hold_no_path_of_this_machine() -> None:
+    pattern = re.compile("|".join(f"(?:{p})" for p in MACHINE_PATHS))
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in DOC_FILES for number, line in enumerate(path.read_text().splitlines(), 1)
+             if pattern.search(line)]
+    assert not found, "paths of the development machine in the docs:\n" + "\n".join(found)
+
+
 def test_readme_benchmark_ratios_come_from_the_report() -> None:
     text = README.read_text()
     report = ROOT / "docs" / "benchmarks.md"
