@@ -100,6 +100,15 @@ def test_built_tarball_installed_into_an_empty_path_documents_and_runs(tmp_path,
     assert list(listed) == [str(site / "ansible_collections")], listed
     assert list(listed[str(site / "ansible_collections")]) == [COLLECTION]
 
+    # The README's other way: a requirements.yml entry of type file naming the tarball.
+    requirements = tmp_path / "requirements.yml"
+    requirements.write_text(yaml.safe_dump({"collections": [{"name": str(tarball), "type": "file"}]}))
+    by_requirements = tmp_path / "site-requirements"
+    _run([galaxy, "collection", "install", "-r", str(requirements), "-p", str(by_requirements)],
+         dict(env, ANSIBLE_COLLECTIONS_PATH=str(by_requirements)), work)
+    again = by_requirements / "ansible_collections" / "dockerless" / "containers"
+    assert (again / "FILES.json").read_bytes() == (installed / "FILES.json").read_bytes()
+
     doc = str(VENV_BIN / "ansible-doc")
     names = [f"{COLLECTION}.{m}" for m in MODULES]
     module_list = json.loads(_run([doc, "-t", "module", "--json", "-l", COLLECTION], env, work).stdout)
