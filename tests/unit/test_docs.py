@@ -12,7 +12,7 @@
 * the README's quick start is ``make demo`` and ``make test``; relative links of README.md and
   docs/architecture.md resolve (anchors too); every docs/*.md page is linked from the README;
   docs/architecture.md names every engine unit and module; benchmark ratios in the README come from
-  docs/benchmarks.md;
+  docs/benchmarks.md; no doc names a path of the machine it was written on (the checkout, its venv, /work/, …);
 * docs/docsite/extra-docs.yml references existing files, every guide is referenced, and
   ``antsibull-docs lint-collection-docs --plugin-docs`` passes;
 * ``antsibull-changelog lint`` passes and ``scripts/changelog.sh`` renders the coming release with every module.
