@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: make sure a registry answers on 127.0.0.1:5000 (start Debian's docker-registry there if none
-# does), seed it with the demo image, and run playbooks/demo.yml against localhost.
+# does), seed it with the demo image, run playbooks/demo.yml against localhost, and print what to try next
+# (scripts/demo-hints.sh).
 # DEMO_REGISTRY=host:port points the demo at another registry (it must already run and hold the images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,6 @@ if [ -z "${DEMO_REGISTRY:-}" ]; then
     python3 scripts/seed_images.py --registry "$registry" --images busybox >/dev/null
 fi
 
-exec .venv/bin/ansible-playbook -i localhost, -e "ansible_python_interpreter=$PWD/.venv/bin/python" playbooks/demo.yml
+.venv/bin/ansible-playbook -i localhost, -e "ansible_python_interpreter=$PWD/.venv/bin/python" playbooks/demo.yml
+# Commands for the user's own shell, where neither `ansible` (.venv) nor the collection path is set up.
+scripts/demo-hints.sh

@@ -4,7 +4,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
 # Runs pytest INSIDE a VM started by up.sh, on a copy of this checkout: for what this host can't do (cgroup v2
-# memory/pids limits, a pure-v2 hierarchy). The VM has python3-pytest, python3-requests and python3-pyelftools
+# memory/pids limits, a pure-v2 hierarchy). The VM has python3-pytest and python3-pyelftools
 # from Debian; the copy goes to /root/dockerless/ansible_collections/dockerless/containers (plugins/, tests/,
 # scripts/, conftest.py, pyproject.toml), replacing the previous copy.
 #

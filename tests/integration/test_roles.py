@@ -22,6 +22,7 @@ import subprocess
 import time
 
 import harness
+import http_proxy
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_image, pull_image
@@ -339,6 +340,51 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         assert runtime.inspect(web).pid == json.loads(status.stdout)["pid"]  # not recreated by the re-runs
     finally:
         remove_containers(store)
+
+
+@pytest.mark.root
+@root_only
+def test_roles_install_requests_only_behind_a_proxy(run_playbook, seeded_registry, tmp_path):
+    """The modules need requests only through an HTTP proxy, so the roles install it (python3-requests, already
+    on this host: the package task reports ok) only when dockerless_*_proxy_env sets one, and their pulls then go
+    through that proxy; without it the install tasks are skipped and the registry is reached directly."""
+    images_store, containers_store = str(tmp_path / "images"), str(tmp_path / "containers")
+    busybox = seeded_registry.ref("busybox")
+    name = f"t-proxied-{secrets.token_hex(3)}"
+    playbook = write_play(tmp_path / "roles.yml", ["images", "containers"])
+    extra_vars = {
+        "dockerless_images_store": images_store,
+        "dockerless_images": [{"name": busybox}],
+        # Another store: container_run pulls the image itself.
+        "dockerless_containers_store": containers_store,
+        "dockerless_containers": [{"name": name, "image": busybox, "command": ["sleep", "600"], "stop_timeout": 1}],
+    }
+    install_images = "Install requests, for registries reached through the proxy of dockerless_images_proxy_env"
+    install_containers = ("Install requests, for registries reached through the proxy of "
+                          "dockerless_containers_proxy_env")
+    try:
+        with http_proxy.HttpProxy() as proxy:
+            proxied = dict(extra_vars, dockerless_images_proxy_env={"HTTP_PROXY": proxy.url},
+                           dockerless_containers_proxy_env={"http_proxy": proxy.url, "NO_PROXY": ""})
+            run = run_playbook(playbook, proxied)
+            assert_ran(run)
+            for install in (install_images, install_containers):
+                assert task(run, install).status == "ok", task(run, install).result
+                assert task(run, install).action in ("ansible.builtin.package", "package")
+            # Both stores were filled through the proxy: every blob of busybox was fetched twice.
+            blobs = [url for method, url in proxy.requests if method == "GET" and "/blobs/sha256:" in url]
+            assert blobs and all(blobs.count(url) == 2 for url in blobs), proxy.requests
+            assert all(url.startswith(f"http://{seeded_registry.registry.host}/v2/") for _, url in proxy.requests)
+            assert Runtime(containers_store).inspect(name).running
+
+            seen = len(proxy.requests)
+            direct = run_playbook(playbook, extra_vars)
+            assert_ran(direct)
+            assert task(direct, install_images).status == task(direct, install_containers).status == "skipped"
+            assert task(direct, "Pull images").result["results"][0]["changed"] is False  # one HEAD, directly
+            assert len(proxy.requests) == seen
+    finally:
+        remove_containers(containers_store)
 
 
 # --- playbooks ----------------------------------------------------------------------------------------------

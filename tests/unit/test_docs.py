@@ -12,7 +12,7 @@
 * the README's quick start is ``make demo`` and ``make test``; relative links of README.md and
   docs/architecture.md resolve (anchors too); every docs/*.md page is linked from the README;
   docs/architecture.md names every engine unit and module; benchmark ratios in the README come from
-  docs/benchmarks.md;
+  docs/benchmarks.md; no doc names a path of the machine it was written on (the checkout, its venv, /work/, …);
 * docs/docsite/extra-docs.yml references existing files, every guide is referenced, and
   ``antsibull-docs lint-collection-docs --plugin-docs`` passes;
 * ``antsibull-changelog lint`` passes and ``scripts/changelog.sh`` renders the coming release with every module.
@@ -429,6 +429,27 @@ def test_every_doc_page_is_linked_from_the_readme() -> None:
     linked = {(README.parent / link.partition("#")[0]).resolve() for link in _markdown_links(README)}
     unlinked = [p.name for p in sorted((ROOT / "docs").glob("*.md")) if p.resolve() not in linked]
     assert not unlinked, f"README.md does not link docs/{unlinked}"
+
+
+# Paths of the machine the docs were written on, which mean nothing to a reader: this checkout and its
+# virtualenv wherever they are, the workspace, pytest's temporary directories, a user's home and tool caches.
+# (Paths inside the test VMs, such as /root/dockerless, and documented defaults, such as ~/.docker-internals as
+# root, are the reader's paths too and stay.)
+MACHINE_PATHS = [
+    re.escape(str(ROOT)), re.escape(str(ROOT.resolve())), re.escape(str(Path(sys.prefix).resolve())),
+    r"(?<![\w.-])/work/", r"/tmp/pytest-of-", r"/root/\.(?:ansible|cache|local|config)\b", r"/home/[\w.-]+/",
+]
+DOC_FILES = sorted({README, *(ROOT / "docs").rglob("*.md"), *(ROOT / "docs").rglob("*.rst"),
+                    *(ROOT / "docs").rglob("*.yml"), *(ROOT / "plugins" / "modules").glob("*.py"),
+                    *(ROOT / "roles").glob("*/meta/argument_specs.yml"), *(ROOT / "changelogs" / "fragments").glob("*.yml")})
+
+
+def test_docs_hold_no_path_of_this_machine() -> None:
+    pattern = re.compile("|".join(f"(?:{p})" for p in MACHINE_PATHS))
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in DOC_FILES for number, line in enumerate(path.read_text().splitlines(), 1)
+             if pattern.search(line)]
+    assert not found, "paths of the development machine in the docs:\n" + "\n".join(found)
 
 
 def test_readme_benchmark_ratios_come_from_the_report() -> None:

@@ -83,6 +83,13 @@ def status_field(host, pid: int, key: str) -> str:
     raise AssertionError(f"/proc/{pid}/status has no {key}")
 
 
+def test_modules_ran_without_requests(host):
+    """The VM image has no python3-requests and the roles, given no proxy, installed none: everything above was
+    pulled and pushed by the standard library alone (requests is needed only behind an HTTP proxy)."""
+    assert not host.package("python3-requests").is_installed
+    assert host.run("python3 -c 'import requests'").rc != 0
+
+
 def test_store_is_an_oci_layout(host):
     assert json.loads(host.file(f"{STORE}/oci-layout").content_string) == {"imageLayoutVersion": "1.0.0"}
     index = read_json(host, f"{STORE}/index.json")
