@@ -82,6 +82,7 @@ class ForegroundContainer:
         config = one_shot_config(self.spec, self.id, self.dir, self.folder.volatile)
         config["stdin_null"] = not read_stdin
         config["terminal"] = terminal
+        config["join_tasks"] = self.cgroup.join_tasks
 
         def before_unshare(pid: int) -> None:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once

@@ -289,8 +289,10 @@ class Runtime:
             err_r, err_w = os.pipe()
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                proc = runtime_init.spawn(one_shot_config(spec, cid, cdir, folder.volatile), null, out_w, err_w,
-                                          before_unshare=cgroup.join, hold_fds=folder.hold_fds)
+                config = one_shot_config(spec, cid, cdir, folder.volatile)
+                config["join_tasks"] = cgroup.join_tasks
+                proc = runtime_init.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
+                                          hold_fds=folder.hold_fds)
             except BaseException:
                 os.close(out_r)
                 os.close(err_r)

@@ -171,6 +171,9 @@ class ContainerCgroup:
         self.path: str | None = None
         self._procs: list[str] = []
         self._made: list[str] = []                  # directories made only for the device controller
+        # v1 ``tasks`` files the container's monitor writes "0" to itself (init config ``join_tasks``): cheaper
+        # than join() (no RCU grace period in the kernel), possible on v1 only.
+        self.join_tasks: list[str] = []
 
     def create(self, full: bool = True) -> None:
         """Create the cgroup (``full``: in every hierarchy, with the limits) and install the device controller.
@@ -211,9 +214,10 @@ class ContainerCgroup:
                 f"container {self.name}: installing the device controller (cgroup v{version}) in {directory}: "
                 f"{exc.strerror}. Check that the cgroup hierarchy is writable here (a runtime inside a container "
                 "needs its cgroup delegated) and that the kernel allows cgroup BPF device programs.") from None
-        procs = os.path.join(directory, "cgroup.procs")
-        if procs not in self._procs:
-            self._procs.append(procs)
+        if version == 1:
+            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (runtime_init)
+        elif os.path.join(directory, "cgroup.procs") not in self._procs:
+            self._procs.append(os.path.join(directory, "cgroup.procs"))
         self.device_controller = f"v{version}"
 
     def remove_device_dirs(self) -> None:

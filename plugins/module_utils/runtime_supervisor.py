@@ -208,6 +208,7 @@ class _Supervisor:
     def run_once(self) -> tuple[int | None, str | None]:
         cgroup = runtime_state.ContainerCgroup(self.name, self.limits, devices=not self.config.get("privileged"))
         cgroup.create()
+        self.config["join_tasks"] = cgroup.join_tasks
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

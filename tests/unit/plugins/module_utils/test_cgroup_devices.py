@@ -320,9 +320,13 @@ def container_cgroup_of(mount: str, marker: str, timeout: float = 20.0) -> str:
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
-@pytest.mark.parametrize("cgroup_root, version", [("/sys/fs/cgroup", 1), (UNIFIED, 2)])
+@pytest.mark.parametrize("cgroup_root, version, limits", [
+    ("/sys/fs/cgroup", 1, None),                  # the device controller's directory only: the monitor joins it
+    ("/sys/fs/cgroup", 1, {"pids_limit": 100}),   # with the full cgroup (every hierarchy, joined by the caller)
+    (UNIFIED, 2, None),
+])
 def test_a_one_shot_containers_cgroup_holds_the_device_controller(rootfs, tmp_path, block_node, cgroup_root,
-                                                                  version):
+                                                                  version, limits):
     where = cd.locate(cgroup_root)
     if where is None or where[0] != version:
         pytest.skip(f"needs a cgroup v{version} device controller under {cgroup_root}")
@@ -332,7 +336,7 @@ def test_a_one_shot_containers_cgroup_holds_the_device_controller(rootfs, tmp_pa
     marker = f"devtest-{uuid.uuid4().hex[:8]}"
     script = STANDARD + f"echo ready > /vol/ready; while [ ! -e /vol/done ]; do sleep 0.02; done # {marker}"
     spec = build_spec(lower_dirs=[rootfs], command=["/bin/sh", "-c", script], image_config={"Env": ["PATH=/bin"]},
-                      volumes=[f"{vol}:/vol"])
+                      volumes=[f"{vol}:/vol"], limits=limits)
     result = {}
     thread = threading.Thread(target=lambda: result.update(run=runtime.run(spec, timeout=30)))
     thread.start()
