@@ -393,3 +393,62 @@ def test_a_named_container_gets_the_device_controller_and_loses_it_on_remove(roo
     finally:
         runtime.remove(name)
     assert not os.path.exists(directory)
+
+
+# -- where there can be no controller ---------------------------------------------------------------------------------
+
+
+def test_rootless_gets_no_device_controller_and_no_directory(tmp_path, monkeypatch):
+    # A non-root caller: the kernel would refuse devices.deny and a cgroup BPF program (runc skips it too).
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
+
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "devices.deny").write_text("")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    cgroup = ContainerCgroup("c1", None, str(tmp_path))
+    cgroup.create(full=False)
+    assert cgroup.device_controller is None and cgroup.join_tasks == []
+    assert not (tmp_path / "devices" / "dockerless").exists()
+
+
+def test_root_in_a_user_namespace_counts_as_rootless(tmp_path, monkeypatch):
+    uid_map = tmp_path / "uid_map"
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(uid_map if path == "/proc/self/uid_map" else path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("builtins.open", fake_open)
+    uid_map.write_text("         0       1000          1\n")
+    assert cd.rootless() is True
+    uid_map.write_text("         0          0 4294967295\n")
+    assert cd.rootless() is False
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the device controller is installed only as root")
+def test_a_controller_that_cannot_be_installed_fails_the_start_and_says_why(tmp_path):
+    # A "v1 devices hierarchy" that is a plain directory: the new cgroup has no devices.deny to write.
+    from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_state import ContainerCgroup
+
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "devices.deny").write_text("")
+    cgroup = ContainerCgroup("c1", None, str(tmp_path))
+    with pytest.raises(RuntimeSetupError, match=r"container c1: installing the device controller \(cgroup v1\) in "
+                       r".*/devices/dockerless/c1: No such file or directory\. Check that the cgroup hierarchy"):
+        cgroup.create(full=False)
+    assert not (tmp_path / "devices" / "dockerless" / "c1").exists()     # what it made is gone again
+
+
+def test_locate_prefers_v1_devices_then_the_unified_mount(tmp_path):
+    assert cd.locate(str(tmp_path)) is None
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("")
+    assert cd.locate(str(tmp_path)) == (2, str(tmp_path / "unified"))
+    (tmp_path / "cpu,devices").mkdir()
+    (tmp_path / "cpu,devices" / "devices.deny").write_text("")
+    assert cd.locate(str(tmp_path)) == (1, str(tmp_path / "cpu,devices"))
+    (tmp_path / "cgroup.controllers").write_text("")
+    assert cd.locate(str(tmp_path)) == (2, str(tmp_path))     # pure v2
