@@ -452,3 +452,17 @@ def test_locate_prefers_v1_devices_then_the_unified_mount(tmp_path):
     assert cd.locate(str(tmp_path)) == (1, str(tmp_path / "cpu,devices"))
     (tmp_path / "cgroup.controllers").write_text("")
     assert cd.locate(str(tmp_path)) == (2, str(tmp_path))     # pure v2
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
+@pytest.mark.skipif(not os.path.exists("/dev/loop0"), reason="needs /dev/loop0 on the host")
+def test_the_hosts_dev_as_a_rw_volume_opens_no_block_device(rootfs, tmp_path):
+    # HOSTILE.md: a rw volume of /dev. nodev (volumes) and the device controller both stand in the way; the
+    # cgroup-level tests above show the controller alone holds where a mount allows devices.
+    # Opened, never written: a failure must not touch the host's device.
+    script = "(exec 3</hostdev/loop0) 2>/dev/null && echo OPENED; (exec 3<>/hostdev/loop0) 2>/dev/null || echo denied"
+    spec = build_spec(lower_dirs=[rootfs], command=["/bin/sh", "-c", script], image_config={"Env": ["PATH=/bin"]},
+                      volumes=["/dev:/hostdev"])
+    result = Runtime(str(tmp_path / "store")).run(spec, timeout=30)
+    assert result.rc == 0 and result.stdout == b"denied\n", (result.stdout, result.stderr)
