@@ -284,7 +284,8 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     g.add_argument("--cap-add", action="append", metavar="CAP", help="add a capability (e.g. NET_ADMIN)")
     g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
-    g.add_argument("--privileged", action="store_true", help="every capability, no masked paths")
+    g.add_argument("--privileged", action="store_true",
+                   help="every capability, no masked paths, every device (no device controller, no nodev)")
     g.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="resource limit, e.g. nofile=1024")
     g.add_argument("--restart", type=parse_restart, default=("no", 0), metavar="POLICY",
                    help="restart policy of a detached container: no, always, unless-stopped, on-failure[:N] "

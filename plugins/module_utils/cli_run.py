@@ -71,18 +71,18 @@ class ForegroundContainer:
         self.id = new_id()
         self.folder = runtime.one_shot_dir(spec, self.id)
         self.dir = ""
-        self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root)
+        self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root, devices=not spec.privileged)
         self.proc: runtime_init.InitProcess | None = None
 
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
         Raises RuntimeSetupError (with the init's reason) when it could not be set up or executed."""
         self.dir = self.folder.acquire({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True})
-        if self.spec.limits or "pid" not in self.spec.namespaces:
-            self.cgroup.create()
+        self.cgroup.create(full=bool(self.spec.limits) or "pid" not in self.spec.namespaces)
         config = one_shot_config(self.spec, self.id, self.dir, self.folder.volatile)
         config["stdin_null"] = not read_stdin
         config["terminal"] = terminal
+        config["join_tasks"] = self.cgroup.join_tasks
 
         def before_unshare(pid: int) -> None:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once

@@ -280,22 +280,24 @@ class Runtime:
         start = time.monotonic()
         cid = new_id()
         folder = self.one_shot_dir(spec, cid)
-        cgroup = ContainerCgroup(cid, spec.limits, self.cgroup_root)
+        cgroup = ContainerCgroup(cid, spec.limits, self.cgroup_root, devices=not spec.privileged)
         # spec.json: so store GC keeps the layers while we run.
         cdir = folder.acquire({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True})
         proc = None
         try:
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
             # (chroot isolation has no PID namespace). Otherwise the PID namespace is enough, and the start
-            # path stays short (runc's own cost is what we compare against).
-            if spec.limits or "pid" not in spec.namespaces:
-                cgroup.create()
+            # path stays short (runc's own cost is what we compare against): only the device controller's
+            # directory is made, in one hierarchy.
+            cgroup.create(full=bool(spec.limits) or "pid" not in spec.namespaces)
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                proc = runtime_init.spawn(one_shot_config(spec, cid, cdir, folder.volatile), null, out_w, err_w,
-                                          before_unshare=cgroup.join, hold_fds=folder.hold_fds)
+                config = one_shot_config(spec, cid, cdir, folder.volatile)
+                config["join_tasks"] = cgroup.join_tasks
+                proc = runtime_init.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
+                                          hold_fds=folder.hold_fds)
             except BaseException:
                 os.close(out_r)
                 os.close(err_r)
@@ -580,6 +582,7 @@ class Runtime:
             Cgroup(container_cgroup_path(name), self.cgroup_root).remove(force=True)
         except (CgroupError, OSError):
             pass
+        runtime_state.remove_device_cgroup(name, self.cgroup_root)
         remove_tree(cdir)
         return True
 

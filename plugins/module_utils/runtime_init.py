@@ -474,6 +474,15 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         if os.read(sync_r, 1) != b"g":
             os._exit(EXIT_SETUP_FAILED)
         os.close(sync_r)
+        # cgroup v1 directories the monitor joins itself ("0" to ``tasks``, before the cgroup namespace): a thread
+        # that moves itself skips the kernel's global threadgroup lock, whose RCU grace period (5-27 ms here) a
+        # pid written by the caller waits for. The monitor is a fork, single-threaded: its thread is the process.
+        for path in config.get("join_tasks") or ():
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
         uid, gid = os.geteuid(), os.getegid()
         if flags:
             linux.unshare(flags)

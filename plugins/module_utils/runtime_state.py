@@ -201,17 +201,88 @@ def limits_of(limits: dict | None):
 
 class ContainerCgroup:
     """The container's cgroup ``dockerless/<name>`` through the cgroups library. Without limits, failing to
-    create it (a user without a delegated cgroup) is not an error: the container runs in the caller's."""
+    create it (a user without a delegated cgroup) is not an error: the container runs in the caller's.
 
-    def __init__(self, name: str, limits: dict | None, cgroup_root: str = "/sys/fs/cgroup"):
+    ``devices`` (every container but a privileged one): the cgroup also gets the device controller of
+    cgroup_devices.py (v1 ``devices`` hierarchy, or a BPF device program on cgroup v2). As root, failing to
+    install it fails the start; rootless, there is none (the kernel refuses it, as it refuses runc)."""
+
+    def __init__(self, name: str, limits: dict | None, cgroup_root: str = "/sys/fs/cgroup", devices: bool = True):
         self.name = name
         self.limits = dict(limits or {})
         self.cgroup_root = cgroup_root
+        self.devices = devices
+        self.device_controller: str | None = None   # "v1", "v2", or None (privileged, rootless)
         self.cgroup = None
         self.path: str | None = None
         self._procs: list[str] = []
+        self._made: list[str] = []                  # directories made only for the device controller
+        # v1 ``tasks`` files the container's monitor writes "0" to itself (init config ``join_tasks``): cheaper
+        # than join() (no RCU grace period in the kernel), possible on v1 only.
+        self.join_tasks: list[str] = []
 
-    def create(self) -> None:
+    def create(self, full: bool = True) -> None:
+        """Create the cgroup (``full``: in every hierarchy, with the limits) and install the device controller.
+        Without ``full`` only the device controller's directory is made: a one-shot without limits has its PID
+        namespace to hold its processes, and one directory keeps its start short."""
+        if full:
+            self._create_full()
+        if self.devices:
+            self._guard_devices()
+
+    def _guard_devices(self) -> None:
+        from ansible_collections.dockerless.containers.plugins.module_utils import cgroup_devices
+
+        if cgroup_devices.rootless():
+            return
+        where = cgroup_devices.locate(self.cgroup_root)
+        if where is None:
+            raise RuntimeSetupError(f"container {self.name}: no cgroup v1 devices controller and no cgroup2 "
+                                    f"hierarchy under {self.cgroup_root} to install the device controller in. "
+                                    "Mount one (the kernel needs CONFIG_CGROUP_DEVICE or CONFIG_CGROUP_BPF).")
+        version, mount = where
+        directory = os.path.join(mount, "dockerless", self.name)
+        try:
+            for path in (os.path.dirname(directory), directory):
+                try:
+                    os.mkdir(path, 0o755)
+                except FileExistsError:
+                    continue
+                if path == directory:
+                    self._made.append(path)
+            if version == 1:
+                cgroup_devices.install_v1(directory)
+            else:
+                cgroup_devices.install_v2(directory)
+        except OSError as exc:
+            self.remove_device_dirs()
+            raise RuntimeSetupError(
+                f"container {self.name}: installing the device controller (cgroup v{version}) in {directory}: "
+                f"{exc.strerror}. Check that the cgroup hierarchy is writable here (a runtime inside a container "
+                "needs its cgroup delegated) and that the kernel allows cgroup BPF device programs.") from None
+        if version == 1:
+            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (runtime_init)
+        elif os.path.join(directory, "cgroup.procs") not in self._procs:
+            self._procs.append(os.path.join(directory, "cgroup.procs"))
+        self.device_controller = f"v{version}"
+
+    def remove_device_dirs(self) -> None:
+        """Remove the directories made only for the device controller (its processes leave the cgroup at exit,
+        asynchronously: EBUSY is retried for a moment)."""
+        deadline = time.monotonic() + 2.0
+        while self._made:
+            try:
+                os.rmdir(self._made[-1])
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                return
+            self._made.pop()
+
+    def _create_full(self) -> None:
         from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import (
             Cgroup,
             container_cgroup_path,
@@ -261,3 +332,16 @@ class ContainerCgroup:
                 self.cgroup.remove(force=True)
             except (CgroupError, OSError):
                 pass
+        self.remove_device_dirs()
+
+
+def remove_device_cgroup(name: str, cgroup_root: str = "/sys/fs/cgroup") -> None:
+    """Remove container ``name``'s device-controller directory if one is left (a supervisor that died): on a
+    v1 host it is outside the hierarchies the cgroups library manages."""
+    from ansible_collections.dockerless.containers.plugins.module_utils import cgroup_devices
+
+    where = cgroup_devices.locate(cgroup_root)
+    if where is not None:
+        cgroup = ContainerCgroup(name, None, cgroup_root)
+        cgroup._made.append(os.path.join(where[1], "dockerless", name))
+        cgroup.remove_device_dirs()

@@ -36,8 +36,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
-SUPERVISOR_MODULES = ("errors", "linux", "runtime_record", "seccomp_default", "seccomp", "cgroups", "whiteouts",
-                      "runtime_init", "runtime_state", "runtime_supervisor")
+SUPERVISOR_MODULES = ("errors", "linux", "cgroup_devices", "runtime_record", "seccomp_default", "seccomp", "cgroups",
+                      "whiteouts", "runtime_init", "runtime_state", "runtime_supervisor")
 
 # Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
 # "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);
@@ -286,8 +286,9 @@ class _Supervisor:
     # -- one run of the container ----------------------------------------------------------------------------
     def run_once(self) -> tuple[int | None, str | None]:
         self.pending.clear()  # a signal meant for the previous run (the container was restarting) is dropped
-        cgroup = runtime_state.ContainerCgroup(self.name, self.limits)
+        cgroup = runtime_state.ContainerCgroup(self.name, self.limits, devices=not self.config.get("privileged"))
         cgroup.create()
+        self.config["join_tasks"] = cgroup.join_tasks
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

@@ -247,6 +247,10 @@ options:
   privileged:
     description:
       - Every capability, no masked or read-only paths, writable C(/sys). C(/dev) stays minimal.
+      - No device controller and no C(nodev) on the container's mounts, so a device node the container makes
+        or gets by a volume opens. Without O(privileged), only Docker's default devices open (null, zero,
+        full, random, urandom, tty, ptmx, pts, tun); rootless containers have no device controller and rely
+        on C(nodev).
     type: bool
     default: false
   ulimits:

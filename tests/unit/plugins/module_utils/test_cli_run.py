@@ -453,3 +453,22 @@ def test_ctrl_z_stops_a_job_inside(store, session):
         s.send("exit 0\r")
         rc = s.wait()
     assert rc == 0
+
+
+def test_the_device_controller_holds_a_cli_container_and_its_terminal_still_works(store, session, tmp_path):
+    # `dockerless run -it`: the container's /dev/tty (5:0) and its pts (136:N) pass the device controller, and a
+    # process in the container's device cgroup cannot open a block device node on a mount that allows devices.
+    from test_cgroup_devices import check_probe, container_cgroup_of, probe_in
+
+    from ansible_collections.dockerless.containers.plugins.module_utils.cgroup_devices import locate
+
+    node = str(tmp_path / "loop0")
+    os.mknod(node, 0o666 | 0o060000, os.makedev(7, 0))    # S_IFBLK
+    marker = f"devtest-{os.urandom(4).hex()}"
+    s = session([str(BIN / "dockerless"), "run", "-it", "--store", store, IMAGE, "sh", "-c",
+                 f"echo hi > /dev/tty && test -t 0 && echo tty-ok; read x # {marker}"])
+    s.expect(r"hi\r\ntty-ok\r\n")
+    directory = container_cgroup_of(locate()[1], marker)
+    check_probe(probe_in(os.path.join(directory, "cgroup.procs"), node), node)
+    s.send("\r")
+    assert s.wait() == 0
