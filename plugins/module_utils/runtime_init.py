@@ -675,35 +675,6 @@ def _cgroup_mounts() -> list[tuple[str, str, str]]:
     return result
 
 
-def _unescape_mountinfo(field: str) -> str:
-    """A mount point of /proc/self/mountinfo: the kernel escapes space, tab, newline and backslash in octal."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
-def _check_proc_not_covered(proc: str, mountinfo: str = "/proc/self/mountinfo") -> None:
-    """After the user mounts: the container's ``proc`` directory holds the one procfs the init mounted and
-    nothing else. build_spec refuses volume paths under /proc, but a symlink in the image (``x -> /proc``) or
-    one swapped in a shared volume while the container starts leads a volume there all the same; a fake /proc
-    then feeds the init's own fd list and masked paths (runc's CVE-2019-19921, CVE-2023-27561). Checked on the
-    mount table once every mount is made, so no later swap changes the answer."""
-    proc = os.path.realpath(proc)
-    found = []
-    with open(mountinfo, "rb") as handle:
-        for raw in handle.read().decode("utf-8", "replace").splitlines():
-            fields = raw.split(" - ", 1)[0].split()
-            if len(fields) < 5:
-                continue
-            point = _unescape_mountinfo(fields[4])
-            if point == proc or point.startswith(proc + "/"):
-                found.append(point)
-    if len(found) > 1:
-        raise RuntimeSetupError(f"a volume or tmpfs was mounted over the container's /proc (on "
-                                f"{found[-1]}, reached through a symlink). Refused: remove the link from the "
-                                "image or the volume, or choose another container path.")
-
-
 def _mount_cgroups(root: str, flags: int) -> None:
     target = os.path.join(root, "sys/fs/cgroup")
     if not os.path.isdir(target):
@@ -1202,9 +1173,6 @@ def _init(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | Non
             _mount_volume(root, entry, cid, nodev)
         else:
             _mount_tmpfs(root, entry, cid)
-
-    if mounts:
-        _check_proc_not_covered(proc)
 
     if container:
         _pivot(root)

@@ -206,7 +206,7 @@ def test_a_mount_led_onto_proc_by_a_symlink_is_refused(runtime, tmp_path, link, 
     options = {key: [v.format(fake=fake) for v in values] for key, values in mount.items()}
     name = "overproc" if named else None
     spec = spec_for(image, ["/bin/sh", "-c", "echo ran; ls /proc"], name=name, **options)
-    with pytest.raises(RuntimeSetupError, match=r"mounted over the container's /proc \(on .*/proc(/sys)?, reached"):
+    with pytest.raises(RuntimeSetupError, match=r"the mount point resolves to /proc(/sys)?, on procfs; a mount over /proc is refused"):
         if named:
             runtime.apply(runtime.plan(name, "started", spec))
         else:
@@ -217,20 +217,8 @@ def test_a_mount_led_onto_proc_by_a_symlink_is_refused(runtime, tmp_path, link, 
 def test_volume_paths_under_proc_are_refused_before_anything_runs(rootfs, tmp_path):
     for options in ({"volumes": [f"{tmp_path}:/proc"]}, {"volumes": [f"{tmp_path}:/proc/self/fd:ro"]},
                     {"tmpfs": ["/proc/sys"]}):
-        with pytest.raises(RuntimeSetupError, match="would cover the container's /proc: refused"):
+        with pytest.raises(RuntimeSetupError, match=r"a mount on /proc(/self/fd|/sys)? is refused"):
             spec_for(rootfs, ["/bin/true"], **options)
-
-
-def test_the_proc_check_reads_escaped_mount_points(tmp_path):
-    proc = tmp_path / "a dir" / "proc"
-    proc.mkdir(parents=True)
-    escaped = str(proc).replace(" ", "\\040")
-    table = tmp_path / "mountinfo"
-    table.write_text(f"30 20 0:5 / {escaped} rw - proc proc rw\n")
-    runtime_init._check_proc_not_covered(str(proc), mountinfo=str(table))
-    table.write_text(table.read_text() + f"31 30 8:1 /srv {escaped}/sys rw - ext4 /dev/sda1 rw\n")
-    with pytest.raises(RuntimeSetupError, match=r"on .*/a dir/proc/sys, reached"):
-        runtime_init._check_proc_not_covered(str(proc), mountinfo=str(table))
 
 
 # -- CVE-2019-5736: the host binary behind /proc/PID/exe ------------------------------------------------------------
