@@ -17,19 +17,35 @@ anything else is ``dockerless`` with subcommands. Exit codes (docs/cli.md):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import re
-import shlex
 import sys
-from typing import IO, Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     DockerlessError,
     RuntimeSetupError,
 )
+
+# The names below only annotate (annotations are not evaluated here). ``typing``, ``json``, ``shlex`` and the
+# registry client are imported where they are used: ``dockerless run`` of an image in the store starts a
+# container in less time than importing them takes (tests/unit/.../test_cli_imports.py holds the line).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+
+class _Argparse:
+    """``argparse``, imported on first use. Importing it and building the parsers costs about as much CPU as a
+    container start (gettext, locale, a HelpFormatter per option); ``dockerless run`` of the usual form is read
+    by :func:`parse_run_fast` instead (see there)."""
+
+    def __getattr__(self, name: str):
+        import argparse as module
+
+        return getattr(module, name)
+
+
+argparse = _Argparse()
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -58,6 +74,9 @@ class UsageError(Exception):
 
 def collection_version(root: str = _COLLECTION_ROOT) -> str:
     """The collection's version: MANIFEST.json of an installed collection, else galaxy.yml of a checkout."""
+    import json
+    import re
+
     try:
         with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as handle:
             return str(json.load(handle)["collection_info"]["version"])
@@ -114,6 +133,8 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return None
     stripped = text.strip()
     if stripped.startswith("["):
+        import json
+
         try:
             value = json.loads(stripped)
         except ValueError as exc:
@@ -121,6 +142,8 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"{what} {text!r}: expected a JSON list of strings.")
         return value
+    import shlex
+
     try:
         return shlex.split(text)
     except ValueError as exc:
@@ -152,6 +175,8 @@ def parse_wsl_conf(items: list[str] | None) -> dict[str, dict[str, str]]:
 
 def default_container_name(image: str) -> str:
     """``<image base name>-<6 hex>`` for ``run -d`` without ``--name``."""
+    import re
+
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]) or "container"
     return f"{base[:100]}-{os.urandom(3).hex()}"
 
@@ -186,6 +211,8 @@ class Output:
 
     def document(self, data: Any) -> None:
         if self.json:
+            import json
+
             self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
     def progress_stream(self) -> IO[str] | None:
@@ -197,7 +224,8 @@ class Output:
 # ---------------------------------------------------------------------------------------------------------------
 # Argument parsing
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+def _FORMATTER(prog: str, **kwargs):  # noqa: N802 - argparse's formatter_class: called with prog, as a class is
+    return argparse.RawDescriptionHelpFormatter(prog, **kwargs)
 
 
 def _examples(*lines: str) -> str:
@@ -281,6 +309,8 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
                    help="when to pull the image (default: missing)")
     g.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
+    g.add_argument("--rm", action="store_true",
+                   help="remove the container when it exits (always so in the foreground; not with -d)")
     lim = p.add_argument_group("limits (cgroups v1 or v2)")
     lim.add_argument("--memory", "-m", help="memory limit, e.g. 256m")
     lim.add_argument("--memory-swap", help="memory + swap limit, e.g. 512m (-1: unlimited)")
@@ -453,11 +483,126 @@ def build_seed_parser(command: str) -> argparse.ArgumentParser:
     return p
 
 
+# ``dockerless run``'s options as build_parser declares them (the store, registry and platform groups and
+# _add_run_options), for parse_run_fast: option strings, dest, and how a value is read: "flag" (store_true),
+# "append" (a list), or a type (str, int, float), or the tuple of allowed choices.
+# tests/unit/plugins/module_utils/test_cli_fast.py checks it against the argparse parser, option by option, and
+# the two parsers' results on many command lines.
+_RUN_OPTIONS = (
+    (("--store",), "store", str),
+    (("--username",), "username", str),
+    (("--password-stdin",), "password_stdin", "flag"),
+    (("--auth-file",), "auth_file", str),
+    (("--insecure",), "insecure", "flag"),
+    (("--ca-path",), "ca_path", str),
+    (("--timeout",), "timeout", float),
+    (("--platform",), "platform", str),
+    (("--name",), "name", str),
+    (("-d", "--detach"), "detach", "flag"),
+    (("-i", "--interactive"), "interactive", "flag"),
+    (("-t", "--tty"), "tty", "flag"),
+    (("-e", "--env"), "env", "append"),
+    (("-v", "--volume"), "volume", "append"),
+    (("--tmpfs",), "tmpfs", "append"),
+    (("-w", "--workdir"), "workdir", str),
+    (("-u", "--user"), "user", str),
+    (("--hostname",), "hostname", str),
+    (("--entrypoint",), "entrypoint", str),
+    (("--network",), "network", ("none", "host")),
+    (("--isolation",), "isolation", ("container", "chroot")),
+    (("--read-only",), "read_only", "flag"),
+    (("--cap-add",), "cap_add", "append"),
+    (("--cap-drop",), "cap_drop", "append"),
+    (("--privileged",), "privileged", "flag"),
+    (("--ulimit",), "ulimit", "append"),
+    (("--restart",), "restart", ("no", "on-failure", "always")),
+    (("--pull",), "pull", ("missing", "always", "never")),
+    (("-q", "--quiet"), "quiet", "flag"),
+    (("--rm",), "rm", "flag"),
+    (("--memory", "-m"), "memory", str),
+    (("--memory-swap",), "memory_swap", str),
+    (("--cpus",), "cpus", float),
+    (("--cpu-weight",), "cpu_weight", int),
+    (("--pids-limit",), "pids_limit", int),
+)
+_RUN_DEFAULTS = {"timeout": 60, "network": "none", "isolation": "container", "restart": "no", "pull": "missing"}
+
+
+def parse_run_fast(argv: list[str]):
+    """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` read without argparse, as build_parser's parser reads it:
+    the same namespace (a types.SimpleNamespace with the same attributes), or None for anything this reader
+    does not take on itself (another subcommand, -h, an unknown or abbreviated option, ``--``, a value that
+    starts with ``-``, a bad type or choice, no image): main() then asks argparse, which accepts it or explains
+    the mistake. Only the usual command lines go this way: importing argparse and building the parsers cost
+    about as much CPU as the container's whole start."""
+    if not argv or argv[0] != "run" or "--" in argv:
+        return None
+    table = {}
+    values: dict = {"version": False, "subcommand": "run"}
+    for strings, dest, kind in _RUN_OPTIONS:
+        for option in strings:
+            table[option] = (dest, kind)
+        values[dest] = False if kind == "flag" else _RUN_DEFAULTS.get(dest)
+    values["store"] = os.environ.get(ENV_STORE)
+    values["ca_path"] = os.environ.get(ENV_CA_PATH)
+    i = 1
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+        arg = argv[i]
+        i += 1
+        if arg.startswith("--"):
+            option, eq, value = arg.partition("=")
+            found = table.get(option)
+            if found is None or (eq and found[1] == "flag"):
+                return None
+            pending = [(found, value if eq else None)]
+        else:  # -it, -e KEY=VALUE, -eKEY (argparse splits "-e=X" and "-eK=V" its own way: it reads those)
+            if "=" in arg:
+                return None
+            pending = []
+            for j in range(1, len(arg)):
+                found = table.get("-" + arg[j])
+                if found is None:
+                    return None
+                if found[1] == "flag":
+                    pending.append((found, None))
+                    continue
+                pending.append((found, arg[j + 1:] or None))
+                break
+        for (dest, kind), value in pending:
+            if kind == "flag":
+                values[dest] = True
+                continue
+            if value is None:
+                if i >= len(argv) or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+                i += 1
+            if kind == "append":
+                values[dest] = (values[dest] or []) + [value]
+            elif isinstance(kind, tuple):
+                if value not in kind:
+                    return None
+                values[dest] = value
+            else:
+                try:
+                    values[dest] = kind(value)
+                except ValueError:
+                    return None
+    if i >= len(argv):
+        return None
+    values["image"] = argv[i]
+    values["command"] = list(argv[i + 1:])
+    import types
+
+    return types.SimpleNamespace(**values)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Subcommands
 
 
 def _registry_options(args: argparse.Namespace, stdin: IO[str]):
+    _site_packages()
     from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions
 
     password = None
@@ -691,20 +836,66 @@ def cmd_build(args, out: Output, stdin: IO[str]) -> int:
 
 
 def _run_spec(args, store_root: str | None, image, name: str | None):
+    """The container's spec from the options and ``image`` (a runtime_image.StartImage)."""
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
 
-    record = image.record
     limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
               if getattr(args, k) is not None}
     return build_spec(
-        image_config=record.config.get("config") or {}, lower_dirs=image.lower_dirs, image=image.name,
-        image_digest=record.digest, diff_ids=[layer["diff_id"] for layer in record.layers],
+        image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
+        image_digest=image.digest, diff_ids=image.diff_ids,
         command=list(args.command) if args.command else None,
         entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart)
+
+
+def _site_packages() -> None:
+    """Add site-packages when this interpreter started without them: bin/dockerless starts ``run`` with
+    ``python -S`` (the container start path is stdlib-only, and site's start-up work is a good part of a
+    container's); a pull needs them (``requests`` behind an HTTP proxy, the CA settings of ``.pth`` files)."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
+def _stored_image(store_root: str, name: str, pull: str, platform: str | None):
+    """``name`` as a container start reads it (runtime_image.image_for_start: index.json, one manifest, one
+    config) when ``pull`` lets the store's copy be used and it is usable as it is, its missing layer folders
+    made from the store's blobs; None when the pull engine must be asked (``pull: always``, not in the store,
+    another platform than the one wanted, blobs missing). No registry code is imported on the way: with
+    ``--pull missing`` (the default) and the image in the store, ``dockerless run`` is the container start."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
+
+    if pull == "always":
+        return None
+    try:
+        image = image_for_start(store_root, name)
+    except StoreError:
+        if pull == "never":
+            raise
+        return None  # not there or damaged: the pull engine fetches it again
+    if pull == "missing" and image.platform:
+        # pull.pull_image's rule: a stored image of another platform than the one asked for is pulled again.
+        from ansible_collections.dockerless.containers.plugins.module_utils import oci
+
+        if not oci.platform_matches(oci.parse_platform(platform), image.platform):
+            return None
+    if not image.unpacked():
+        # A built image (image_build stores the layer blob only) or collected folders: made from the blobs.
+        from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+        from ansible_collections.dockerless.containers.plugins.module_utils.store_layers import ensure_unpacked
+
+        store = Store(store_root)
+        record = store.image(name)
+        if pull != "never" and not all(store.has_blob(layer["digest"], layer["size"]) for layer in record.layers):
+            return None
+        ensure_unpacked(store, record)
+    return image
 
 
 def _absolute_volume(text: str) -> str:
@@ -716,8 +907,9 @@ def _absolute_volume(text: str) -> str:
 
 
 def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
-    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, image_for_run
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
 
     if _is_seed(args) and args.detach:
         args.interactive = False  # the seed's scripts attach stdin by default; a detached container can't
@@ -731,18 +923,25 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         raise UsageError("-t: the input is not a terminal. Drop -t (use -i for pipes), or run from a terminal.")
     if args.name and not args.detach:
         raise UsageError("--name names a detached container (-d); a foreground run is removed when it exits.")
+    if getattr(args, "rm", False) and args.detach:
+        raise UsageError("--rm: a detached container is kept until `dockerless rm`; drop --rm (a foreground "
+                         "container is always removed when it exits).")
     if args.restart != "no" and not args.detach:
         raise UsageError("--restart applies to detached containers (-d).")
     if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
         raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
-    registry = _registry_options(args, stdin)
-    if args.pull != "never":
-        # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
-        progress = sys.stderr if not args.quiet else None
-        pull_args = argparse.Namespace(store=args.store, name=args.image, platform=args.platform, pull=args.pull)
-        do_pull(pull_args, out, registry, None, progress if wanted(progress) else None)
-    image = image_for_run(args.store, args.image, pull="never")
     runtime = Runtime(args.store)
+    image_name = parse_reference(args.image).name
+    image = _stored_image(runtime.store_root, image_name, args.pull, args.platform)
+    if image is None:
+        from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+
+        # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
+        registry = _registry_options(args, stdin)
+        progress = sys.stderr if not args.quiet else None
+        pull_args = argparse.Namespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
+        do_pull(pull_args, out, registry, None, progress if wanted(progress) else None)
+        image = image_for_start(runtime.store_root, image_name)
     if args.detach:
         name = args.name or default_container_name(args.image)
         spec = _run_spec(args, args.store, image, name)
@@ -769,6 +968,8 @@ def _is_seed(args) -> bool:
 
 
 def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
+    import shlex
+
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 
     infos = [i for i in Runtime(args.store).list() if args.all or i.running]
@@ -887,13 +1088,15 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     prog = prog or os.path.basename(sys.argv[0] or "dockerless")
     argv = list(sys.argv[1:] if argv is None else argv)
     seed = prog in SEED_COMMANDS
-    parser = build_seed_parser(prog) if seed else build_parser(prog)
-    try:
-        # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = None if seed else parse_run_fast(argv)
+    if args is None:
+        parser = build_seed_parser(prog) if seed else build_parser(prog)
+        try:
+            # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if seed:
         command = "run" if prog in ("run", "run-chroot") else prog
         args.seed = True

@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``dockerless run`` as the container start path: what a fresh ``bin/dockerless run`` imports (nothing of the
+registry, the pull engine, argparse or site when the image is in the store), and ``cli.parse_run_fast``, the
+reader of ``run``'s command line that stands in for argparse, checked against the argparse parser.
+
+The imports are seen the way Python reports them, ``PYTHONPROFILEIMPORTTIME=1`` (``-X importtime``) on the
+real command: the CLI ends with ``os._exit``, so nothing can be asked of it at exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils import cli
+from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_cli_run import BUSYBOX, IMAGE, make_image  # noqa: E402
+
+CHECKOUT = Path(__file__).resolve().parents[4]
+DOCKERLESS = str(CHECKOUT / "bin" / "dockerless")
+MU = "ansible_collections.dockerless.containers.plugins.module_utils."
+# What a container start of an image in the store must not import: the registry client and what it brings
+# (HTTP, TLS, certifi), the pull engine, the store's full reader, the progress board, argparse (and gettext),
+# site, typing, and what bin/dockerless needs only in a checkout without .build/collections (shutil, tempfile).
+NEVER_ON_START = (MU + "registry", MU + "pull", MU + "cli_progress", MU + "store", "argparse",
+                  "gettext", "site", "typing", "http.client", "ssl", "certifi", "requests", "urllib.request",
+                  "json", "shutil", "tempfile", "dataclasses", "concurrent.futures")
+
+
+
+def root_only(test):
+    """Starts containers on the real kernel: root and Debian's busybox-static."""
+    test = pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)")(test)
+    test = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")(test)
+    return pytest.mark.root(test)
+
+
+def imports_of(*args: str, store: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``bin/dockerless ARGS`` with ``--store`` as a user would (the test's python as DOCKERLESS_PYTHON);
+    returns the process and the names of the modules it imported."""
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1", DOCKERLESS_PYTHON=sys.executable, DOCKERLESS_STORE=store)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    proc = subprocess.run([DOCKERLESS, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+    modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+               if line.startswith("import time:") and line.count("|") == 2}
+    modules.discard("package")  # the header line
+    return proc, modules
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("fast-store"))
+    make_image(root)
+    return root
+
+
+@root_only
+def test_run_of_a_stored_image_imports_no_registry_and_no_argparse(store):
+    proc, modules = imports_of("run", "--rm", IMAGE, "sh", "-c", "echo started; exit 3", store=store)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout == "started\n"
+    assert MU + "runtime" in modules and MU + "runtime_image" in modules, sorted(modules)
+    assert sorted(m for m in NEVER_ON_START if m in modules) == []
+    assert sorted(m for m in modules if m.split(".")[0] in ("email", "http", "urllib", "urllib3", "idna")) == []
+
+
+@root_only
+def test_missing_layer_folders_are_made_from_blobs_without_the_pull_engine(tmp_path):
+    """A built image has its layer blob only; its folder is made at the first start, with no registry code."""
+    root = str(tmp_path / "s")
+    make_image(root)
+    store = Store(root)
+    layer = store.layer_dir(store.image(IMAGE).layers[0]["diff_id"])
+    shutil.rmtree(layer)
+    proc, modules = imports_of("run", "--rm", "--pull", "never", IMAGE, "cat", "/etc/group", store=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("root:x:0:")
+    assert os.path.isdir(layer)
+    assert MU + "store_layers" in modules
+    assert [m for m in (MU + "registry", MU + "pull", "http.client", "ssl", "site") if m in modules] == []
+    # and with the default --pull missing: the blobs are all there, so no pull either
+    shutil.rmtree(layer)
+    proc, modules = imports_of("run", "--rm", IMAGE, "true", store=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.isdir(layer)
+    assert [m for m in (MU + "registry", MU + "pull", "site") if m in modules] == []
+
+
+def test_an_image_to_pull_gets_site_packages_and_the_pull_engine(tmp_path):
+    """``run`` starts without site (-S); when it must pull, site-packages come back before the pull engine
+    (requests behind a proxy, the CA set by .pth files). No registry listens on 127.0.0.1:9: the pull fails."""
+    proc, modules = imports_of("run", "--rm", "--timeout", "5", "127.0.0.1:9/nothing/here:1", "true",
+                               store=str(tmp_path / "empty"))
+    assert proc.returncode == 125, proc.stderr[-2000:]
+    assert "127.0.0.1:9" in proc.stderr
+    assert "site" in modules and MU + "pull" in modules and MU + "registry" in modules
+
+
+def test_run_with_help_still_goes_to_argparse():
+    proc, modules = imports_of("run", "--help", store="/nonexistent")
+    assert proc.returncode == 0
+    assert "usage: dockerless run" in proc.stdout and "--pids-limit" in proc.stdout
+    assert "argparse" in modules
+
+
+# --- parse_run_fast against argparse ------------------------------------------------------------------------
+
+
+def _run_subparser():
+    parser = cli.build_parser("dockerless")
+    sub = next(a for a in parser._actions if a.dest == "subcommand")
+    return parser, sub.choices["run"]
+
+
+def test_the_table_is_the_run_parser():
+    """Every option of the argparse ``run`` parser, with its dest, kind, type, choices and default, is in
+    cli._RUN_OPTIONS, and nothing else: an option added to one and not the other fails here."""
+    _parser, run = _run_subparser()
+    declared = {}
+    for action in run._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        name = type(action).__name__
+        if name == "_StoreTrueAction":
+            kind = "flag"
+        elif name == "_AppendAction":
+            kind = "append"
+        elif action.choices:
+            kind = tuple(action.choices)
+        else:
+            kind = action.type or str
+        declared[tuple(sorted(action.option_strings))] = (action.dest, kind, action.default)
+    table = {}
+    for strings, dest, kind in cli._RUN_OPTIONS:
+        default = False if kind == "flag" else cli._RUN_DEFAULTS.get(dest)
+        if dest == "store":
+            default = os.environ.get(cli.ENV_STORE)
+        if dest == "ca_path":
+            default = os.environ.get(cli.ENV_CA_PATH)
+        table[tuple(sorted(strings))] = (dest, kind, default)
+    assert table == declared
+    positionals = [(a.dest, a.nargs) for a in run._actions if not a.option_strings]
+    assert positionals == [("image", None), ("command", "...")]
+
+
+FAST = [
+    ["run", "busybox"],
+    ["run", "--rm", "127.0.0.1:5000/library/busybox:latest", "/bin/true"],
+    ["run", "-it", "busybox", "sh"],
+    ["run", "-i", "-q", "--pull", "never", "busybox", "cat", "-n", "--rm", "-e", "X"],
+    ["run", "-e", "A=1", "-eB", "--env=C=3", "-e", "D", "-v", "/srv:/data:ro", "--volume=/a:/b", "busybox"],
+    ["run", "--store", "/tmp/s", "--store=/tmp/t", "--network", "host", "--isolation=chroot", "busybox", "id"],
+    ["run", "-d", "--name", "web", "--restart", "on-failure", "--memory", "64m", "-m", "32m", "--cpus", "0.5",
+     "--cpu-weight", "100", "--pids-limit=50", "--memory-swap", "128m", "busybox"],
+    ["run", "--cap-add", "NET_ADMIN", "--cap-drop=ALL", "--privileged", "--read-only", "--ulimit",
+     "nofile=1024:2048", "--tmpfs", "/run:size=1m", "-w", "/tmp", "-u", "nobody", "--hostname", "h", "busybox"],
+    ["run", "--entrypoint", "[\"sh\", \"-c\"]", "--platform", "linux/amd64", "--timeout", "5", "--insecure",
+     "--ca-path", "/ca.pem", "--username", "me", "--auth-file", "/a.json", "--password-stdin", "busybox", "x"],
+    ["run", "-dq", "-wfolder", "busybox", "-d", "-e", "X=1"],
+    ["run", "--name", "", "busybox"],
+    ["run", "-", "x"],
+]
+SLOW = [  # parse_run_fast leaves these to argparse (help, abbreviations, "--", "=" in short options, bad values)
+    ["run", "--help"], ["run", "-h", "busybox"], ["run", "--priv", "busybox"], ["run", "--", "busybox"],
+    ["run", "busybox", "--", "ls"], ["run", "-e=A=1", "busybox"], ["run", "-eB=2", "busybox"], ["run", "--memory-swap", "-1", "busybox"],
+    ["run", "--cpus", "half", "busybox"], ["run", "--network", "bridge", "busybox"], ["run"], ["run", "-q"],
+    ["run", "--rm=yes", "busybox"], ["run", "-x", "busybox"], ["pull", "busybox"], ["--version"], [],
+    ["run", "-e"], ["run", "--name", "-d", "busybox"],
+]
+
+
+@pytest.mark.parametrize("argv", FAST, ids=[" ".join(a)[:60] for a in FAST])
+def test_fast_reading_equals_argparse(argv, monkeypatch):
+    monkeypatch.setenv(cli.ENV_STORE, "/env/store")
+    parser, _run = _run_subparser()
+    fast = cli.parse_run_fast(argv)
+    assert fast is not None
+    assert vars(fast) == vars(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", SLOW, ids=[" ".join(a)[:60] or "(none)" for a in SLOW])
+def test_the_rest_goes_to_argparse(argv):
+    assert cli.parse_run_fast(argv) is None
