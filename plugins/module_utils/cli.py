@@ -303,6 +303,9 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--cap-add", action="append", metavar="CAP", help="add a capability (e.g. NET_ADMIN)")
     g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
     g.add_argument("--privileged", action="store_true", help="every capability, no masked paths")
+    g.add_argument("--security-opt", action="append", metavar="seccomp=PROFILE",
+                   help="seccomp=default (Docker's profile, the default), seccomp=unconfined (no filter) or "
+                        "seccomp=/path/profile.json")
     g.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="resource limit, e.g. nofile=1024")
     g.add_argument("--restart", choices=["no", "on-failure", "always"], default="no",
                    help="restart policy of a detached container")
@@ -514,6 +517,7 @@ _RUN_OPTIONS = (
     (("--cap-add",), "cap_add", "append"),
     (("--cap-drop",), "cap_drop", "append"),
     (("--privileged",), "privileged", "flag"),
+    (("--security-opt",), "security_opt", "append"),
     (("--ulimit",), "ulimit", "append"),
     (("--restart",), "restart", ("no", "on-failure", "always")),
     (("--pull",), "pull", ("missing", "always", "never")),
@@ -841,6 +845,13 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
 
     limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
               if getattr(args, k) is not None}
+    extra = {}
+    for item in getattr(args, "security_opt", None) or []:
+        key, sep, value = item.partition("=")
+        if key != "seccomp" or not sep or not value:
+            raise UsageError(f"--security-opt {item!r}: only seccomp=default, seccomp=unconfined or "
+                             "seccomp=/path/profile.json are known.")
+        extra["seccomp"] = value if value in ("default", "unconfined") else os.path.abspath(value)
     return build_spec(
         image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
         image_digest=image.digest, diff_ids=image.diff_ids,
@@ -849,7 +860,7 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
-        isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart)
+        isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart, **extra)
 
 
 def _site_packages() -> None:

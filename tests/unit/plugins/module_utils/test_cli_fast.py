@@ -167,6 +167,7 @@ FAST = [
      "--ca-path", "/ca.pem", "--username", "me", "--auth-file", "/a.json", "--password-stdin", "busybox", "x"],
     ["run", "-dq", "-wfolder", "busybox", "-d", "-e", "X=1"],
     ["run", "--name", "", "busybox"],
+    ["run", "--security-opt", "seccomp=unconfined", "--security-opt=seccomp=/p.json", "busybox"],
     ["run", "-", "x"],
 ]
 SLOW = [  # parse_run_fast leaves these to argparse (help, abbreviations, "--", "=" in short options, bad values)
@@ -190,3 +191,17 @@ def test_fast_reading_equals_argparse(argv, monkeypatch):
 @pytest.mark.parametrize("argv", SLOW, ids=[" ".join(a)[:60] or "(none)" for a in SLOW])
 def test_the_rest_goes_to_argparse(argv):
     assert cli.parse_run_fast(argv) is None
+
+
+@root_only
+def test_security_opt_seccomp_sets_the_filter(store):
+    """``--security-opt seccomp=…`` (what the seccomp cost rows of ``make bench`` compare): the kernel's view."""
+    seen = {}
+    for mode in ("default", "unconfined"):
+        proc, _modules = imports_of("run", "--rm", "--security-opt", f"seccomp={mode}", IMAGE,
+                                    "grep", "^Seccomp:", "/proc/self/status", store=store)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        seen[mode] = proc.stdout.split()
+    assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
+    proc, _modules = imports_of("run", "--rm", "--security-opt", "apparmor=x", IMAGE, "true", store=store)
+    assert proc.returncode == 2 and "only seccomp=default, seccomp=unconfined" in proc.stderr
