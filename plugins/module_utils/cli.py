@@ -324,8 +324,18 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
 
 
-def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
-    """The ``dockerless`` parser with its subcommands."""
+class _Unbuilt:
+    """Stands for the parser of a subcommand build_parser was told to leave out: every call is accepted and
+    does nothing (add_argument, add_argument_group …)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.ArgumentParser:
+    """The ``dockerless`` parser with its subcommands; with ``only``, that subcommand's parser alone (main() parses
+    ``dockerless pull …`` with the pull parser only: argparse spends more time building the others' options,
+    a HelpFormatter and gettext look-ups per option, than a no-change pull spends asking the registry)."""
     store, output, registry, platform = _store_parent(), _output_parent(), _registry_parent(), _platform_parent()
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=_FORMATTER,
@@ -343,6 +353,9 @@ def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
         ))
     parser.add_argument("--version", action="store_true", help="print the version and where the code is loaded from")
     sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    if only is not None:
+        add_parser = sub.add_parser
+        sub.add_parser = lambda name, **kwargs: add_parser(name, **kwargs) if name == only else _Unbuilt()
 
     p = sub.add_parser("pull", parents=[store, output, registry, platform], formatter_class=_FORMATTER,
                        help="pull an image into the store", description="Pull an image into the store, verifying "
@@ -606,7 +619,6 @@ def parse_run_fast(argv: list[str]):
 
 
 def _registry_options(args: argparse.Namespace, stdin: IO[str]):
-    _site_packages()
     from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions
 
     password = None
@@ -863,16 +875,6 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart, **extra)
 
 
-def _site_packages() -> None:
-    """Add site-packages when this interpreter started without them: bin/dockerless starts ``run`` with
-    ``python -S`` (the container start path is stdlib-only, and site's start-up work is a good part of a
-    container's); a pull needs them (``requests`` behind an HTTP proxy, the CA settings of ``.pth`` files)."""
-    if sys.flags.no_site and "site" not in sys.modules:
-        import site
-
-        site.main()
-
-
 def _stored_image(store_root: str, name: str, pull: str, platform: str | None):
     """``name`` as a container start reads it (runtime_image.image_for_start: index.json, one manifest, one
     config) when ``pull`` lets the store's copy be used and it is usable as it is, its missing layer folders
@@ -1089,6 +1091,17 @@ HANDLERS = {
 # Entry point
 
 
+def _parser_for(prog: str, argv: list[str]):
+    """build_parser(prog) for ``argv``: only its subcommand's parser when argv starts with a known subcommand
+    (the other subcommands' parsers would never be used), else all of them (usage errors, --help, --version)."""
+    if argv and argv[0] in HANDLERS:
+        parser = build_parser(prog, only=argv[0])
+        sub = next(a for a in parser._actions if a.dest == "subcommand")  # pylint: disable=protected-access
+        if argv[0] in sub.choices:
+            return parser
+    return build_parser(prog)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str] | None = None,
          stderr: IO[str] | None = None, stdin: IO[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) as ``prog`` (default: the name this was called by) and run the
@@ -1101,7 +1114,7 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     seed = prog in SEED_COMMANDS
     args = None if seed else parse_run_fast(argv)
     if args is None:
-        parser = build_seed_parser(prog) if seed else build_parser(prog)
+        parser = build_seed_parser(prog) if seed else _parser_for(prog, argv)
         try:
             # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

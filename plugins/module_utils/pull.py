@@ -17,9 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
@@ -45,6 +43,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store_layers
     _unpack,
     ensure_unpacked,
 )
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import Any
 
 PARALLEL_LAYERS = 4
 PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
@@ -232,6 +234,8 @@ def pull_image(
         if progress:
             progress({"event": "start", "name": ref.name, "digest": digest,
                       "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
+        from concurrent.futures import ThreadPoolExecutor  # only when layers download
+
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
             futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress) for layer in layers]
             downloaded = 0

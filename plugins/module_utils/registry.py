@@ -44,9 +44,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+from ansible_collections.dockerless.containers.plugins.module_utils import site_packages
 from ansible_collections.dockerless.containers.plugins.module_utils.credentials import (
     HOW_TO_PROVIDE,
     Credentials,
@@ -66,6 +66,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.oci import (
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import is_loopback_host, validate_digest
 
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO
+
 
 class _LazyModule:
     """A module imported on first attribute access.
@@ -77,7 +81,14 @@ class _LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
+        return getattr(_import(self._name), attr)
+
+
+def _import(name: str):
+    """``importlib.import_module``, with site-packages added first when bin/dockerless deferred them (it starts
+    ``run`` and ``pull`` with ``python -S``; requests, needed only behind a proxy, lives in site-packages)."""
+    site_packages.load()
+    return importlib.import_module(name)
 
 
 requests: Any = _LazyModule("requests")
@@ -87,8 +98,8 @@ urllib3: Any = _LazyModule("urllib3")
 def _requests_missing() -> str | None:
     """Why requests can't be used (for the proxy path), or None when it can."""
     try:
-        importlib.import_module("requests")
-        importlib.import_module("urllib3")
+        _import("requests")
+        _import("urllib3")
     except ImportError as exc:
         return str(exc) or type(exc).__name__
     return None

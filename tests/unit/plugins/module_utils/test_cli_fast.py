@@ -44,11 +44,16 @@ def root_only(test):
     return pytest.mark.root(test)
 
 
-def imports_of(*args: str, store: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run ``bin/dockerless ARGS`` with ``--store`` as a user would (the test's python as DOCKERLESS_PYTHON);
-    returns the process and the names of the modules it imported."""
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+def imports_of(*args: str, store: str, **env_vars: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``bin/dockerless ARGS`` with ``--store`` as a user would (the test's python as DOCKERLESS_PYTHON, no
+    proxy unless ``env_vars`` sets one); returns the process and the names of the modules it imported."""
     env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1", DOCKERLESS_PYTHON=sys.executable, DOCKERLESS_STORE=store)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    for name in ("PYTHONDONTWRITEBYTECODE", *PROXY_VARIABLES):
+        env.pop(name, None)
+    env.update(env_vars)
     proc = subprocess.run([DOCKERLESS, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:") and line.count("|") == 2}
@@ -95,14 +100,25 @@ def test_missing_layer_folders_are_made_from_blobs_without_the_pull_engine(tmp_p
     assert [m for m in (MU + "registry", MU + "pull", "site") if m in modules] == []
 
 
-def test_an_image_to_pull_gets_site_packages_and_the_pull_engine(tmp_path):
-    """``run`` starts without site (-S); when it must pull, site-packages come back before the pull engine
-    (requests behind a proxy, the CA set by .pth files). No registry listens on 127.0.0.1:9: the pull fails."""
-    proc, modules = imports_of("run", "--rm", "--timeout", "5", "127.0.0.1:9/nothing/here:1", "true",
-                               store=str(tmp_path / "empty"))
-    assert proc.returncode == 125, proc.stderr[-2000:]
-    assert "127.0.0.1:9" in proc.stderr
-    assert "site" in modules and MU + "pull" in modules and MU + "registry" in modules
+def test_an_image_to_pull_gets_the_pull_engine_and_site_packages_only_behind_a_proxy(tmp_path):
+    """``run`` and ``pull`` start without site (-S). A pull needs the pull engine; site-packages come back (before
+    requests is imported) only behind an HTTP proxy, where requests carries the traffic. No registry listens on
+    127.0.0.1:9 and no proxy on 127.0.0.1:9 either (loopback registries are reached directly even then, so the
+    proxied pull asks for registry.example.invalid): every pull fails, naming the registry."""
+    for argv in (["run", "--rm", "--timeout", "5", "127.0.0.1:9/nothing/here:1", "true"],
+                 ["pull", "--timeout", "5", "127.0.0.1:9/nothing/here:1"]):
+        proc, modules = imports_of(*argv, store=str(tmp_path / "empty"))
+        assert proc.returncode == (125 if argv[0] == "run" else 1), proc.stderr[-2000:]
+        assert "127.0.0.1:9" in proc.stderr
+        assert MU + "pull" in modules and MU + "registry" in modules
+        assert "site" not in modules and "requests" not in modules
+    # behind a proxy (the same code for run's pull): urllib3/requests from site-packages, site first
+    proc, modules = imports_of("pull", "--timeout", "2", "registry.example.invalid/nothing/here:1",
+                               store=str(tmp_path / "empty"), HTTPS_PROXY="http://127.0.0.1:9",
+                               HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "registry.example.invalid" in proc.stderr
+    assert "site" in modules and "urllib3" in modules, proc.stderr[-2000:]
 
 
 def test_run_with_help_still_goes_to_argparse():
@@ -205,3 +221,32 @@ def test_security_opt_seccomp_sets_the_filter(store):
     assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
     proc, _modules = imports_of("run", "--rm", "--security-opt", "apparmor=x", IMAGE, "true", store=store)
     assert proc.returncode == 2 and "only seccomp=default, seccomp=unconfined" in proc.stderr
+
+
+SUBCOMMAND_LINES = [
+    ["pull", "-q", "--pull", "missing", "--platform", "linux/arm64", "--dest", "/tmp/r", "alpine:3.20"],
+    ["push", "--repository", "127.0.0.1:5000/x:1", "--tag", "latest", "app:1"],
+    ["build", "--executable", "/bin/true", "--cmd", "/bin/true", "x:1"],
+    ["run", "-d", "--name", "web", "busybox"], ["ps", "-a"], ["stop", "-t", "0", "web"], ["rm", "-f", "web"],
+    ["images", "--json"], ["export-wsl", "--fix", "all", "debian:12", "/tmp/d.wsl"],
+]
+
+
+@pytest.mark.parametrize("argv", SUBCOMMAND_LINES, ids=[a[0] for a in SUBCOMMAND_LINES])
+def test_a_parser_of_one_subcommand_reads_it_as_the_whole_parser(argv, capsys):
+    whole = cli.build_parser("dockerless")
+    one = cli._parser_for("dockerless", argv)
+    sub = next(a for a in one._actions if a.dest == "subcommand")
+    assert list(sub.choices) == [argv[0]]  # the others were not built
+    assert vars(one.parse_args(argv)) == vars(whole.parse_args(argv))
+    for parser in (one, whole):
+        with pytest.raises(SystemExit):
+            parser.parse_args([argv[0], "--help"])
+    first, second = capsys.readouterr().out.split("usage:")[1:]
+    assert first == second
+
+
+def test_anything_else_gets_every_subcommand():
+    for argv in ([], ["--version"], ["-h"], ["image-download", "x"], ["nosuch"]):
+        sub = next(a for a in cli._parser_for("dockerless", argv)._actions if a.dest == "subcommand")
+        assert "pull" in sub.choices and "export-wsl" in sub.choices
