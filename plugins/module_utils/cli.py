@@ -216,9 +216,20 @@ class Output:
             self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
     def progress_stream(self) -> IO[str] | None:
-        from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+        return self.stdout if not self.quiet and not self.json and _on_terminal(self.stdout) else None
 
-        return self.stdout if wanted(self.stdout, self.quiet, self.json) else None
+
+def _on_terminal(stream: IO[str] | None) -> bool:
+    """cli_progress.wanted's rule (progress only on a terminal), without importing the progress board when
+    the output is not a terminal."""
+    try:
+        if stream is None or not os.isatty(stream.fileno()):
+            return False
+    except (AttributeError, OSError, ValueError):
+        return False
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+
+    return wanted(stream)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -947,13 +958,11 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
     image_name = parse_reference(args.image).name
     image = _stored_image(runtime.store_root, image_name, args.pull, args.platform)
     if image is None:
-        from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
-
         # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
         registry = _registry_options(args, stdin)
-        progress = sys.stderr if not args.quiet else None
+        progress = sys.stderr if not args.quiet and _on_terminal(sys.stderr) else None
         pull_args = argparse.Namespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
-        do_pull(pull_args, out, registry, None, progress if wanted(progress) else None)
+        do_pull(pull_args, out, registry, None, progress)
         image = image_for_start(runtime.store_root, image_name)
     if args.detach:
         name = args.name or default_container_name(args.image)

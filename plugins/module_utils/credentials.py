@@ -18,9 +18,9 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
 
 # The keys Docker itself writes for Docker Hub (`docker login` stores "https://index.docker.io/v1/").
 DOCKER_HUB_KEYS = ("index.docker.io", "docker.io", "registry-1.docker.io")
@@ -34,8 +34,7 @@ HOW_TO_PROVIDE = (
 )
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Record):
     """Credentials for one registry; ``source`` names where they came from, never the secret.
 
     ``source`` is ``parameters``, ``environment``, ``config.json:<path>``,
@@ -43,8 +42,10 @@ class Credentials:
     skipped (a missing helper, an unusable entry), for error messages.
     """
 
+    FROZEN = True
+    _NO_REPR = ("password",)
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     source: str = "anonymous"
     notes: tuple[str, ...] = ()
 

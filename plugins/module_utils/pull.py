@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
@@ -30,6 +29,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.reference im
 from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # noqa: F401 - re-exported
     RegistryOptions,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 from ansible_collections.dockerless.containers.plugins.module_utils.store import (
     ANNOTATION_REMOTE_DIGEST,
     ANNOTATION_SOURCE,
@@ -52,13 +52,12 @@ PARALLEL_LAYERS = 4
 PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
 
 
-@dataclass
-class PullResult:
+class PullResult(Record):
     changed: bool
     image: ImageRecord | None
     before: str | None                      # manifest digest the name pointed to before
     after: str | None                       # manifest digest it points to now (or would)
-    actions: list[str] = field(default_factory=list)
+    actions: list[str] = Factory(list)
     downloaded_bytes: int = 0
     layers_fetched: int = 0
     layers_reused: int = 0

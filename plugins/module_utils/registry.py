@@ -43,7 +43,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from ansible_collections.dockerless.containers.plugins.module_utils import site_packages
@@ -65,6 +64,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.oci import (
     MANIFEST_MEDIA_TYPES as _OCI_MANIFEST_MEDIA_TYPES,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import is_loopback_host, validate_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
 
 TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
 if TYPE_CHECKING:
@@ -186,12 +186,12 @@ def _split_host_port(registry: str) -> tuple[str, int | None]:
 # --- WWW-Authenticate -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Record):
     """One challenge of a ``WWW-Authenticate`` header: ``scheme`` lower-cased, ``params`` keys lower-cased."""
 
+    FROZEN = True
     scheme: str
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = Factory(dict)
 
 
 def parse_www_authenticate(value: str) -> list[Challenge]:
@@ -273,9 +273,9 @@ def repository_scope(repository: str, *actions: str) -> frozenset[str]:
     return frozenset(f"repository:{repository}:{a}" for a in actions)
 
 
-@dataclass
-class _Token:
-    value: str = field(repr=False)
+class _Token(Record):
+    _NO_REPR = ("value",)
+    value: str
     atoms: frozenset[str]
     expires_at: float
 
@@ -1284,12 +1284,12 @@ class RegistryClient:
         return digest
 
 
-@dataclass
-class RegistryOptions:
+class RegistryOptions(Record):
     """Connection settings shared by pull and push (module options of the registry doc fragment)."""
 
+    _NO_REPR = ("password",)
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     auth_file: str | None = None
     insecure: bool = False
     ca_path: str | None = None

@@ -112,6 +112,10 @@ def test_an_image_to_pull_gets_the_pull_engine_and_site_packages_only_behind_a_p
         assert "127.0.0.1:9" in proc.stderr
         assert MU + "pull" in modules and MU + "registry" in modules
         assert "site" not in modules and "requests" not in modules
+        # a pull that asks the registry (the no-change pull is one HEAD): no dataclasses (inspect, ast, dis),
+        # typing, thread pool or progress board (not a terminal) either
+        assert [m for m in ("dataclasses", "inspect", "typing", "concurrent.futures", MU + "cli_progress")
+                if m in modules] == []
     # behind a proxy (the same code for run's pull): urllib3/requests from site-packages, site first
     proc, modules = imports_of("pull", "--timeout", "2", "registry.example.invalid/nothing/here:1",
                                store=str(tmp_path / "empty"), HTTPS_PROXY="http://127.0.0.1:9",
