@@ -110,6 +110,8 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
                       _find(rows, "build", case_has="bash+ls"), 1.0, reason("build")),
         _ratio_target("#3 image_build", "build of a large directory ≤ 1.0× umoci repack",
                       _find(rows, "build", case_has="directory"), 1.0, reason("build")),
+        _ratio_target("#21 dockerless pull", "dockerless pull of an unchanged tag ≤ 2.0× skopeo inspect",
+                      _find(rows, "re-pull-cli", "skopeo-inspect"), 2.0, reason("re-pull")),
         _ratio_target("#6 #21 dockerless run", "dockerless run --rm IMAGE /bin/true ≤ 1.0× runc run",
                       _find(rows, "run", "runc"), 1.0, reason("container start")),
         _ratio_target("#6 container_run", "start of a 500 MB image ≤ 1.2× a 5 MB image",

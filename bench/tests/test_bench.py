@@ -320,6 +320,9 @@ def test_cli_run_starts_a_container_with_and_without_the_filter(tmp_path):
                             inputs=inputs.ALL, log=lambda _msg: None)
         store = str(tmp_path / "store")
         cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
+        # the re-pull case's CLI row: bin/dockerless pull of the unchanged tag says so
+        again = cases.cli_pull(ctx, store, refs["busybox"])
+        assert again.extra["changed"] is False and again.extra["cpu_s"] > 0
         layout = str(tmp_path / "layout")
         subprocess.run(cases.SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{refs['busybox']}",
                                        f"oci:{layout}:image"], check=True, capture_output=True, timeout=120)

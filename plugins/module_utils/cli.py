@@ -236,7 +236,24 @@ def _on_terminal(stream: IO[str] | None) -> bool:
 # Argument parsing
 
 def _FORMATTER(prog: str, **kwargs):  # noqa: N802 - argparse's formatter_class: called with prog, as a class is
+    # The width argparse would take from shutil.get_terminal_size(), without importing shutil (bz2, lzma,
+    # fnmatch) for it: argparse makes a formatter for every option it adds.
+    kwargs.setdefault("width", _terminal_columns() - 2)
     return argparse.RawDescriptionHelpFormatter(prog, **kwargs)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal of sys.__stdout__, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _examples(*lines: str) -> str:
@@ -244,7 +261,7 @@ def _examples(*lines: str) -> str:
 
 
 def _store_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("store")
     g.add_argument("--store", default=os.environ.get(ENV_STORE),
                    help=f"store root (default: ${ENV_STORE}, else /var/lib/dockerless as root, "
@@ -253,7 +270,7 @@ def _store_parent() -> argparse.ArgumentParser:
 
 
 def _output_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the digest or name")
     g.add_argument("--json", action="store_true", help="print one JSON document with the result")
@@ -261,7 +278,7 @@ def _output_parent() -> argparse.ArgumentParser:
 
 
 def _registry_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("registry",
                              "credentials: --username/--password-stdin, else DOCKER_USERNAME/DOCKER_PASSWORD, "
                              "else ~/.docker/config.json (or --auth-file)")
@@ -278,7 +295,7 @@ def _registry_parent() -> argparse.ArgumentParser:
 
 
 def _platform_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image (default: this host)")
     return p
 

@@ -15,8 +15,6 @@ import base64
 import binascii
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
@@ -84,6 +82,9 @@ def _helper_server_url(registry: str) -> str:
 
 def _run_helper(helper: str, registry: str, notes: list[str]) -> Credentials | None:
     """Run ``docker-credential-<helper> get``; None (with a note) when it is absent or has nothing."""
+    import shutil  # only for a credential helper: a pull without one imports neither
+    import subprocess
+
     program = f"docker-credential-{helper}"
     if not helper or "/" in helper or helper.startswith("."):
         notes.append(f"credential helper name {helper!r} is invalid; ignored")

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
@@ -111,6 +110,8 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
             event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
             raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
         if store.has_layer(layer["diff_id"]):
+            import shutil  # pylint: disable=import-outside-toplevel - a download only
+
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:
             _extract_into_store(store, layer, raw, tee_sink=writer)

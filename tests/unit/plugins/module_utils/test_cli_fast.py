@@ -114,7 +114,8 @@ def test_an_image_to_pull_gets_the_pull_engine_and_site_packages_only_behind_a_p
         assert "site" not in modules and "requests" not in modules
         # a pull that asks the registry (the no-change pull is one HEAD): no dataclasses (inspect, ast, dis),
         # typing, thread pool or progress board (not a terminal) either
-        assert [m for m in ("dataclasses", "inspect", "typing", "concurrent.futures", MU + "cli_progress")
+        assert [m for m in ("dataclasses", "inspect", "typing", "concurrent.futures", "shutil", "subprocess",
+                            MU + "cli_progress")
                 if m in modules] == []
     # behind a proxy (the same code for run's pull): urllib3/requests from site-packages, site first
     proc, modules = imports_of("pull", "--timeout", "2", "registry.example.invalid/nothing/here:1",
@@ -254,3 +255,13 @@ def test_anything_else_gets_every_subcommand():
     for argv in ([], ["--version"], ["-h"], ["image-download", "x"], ["nosuch"]):
         sub = next(a for a in cli._parser_for("dockerless", argv)._actions if a.dest == "subcommand")
         assert "pull" in sub.choices and "export-wsl" in sub.choices
+
+
+@pytest.mark.parametrize("columns", [None, "100", "0", "x"])
+def test_help_width_is_shutils(columns, monkeypatch):
+    """The parsers' formatter takes its width as argparse would from shutil, without importing shutil."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli._terminal_columns() == shutil.get_terminal_size().columns
