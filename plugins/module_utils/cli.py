@@ -573,27 +573,57 @@ _RUN_OPTIONS = (
 _RUN_DEFAULTS = {"timeout": 60, "network": "none", "isolation": "container", "restart": "no", "pull": "missing"}
 
 
+# ``dockerless pull``'s options (the store, output, registry and platform groups and its own), as _RUN_OPTIONS.
+_PULL_OPTIONS = (
+    (("--store",), "store", str),
+    (("-q", "--quiet"), "quiet", "flag"),
+    (("--json",), "json", "flag"),
+    (("--username",), "username", str),
+    (("--password-stdin",), "password_stdin", "flag"),
+    (("--auth-file",), "auth_file", str),
+    (("--insecure",), "insecure", "flag"),
+    (("--ca-path",), "ca_path", str),
+    (("--timeout",), "timeout", float),
+    (("--platform",), "platform", str),
+    (("--pull",), "pull", ("always", "missing")),
+    (("--dest",), "dest", str),
+)
+_PULL_DEFAULTS = {"timeout": 60, "pull": "always"}
+# subcommand → (options, defaults, positionals): "image+command" is run's IMAGE [COMMAND…] (everything after the
+# image is the command), "name" one positional among the options anywhere (argparse's intermixed reading).
+_FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
+                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name")}
+
+
 def parse_run_fast(argv: list[str]):
-    """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` read without argparse, as build_parser's parser reads it:
-    the same namespace (a types.SimpleNamespace with the same attributes), or None for anything this reader
-    does not take on itself (another subcommand, -h, an unknown or abbreviated option, ``--``, a value that
-    starts with ``-``, a bad type or choice, no image): main() then asks argparse, which accepts it or explains
-    the mistake. Only the usual command lines go this way: importing argparse and building the parsers cost
-    about as much CPU as the container's whole start."""
-    if not argv or argv[0] != "run" or "--" in argv:
+    """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` and ``dockerless pull [OPTIONS] NAME`` read without argparse,
+    as build_parser's parser reads them: the same namespace (a types.SimpleNamespace with the same attributes),
+    or None for anything this reader does not take on itself (another subcommand, -h, an unknown or abbreviated
+    option, ``--``, a value that starts with ``-``, a bad type or choice, a missing or extra positional): main()
+    then asks argparse, which accepts it or explains the mistake. Only the usual command lines go this way:
+    importing argparse and building the parsers cost about as much CPU as the container's whole start."""
+    if not argv or argv[0] not in _FAST_SUBCOMMANDS or "--" in argv:
         return None
+    options, defaults, positionals = _FAST_SUBCOMMANDS[argv[0]]
     table = {}
-    values: dict = {"version": False, "subcommand": "run"}
-    for strings, dest, kind in _RUN_OPTIONS:
+    values: dict = {"version": False, "subcommand": argv[0]}
+    for strings, dest, kind in options:
         for option in strings:
             table[option] = (dest, kind)
-        values[dest] = False if kind == "flag" else _RUN_DEFAULTS.get(dest)
+        values[dest] = False if kind == "flag" else defaults.get(dest)
     values["store"] = os.environ.get(ENV_STORE)
     values["ca_path"] = os.environ.get(ENV_CA_PATH)
+    found_positionals: list[str] = []
     i = 1
-    while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":
+    while i < len(argv):
         arg = argv[i]
         i += 1
+        if not arg.startswith("-") or arg == "-":
+            found_positionals.append(arg)
+            if positionals == "image+command":
+                found_positionals.extend(argv[i:])
+                break
+            continue
         if arg.startswith("--"):
             option, eq, value = arg.partition("=")
             found = table.get(option)
@@ -633,10 +663,14 @@ def parse_run_fast(argv: list[str]):
                     values[dest] = kind(value)
                 except ValueError:
                     return None
-    if i >= len(argv):
-        return None
-    values["image"] = argv[i]
-    values["command"] = list(argv[i + 1:])
+    if positionals == "image+command":
+        if not found_positionals:
+            return None
+        values["image"], values["command"] = found_positionals[0], found_positionals[1:]
+    else:
+        if len(found_positionals) != 1:
+            return None
+        values["name"] = found_positionals[0]
     import types
 
     return types.SimpleNamespace(**values)
@@ -978,7 +1012,9 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
         registry = _registry_options(args, stdin)
         progress = sys.stderr if not args.quiet and _on_terminal(sys.stderr) else None
-        pull_args = argparse.Namespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
+        import types
+
+        pull_args = types.SimpleNamespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
         do_pull(pull_args, out, registry, None, progress)
         image = image_for_start(runtime.store_root, image_name)
     if args.detach:

@@ -113,8 +113,8 @@ def test_an_image_to_pull_gets_the_pull_engine_and_site_packages_only_behind_a_p
         assert MU + "pull" in modules and MU + "registry" in modules
         assert "site" not in modules and "requests" not in modules
         # a pull that asks the registry (the no-change pull is one HEAD): no dataclasses (inspect, ast, dis),
-        # typing, thread pool or progress board (not a terminal) either
-        assert [m for m in ("dataclasses", "inspect", "typing", "concurrent.futures", "shutil", "subprocess",
+        # typing, thread pool, progress board (not a terminal) or argparse (cli.parse_run_fast) either
+        assert [m for m in ("dataclasses", "inspect", "typing", "concurrent.futures", "shutil", "subprocess", "argparse",
                             MU + "cli_progress")
                 if m in modules] == []
     # behind a proxy (the same code for run's pull): urllib3/requests from site-packages, site first
@@ -136,18 +136,21 @@ def test_run_with_help_still_goes_to_argparse():
 # --- parse_run_fast against argparse ------------------------------------------------------------------------
 
 
-def _run_subparser():
+def _subparser(name: str):
     parser = cli.build_parser("dockerless")
     sub = next(a for a in parser._actions if a.dest == "subcommand")
-    return parser, sub.choices["run"]
+    return parser, sub.choices[name]
 
 
-def test_the_table_is_the_run_parser():
-    """Every option of the argparse ``run`` parser, with its dest, kind, type, choices and default, is in
-    cli._RUN_OPTIONS, and nothing else: an option added to one and not the other fails here."""
-    _parser, run = _run_subparser()
+@pytest.mark.parametrize("subcommand", sorted(cli._FAST_SUBCOMMANDS))
+def test_the_table_is_the_subcommands_parser(subcommand):
+    """Every option of the argparse parser of ``run`` and of ``pull``, with its dest, kind, type, choices and
+    default, is in cli._RUN_OPTIONS / cli._PULL_OPTIONS, and nothing else: an option added to one and not the
+    other, or a default changed in one only, fails here."""
+    _parser, sub = _subparser(subcommand)
+    options, defaults, positionals = cli._FAST_SUBCOMMANDS[subcommand]
     declared = {}
-    for action in run._actions:
+    for action in sub._actions:
         if not action.option_strings or action.dest == "help":
             continue
         name = type(action).__name__
@@ -161,16 +164,16 @@ def test_the_table_is_the_run_parser():
             kind = action.type or str
         declared[tuple(sorted(action.option_strings))] = (action.dest, kind, action.default)
     table = {}
-    for strings, dest, kind in cli._RUN_OPTIONS:
-        default = False if kind == "flag" else cli._RUN_DEFAULTS.get(dest)
+    for strings, dest, kind in options:
+        default = False if kind == "flag" else defaults.get(dest)
         if dest == "store":
             default = os.environ.get(cli.ENV_STORE)
         if dest == "ca_path":
             default = os.environ.get(cli.ENV_CA_PATH)
         table[tuple(sorted(strings))] = (dest, kind, default)
     assert table == declared
-    positionals = [(a.dest, a.nargs) for a in run._actions if not a.option_strings]
-    assert positionals == [("image", None), ("command", "...")]
+    found = [(a.dest, a.nargs) for a in sub._actions if not a.option_strings]
+    assert found == ([("image", None), ("command", "...")] if positionals == "image+command" else [("name", None)])
 
 
 FAST = [
@@ -190,20 +193,26 @@ FAST = [
     ["run", "--name", "", "busybox"],
     ["run", "--security-opt", "seccomp=unconfined", "--security-opt=seccomp=/p.json", "busybox"],
     ["run", "-", "x"],
+    ["pull", "busybox"],
+    ["pull", "-q", "--pull", "missing", "--platform", "linux/arm64", "--dest", "/tmp/r", "alpine:3.20"],
+    ["pull", "alpine:3.20", "--json", "--store=/s", "--timeout", "5", "--insecure", "--ca-path", "/c.pem"],
+    ["pull", "--username", "me", "--password-stdin", "--auth-file", "/a.json", "x", "-q"],
 ]
 SLOW = [  # parse_run_fast leaves these to argparse (help, abbreviations, "--", "=" in short options, bad values)
     ["run", "--help"], ["run", "-h", "busybox"], ["run", "--priv", "busybox"], ["run", "--", "busybox"],
     ["run", "busybox", "--", "ls"], ["run", "-e=A=1", "busybox"], ["run", "-eB=2", "busybox"], ["run", "--memory-swap", "-1", "busybox"],
     ["run", "--cpus", "half", "busybox"], ["run", "--network", "bridge", "busybox"], ["run"], ["run", "-q"],
-    ["run", "--rm=yes", "busybox"], ["run", "-x", "busybox"], ["pull", "busybox"], ["--version"], [],
-    ["run", "-e"], ["run", "--name", "-d", "busybox"],
+    ["run", "--rm=yes", "busybox"], ["run", "-x", "busybox"], ["--version"], [],
+    ["run", "-e"], ["run", "--name", "-d", "busybox"], ["push", "busybox"],
+    ["pull"], ["pull", "a", "b"], ["pull", "--pull", "never", "a"], ["pull", "-h"], ["pull", "--dest"],
+    ["pull", "-qj", "a"], ["pull", "--", "a"],
 ]
 
 
 @pytest.mark.parametrize("argv", FAST, ids=[" ".join(a)[:60] for a in FAST])
 def test_fast_reading_equals_argparse(argv, monkeypatch):
     monkeypatch.setenv(cli.ENV_STORE, "/env/store")
-    parser, _run = _run_subparser()
+    parser, _sub = _subparser(argv[0])
     fast = cli.parse_run_fast(argv)
     assert fast is not None
     assert vars(fast) == vars(parser.parse_args(argv))
