@@ -17,7 +17,6 @@ anything else is ``dockerless`` with subcommands. Exit codes (docs/cli.md):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -1177,6 +1176,8 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     args = None if seed else parse_run_fast(argv)
     if args is None:
         parser = build_seed_parser(prog) if seed else _parser_for(prog, argv)
+        import contextlib
+
         try:
             # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
             with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
