@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from collections.abc import Mapping
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record, json_loads
 
 # The keys Docker itself writes for Docker Hub (`docker login` stores "https://index.docker.io/v1/").
 DOCKER_HUB_KEYS = ("index.docker.io", "docker.io", "registry-1.docker.io")
@@ -110,7 +109,7 @@ def _run_helper(helper: str, registry: str, notes: list[str]) -> Credentials | N
         notes.append(f"{program} has no credentials for {registry} (exit {proc.returncode})")
         return None
     try:
-        data = json.loads(proc.stdout[:_MAX_CONFIG_SIZE])
+        data = json_loads(proc.stdout[:_MAX_CONFIG_SIZE])
     except ValueError:
         notes.append(f"{program} printed something that is not JSON; ignored")
         return None
@@ -178,7 +177,7 @@ def _read_config(path: str, explicit: bool) -> dict | None:
     if len(raw) > _MAX_CONFIG_SIZE:
         raise DockerlessError(f"reading credentials from {path}: larger than 4 MiB; is it really a docker config.json?")
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
     except ValueError as exc:
         # The position only, never the content: the file holds secrets.
         raise DockerlessError(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from collections.abc import Callable
 
@@ -28,7 +27,12 @@ from ansible_collections.dockerless.containers.plugins.module_utils.reference im
 from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # noqa: F401 - re-exported
     RegistryOptions,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.store import (
     ANNOTATION_REMOTE_DIGEST,
     ANNOTATION_SOURCE,
@@ -282,7 +286,7 @@ def rootfs_digest(dest: str) -> str | None:
     """The manifest digest a ``dest`` folder was last written from (recorded beside it, not inside it)."""
     try:
         with open(_marker_path(dest), "rb") as handle:
-            return json.load(handle).get("digest")
+            return json_loads(handle.read()).get("digest")
     except (OSError, ValueError):
         return None
 
@@ -320,7 +324,7 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str) -> None:
         os.rename(dest, old)
     os.rename(staging, dest)
     remove_tree(old)
-    atomic_write(_marker_path(dest), json.dumps({"digest": image.digest, "name": image.name}).encode())
+    atomic_write(_marker_path(dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
 
 
 def ensure_image(store: Store, name: str, policy: str = "missing", registry: RegistryOptions | None = None,

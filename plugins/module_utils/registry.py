@@ -33,7 +33,6 @@ import hashlib
 import http.client
 import importlib
 import io
-import json
 import os
 import random
 import re
@@ -64,7 +63,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.oci import (
     MANIFEST_MEDIA_TYPES as _OCI_MANIFEST_MEDIA_TYPES,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import is_loopback_host, validate_digest
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_loads
 
 TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
 if TYPE_CHECKING:
@@ -681,7 +680,7 @@ class RegistryClient:
                 self._raise_for(resp, what, "the token", token=True)
             body = self._read_capped(resp, MAX_TOKEN_BODY, what, "token response")
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -880,7 +879,7 @@ class RegistryClient:
         except RegistryError:
             return (), [], False
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             return (), [], False
         codes, messages = [], []
@@ -1031,7 +1030,7 @@ class RegistryClient:
             )
         declared = None
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             data = None
         if isinstance(data, dict):
