@@ -8,8 +8,11 @@ and appends :class:`harness.Row` objects (and facts such as registry request cou
 engine or peer is missing records why in ``ctx.skipped`` instead of a row.
 
 How ours runs, per case:
-* pull, push, build, container start: ``bench/ours.py`` in a child process (``.venv/bin/python``): the
-  interpreter's start and the imports are included, like any command-line front.
+* pull, push, build: ``bench/ours.py`` in a child process (``.venv/bin/python``): the interpreter's start and
+  the imports are included, like any command-line front.
+* container start (and the seccomp filter's cost): ``bin/dockerless run --rm IMAGE /bin/true``, the command
+  users run, with the venv's interpreter as ``DOCKERLESS_PYTHON``; the interpreter's bare start
+  (``python -S -c pass``) is timed in the same rounds as the row's breakdown.
 * no-change re-pull and re-push ("module time"): the real Ansible module as Ansible ships it to a host, the
   ``AnsiballZ_<module>.py`` payload kept with ``ANSIBLE_KEEP_REMOTE_FILES=1``, run by the target's python.
 * demo playbook: ``ansible-playbook`` itself.
@@ -34,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(HERE)
 COLLECTIONS = os.path.join(CHECKOUT, ".build", "collections")
 OURS = os.path.join(HERE, "ours.py")
-OURS_RUN = os.path.join(HERE, "ours_run.py")  # the container start path's own small entry (python -I -S)
+DOCKERLESS = os.path.join(CHECKOUT, "bin", "dockerless")  # the command-line front users run
 MODULE_UTILS = os.path.join(CHECKOUT, "plugins", "module_utils")
 
 
@@ -103,19 +106,40 @@ def ours(ctx: Context, *args: str) -> Sample:
     return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in extra.items() if k in ("changed", "rc", "engine_s")})
 
 
-def ours_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[str] = None) -> Sample:
-    """``python -I -S bench/ours_run.py``: a fresh interpreter that starts one container of ``image`` (prepared in
-    ``store``) through the engine and waits for it to exit."""
-    extra = ["--seccomp", seccomp] if seccomp else []
-    proc = timed([ctx.python, "-I", "-S", OURS_RUN, "--store", store, "--image", image, *extra, "--", *argv],
-                 env=ctx.env())
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise BenchError(f"bench/ours_run.py: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    extra = {k: v for k, v in out.items() if k in ("rc", "engine_s")}
-    extra["cpu_s"] = round(proc.cpu_s, 4)
-    return Sample(proc.seconds, proc.rss_kib, extra)
+def cli_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[str] = None) -> Sample:
+    """``bin/dockerless run --rm [--security-opt seccomp=…] IMAGE ARGV``, as a user types it (the image is in
+    ``store``: no registry), started with the venv's interpreter; its exit code is the container's."""
+    extra = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
+    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, *extra, image, *argv], env=env, check=False)
+    if proc.rc != 0:
+        raise BenchError(f"bin/dockerless run {image} {' '.join(argv)}: exited {proc.rc}: {proc.stderr[-800:]}")
+    return Sample(proc.seconds, proc.rss_kib, {"rc": proc.rc, "cpu_s": round(proc.cpu_s, 4), "stdout": proc.stdout})
+
+
+def cli_pull(ctx: Context, store: str, ref: str) -> Sample:
+    """``bin/dockerless pull --store S REF`` as a user types it (pull: always, the default), started with the
+    venv's interpreter; ``changed`` from what it prints (an unchanged tag says "is up to date")."""
+    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+    proc = timed([DOCKERLESS, "pull", "--store", store, ref], env=env)
+    return Sample(proc.seconds, proc.rss_kib, {"changed": "is up to date" not in proc.stdout,
+                                               "cpu_s": round(proc.cpu_s, 4)})
+
+
+def interpreter_start(ctx: Context) -> Sample:
+    """``python -S -c pass``: the interpreter's own start, the floor under any Python command (the breakdown of
+    the container start rows)."""
+    proc = timed([ctx.python, "-S", "-c", "pass"], env=ctx.env())
+    return Sample(proc.seconds, proc.rss_kib, {"cpu_s": round(proc.cpu_s, 4)})
+
+
+def breakdown_note(samples: dict[str, list[Sample]], ours_key: str, floor_key: str = "python") -> str:
+    """Of our median start, how much is the interpreter's bare start (timed in the same rounds) and how much the
+    rest: imports, the image read from the store, the container's setup and exit."""
+    ours = statistics.median(s.seconds for s in samples[ours_key]) * 1000
+    floor = statistics.median(s.seconds for s in samples[floor_key]) * 1000
+    return (f"breakdown of ours: interpreter start (python -S -c pass) {floor:.0f} ms median, the rest (imports, "
+            f"image read, container setup and exit) {ours - floor:.0f} ms")
 
 
 def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None, cpu: bool = False) -> Sample:
@@ -351,10 +375,13 @@ def case_repull(ctx: Context) -> None:
     contenders = [
         Contender("ours", "ours: image_pull module (AnsiballZ payload, pull: always)",
                   counted(ctx, lambda: module_run(ctx, payload))),
-        Contender("ours-cli", "ours: bench/ours.py pull (pull: always), engine called from a small CLI",
-                  counted(ctx, lambda: ours(ctx, "pull", "--store", store, "--name", ref))),
+        Contender("ours-cli", "ours: bin/dockerless pull IMAGE, the command users run (pull: always)",
+                  counted(ctx, lambda: cli_pull(ctx, store, ref))),
         Contender("skopeo", "skopeo copy docker://… oci:… into the layout that already has it",
                   counted(ctx, lambda: steps(copy_argv))),
+        Contender("skopeo-inspect", "skopeo inspect docker://… (asks the registry for the tag's manifest and config)",
+                  counted(ctx, lambda: steps(SKOPEO + ["inspect", "--tls-verify=false", f"docker://{ref}"],
+                                             cpu=True))),
         stat_floor(ctx),
     ]
     guard = None
@@ -378,16 +405,17 @@ def case_repull(ctx: Context) -> None:
     ctx.facts["repull_requests"] = {k: [s.extra["requests"] for s in v] for k, v in samples.items()
                                     if "requests" in v[0].extra}
     ctx.facts["repull_request_kinds"] = samples["ours"][-1].extra["request_list"]
-    engine = statistics.median(s.extra["engine_s"] for s in samples["ours-cli"])
-    ctx.facts["repull_engine_s"] = engine
-    for peer in [k for k in samples if k not in ("ours", "ours-cli")]:
+    for peer in [k for k in samples if k not in ("ours", "ours-cli", "skopeo-inspect")]:
         notes = f"ours {_requests_summary(samples['ours'])}"
         if peer in ("skopeo", "podman"):
             notes += f"; {peer} {_requests_summary(samples[peer])}"
         ctx.rows.append(row("no-change re-pull (image_pull module time)", samples, "ours", peer, labels, notes=notes,
                             group="re-pull"))
-    ctx.rows.append(row("no-change re-pull (small CLI: interpreter + engine)", samples, "ours-cli", "skopeo", labels,
-                        notes=f"engine call (imports included) {engine:.3f} s median", group="re-pull-cli"))
+    ctx.rows.append(row("dockerless pull of an unchanged tag vs skopeo inspect", samples, "ours-cli",
+                        "skopeo-inspect", labels, group="re-pull-cli",
+                        notes="; ".join(n for n in (cpu_note(samples, "ours-cli", "skopeo-inspect"),
+                                                    f"ours {_requests_summary(samples['ours-cli'])}",
+                                                    f"skopeo {_requests_summary(samples['skopeo-inspect'])}") if n)))
 
 
 def case_memory(ctx: Context) -> None:
@@ -668,7 +696,8 @@ def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
 
 
 def case_run(ctx: Context) -> None:
-    """Start-to-exit of /bin/true: ours vs runc run; then our start of the 500 MB image vs the 5 MB one."""
+    """Start-to-exit of /bin/true: ``dockerless run --rm`` vs ``runc run`` (the interpreter's bare start timed in
+    the same rounds, as the breakdown); then our start of the 500 MB image vs the 5 MB one."""
     if not engine_present("runtime") or not engine_present("runtime_spec"):
         ctx.skipped.append(("container start", "the runtime engine is not in this checkout yet"))
         return
@@ -688,25 +717,28 @@ def case_run(ctx: Context) -> None:
 
     try:
         contenders = [
-            Contender("ours", "ours: python -I -S bench/ours_run.py (interpreter start + imports + container)",
-                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true")),
+            Contender("ours", "ours: bin/dockerless run --rm IMAGE /bin/true (the image in the store)",
+                      lambda: cli_run(ctx, store, ctx.refs["busybox"], "/bin/true")),
             Contender("runc", "runc run of a umoci-unpacked bundle of the same image, configured as our container "
                               "(Docker's capabilities and seccomp profile, our masked paths, six namespaces)", runc),
+            Contender("python", "python -S -c pass (the interpreter's bare start: breakdown only)",
+                      lambda: interpreter_start(ctx)),
         ]
         # 20 rounds: a 10-round median of this ~50 ms case moved by ±0.08 between back-to-back runs.
         samples = alternate(contenders, ctx.rounds(20), log=ctx.log, title="run")
         if any(s.extra.get("rc") for s in samples["ours"]):
             raise BenchError("container start: /bin/true exited non-zero in our runtime")
         labels = {c.key: c.label for c in contenders}
-        ctx.rows.append(row("container start-to-exit of /bin/true (busybox image)", samples, "ours", "runc", labels,
-                            group="run", notes=cpu_note(samples, "ours", "runc")))
+        notes = "; ".join(n for n in (cpu_note(samples, "ours", "runc"), breakdown_note(samples, "ours")) if n)
+        ctx.rows.append(row("dockerless run --rm of /bin/true (busybox image) vs runc run", samples, "ours", "runc",
+                            labels, group="run", notes=notes))
         bsize = ctx.inputs["big"].size()[0]
         ssize = ctx.inputs["small"].size()[0]
         contenders = [
             Contender("big", "ours: run /bin/true in the 500 MiB image",
-                      lambda: ours_run(ctx, store, ctx.refs["big"], "/bin/true")),
+                      lambda: cli_run(ctx, store, ctx.refs["big"], "/bin/true")),
             Contender("small", "ours: run /bin/true in the 5 MiB image",
-                      lambda: ours_run(ctx, store, ctx.refs["small"], "/bin/true")),
+                      lambda: cli_run(ctx, store, ctx.refs["small"], "/bin/true")),
         ]
         samples = alternate(contenders, ctx.rounds(10), log=ctx.log, title="start size")
         labels = {c.key: c.label for c in contenders}
@@ -745,7 +777,8 @@ def filter_cost_ms(samples: dict[str, list[Sample]], with_key: str = "default",
 
 def case_seccomp(ctx: Context) -> None:
     """Issue 11: start-to-exit of /bin/true with Docker's default seccomp profile vs ``seccomp: unconfined``,
-    alternating, both through bench/ours_run.py; the filter's cost is the per-round difference."""
+    alternating, both ``bin/dockerless run --rm --security-opt seccomp=…``; the filter's cost is the per-round
+    difference."""
     if not engine_present("runtime") or not engine_present("seccomp"):
         ctx.skipped.append(("seccomp filter cost", "the runtime or seccomp engine is not in this checkout yet"))
         return
@@ -756,9 +789,9 @@ def case_seccomp(ctx: Context) -> None:
     try:
         contenders = [
             Contender("default", "ours: /bin/true with seccomp: default (Docker's profile, compiled filter cached)",
-                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="default")),
+                      lambda: cli_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="default")),
             Contender("unconfined", "ours: /bin/true with seccomp: unconfined (no filter)",
-                      lambda: ours_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="unconfined")),
+                      lambda: cli_run(ctx, store, ctx.refs["busybox"], "/bin/true", seccomp="unconfined")),
         ]
         samples = alternate(contenders, ctx.rounds(40), log=ctx.log, title="seccomp")
         if any(s.extra.get("rc") for key in samples for s in samples[key]):

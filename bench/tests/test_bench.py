@@ -269,19 +269,24 @@ def test_ours_pull_then_no_change_repull_is_one_head(tmp_path):
         reg.stop()
 
 
-# --- container start: bench/ours_run.py and the seccomp filter's cost (issues 6 and 11) ----------------------
+# --- container start: bin/dockerless run --rm and the seccomp filter's cost (issues 6, 11 and 21) ---------------
 
 
-def test_ours_run_parses_its_small_command_line():
-    import ours_run
+def test_breakdown_note_splits_our_start_at_the_interpreter_floor():
+    samples = {"ours": [harness.Sample(0.040), harness.Sample(0.050), harness.Sample(0.045)],
+               "python": [harness.Sample(0.010), harness.Sample(0.012), harness.Sample(0.011)]}
+    assert cases.breakdown_note(samples, "ours") == (
+        "breakdown of ours: interpreter start (python -S -c pass) 11 ms median, the rest (imports, image read, "
+        "container setup and exit) 34 ms")
 
-    opts = ours_run.parse(["--store", "/s", "--image", "r:1", "--seccomp", "unconfined", "--", "sh", "-c", "x"])
-    assert opts == {"store": "/s", "image": "r:1", "seccomp": "unconfined", "argv": ["sh", "-c", "x"]}
-    assert ours_run.parse(["--store", "/s", "--image", "r:1", "/bin/true"])["argv"] == ["/bin/true"]
-    for bad in ([], ["--store", "/s", "/bin/true"], ["--store", "/s", "--image", "r", "--"], ["--nope", "x", "y"],
-                ["--store"]):
-        with pytest.raises(ValueError, match="usage|unknown"):
-            ours_run.parse(bad)
+
+def test_the_container_start_rows_time_the_shipped_command():
+    """No lean front of the bench's own: the container start and seccomp cases run bin/dockerless."""
+    assert not os.path.exists(os.path.join(CHECKOUT, "bench", "ours_run.py"))
+    assert cases.DOCKERLESS == os.path.join(CHECKOUT, "bin", "dockerless")
+    with open(cases.__file__, encoding="utf-8") as f:
+        source = f.read()
+    assert "ours_run" not in source and source.count("cli_run(ctx, store") >= 5
 
 
 def test_filter_cost_is_the_per_round_difference_and_checked_against_5_ms():
@@ -303,7 +308,7 @@ def test_filter_cost_is_the_per_round_difference_and_checked_against_5_ms():
 
 @pytest.mark.root
 @pytest.mark.registry
-def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
+def test_cli_run_starts_a_container_with_and_without_the_filter(tmp_path):
     sys.path.insert(0, os.path.join(CHECKOUT, "scripts"))
     import registry as registry_script
 
@@ -315,6 +320,9 @@ def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
                             inputs=inputs.ALL, log=lambda _msg: None)
         store = str(tmp_path / "store")
         cases.ours(ctx, "pull", "--store", store, "--name", refs["busybox"])
+        # the re-pull case's CLI row: bin/dockerless pull of the unchanged tag says so
+        again = cases.cli_pull(ctx, store, refs["busybox"])
+        assert again.extra["changed"] is False and again.extra["cpu_s"] > 0
         layout = str(tmp_path / "layout")
         subprocess.run(cases.SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{refs['busybox']}",
                                        f"oci:{layout}:image"], check=True, capture_output=True, timeout=120)
@@ -335,16 +343,13 @@ def test_ours_run_starts_a_container_with_and_without_the_filter(tmp_path):
     finally:
         subprocess.run(["runc", "delete", "--force", name], capture_output=True, check=False)
     assert ran.returncode == 0, ran.stderr
-    sample = cases.ours_run(ctx, store, refs["busybox"], "/bin/true")
-    assert sample.extra["rc"] == 0 and sample.seconds > 0 and sample.extra["engine_s"] > 0
+    sample = cases.cli_run(ctx, store, refs["busybox"], "/bin/true")
+    assert sample.extra["rc"] == 0 and sample.seconds > 0 and sample.extra["cpu_s"] > 0
+    assert cases.interpreter_start(ctx).seconds > 0
     seen = {}
     for mode in ("default", "unconfined"):
-        out = subprocess.run([sys.executable, "-I", "-S", cases.OURS_RUN, "--store", store, "--image", refs["busybox"],
-                              "--seccomp", mode, "--", "grep", "^Seccomp:", "/proc/self/status"],
-                             capture_output=True, text=True, check=True)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        assert result["rc"] == 0 and result["seccomp"] == mode
-        seen[mode] = result["stdout"].split()
+        sample = cases.cli_run(ctx, store, refs["busybox"], "grep", "^Seccomp:", "/proc/self/status", seccomp=mode)
+        seen[mode] = sample.extra["stdout"].split()
     assert seen == {"default": ["Seccomp:", "2"], "unconfined": ["Seccomp:", "0"]}
     # Every one-shot cleaned its state: only the store's reusable one-shot slots are left, none holding a record.
     left = os.listdir(os.path.join(store, "containers"))

@@ -63,23 +63,23 @@ def test_lean_build_entry_into_a_prepared_store_gives_the_engines_digest(tmp_pat
     here = build_image(Store(str(tmp_path / "here")), spec)
     built = Store(store).image("docker.io/bench/built:1")
     assert built.digest == here.after
-    # Blobs only, as umoci repack writes: the layer folder is made on first use (bench/ours_run.py below).
+    # Blobs only, as umoci repack writes: the layer folder is made on first use (bin/dockerless run below).
     assert not Store(store).has_layer(built.layers[0]["diff_id"])
 
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts")
-def test_ours_run_starts_a_just_built_image_without_a_prior_unpack(tmp_path):
-    """The build case's image (bash + ls, blobs only) started by the container start case's entry: it makes the
-    missing layer folder from the blob, then runs."""
+def test_cli_run_starts_a_just_built_image_without_a_prior_unpack(tmp_path):
+    """The build case's image (bash + ls, blobs only) started as the container start case starts one
+    (``bin/dockerless run --rm``): it makes the missing layer folder from the blob, then runs."""
     ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=None, refs={}, inputs={},
                         log=lambda _msg: None)
     store = str(tmp_path / "store")
     cases.empty_store(store)
     cases.ours_build(ctx, store, "--executable", "/bin/bash", "--executable", "/bin/ls")
     assert os.listdir(os.path.join(store, "layers", "sha256")) == []
-    sample = cases.ours_run(ctx, store, "docker.io/bench/built:1", "bash", "-c", "echo ok; ls /")
-    assert sample.extra["rc"] == 0
+    sample = cases.cli_run(ctx, store, "docker.io/bench/built:1", "bash", "-c", "echo ok; ls /")
+    assert sample.extra["rc"] == 0 and sample.extra["stdout"].startswith("ok\n")
     assert len(os.listdir(os.path.join(store, "layers", "sha256"))) == 1
-    again = cases.ours_run(ctx, store, "docker.io/bench/built:1", "/usr/bin/ls", "/usr/bin/bash")
+    again = cases.cli_run(ctx, store, "docker.io/bench/built:1", "/usr/bin/ls", "/usr/bin/bash")
     assert again.extra["rc"] == 0

@@ -17,19 +17,34 @@ anything else is ``dockerless`` with subcommands. Exit codes (docs/cli.md):
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import re
-import shlex
 import sys
-from typing import IO, Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     DockerlessError,
     RuntimeSetupError,
 )
+
+# The names below only annotate (annotations are not evaluated here). ``typing``, ``json``, ``shlex`` and the
+# registry client are imported where they are used: ``dockerless run`` of an image in the store starts a
+# container in less time than importing them takes (tests/unit/.../test_cli_imports.py holds the line).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+
+class _Argparse:
+    """``argparse``, imported on first use. Importing it and building the parsers costs about as much CPU as a
+    container start (gettext, locale, a HelpFormatter per option); ``dockerless run`` of the usual form is read
+    by :func:`parse_run_fast` instead (see there)."""
+
+    def __getattr__(self, name: str):
+        import argparse as module
+
+        return getattr(module, name)
+
+
+argparse = _Argparse()
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -58,6 +73,9 @@ class UsageError(Exception):
 
 def collection_version(root: str = _COLLECTION_ROOT) -> str:
     """The collection's version: MANIFEST.json of an installed collection, else galaxy.yml of a checkout."""
+    import json
+    import re
+
     try:
         with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as handle:
             return str(json.load(handle)["collection_info"]["version"])
@@ -114,6 +132,8 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         return None
     stripped = text.strip()
     if stripped.startswith("["):
+        import json
+
         try:
             value = json.loads(stripped)
         except ValueError as exc:
@@ -121,6 +141,8 @@ def parse_command(text: str | None, what: str) -> list[str] | None:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"{what} {text!r}: expected a JSON list of strings.")
         return value
+    import shlex
+
     try:
         return shlex.split(text)
     except ValueError as exc:
@@ -150,18 +172,29 @@ def parse_wsl_conf(items: list[str] | None) -> dict[str, dict[str, str]]:
     return out
 
 
-def parse_restart(text: str) -> tuple[str, int]:
-    """Docker's --restart: ``no``, ``always``, ``unless-stopped``, ``on-failure[:N]`` → (policy, retries)."""
+def restart_value(text: str) -> tuple[str, int]:
+    """Docker's --restart: ``no``, ``always``, ``unless-stopped``, ``on-failure[:N]`` → (policy, retries);
+    ValueError naming the mistake (parse_run_fast reads it without argparse)."""
     policy, sep, count = text.partition(":")
     if policy not in ("no", "always", "unless-stopped", "on-failure") or (sep and policy != "on-failure"):
-        raise argparse.ArgumentTypeError(f"{text!r}: use no, always, unless-stopped or on-failure[:N]")
+        raise ValueError(f"{text!r}: use no, always, unless-stopped or on-failure[:N]")
     if sep and not (count.isdigit() and int(count) > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: N in on-failure:N is a number of restarts, 1 or more")
+        raise ValueError(f"{text!r}: N in on-failure:N is a number of restarts, 1 or more")
     return policy, int(count) if sep else 0
+
+
+def parse_restart(text: str) -> tuple[str, int]:
+    """restart_value for argparse, whose own message for a ValueError would not say what is wrong."""
+    try:
+        return restart_value(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def default_container_name(image: str) -> str:
     """``<image base name>-<6 hex>`` for ``run -d`` without ``--name``."""
+    import re
+
     base = re.sub(r"[^A-Za-z0-9_.-]", "-", image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]) or "container"
     return f"{base[:100]}-{os.urandom(3).hex()}"
 
@@ -196,18 +229,49 @@ class Output:
 
     def document(self, data: Any) -> None:
         if self.json:
+            import json
+
             self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
     def progress_stream(self) -> IO[str] | None:
-        from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+        return self.stdout if not self.quiet and not self.json and _on_terminal(self.stdout) else None
 
-        return self.stdout if wanted(self.stdout, self.quiet, self.json) else None
+
+def _on_terminal(stream: IO[str] | None) -> bool:
+    """cli_progress.wanted's rule (progress only on a terminal), without importing the progress board when
+    the output is not a terminal."""
+    try:
+        if stream is None or not os.isatty(stream.fileno()):
+            return False
+    except (AttributeError, OSError, ValueError):
+        return False
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
+
+    return wanted(stream)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Argument parsing
 
-_FORMATTER = argparse.RawDescriptionHelpFormatter
+def _FORMATTER(prog: str, **kwargs):  # noqa: N802 - argparse's formatter_class: called with prog, as a class is
+    # The width argparse would take from shutil.get_terminal_size(), without importing shutil (bz2, lzma,
+    # fnmatch) for it: argparse makes a formatter for every option it adds.
+    kwargs.setdefault("width", _terminal_columns() - 2)
+    return argparse.RawDescriptionHelpFormatter(prog, **kwargs)
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal of sys.__stdout__, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 def _examples(*lines: str) -> str:
@@ -215,7 +279,7 @@ def _examples(*lines: str) -> str:
 
 
 def _store_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("store")
     g.add_argument("--store", default=os.environ.get(ENV_STORE),
                    help=f"store root (default: ${ENV_STORE}, else /var/lib/dockerless as root, "
@@ -224,7 +288,7 @@ def _store_parent() -> argparse.ArgumentParser:
 
 
 def _output_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the digest or name")
     g.add_argument("--json", action="store_true", help="print one JSON document with the result")
@@ -232,7 +296,7 @@ def _output_parent() -> argparse.ArgumentParser:
 
 
 def _registry_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     g = p.add_argument_group("registry",
                              "credentials: --username/--password-stdin, else DOCKER_USERNAME/DOCKER_PASSWORD, "
                              "else ~/.docker/config.json (or --auth-file)")
@@ -249,7 +313,7 @@ def _registry_parent() -> argparse.ArgumentParser:
 
 
 def _platform_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, formatter_class=_FORMATTER)
     p.add_argument("--platform", help="os/arch[/variant] to pick from a multi-platform image (default: this host)")
     return p
 
@@ -286,6 +350,9 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--cap-drop", action="append", metavar="CAP", help="drop a capability (ALL drops every one)")
     g.add_argument("--privileged", action="store_true",
                    help="every capability, no masked paths, every device (no device controller, no nodev)")
+    g.add_argument("--security-opt", action="append", metavar="seccomp=PROFILE",
+                   help="seccomp=default (Docker's profile, the default), seccomp=unconfined (no filter) or "
+                        "seccomp=/path/profile.json")
     g.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]", help="resource limit, e.g. nofile=1024")
     g.add_argument("--restart", type=parse_restart, default=("no", 0), metavar="POLICY",
                    help="restart policy of a detached container: no, always, unless-stopped, on-failure[:N] "
@@ -297,6 +364,8 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--pull", choices=["missing", "always", "never"], default="missing",
                    help="when to pull the image (default: missing)")
     g.add_argument("-q", "--quiet", action="store_true", help="no pull progress")
+    g.add_argument("--rm", action="store_true",
+                   help="remove the container when it exits (always so in the foreground; not with -d)")
     lim = p.add_argument_group("limits (cgroups v1 or v2)")
     lim.add_argument("--memory", "-m", help="memory limit, e.g. 256m")
     lim.add_argument("--memory-swap", help="memory + swap limit, e.g. 512m (-1: unlimited)")
@@ -307,8 +376,18 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's)")
 
 
-def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
-    """The ``dockerless`` parser with its subcommands."""
+class _Unbuilt:
+    """Stands for the parser of a subcommand build_parser was told to leave out: every call is accepted and
+    does nothing (add_argument, add_argument_group …)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: self
+
+
+def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.ArgumentParser:
+    """The ``dockerless`` parser with its subcommands; with ``only``, that subcommand's parser alone (main() parses
+    ``dockerless pull …`` with the pull parser only: argparse spends more time building the others' options,
+    a HelpFormatter and gettext look-ups per option, than a no-change pull spends asking the registry)."""
     store, output, registry, platform = _store_parent(), _output_parent(), _registry_parent(), _platform_parent()
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=_FORMATTER,
@@ -326,6 +405,9 @@ def build_parser(prog: str = "dockerless") -> argparse.ArgumentParser:
         ))
     parser.add_argument("--version", action="store_true", help="print the version and where the code is loaded from")
     sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+    if only is not None:
+        add_parser = sub.add_parser
+        sub.add_parser = lambda name, **kwargs: add_parser(name, **kwargs) if name == only else _Unbuilt()
 
     p = sub.add_parser("pull", parents=[store, output, registry, platform], formatter_class=_FORMATTER,
                        help="pull an image into the store", description="Pull an image into the store, verifying "
@@ -494,6 +576,159 @@ def build_seed_parser(command: str) -> argparse.ArgumentParser:
         epilog=_examples(f"{command} library/alpine:latest sh", f"echo hi | {command} 127.0.0.1:5000/library/busybox:latest cat"))
     _add_run_options(p, seed="chroot" if command == "run-chroot" else True)
     return p
+
+
+# ``dockerless run``'s options as build_parser declares them (the store, registry and platform groups and
+# _add_run_options), for parse_run_fast: option strings, dest, and how a value is read: "flag" (store_true),
+# "append" (a list), or a type (str, int, float), or the tuple of allowed choices.
+# tests/unit/plugins/module_utils/test_cli_fast.py checks it against the argparse parser, option by option, and
+# the two parsers' results on many command lines.
+_RUN_OPTIONS = (
+    (("--store",), "store", str),
+    (("--username",), "username", str),
+    (("--password-stdin",), "password_stdin", "flag"),
+    (("--auth-file",), "auth_file", str),
+    (("--insecure",), "insecure", "flag"),
+    (("--ca-path",), "ca_path", str),
+    (("--timeout",), "timeout", float),
+    (("--platform",), "platform", str),
+    (("--name",), "name", str),
+    (("-d", "--detach"), "detach", "flag"),
+    (("-i", "--interactive"), "interactive", "flag"),
+    (("-t", "--tty"), "tty", "flag"),
+    (("-e", "--env"), "env", "append"),
+    (("-v", "--volume"), "volume", "append"),
+    (("--tmpfs",), "tmpfs", "append"),
+    (("-w", "--workdir"), "workdir", str),
+    (("-u", "--user"), "user", str),
+    (("--hostname",), "hostname", str),
+    (("--entrypoint",), "entrypoint", str),
+    (("--network",), "network", ("none", "host")),
+    (("--isolation",), "isolation", ("container", "chroot")),
+    (("--read-only",), "read_only", "flag"),
+    (("--cap-add",), "cap_add", "append"),
+    (("--cap-drop",), "cap_drop", "append"),
+    (("--privileged",), "privileged", "flag"),
+    (("--security-opt",), "security_opt", "append"),
+    (("--ulimit",), "ulimit", "append"),
+    (("--restart",), "restart", restart_value),
+    (("--stop-signal",), "stop_signal", str),
+    (("--stop-timeout",), "stop_timeout", int),
+    (("--pull",), "pull", ("missing", "always", "never")),
+    (("-q", "--quiet"), "quiet", "flag"),
+    (("--rm",), "rm", "flag"),
+    (("--memory", "-m"), "memory", str),
+    (("--memory-swap",), "memory_swap", str),
+    (("--cpus",), "cpus", float),
+    (("--cpu-weight",), "cpu_weight", int),
+    (("--pids-limit",), "pids_limit", int),
+)
+_RUN_DEFAULTS = {"timeout": 60, "network": "none", "isolation": "container", "restart": ("no", 0), "stop_timeout": 10,
+                 "pull": "missing"}
+
+
+# ``dockerless pull``'s options (the store, output, registry and platform groups and its own), as _RUN_OPTIONS.
+_PULL_OPTIONS = (
+    (("--store",), "store", str),
+    (("-q", "--quiet"), "quiet", "flag"),
+    (("--json",), "json", "flag"),
+    (("--username",), "username", str),
+    (("--password-stdin",), "password_stdin", "flag"),
+    (("--auth-file",), "auth_file", str),
+    (("--insecure",), "insecure", "flag"),
+    (("--ca-path",), "ca_path", str),
+    (("--timeout",), "timeout", float),
+    (("--platform",), "platform", str),
+    (("--pull",), "pull", ("always", "missing")),
+    (("--dest",), "dest", str),
+    (("--dest-mode",), "dest_mode", str),
+)
+_PULL_DEFAULTS = {"timeout": 60, "pull": "always", "dest_mode": "0700"}
+# subcommand → (options, defaults, positionals): "image+command" is run's IMAGE [COMMAND…] (everything after the
+# image is the command), "name" one positional among the options anywhere (argparse's intermixed reading).
+_FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
+                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name")}
+
+
+def parse_run_fast(argv: list[str]):
+    """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` and ``dockerless pull [OPTIONS] NAME`` read without argparse,
+    as build_parser's parser reads them: the same namespace (a types.SimpleNamespace with the same attributes),
+    or None for anything this reader does not take on itself (another subcommand, -h, an unknown or abbreviated
+    option, ``--``, a value that starts with ``-``, a bad type or choice, a missing or extra positional): main()
+    then asks argparse, which accepts it or explains the mistake. Only the usual command lines go this way:
+    importing argparse and building the parsers cost about as much CPU as the container's whole start."""
+    if not argv or argv[0] not in _FAST_SUBCOMMANDS or "--" in argv:
+        return None
+    options, defaults, positionals = _FAST_SUBCOMMANDS[argv[0]]
+    table = {}
+    values: dict = {"version": False, "subcommand": argv[0]}
+    for strings, dest, kind in options:
+        for option in strings:
+            table[option] = (dest, kind)
+        values[dest] = False if kind == "flag" else defaults.get(dest)
+    values["store"] = os.environ.get(ENV_STORE)
+    values["ca_path"] = os.environ.get(ENV_CA_PATH)
+    found_positionals: list[str] = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-") or arg == "-":
+            found_positionals.append(arg)
+            if positionals == "image+command":
+                found_positionals.extend(argv[i:])
+                break
+            continue
+        if arg.startswith("--"):
+            option, eq, value = arg.partition("=")
+            found = table.get(option)
+            if found is None or (eq and found[1] == "flag"):
+                return None
+            pending = [(found, value if eq else None)]
+        else:  # -it, -e KEY=VALUE, -eKEY (argparse splits "-e=X" and "-eK=V" its own way: it reads those)
+            if "=" in arg:
+                return None
+            pending = []
+            for j in range(1, len(arg)):
+                found = table.get("-" + arg[j])
+                if found is None:
+                    return None
+                if found[1] == "flag":
+                    pending.append((found, None))
+                    continue
+                pending.append((found, arg[j + 1:] or None))
+                break
+        for (dest, kind), value in pending:
+            if kind == "flag":
+                values[dest] = True
+                continue
+            if value is None:
+                if i >= len(argv) or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+                i += 1
+            if kind == "append":
+                values[dest] = (values[dest] or []) + [value]
+            elif isinstance(kind, tuple):
+                if value not in kind:
+                    return None
+                values[dest] = value
+            else:
+                try:
+                    values[dest] = kind(value)
+                except ValueError:
+                    return None
+    if positionals == "image+command":
+        if not found_positionals:
+            return None
+        values["image"], values["command"] = found_positionals[0], found_positionals[1:]
+    else:
+        if len(found_positionals) != 1:
+            return None
+        values["name"] = found_positionals[0]
+    import types
+
+    return types.SimpleNamespace(**values)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -735,21 +970,64 @@ def cmd_build(args, out: Output, stdin: IO[str]) -> int:
 
 
 def _run_spec(args, store_root: str | None, image, name: str | None):
+    """The container's spec from the options and ``image`` (a runtime_image.StartImage)."""
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
 
-    record = image.record
     limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
               if getattr(args, k) is not None}
+    extra = {}
+    for item in getattr(args, "security_opt", None) or []:
+        key, sep, value = item.partition("=")
+        if key != "seccomp" or not sep or not value:
+            raise UsageError(f"--security-opt {item!r}: only seccomp=default, seccomp=unconfined or "
+                             "seccomp=/path/profile.json are known.")
+        extra["seccomp"] = value if value in ("default", "unconfined") else os.path.abspath(value)
     return build_spec(
-        image_config=record.config.get("config") or {}, lower_dirs=image.lower_dirs, image=image.name,
-        image_digest=record.digest, diff_ids=[layer["diff_id"] for layer in record.layers],
+        image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
+        image_digest=image.digest, diff_ids=image.diff_ids,
         command=list(args.command) if args.command else None,
         entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart[0],
-        restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout)
+        restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout, **extra)
+
+
+def _stored_image(store_root: str, name: str, pull: str, platform: str | None):
+    """``name`` as a container start reads it (runtime_image.image_for_start: index.json, one manifest, one
+    config) when ``pull`` lets the store's copy be used and it is usable as it is, its missing layer folders
+    made from the store's blobs; None when the pull engine must be asked (``pull: always``, not in the store,
+    another platform than the one wanted, blobs missing). No registry code is imported on the way: with
+    ``--pull missing`` (the default) and the image in the store, ``dockerless run`` is the container start."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
+
+    if pull == "always":
+        return None
+    try:
+        image = image_for_start(store_root, name)
+    except StoreError:
+        if pull == "never":
+            raise
+        return None  # not there or damaged: the pull engine fetches it again
+    if pull == "missing" and image.platform:
+        # pull.pull_image's rule: a stored image of another platform than the one asked for is pulled again.
+        from ansible_collections.dockerless.containers.plugins.module_utils import oci
+
+        if not oci.platform_matches(oci.parse_platform(platform), image.platform):
+            return None
+    if not image.unpacked():
+        # A built image (image_build stores the layer blob only) or collected folders: made from the blobs.
+        from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+        from ansible_collections.dockerless.containers.plugins.module_utils.store_layers import ensure_unpacked
+
+        store = Store(store_root)
+        record = store.image(name)
+        if pull != "never" and not all(store.has_blob(layer["digest"], layer["size"]) for layer in record.layers):
+            return None
+        ensure_unpacked(store, record)
+    return image
 
 
 def _absolute_volume(text: str) -> str:
@@ -761,8 +1039,9 @@ def _absolute_volume(text: str) -> str:
 
 
 def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
-    from ansible_collections.dockerless.containers.plugins.module_utils.cli_progress import wanted
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime, image_for_run
+    from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_image import image_for_start
 
     if _is_seed(args) and args.detach:
         args.interactive = False  # the seed's scripts attach stdin by default; a detached container can't
@@ -776,18 +1055,25 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         raise UsageError("-t: the input is not a terminal. Drop -t (use -i for pipes), or run from a terminal.")
     if args.name and not args.detach:
         raise UsageError("--name names a detached container (-d); a foreground run is removed when it exits.")
+    if getattr(args, "rm", False) and args.detach:
+        raise UsageError("--rm: a detached container is kept until `dockerless rm`; drop --rm (a foreground "
+                         "container is always removed when it exits).")
     if args.restart[0] != "no" and not args.detach:
         raise UsageError("--restart applies to detached containers (-d).")
     if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
         raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
-    registry = _registry_options(args, stdin)
-    if args.pull != "never":
-        # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
-        progress = sys.stderr if not args.quiet else None
-        pull_args = argparse.Namespace(store=args.store, name=args.image, platform=args.platform, pull=args.pull)
-        do_pull(pull_args, out, registry, None, progress if wanted(progress) else None)
-    image = image_for_run(args.store, args.image, pull="never")
     runtime = Runtime(args.store)
+    image_name = parse_reference(args.image).name
+    image = _stored_image(runtime.store_root, image_name, args.pull, args.platform)
+    if image is None:
+        # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
+        registry = _registry_options(args, stdin)
+        progress = sys.stderr if not args.quiet and _on_terminal(sys.stderr) else None
+        import types
+
+        pull_args = types.SimpleNamespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
+        do_pull(pull_args, out, registry, None, progress)
+        image = image_for_start(runtime.store_root, image_name)
     if args.detach:
         name = args.name or default_container_name(args.image)
         spec = _run_spec(args, args.store, image, name)
@@ -814,6 +1100,8 @@ def _is_seed(args) -> bool:
 
 
 def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
+    import shlex
+
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
 
     infos = [i for i in Runtime(args.store).list() if args.all or i.running]
@@ -968,6 +1256,17 @@ HANDLERS = {
 # Entry point
 
 
+def _parser_for(prog: str, argv: list[str]):
+    """build_parser(prog) for ``argv``: only its subcommand's parser when argv starts with a known subcommand
+    (the other subcommands' parsers would never be used), else all of them (usage errors, --help, --version)."""
+    if argv and argv[0] in HANDLERS:
+        parser = build_parser(prog, only=argv[0])
+        sub = next(a for a in parser._actions if a.dest == "subcommand")  # pylint: disable=protected-access
+        if argv[0] in sub.choices:
+            return parser
+    return build_parser(prog)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str] | None = None,
          stderr: IO[str] | None = None, stdin: IO[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) as ``prog`` (default: the name this was called by) and run the
@@ -978,13 +1277,17 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     prog = prog or os.path.basename(sys.argv[0] or "dockerless")
     argv = list(sys.argv[1:] if argv is None else argv)
     seed = prog in SEED_COMMANDS
-    parser = build_seed_parser(prog) if seed else build_parser(prog)
-    try:
-        # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args = None if seed else parse_run_fast(argv)
+    if args is None:
+        parser = build_seed_parser(prog) if seed else _parser_for(prog, argv)
+        import contextlib
+
+        try:
+            # argparse prints --help and usage errors to sys.stdout/sys.stderr: send them where main() writes.
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if seed:
         command = "run" if prog in ("run", "run-chroot") else prog
         args.seed = True

@@ -35,7 +35,6 @@ import struct
 import termios
 import time
 import tty
-from dataclasses import dataclass
 
 from ansible_collections.dockerless.containers.plugins.module_utils import runtime_init
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
@@ -50,16 +49,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime_stat
 # Signals the CLI passes on to the container while it runs in the foreground (the monitor forwards them to PID 1).
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _EXIT_GRACE = 1.0  # seconds the pty is still read after PID 1 exited (stragglers of chroot isolation)
-
-
-@dataclass
-class Attached:
-    """How the container's stdio is connected: fds of the caller, or a pty when ``terminal``."""
-
-    stdin: int | None           # None: the container's /dev/null
-    stdout: int
-    stderr: int
-    terminal: bool = False
 
 
 class ForegroundContainer:

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Record, json_loads
 
 # The keys Docker itself writes for Docker Hub (`docker login` stores "https://index.docker.io/v1/").
 DOCKER_HUB_KEYS = ("index.docker.io", "docker.io", "registry-1.docker.io")
@@ -34,8 +31,7 @@ HOW_TO_PROVIDE = (
 )
 
 
-@dataclass(frozen=True)
-class Credentials:
+class Credentials(Record):
     """Credentials for one registry; ``source`` names where they came from, never the secret.
 
     ``source`` is ``parameters``, ``environment``, ``config.json:<path>``,
@@ -43,8 +39,10 @@ class Credentials:
     skipped (a missing helper, an unusable entry), for error messages.
     """
 
+    FROZEN = True
+    _NO_REPR = ("password",)
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     source: str = "anonymous"
     notes: tuple[str, ...] = ()
 
@@ -83,6 +81,9 @@ def _helper_server_url(registry: str) -> str:
 
 def _run_helper(helper: str, registry: str, notes: list[str]) -> Credentials | None:
     """Run ``docker-credential-<helper> get``; None (with a note) when it is absent or has nothing."""
+    import shutil  # only for a credential helper: a pull without one imports neither
+    import subprocess
+
     program = f"docker-credential-{helper}"
     if not helper or "/" in helper or helper.startswith("."):
         notes.append(f"credential helper name {helper!r} is invalid; ignored")
@@ -108,7 +109,7 @@ def _run_helper(helper: str, registry: str, notes: list[str]) -> Credentials | N
         notes.append(f"{program} has no credentials for {registry} (exit {proc.returncode})")
         return None
     try:
-        data = json.loads(proc.stdout[:_MAX_CONFIG_SIZE])
+        data = json_loads(proc.stdout[:_MAX_CONFIG_SIZE])
     except ValueError:
         notes.append(f"{program} printed something that is not JSON; ignored")
         return None
@@ -176,7 +177,7 @@ def _read_config(path: str, explicit: bool) -> dict | None:
     if len(raw) > _MAX_CONFIG_SIZE:
         raise DockerlessError(f"reading credentials from {path}: larger than 4 MiB; is it really a docker config.json?")
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
     except ValueError as exc:
         # The position only, never the content: the file holds secrets.
         raise DockerlessError(

@@ -39,8 +39,11 @@ import socket
 import ssl
 import threading
 import zlib
-from typing import Any
 from urllib.parse import urlsplit
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import Any
 
 _DRAIN_LIMIT = 64 * 2**10  # an unread body up to this size is read on close() so its connection can be reused
 _READ_SIZE = 2**16

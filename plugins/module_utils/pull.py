@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
-import shutil
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from ansible_collections.dockerless.containers.plugins.module_utils import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
@@ -33,6 +28,12 @@ from ansible_collections.dockerless.containers.plugins.module_utils.reference im
 from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # noqa: F401 - re-exported
     RegistryOptions,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.store import (
     ANNOTATION_REMOTE_DIGEST,
     ANNOTATION_SOURCE,
@@ -41,6 +42,15 @@ from ansible_collections.dockerless.containers.plugins.module_utils.store import
     atomic_write,
     remove_tree,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.store_layers import (  # noqa: F401 - re-exported
+    _extract_into_store,
+    _unpack,
+    ensure_unpacked,
+)
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import Any
 
 PARALLEL_LAYERS = 4
 # The top of a ``dest`` tree: reachable by its owner only (see check_dest_mode).
@@ -48,84 +58,17 @@ DEST_MODE = 0o700
 PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
 
 
-@dataclass
-class PullResult:
+class PullResult(Record):
     changed: bool
     image: ImageRecord | None
     before: str | None                      # manifest digest the name pointed to before
     after: str | None                       # manifest digest it points to now (or would)
-    actions: list[str] = field(default_factory=list)
+    actions: list[str] = Factory(list)
     downloaded_bytes: int = 0
     layers_fetched: int = 0
     layers_reused: int = 0
     rootfs: str | None = None
     rootfs_changed: bool = False
-
-
-class _Tee:
-    """A read-only stream that copies everything read into a blob writer."""
-
-    def __init__(self, source, sink):
-        self._source = source
-        self._sink = sink
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        if data:
-            self._sink.write(data)
-        return data
-
-    def readinto(self, buf) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-
-def _unpack():
-    from ansible_collections.dockerless.containers.plugins.module_utils import unpack
-
-    return unpack
-
-
-def _extract_into_store(store: Store, layer: dict, raw, tee_sink=None) -> None:
-    """Extract one layer stream into a temp folder, check its diff_id, and move it into place."""
-    unpack = _unpack()
-    tmp = store.make_tmp_dir("layer-")
-    # The layer folder is the top of its own hierarchy: on ext2/3/4 its tree goes to a block group chosen from a
-    # hash of its (random) name, not next to trees just removed from the store (see unpack.mark_hierarchy_top).
-    unpack.mark_hierarchy_top(tmp)
-    dest = os.path.join(tmp, "rootfs-" + os.urandom(6).hex())
-    try:
-        stream = _Tee(raw, tee_sink) if tee_sink is not None else raw
-        result = unpack.extract_layer(stream, layer["media_type"], dest)
-        if tee_sink is not None:
-            stream.drain()  # bytes after the end of the compressed stream still belong to the blob
-        if result.diff_id != layer["diff_id"]:
-            raise DigestMismatchError(
-                f"layer {layer['digest']}: uncompressed content hashes to {result.diff_id}, the image config says "
-                f"{layer['diff_id']}. The image is corrupt; nothing was stored."
-            )
-        store.commit_layer_dir(dest, layer["diff_id"])
-    finally:
-        remove_tree(tmp)
-
-
-def ensure_unpacked(store: Store, image: ImageRecord) -> list[str]:
-    """Make sure every layer of ``image`` has its folder (from blobs already in the store). Returns the layer
-    folders bottom → top."""
-    for layer in image.layers:
-        if store.has_layer(layer["diff_id"]):
-            continue
-        with store.gc_guard(), store.open_blob(layer["digest"]) as raw:
-            _extract_into_store(store, layer, raw)
-    return [store.layer_dir(layer["diff_id"]) for layer in image.layers]
 
 
 class _Counted:
@@ -174,6 +117,8 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
             event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
             raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
         if store.has_layer(layer["diff_id"]):
+            import shutil  # pylint: disable=import-outside-toplevel - a download only
+
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:
             _extract_into_store(store, layer, raw, tee_sink=writer)
@@ -302,6 +247,8 @@ def pull_image(
         if progress:
             progress({"event": "start", "name": ref.name, "digest": digest,
                       "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
+        from concurrent.futures import ThreadPoolExecutor  # only when layers download
+
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
             futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress) for layer in layers]
             downloaded = 0
@@ -348,7 +295,7 @@ def rootfs_digest(dest: str) -> str | None:
     """The manifest digest a ``dest`` folder was last written from (recorded beside it, not inside it)."""
     try:
         with open(_marker_path(dest), "rb") as handle:
-            return json.load(handle).get("digest")
+            return json_loads(handle.read()).get("digest")
     except (OSError, ValueError):
         return None
 
@@ -444,7 +391,7 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     finally:
         remove_tree(holder)
     remove_tree(old)
-    atomic_write(_marker_path(dest), json.dumps({"digest": image.digest, "name": image.name}).encode())
+    atomic_write(_marker_path(dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
 
 
 def ensure_image(store: Store, name: str, policy: str = "missing", registry: RegistryOptions | None = None,

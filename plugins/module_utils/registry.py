@@ -33,7 +33,6 @@ import hashlib
 import http.client
 import importlib
 import io
-import json
 import os
 import random
 import re
@@ -43,10 +42,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+from ansible_collections.dockerless.containers.plugins.module_utils import site_packages
 from ansible_collections.dockerless.containers.plugins.module_utils.credentials import (
     HOW_TO_PROVIDE,
     Credentials,
@@ -65,6 +63,11 @@ from ansible_collections.dockerless.containers.plugins.module_utils.oci import (
     MANIFEST_MEDIA_TYPES as _OCI_MANIFEST_MEDIA_TYPES,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.reference import is_loopback_host, validate_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import Factory, Record, json_loads
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import IO, Any, BinaryIO
 
 
 class _LazyModule:
@@ -77,7 +80,14 @@ class _LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
+        return getattr(_import(self._name), attr)
+
+
+def _import(name: str):
+    """``importlib.import_module``, with site-packages added first when bin/dockerless deferred them (it starts
+    ``run`` and ``pull`` with ``python -S``; requests, needed only behind a proxy, lives in site-packages)."""
+    site_packages.load()
+    return importlib.import_module(name)
 
 
 requests: Any = _LazyModule("requests")
@@ -97,8 +107,8 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 def _requests_missing() -> str | None:
     """Why requests can't be used (for the proxy path), or None when it can."""
     try:
-        importlib.import_module("requests")
-        importlib.import_module("urllib3")
+        _import("requests")
+        _import("urllib3")
     except ImportError as exc:
         return str(exc) or type(exc).__name__
     return None
@@ -186,12 +196,12 @@ def _split_host_port(registry: str) -> tuple[str, int | None]:
 # --- WWW-Authenticate -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Record):
     """One challenge of a ``WWW-Authenticate`` header: ``scheme`` lower-cased, ``params`` keys lower-cased."""
 
+    FROZEN = True
     scheme: str
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = Factory(dict)
 
 
 def parse_www_authenticate(value: str) -> list[Challenge]:
@@ -273,9 +283,9 @@ def repository_scope(repository: str, *actions: str) -> frozenset[str]:
     return frozenset(f"repository:{repository}:{a}" for a in actions)
 
 
-@dataclass
-class _Token:
-    value: str = field(repr=False)
+class _Token(Record):
+    _NO_REPR = ("value",)
+    value: str
     atoms: frozenset[str]
     expires_at: float
 
@@ -681,7 +691,7 @@ class RegistryClient:
                 self._raise_for(resp, what, "the token", token=True)
             body = self._read_capped(resp, MAX_TOKEN_BODY, what, "token response")
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             data = None
         if not isinstance(data, dict):
@@ -880,7 +890,7 @@ class RegistryClient:
         except RegistryError:
             return (), [], False
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             return (), [], False
         codes, messages = [], []
@@ -1031,7 +1041,7 @@ class RegistryClient:
             )
         declared = None
         try:
-            data = json.loads(body)
+            data = json_loads(body)
         except ValueError:
             data = None
         if isinstance(data, dict):
@@ -1284,12 +1294,12 @@ class RegistryClient:
         return digest
 
 
-@dataclass
-class RegistryOptions:
+class RegistryOptions(Record):
     """Connection settings shared by pull and push (module options of the registry doc fragment)."""
 
+    _NO_REPR = ("password",)
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     auth_file: str | None = None
     insecure: bool = False
     ca_path: str | None = None

@@ -35,13 +35,21 @@ _HEX = frozenset("0123456789abcdef")
 
 class StartImage:
     """What a container start needs of an image: its digest, its config's ``config`` object, the diff_ids
-    (bottom → top) and their unpacked folders (top → bottom, overlayfs' lowerdir order)."""
+    (bottom → top), their unpacked folders (top → bottom, overlayfs' lowerdir order) and its platform
+    (``{"os", "architecture", "variant"}`` as far as known: the index entry's, else the config's, as
+    ``Store.load_image`` takes it)."""
 
-    __slots__ = ("name", "digest", "config", "diff_ids", "lower_dirs")
+    __slots__ = ("name", "digest", "config", "diff_ids", "lower_dirs", "platform")
 
-    def __init__(self, name: str, digest: str, config: dict, diff_ids: list, lower_dirs: list):
+    def __init__(self, name: str, digest: str, config: dict, diff_ids: list, lower_dirs: list,
+                 platform: dict | None = None):
         self.name, self.digest, self.config = name, digest, config
         self.diff_ids, self.lower_dirs = diff_ids, lower_dirs
+        self.platform = platform or {}
+
+    def unpacked(self) -> bool:
+        """Every layer has its folder (a built image has only its blobs until a container needs the folders)."""
+        return all(os.path.isdir(d) for d in self.lower_dirs)
 
     def __repr__(self) -> str:
         return f"StartImage({self.name!r}, {self.digest!r}, {len(self.diff_ids)} layer(s))"
@@ -108,4 +116,6 @@ def image_for_start(store_root: str, name: str) -> StartImage:
                          "pull the image again.")
     layers_dir = os.path.join(root, "layers", "sha256")
     lower = [os.path.join(layers_dir, _digest_hex(d, "layer diff_id", name)) for d in reversed(diff_ids)]
-    return StartImage(name, digest, config.get("config") or {}, list(diff_ids), lower)
+    platform = desc.get("platform") if isinstance(desc.get("platform"), dict) else {
+        k: config[k] for k in ("os", "architecture", "variant") if isinstance(config.get(k), str) and config[k]}
+    return StartImage(name, digest, config.get("config") or {}, list(diff_ids), lower, platform)

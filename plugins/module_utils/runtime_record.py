@@ -12,7 +12,8 @@ measured with bench/ours_run.py). The runtime's records (ContainerSpec, RunResul
   ``Factory(callable)`` a default made per instance (``field(default_factory=…)``);
 * construction by keyword or position, a TypeError for a missing or unknown field;
 * ``==`` (same class, equal fields), ``repr``, ``as_dict()`` (a deep copy like ``dataclasses.asdict``),
-  ``field_names()``; ``FROZEN = True`` refuses assignment after ``__init__`` (``frozen=True``).
+  ``field_names()``; ``FROZEN = True`` refuses assignment after ``__init__`` (``frozen=True``); the fields named in
+  ``_NO_REPR`` are left out of ``repr`` (``field(repr=False)``: secrets).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Record:
     """Base of the runtime's records; see the module docstring."""
 
     FROZEN = False
+    _NO_REPR: tuple = ()  # fields left out of repr (``field(repr=False)``: passwords, tokens)
     _fields: tuple = ()
     _defaults: dict = {}
 
@@ -102,7 +104,7 @@ class Record:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields if name not in self._NO_REPR)
         return f"{type(self).__name__}({inner})"
 
     @classmethod

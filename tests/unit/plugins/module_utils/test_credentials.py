@@ -176,3 +176,16 @@ def test_helper_name_cannot_escape_to_a_path(tmp_path):
 ])
 def test_registry_key(text, key):
     assert registry_key(text) == key
+
+
+def test_no_secret_in_the_repr_of_any_record_that_holds_one():
+    """Credentials, RegistryOptions and the registry's bearer token are records without dataclasses (a pull
+    imports less); their secrets stay out of repr as field(repr=False) kept them out."""
+    from ansible_collections.dockerless.containers.plugins.module_utils import registry
+
+    assert "hunter2" not in repr(registry.RegistryOptions(username="me", password="hunter2"))
+    assert "me" in repr(registry.RegistryOptions(username="me", password="hunter2"))
+    token = registry._Token("hunter2", frozenset({"repository:a:pull"}), 1.0)  # pylint: disable=protected-access
+    assert "hunter2" not in repr(token) and "repository:a:pull" in repr(token)
+    assert registry.RegistryOptions(password="x") == registry.RegistryOptions(password="x")
+    assert registry.RegistryOptions(password="x") != registry.RegistryOptions(password="y")

@@ -53,6 +53,10 @@ def test_same_answer_as_the_store(tmp_path):
         assert image.config == record.config["config"]
         assert image.diff_ids == [layer["diff_id"] for layer in record.layers]
         assert image.lower_dirs == [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)]
+        # the platform as the store reads it (what `pull: missing` compares with the host's)
+        assert "/".join(image.platform[k] for k in ("os", "architecture", "variant") if image.platform.get(k)) \
+            == record.platform
+        assert image.unpacked() == store.is_complete(record)
     assert len(image_for_start(store.root, "example.com/two:2").lower_dirs) == 2
 
 
