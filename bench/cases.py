@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The benchmark cases: ours and the peers on the same inputs, alternating, every number from a run.
@@ -481,7 +480,7 @@ class Sink:
 def case_push(ctx: Context) -> None:
     """Push of the Debian image to an empty registry and the no-change re-push: ours vs skopeo."""
     if not engine_present("push"):
-        ctx.skipped.append(("push / re-push", "plugins/module_utils/push.py is not in this checkout yet"))
+        ctx.skipped.append(("push / re-push", "plugins/module_utils/image/push.py is not in this checkout yet"))
         return
     ref = ctx.refs["debian"]
     store = ctx.path("push-store")
@@ -587,7 +586,7 @@ def _bash_ls_tree(ctx: Context) -> list[tuple[str, str]]:
     """The host files our build would pick for bash + ls (its own plan), for the peers to copy as a tree."""
     sys.path.insert(0, COLLECTIONS)
     try:
-        from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, plan_layer
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.build import BuildSpec, plan_layer
     finally:
         sys.path.pop(0)
     plan = plan_layer(BuildSpec(name="bench/bash-ls:1", executables=["/bin/bash", "/bin/ls"]))
@@ -614,7 +613,7 @@ def empty_store(store: str) -> None:
     rmtree(store)
     sys.path.insert(0, COLLECTIONS)
     try:
-        from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
     finally:
         sys.path.pop(0)
     Store(store).ensure()
@@ -623,7 +622,7 @@ def empty_store(store: str) -> None:
 def case_build(ctx: Context) -> None:
     """Build of the bash+ls image and of a ~170 MB tree: ours vs umoci repack (and buildah when it runs)."""
     if not engine_present("build"):
-        ctx.skipped.append(("build", "plugins/module_utils/build.py is not in this checkout yet"))
+        ctx.skipped.append(("build", "plugins/module_utils/image/build.py is not in this checkout yet"))
         return
     import inputs  # noqa: PLC0415 - sibling module
 
@@ -673,12 +672,12 @@ def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
     config["process"]["terminal"] = False
     sys.path.insert(0, COLLECTIONS)
     try:
-        from ansible_collections.dockerless.containers.plugins.module_utils import seccomp  # noqa: PLC0415
-        from ansible_collections.dockerless.containers.plugins.module_utils.runtime_init import (  # noqa: PLC0415
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (  # noqa: PLC0415
             DEFAULT_CAPABILITIES,
             MASKED_PATHS,
             READONLY_PATHS,
         )
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp  # noqa: PLC0415
     finally:
         sys.path.pop(0)
     caps = sorted(DEFAULT_CAPABILITIES)
@@ -776,7 +775,7 @@ def filter_cost_ms(samples: dict[str, list[Sample]], with_key: str = "default",
 
 
 def case_seccomp(ctx: Context) -> None:
-    """Issue 11: start-to-exit of /bin/true with Docker's default seccomp profile vs ``seccomp: unconfined``,
+    """Start-to-exit of /bin/true with Docker's default seccomp profile vs ``seccomp: unconfined``,
     alternating, both ``bin/dockerless run --rm --security-opt seccomp=…``; the filter's cost is the per-round
     difference."""
     if not engine_present("runtime") or not engine_present("seccomp"):

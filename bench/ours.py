@@ -1,11 +1,10 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Our engine as a small command: ``python [-I -S] bench/ours.py OP …`` (bench/ours_cmd.py says what the ops are).
 
 Only these lines are compiled on every run, as an installed command's entry script is; the body is the module
 bench/ours_cmd.py, whose bytecode Python caches (compiling it here each time cost about 6 ms of a 100 ms bash+ls
-build, issue 3).
+build).
 """
 
 import os

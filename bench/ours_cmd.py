@@ -1,10 +1,9 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Our engine as a small command, so the benchmark times it as a child process like the peers' commands.
 ``bench/ours.py`` is the command (a few lines); this module is its body, imported so that its bytecode is cached
 as an installed command's is (a script named on python's command line is compiled on every run: about 6 ms of a
-bash+ls build's 100, issue 3).
+bash+ls build's 100).
 
     python bench/ours.py pull  --store S --name REF [--dest DIR] [--policy always]
     python bench/ours.py push  --store S --name REF --repository HOST/REPO
@@ -18,7 +17,7 @@ interpreter's start and the imports, as a command-line front would have.
 
 ``build`` is parsed by hand, before anything else is imported, and the bench runs it with ``python -I -S``
 (the build engine is stdlib-only): argparse (gettext, locale look-ups) and the venv's site-packages cost more
-than the tar of a small image, which is what the bash+ls build case measures (issue 3). Once its JSON line is
+than the tar of a small image, which is what the bash+ls build case measures. Once its JSON line is
 flushed, ``build`` ends with ``os._exit`` as bench/ours_run.py does: every store write was fsynced and closed by
 the engine, and CPython's finalization of the imported modules (freeing them, the thread shutdown hooks) does
 nothing a finished build needs.
@@ -38,8 +37,8 @@ _MU = "ansible_collections.dockerless.containers.plugins.module_utils"
 
 
 def pull(args) -> dict:
-    from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
-    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
     result = pull_image(Store(args.store), args.name, policy=args.policy, dest=args.dest)
     return {"changed": result.changed, "digest": result.after, "downloaded_bytes": result.downloaded_bytes,
@@ -47,16 +46,20 @@ def pull(args) -> dict:
 
 
 def push(args) -> dict:
-    from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
-    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.push import push_image
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
     result = push_image(Store(args.store), args.name, repository=args.repository)
     return {"changed": result.changed, "digest": result.digest, "blobs": result.blobs.as_dict()}
 
 
 def build(args) -> dict:
-    from ansible_collections.dockerless.containers.plugins.module_utils.build import BuildSpec, FileSpec, build_image
-    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.build import (
+        BuildSpec,
+        FileSpec,
+        build_image,
+    )
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
     files = [FileSpec(src=t.split(":", 1)[0], dest=t.split(":", 1)[1]) for t in args.tree]
     spec = BuildSpec(name=args.name, executables=list(args.executable), files=files, source_date_epoch=946684800)
@@ -65,8 +68,8 @@ def build(args) -> dict:
 
 
 def run(args) -> dict:
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
-    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     # The image is prepared (pulled and unpacked beforehand): no registry is involved.
     result = Runtime(args.store).run(_spec_for(Store(args.store), args.image, args.argv))
@@ -74,13 +77,13 @@ def run(args) -> dict:
 
 
 def _spec_for(store, name: str, argv: list[str]):
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
     image = store.image(name)
     if not all(store.has_layer(layer["diff_id"]) for layer in image.layers):
         # A built image has its blob only (image_build leaves unpacking to the first use); the pull engine is
         # imported only then, so a pulled image's run/idle process stays as small as before.
-        from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_unpacked
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_unpacked
 
         ensure_unpacked(store, image)
     return build_spec(
@@ -103,8 +106,8 @@ def idle(args) -> dict:
     """Start a detached container running ``sleep``, read its supervisor's memory, then remove it."""
     import time as time_
 
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
-    from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     runtime = Runtime(args.store)
     name = f"bench-idle-{os.getpid()}"
@@ -134,7 +137,7 @@ def _pss_kib(pid: int) -> int:
 
 def containers_rm(args) -> dict:
     """Remove every container of the store (what a benchmarked playbook left running)."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     runtime = Runtime(args.store)
     removed = []
@@ -180,7 +183,7 @@ def parse_build(argv: list[str]) -> _Args:
 def _print(out: dict) -> None:
     # json.dumps through _json (runtime_record), as bench/ours_run.py: ``import json`` would load its decoder and
     # encoder for one line (the engine itself no longer imports json).
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import json_dumps
+    from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps
 
     sys.stdout.write(json_dumps(out) + "\n")
 

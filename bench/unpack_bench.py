@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Layer extraction speed: unpack.extract_layer against GNU tar on the same gzip layer, interleaved.
@@ -27,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".build", "collections"))
 
-from ansible_collections.dockerless.containers.plugins.module_utils.unpack import (  # noqa: E402
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import (  # noqa: E402
     MEDIA_TYPE_TAR_GZIP,
     extract_layer,
     flatten,

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Start and stop Debian's ``docker-registry`` (CNCF distribution 2.8) on 127.0.0.1 for tests and the demo.

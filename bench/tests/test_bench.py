@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Tests of the benchmark harness itself: timing and memory of real children, alternation, inputs, report."""
@@ -269,7 +268,7 @@ def test_ours_pull_then_no_change_repull_is_one_head(tmp_path):
         reg.stop()
 
 
-# --- container start: bin/dockerless run --rm and the seccomp filter's cost (issues 6, 11 and 21) ---------------
+# --- container start: bin/dockerless run --rm and the seccomp filter's cost ---------------
 
 
 def test_breakdown_note_splits_our_start_at_the_interpreter_floor():

@@ -1,8 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The build case's own pieces: bench/ours.py's hand-parsed ``build`` under ``python -I -S``, the prepared empty
-store, and the same digest as the engine called in-process (issue 3)."""
+store, and the same digest as the engine called in-process."""
 
 from __future__ import annotations
 
@@ -51,12 +50,12 @@ def test_lean_build_entry_into_a_prepared_store_gives_the_engines_digest(tmp_pat
 
     sys.path.insert(0, cases.COLLECTIONS)
     try:
-        from ansible_collections.dockerless.containers.plugins.module_utils.build import (
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.build import (
             BuildSpec,
             FileSpec,
             build_image,
         )
-        from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
     finally:
         sys.path.pop(0)
     spec = BuildSpec(name="bench/built:1", files=[FileSpec(src=str(tree), dest="/srv")], source_date_epoch=946684800)

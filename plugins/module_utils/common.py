@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helpers shared by the module fronts (argument specs of shared options). No AnsibleModule import here."""
@@ -8,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the registry client is imported by the modules that talk to registries, not by every module
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryOptions
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import RegistryOptions
 
 REGISTRY_ARGS = dict(
     username=dict(type="str"),
@@ -23,7 +22,7 @@ STORE_ARGS = dict(store=dict(type="path"))
 
 
 def registry_options(params: dict) -> RegistryOptions:
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # pylint: disable=import-outside-toplevel
         RegistryOptions,
     )
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One exception hierarchy for the whole engine.
@@ -13,12 +12,8 @@ class DockerlessError(Exception):
     """Base class of every error the engine raises on purpose."""
 
 
-class ReferenceError_(DockerlessError):
-    """An image reference or digest that can't be parsed or is unsafe."""
-
-
-# A friendlier public name; ``ReferenceError`` is a Python builtin we must not shadow.
-ImageReferenceError = ReferenceError_
+class ImageReferenceError(DockerlessError):
+    """An image reference or digest that can't be parsed or is unsafe (not ``ReferenceError``: a builtin)."""
 
 
 class RegistryError(DockerlessError):

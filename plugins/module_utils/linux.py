@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One small ctypes wrapper around the Linux syscalls Python's ``os`` module lacks (before 3.12).
@@ -12,7 +11,7 @@ This module is imported by the container init before ``pivot_root``: it must not
 
 It binds libc through ``_ctypes``, the C module ``ctypes`` is built on, with the few C types it needs defined
 here the way ``ctypes/__init__.py`` defines them. ``import ctypes`` itself costs about 5 ms of CPU (it imports
-``types`` and ``struct`` and builds every C type and its caches), a tenth of a container start (issue 6);
+``types`` and ``struct`` and builds every C type and its caches), a tenth of a container start;
 ``libc_function`` gives what ``ctypes.CDLL(None, use_errno=True).NAME`` gives. seccomp.py uses the same
 bindings on the start path and imports ``ctypes`` only to compile a profile with libseccomp.
 """

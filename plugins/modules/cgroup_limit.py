@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -268,7 +267,7 @@ pids_added:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import (
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import (
     LIMIT_KEYS,
     Cgroup,
     Limits,

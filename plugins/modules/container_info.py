@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -111,10 +110,10 @@ containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
 
 def describe(runtime: Runtime, info, logs: int, stats: bool) -> dict:

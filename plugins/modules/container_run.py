@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -422,21 +421,25 @@ import contextlib
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils import seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.common import (
     REGISTRY_ARGS,
     STORE_ARGS,
     registry_options,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Plan, Runtime, image_for_run
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import (
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
+    Plan,
+    Runtime,
+    image_for_run,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import (
     ALL_NAMESPACES,
     build_spec,
     env_digests,
     validate_name,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
 
 LIMIT_OPTIONS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 
@@ -620,7 +623,7 @@ def main() -> None:
             runtime = Runtime(params["store"])
             if name is None or runtime.inspect(name) is None or params["recreate"]:
                 module.fail_json(msg="'image' is required to create a container.")
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import parse_size
+        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import parse_size
 
         log_max = parse_size(params["log_max_size"])
         runtime = Runtime(params["store"])

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -236,16 +235,16 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.build import (
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.image.build import (
     BuildSpec,
     FileSpec,
     build_image,
     parse_id,
     parse_mode,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.elf import DEFAULT_SEARCH_PATH
-from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.elf import DEFAULT_SEARCH_PATH
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -82,8 +81,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.reference import parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:

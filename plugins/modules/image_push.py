@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -168,8 +167,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.common impor
     registry_options,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.push import push_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:

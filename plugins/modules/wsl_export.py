@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -202,10 +201,10 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.build import parse_mode
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
-from ansible_collections.dockerless.containers.plugins.module_utils.wsl import ExportOptions, export_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.build import parse_mode
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.wsl.export import ExportOptions, export_image
 
 
 def main() -> None:

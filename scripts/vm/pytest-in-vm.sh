@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
@@ -9,7 +8,7 @@
 # scripts/, conftest.py, pyproject.toml), replacing the previous copy.
 #
 # Usage: scripts/vm/pytest-in-vm.sh NAME [PYTEST ARGS...]
-#   e.g. scripts/vm/pytest-in-vm.sh dockerless-default tests/unit/plugins/module_utils/test_cgroups.py -m root
+#   e.g. scripts/vm/pytest-in-vm.sh dockerless-default tests/unit/plugins/module_utils/cgroups/test_cgroups.py -m root
 # DOCKERLESS_STRICT_SKIPS=1 in the environment is passed on (a skipped test then fails, as under make test).
 # Exit status: pytest's.
 set -euo pipefail

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """dockerless.containers.cgroup_limit run by ansible-playbook against localhost, on the real kernel (root).
@@ -19,7 +18,7 @@ import sys
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import Cgroup, detect
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup, detect
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The command line against Debian's docker-registry on loopback: the seed's four scripts as its README writes
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils import unpack
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions, pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import RegistryOptions, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 BIN = CHECKOUT / "bin"

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """container_run and container_info run by ansible-playbook against localhost on the real kernel (root).
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 BIN_DOCKERLESS = Path(__file__).resolve().parents[2] / "bin" / "dockerless"

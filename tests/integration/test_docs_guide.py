@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The scenario guide "Docker without Docker" (docs/docsite/rst/guide_docker_without_docker.rst) runs as written.
@@ -104,7 +103,7 @@ def test_the_guide_runs_twice_and_cleans_up(registry: Any, tmp_path: Path,
         assert not (tmp_path / "store" / "containers" / extra_vars["container"]).exists()
     finally:
         # A failed run may leave the detached container running: stop and remove it with the engine.
-        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
         Runtime(extra_vars["store"]).remove(extra_vars["container"])
         _remove_cgroups(f"dockerless-guide-{suffix}-batch")

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Tests of the integration-test harness itself: registries, token server, seeded images, running Ansible."""

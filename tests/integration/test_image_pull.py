@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """image_pull and image_info for real: Debian's docker-registry on loopback, skopeo and umoci as oracles."""
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils import unpack
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 pytestmark = pytest.mark.root
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -238,8 +237,8 @@ def test_token_auth(registry_token, seeded_registry, run_module, tmp_path):
 _PULLER = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 pull_image(Store(sys.argv[2]), sys.argv[3])
 """
 

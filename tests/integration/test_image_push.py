@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """image_push for real: Debian's docker-registry on loopback (plain http, TLS + htpasswd, token auth), skopeo,
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import RegistryOptions, pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.push import push_image
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import RegistryOptions, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.push import push_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 TOOLS = ("skopeo", "umoci", "runc")
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The images and containers roles, image_remove with garbage collection, and the demo and fleet playbooks, run by
@@ -25,10 +24,10 @@ import harness
 import http_proxy
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.pull import ensure_image, pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_spec import build_spec
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_image, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
 PLAYBOOKS = harness.CHECKOUT / "playbooks"
 SYSTEM_PYTHON = "/usr/bin/python3"

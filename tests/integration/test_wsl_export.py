@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """wsl_export through ansible-playbook on the busybox image of the seeded registry and on a bash+ls image built
@@ -17,8 +16,9 @@ from pathlib import Path
 import harness
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils import unpack, wsl
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.wsl import export as wsl
 
 MODULE = "dockerless.containers.wsl_export"
 

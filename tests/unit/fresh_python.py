@@ -1,7 +1,6 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run test code in a fresh interpreter with the collection importable: how the tests of issues 3 and 6 see what
+"""Run test code in a fresh interpreter with the collection importable: how the import tests see what
 a short command (a build, a container start, a re-pull) imports, which the test process itself has all loaded."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """scripts/deb-ensure.sh, the one Debian-package step of install-deps.sh, vm/install-deps.sh and bench.sh."""

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Checks that keep the documentation true to the code.
@@ -471,7 +470,9 @@ def test_readme_benchmark_ratios_come_from_the_report() -> None:
 
 def test_architecture_names_every_engine_unit_and_module() -> None:
     text = ARCHITECTURE.read_text()
-    units = sorted(p.stem for p in (ROOT / "plugins" / "module_utils").glob("*.py") if p.stem != "__init__")
+    base = ROOT / "plugins" / "module_utils"
+    units = sorted(".".join(p.relative_to(base).with_suffix("").parts) for p in base.rglob("*.py")
+                   if p.stem != "__init__")
     missing = [u for u in units if f"`{u}`" not in text]
     assert not missing, f"docs/architecture.md does not describe plugins/module_utils/{missing}"
     modules = [m for m in MODULES if f"`{m}`" not in text]

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """meta/execution-environment.yml, what ansible-builder reads from a collection: its dependency files exist, are
@@ -66,7 +65,7 @@ def test_system_packages_cover_libseccomp_on_both_families_and_exist_on_debian()
     packages = _bindep()
     assert packages["libseccomp2"] == {"platform:dpkg"} and packages["libseccomp"] == {"platform:rpm"}
     # The library container_run loads is the one the Debian package ships.
-    seccomp = (ROOT / "plugins" / "module_utils" / "seccomp.py").read_text()
+    seccomp = (ROOT / "plugins" / "module_utils" / "runtime" / "seccomp" / "filter.py").read_text()
     assert 'LIBSECCOMP = "libseccomp.so.2"' in seccomp
     owner = subprocess.run(["dpkg", "-S", "*/libseccomp.so.2"], capture_output=True, text=True, check=True)
     assert {line.split(":", 1)[0] for line in owner.stdout.splitlines()} == {"libseccomp2"}, owner.stdout

@@ -1,7 +1,6 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""cgroup_limit on the VM's pure cgroup v2 hierarchy, through Ansible (issue 5: "Real, in the molecule VM (v2):
+"""cgroup_limit on the VM's pure cgroup v2 hierarchy, through Ansible ("Real, in the molecule VM (v2):
 the same three" as on the v1 host: a memory limit OOM-kills a hog moved into the cgroup, a pids limit stops a fork
 bomb, idempotence and check mode).
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Start, stop or show a named dockerless container without Ansible: what the role's systemd units run at boot.
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     install_engine(args.engine)
 
     from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     runtime = Runtime(args.store)
     try:

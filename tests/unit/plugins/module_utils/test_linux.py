@@ -1,7 +1,6 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""linux.py's libc bindings through ``_ctypes`` (no ``import ctypes`` on the container start path, issue 6): the
+"""linux.py's libc bindings through ``_ctypes`` (no ``import ctypes`` on the container start path): the
 same results and errno handling as ctypes.CDLL(None, use_errno=True), checked against the kernel."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """runtime_record: the dataclass subset the runtime's records use, without importing dataclasses."""
@@ -10,7 +9,7 @@ import json
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime_record import (
+from ansible_collections.dockerless.containers.plugins.module_utils.records import (
     Factory,
     Record,
     json_dumps,

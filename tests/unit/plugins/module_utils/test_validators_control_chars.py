@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every validator of a name refuses control characters, trailing ones included.
@@ -11,13 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils import cgroups, reference, runtime_spec
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import cgroup as cgroups
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     CgroupError,
     ImageReferenceError,
     RuntimeSetupError,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.registry import RegistryClient
+from ansible_collections.dockerless.containers.plugins.module_utils.image import reference
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import RegistryClient
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spec as runtime_spec
 
 
 def _refuses(error: type[Exception], func):

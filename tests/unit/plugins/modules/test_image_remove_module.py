@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The image_remove module in-process on a store written here: two images sharing a layer, a named container
@@ -14,8 +13,8 @@ import os
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.dockerless.containers.plugins.module_utils import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 from ansible_collections.dockerless.containers.plugins.modules import image_remove
 
 A, B = "127.0.0.1:5000/t/a:1", "127.0.0.1:5000/t/b:1"

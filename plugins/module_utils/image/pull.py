@@ -1,0 +1,420 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pull orchestration: reference → registry → verified blobs in the store → unpacked layer folders.
+
+Observe, decide, act: the tag's digest is asked with one HEAD; when the store already holds that digest and
+every layer is unpacked, nothing else happens. Otherwise the manifest (and index) are fetched by digest,
+the config and missing layers follow, each layer streamed once: the compressed bytes are teed into the blob
+store while they are decompressed, hashed (diff_id) and extracted. Layers download in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
+    DigestMismatchError,
+    RegistryError,
+    StoreError,
+    UnpackError,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (  # noqa: F401 - re-exported
+    _extract_into_store,
+    _unpack,
+    ensure_unpacked,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import Reference, parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import (
+    ANNOTATION_REMOTE_DIGEST,
+    ANNOTATION_SOURCE,
+    ImageRecord,
+    Store,
+    atomic_write,
+    remove_tree,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.records import (
+    Factory,
+    Record,
+    json_dumps,
+    json_loads,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # noqa: F401 - re-exported
+    RegistryOptions,
+)
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import Any
+
+PARALLEL_LAYERS = 4
+# The top of a ``dest`` tree: reachable by its owner only (see check_dest_mode).
+DEST_MODE = 0o700
+PROGRESS_PIECE = 1 << 16  # bytes per progress report of a download
+
+
+class PullResult(Record):
+    changed: bool
+    image: ImageRecord | None
+    before: str | None                      # manifest digest the name pointed to before
+    after: str | None                       # manifest digest it points to now (or would)
+    actions: list[str] = Factory(list)
+    downloaded_bytes: int = 0
+    layers_fetched: int = 0
+    layers_reused: int = 0
+    rootfs: str | None = None
+    rootfs_changed: bool = False
+
+
+class _Counted:
+    """A read-only stream that reports the bytes read (per-layer progress of the CLI). Reads go to the source in
+    pieces of at most PROGRESS_PIECE bytes, so a 1 MiB read of a slow download is seen while it arrives; like a
+    buffered read, it still returns ``size`` bytes unless the stream ends."""
+
+    def __init__(self, source, report: Callable[[int], None]):
+        self._source = source
+        self._report = report
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        left = size if size is not None and size >= 0 else -1
+        while left != 0:
+            data = self._source.read(PROGRESS_PIECE if left < 0 else min(left, PROGRESS_PIECE))
+            if not data:
+                break
+            self._report(len(data))
+            parts.append(data)
+            if left > 0:
+                left -= len(data)
+        return b"".join(parts)
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _fetch_layer(store: Store, client, repository: str, layer: dict,
+                 progress: Callable[[dict], None] | None = None) -> int:
+    if store.has_blob(layer["digest"], layer["size"]):
+        if not store.has_layer(layer["diff_id"]):
+            with store.open_blob(layer["digest"]) as raw:
+                _extract_into_store(store, layer, raw)
+        return 0
+    with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
+            store.ingest(layer["digest"], layer["size"]) as writer:
+        raw = blob
+        if progress:
+            # {"event": "bytes"} per chunk read from the registry, from this download thread.
+            event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
+            raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
+        if store.has_layer(layer["diff_id"]):
+            import shutil  # pylint: disable=import-outside-toplevel - a download only
+
+            shutil.copyfileobj(raw, writer, 1 << 20)
+        else:
+            _extract_into_store(store, layer, raw, tee_sink=writer)
+    return layer["size"]
+
+
+def _remote_digest(client, ref: Reference) -> str:
+    if ref.digest:
+        return ref.digest
+    head = client.head_manifest(ref.repository, ref.reference)
+    if head is None:
+        raise RegistryError(
+            f"pulling {ref.familiar}: manifest unknown (404). Check the name and tag, or push the image first.",
+            status=404, codes=("MANIFEST_UNKNOWN",))
+    return head[0]
+
+
+def _load_existing(store: Store, name: str) -> ImageRecord | None:
+    desc = store.resolve(name) if store.exists() else None
+    if desc is None:
+        return None
+    try:
+        return store.load_image(name, desc)
+    except (StoreError, oci.ManifestError):
+        return None  # a damaged entry is repaired by pulling again
+
+
+def pull_image(
+    store: Store,
+    name: str,
+    *,
+    registry: RegistryOptions | None = None,
+    platform: str | None = None,
+    policy: str = "always",
+    check_mode: bool = False,
+    dest: str | None = None,
+    dest_mode: int = DEST_MODE,
+    progress: Callable[[dict], None] | None = None,
+) -> PullResult:
+    """Pull ``name`` into ``store``. ``policy``: ``always`` (ask the registry; download what changed) or
+    ``missing`` (no network when the image is already complete in the store).
+
+    ``progress`` gets ``{"event": "start", "name", "digest", "layers": [{"digest", "size"}]}`` once the manifest
+    is known, ``{"event": "bytes", "digest", "size", "bytes"}`` per chunk downloaded (called from the download
+    threads) and ``{"event": "layer", "digest", "size"}`` when a layer is in place.
+
+    ``dest`` gets the flattened root filesystem, its top directory ``dest_mode`` (0700 unless asked otherwise:
+    see check_dest_mode)."""
+    ref = parse_reference(name)
+    if dest:
+        check_dest_mode(dest_mode)
+    want = oci.parse_platform(platform)
+    registry = registry or RegistryOptions()
+    existing = _load_existing(store, ref.name)
+    existing_matches_platform = existing is None or not existing.platform or oci.platform_matches(
+        want, oci.parse_platform(existing.platform).as_dict())
+    before = existing.digest if existing else None
+    # Blobs are the content; layer folders are a cache rebuilt from them without the network.
+    complete = existing is not None and existing_matches_platform and all(
+        store.has_blob(layer["digest"], layer["size"]) for layer in existing.layers)
+
+    result = PullResult(changed=False, image=existing, before=before, after=before)
+    if policy == "missing" and complete:
+        result.actions.append(f"{ref.name} is in the store ({before}); not asking the registry (pull: missing)")
+        if not check_mode:
+            ensure_unpacked(store, existing)
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
+        result.changed = result.rootfs_changed
+        return result
+
+    client = registry.client(ref.registry)
+    remote = _remote_digest(client, ref)
+    if complete and existing.remote_digest == remote:
+        result.actions.append(f"{ref.name} is up to date ({remote})")
+        if not check_mode:
+            ensure_unpacked(store, existing)
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
+        result.changed = result.rootfs_changed
+        return result
+
+    # Fetch the manifest by digest (verified by the client) and resolve an index to one platform.
+    body, media_type, digest = client.get_manifest(ref.repository, remote)
+    media_type, doc = oci.classify(body, media_type, f"{ref.familiar} manifest {digest}")
+    index_body = None
+    descriptor_platform = None
+    if media_type in oci.INDEX_TYPES:
+        index_body = body
+        chosen = oci.select_platform(doc, want, f"{ref.familiar} index {digest}")
+        descriptor_platform = chosen.get("platform")
+        body, media_type, digest = client.get_manifest(ref.repository, chosen["digest"])
+        media_type, doc = oci.classify(body, media_type, f"{ref.familiar} manifest {digest}")
+        if media_type in oci.INDEX_TYPES:
+            raise oci.ManifestError(f"{ref.familiar}: nested index {digest}; not supported.")
+    for i, layer in enumerate(doc["layers"]):
+        oci.check_layer_media_type(layer.get("mediaType", ""), layer["digest"], f"{ref.familiar} layer {i}")
+    if media_type == oci.DOCKER_MANIFEST:
+        # Stored as OCI so skopeo/umoci read the layout; the registry's digest stays in the annotations.
+        body = oci.docker_to_oci_manifest(doc)
+        media_type, doc = oci.classify(body, oci.OCI_MANIFEST, f"{ref.familiar} manifest (as OCI)")
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    result.after = digest
+    if check_mode:
+        result.changed = before != digest or not complete
+        result.actions.append(f"would pull {ref.name} {digest}" + (f" (was {before})" if before else ""))
+        return result
+
+    store.ensure()
+    with store.gc_guard():
+        config_desc = doc["config"]
+        if store.has_blob(config_desc["digest"], config_desc["size"]):
+            config_body = store.read_blob(config_desc["digest"])
+        else:
+            with client.open_blob(ref.repository, config_desc["digest"], config_desc["size"]) as raw:
+                config_body = raw.read(oci.MAX_MANIFEST_SIZE + 1)
+                if len(config_body) > oci.MAX_MANIFEST_SIZE:
+                    raise oci.ManifestError(f"{ref.familiar}: config larger than {oci.MAX_MANIFEST_SIZE} bytes.")
+                raw.read(1)  # reach EOF so the client verifies size and digest
+        config = oci.parse_config(config_body, doc, f"{ref.familiar} config {config_desc['digest']}")
+        layers = [
+            {"digest": layer["digest"], "diff_id": diff_id, "size": layer["size"], "media_type": layer.get("mediaType", "")}
+            for layer, diff_id in zip(doc["layers"], config["rootfs"]["diff_ids"])
+        ]
+        # Layers in parallel; each is verified and committed on its own.
+        fetched = [layer for layer in layers if not store.has_blob(layer["digest"], layer["size"])]
+        if progress:
+            progress({"event": "start", "name": ref.name, "digest": digest,
+                      "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
+        from concurrent.futures import ThreadPoolExecutor  # only when layers download
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
+            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress) for layer in layers]
+            downloaded = 0
+            errors = []
+            for layer, future in zip(layers, futures):
+                try:
+                    downloaded += future.result()
+                    if progress:
+                        progress({"event": "layer", "digest": layer["digest"], "size": layer["size"]})
+                except (RegistryError, DigestMismatchError, UnpackError, StoreError, oci.ManifestError) as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        store.put_blob(config_body, config_desc["digest"])
+        store.put_blob(body, digest)
+        if index_body is not None:
+            store.put_blob(index_body, remote)
+        annotations = {ANNOTATION_REMOTE_DIGEST: remote, ANNOTATION_SOURCE: ref.name}
+        descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(body),
+                                      "annotations": annotations}
+        plat = descriptor_platform or {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
+        if plat:
+            descriptor["platform"] = {k: plat[k] for k in ("os", "architecture", "variant") if plat.get(k)}
+        store.tag(ref.name, descriptor)
+    image = store.image(ref.name)
+    result.image = image
+    result.changed = True
+    result.downloaded_bytes = downloaded
+    result.layers_fetched = len(fetched)
+    result.layers_reused = len(layers) - len(fetched)
+    result.actions.append(
+        f"pulled {ref.name} {digest}: {len(fetched)} layer(s) downloaded ({downloaded} bytes), "
+        f"{result.layers_reused} already in the store")
+    result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode, dest_mode, result.actions)
+    return result
+
+
+def _marker_path(dest: str) -> str:
+    dest = os.path.abspath(dest.rstrip("/"))
+    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.dockerless.json")
+
+
+def rootfs_digest(dest: str) -> str | None:
+    """The manifest digest a ``dest`` folder was last written from (recorded beside it, not inside it)."""
+    try:
+        with open(_marker_path(dest), "rb") as handle:
+            return json_loads(handle.read()).get("digest")
+    except (OSError, ValueError):
+        return None
+
+
+def check_dest_mode(mode: int) -> int:
+    """``mode`` when it is a valid mode for the top of a ``dest`` tree, else StoreError.
+
+    The tree holds the image's setuid binaries and device nodes with their owners and modes: reachable by other
+    local users, a setuid-root shell in it is their root shell and a ``dev/loop0`` 0666 their host's disk. So the
+    top is 0700 by default, as umoci and containerd make their unpacked trees; a wider mode is the user's explicit
+    choice. The owner keeps rwx (the tree is replaced and removed as a whole)."""
+    if isinstance(mode, bool) or not isinstance(mode, int) or mode & ~0o777 or mode & 0o700 != 0o700:
+        shown = f"{mode:04o}" if isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0 else repr(mode)
+        raise StoreError(f"dest mode {shown}: expected permission bits like 0700 or 0755 with rwx for the owner "
+                         "(no setuid, setgid or sticky bits). Use 0700 unless other users must read the tree.")
+    return mode
+
+
+def parse_dest_mode(text: str | int) -> int:
+    """An octal mode as users write it (``"0700"``, ``"755"``) -> the int checked by check_dest_mode."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return check_dest_mode(text)
+    try:
+        value = int(str(text), 8)
+    except ValueError:
+        raise StoreError(f"dest mode {text!r}: not an octal mode; write it like 0700 or 0755.") from None
+    return check_dest_mode(value)
+
+
+def _top_mode(dest: str) -> int | None:
+    """Permission bits of the directory ``dest`` itself (never through a symlink), or None when it is none."""
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISDIR(st.st_mode) else None
+
+
+def _chmod_top(dest: str, mode: int) -> None:
+    """chmod the directory ``dest`` through an fd opened without following a symlink."""
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, check_mode: bool,
+                  dest_mode: int = DEST_MODE, actions: list[str] | None = None):
+    if not dest or image is None:
+        return None, False
+    dest = os.path.abspath(os.path.expanduser(dest.rstrip("/") or "/"))
+    if dest == "/":
+        raise StoreError("dest '/': refusing to write a root filesystem over the host's root.")
+    actions = actions if actions is not None else []
+    current = _top_mode(dest)
+    if rootfs_digest(dest) == image.digest and current is not None:
+        if current == dest_mode:
+            return dest, False
+        # A tree written before dest trees were private (or with another dest_mode): only its top changes.
+        actions.append(f"{'would set' if check_mode else 'set'} the mode of {dest} to {dest_mode:04o} "
+                       f"(was {current:04o})")
+        if not check_mode:
+            _chmod_top(dest, dest_mode)
+        return dest, True
+    if check_mode:
+        return dest, True
+    write_rootfs(store, image, dest, dest_mode)
+    return dest, True
+
+
+def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = DEST_MODE) -> None:
+    """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped), its top directory
+    ``dest_mode``. The new tree is built inside a 0700 folder, so no other user reaches it before its top has its
+    final mode."""
+    check_dest_mode(dest_mode)
+    unpack = _unpack()
+    layer_dirs = ensure_unpacked(store, image)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    holder = dest + ".dockerless-new"
+    old = dest + ".dockerless-old"
+    remove_tree(holder)
+    remove_tree(old)
+    os.mkdir(holder, 0o700)
+    staging = os.path.join(holder, "rootfs")
+    try:
+        unpack.flatten(layer_dirs, staging)
+        _chmod_top(staging, dest_mode)
+        if os.path.lexists(dest):
+            os.rename(dest, old)
+        os.rename(staging, dest)
+    finally:
+        remove_tree(holder)
+    remove_tree(old)
+    atomic_write(_marker_path(dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
+
+
+def ensure_image(store: Store, name: str, policy: str = "missing", registry: RegistryOptions | None = None,
+                 platform: str | None = None) -> ImageRecord:
+    """The image ``name`` with every layer unpacked, pulling it per ``policy`` (``missing``, ``always``,
+    ``never``). Used by container_run and the CLI."""
+    ref = parse_reference(name)
+    if policy == "never":
+        image = store.image(ref.name)
+    else:
+        image = pull_image(store, ref.name, registry=registry, platform=platform, policy=policy).image
+        if image is None:
+            raise StoreError(f"image {ref.name}: pull finished without an image; pull it again.")
+    ensure_unpacked(store, image)
+    return image
+
+
+def remove_image(store: Store, name: str, check_mode: bool = False) -> bool:
+    """Untag ``name`` and collect what nothing else uses. Returns True when it was in the store."""
+    ref = parse_reference(name)
+    if not store.exists() or store.resolve(ref.name) is None:
+        return False
+    if not check_mode:
+        store.untag(ref.name)
+        with contextlib.suppress(StoreError):
+            store.gc()
+    return True

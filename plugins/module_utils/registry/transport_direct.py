@@ -1,0 +1,289 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HTTP/1.1 through ``http.client`` for a registry reached directly: kept-alive connections, sendfile bodies.
+
+``RegistryClient`` sends every request here unless a proxy is set in the environment (``HTTP_PROXY``,
+``HTTPS_PROXY``, ``ALL_PROXY``, any case): requests and urllib3 decide proxies and ``NO_PROXY``, and are imported
+only then. Importing them costs a process as much CPU as Ansible's own ``basic`` module (~60 ms here), which was
+most of what a no-change re-pull or re-push spent and a visible part of a push; hosts without them can still use
+any registry they reach directly.
+
+TLS: ``verify`` is ``False`` (``insecure``), a CA file or directory (``ca_path``, or ``REQUESTS_CA_BUNDLE``), or
+``True``: the system's trust store, as Docker's Go client uses (plus certifi's bundle when the system store holds
+no CA file and certifi is installed).
+
+What this transport does, and how it maps onto what the client expects of a requests response:
+
+* connections are pooled per origin and verification setting and reused (HTTP/1.1 keep-alive). One taken
+  from the pool is checked first: a socket that became readable while idle (the server closed it, or sent
+  something unasked) is reconnected. A response not read to its end closes its connection;
+* ``Response`` has ``status_code``, ``headers`` (case-insensitive, repeated headers joined with ", " as requests
+  does), ``url``, ``request.method``, ``raw.read(n, decode_content=True)`` and ``close()``;
+  ``Content-Encoding: gzip``/``deflate`` is decoded (the client asks for ``identity``, but requests decodes
+  what a server sends anyway, and so does this);
+* a body is ``bytes`` or an object with ``stream_to(sock, send)`` (the client's file reader, which uses
+  ``sendfile(2)`` on a plain socket: the store's blob goes to the registry without passing through Python);
+* any failure before a response arrives (connect, TLS handshake, send, a broken status line) is raised as
+  ``TransportError`` with the original exception as its ``__cause__``; the client retries or reports it as it
+  does requests' connection errors. Failures while reading a body are the ``OSError``/``HTTPException`` of
+  ``http.client``, which the client's readers already handle.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import select
+import socket
+import ssl
+import threading
+import zlib
+from urllib.parse import urlsplit
+
+TYPE_CHECKING = False  # typing only annotates here; importing it costs a short command's time
+if TYPE_CHECKING:
+    from typing import Any
+
+_DRAIN_LIMIT = 64 * 2**10  # an unread body up to this size is read on close() so its connection can be reused
+_READ_SIZE = 2**16
+_MAX_IDLE = 16  # idle connections kept per origin
+
+
+class TransportError(Exception):
+    """A request failed before its response arrived; ``tls`` when the TLS layer failed (handshake, certificate);
+    ``ca_file`` (the path) when the CA certificates to verify with could not be loaded (nothing was sent)."""
+
+    def __init__(self, exc: BaseException, ca_file: str | None = None):
+        super().__init__(str(exc) or type(exc).__name__)
+        self.tls = isinstance(exc, ssl.SSLError)
+        self.ca_file = ca_file
+
+
+class Headers(dict):
+    """Response headers by lower-cased name; repeated headers joined with ", " as requests does."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+
+class _Request:
+    def __init__(self, method: str):
+        self.method = method
+
+
+class _Body:
+    """``resp.raw``: reads the body, decoding a gzip/deflate Content-Encoding."""
+
+    def __init__(self, answer: http.client.HTTPResponse, encoding: str | None):
+        self._answer = answer
+        self._encoding = (encoding or "").strip().lower()
+        self._decoder: Any = None
+        if self._encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._tail = b""
+        self._ended = False
+
+    def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:  # pylint: disable=unused-argument
+        if self._decoder is None and self._encoding not in ("gzip", "x-gzip", "deflate"):
+            return self._answer.read(amt) if amt is not None else self._answer.read()
+        if amt is None:
+            parts = []
+            while True:
+                part = self.read(_READ_SIZE)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        while True:
+            if self._tail:
+                data, self._tail = self._tail, b""
+            else:
+                if self._ended:
+                    return b""
+                data = self._answer.read(_READ_SIZE)
+                if not data:
+                    self._ended = True
+                    return self._decoder.flush() if self._decoder is not None else b""
+            if self._decoder is None:
+                # deflate is zlib-wrapped by the RFC and raw by some servers: the first two bytes tell.
+                wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+                self._decoder = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            out = self._decoder.decompress(data, amt)
+            self._tail = self._decoder.unconsumed_tail
+            if out:
+                return out
+
+
+class Response:
+    """One answer, holding its connection until ``close()`` (which returns the connection to the pool)."""
+
+    attempts = 1
+
+    def __init__(self, pool: Pool, key: tuple, conn: http.client.HTTPConnection, answer: http.client.HTTPResponse,
+                 url: str, method: str):
+        self._pool = pool
+        self._key = key
+        self._conn = conn
+        self._answer = answer
+        self._closed = False
+        self.status_code = answer.status
+        headers = Headers()
+        for name, value in answer.getheaders():
+            name = name.lower()
+            headers[name] = f"{dict.get(headers, name)}, {value}" if name in headers else value
+        self.headers = headers
+        self.url = url
+        self.request = _Request(method)
+        self.raw = _Body(answer, headers.get("content-encoding"))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        answer = self._answer
+        reusable = False
+        try:
+            if not answer.isclosed() and not answer.chunked and answer.length is not None \
+                    and answer.length <= _DRAIN_LIMIT:
+                answer.read()
+            reusable = answer.isclosed()
+        except (OSError, http.client.HTTPException):
+            reusable = False
+        if not reusable:
+            answer.close()
+            self._conn.close()  # the next request on this connection object opens a new socket
+        self._pool.release(self._key, self._conn)
+
+
+class _Connection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        # As urllib3 does: a request's headers and body go out in separate sends, and Nagle's algorithm would hold
+        # the body's first segment until the server acknowledges the headers (a delayed ACK: up to 40 ms).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Pool:
+    """Kept-alive ``http.client`` connections by (scheme, host, port, verification). Thread-safe."""
+
+    def __init__(self, timeout: float, user_agent: str):
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self._lock = threading.Lock()
+        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
+        self._contexts: dict[bool | str, ssl.SSLContext] = {}
+
+    def _context(self, verify: bool | str) -> ssl.SSLContext:
+        with self._lock:
+            context = self._contexts.get(verify)
+            if context is None:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                if verify is False:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                elif verify is True:
+                    context.load_default_certs()
+                    if not context.cert_store_stats().get("x509_ca"):
+                        _add_certifi(context)
+                elif os.path.isdir(str(verify)):
+                    context.load_verify_locations(capath=str(verify))
+                else:
+                    context.load_verify_locations(cafile=str(verify))
+                self._contexts[verify] = context
+            return context
+
+    def _take(self, key: tuple, scheme: str, host: str, port: int | None,
+              verify: bool | str) -> http.client.HTTPConnection:
+        with self._lock:
+            idle = self._idle.get(key)
+            conn = idle.pop() if idle else None
+        if conn is not None:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    readable = select.select([sock], [], [], 0)[0]
+                except (OSError, ValueError):
+                    readable = [sock]
+                if readable:
+                    conn.close()  # closed by the server while idle (or it sent something unasked): reconnect
+            return conn
+        if scheme == "https":
+            return _TLSConnection(host, port, timeout=self.timeout, context=self._context(verify))
+        return _Connection(host, port, timeout=self.timeout)
+
+    def release(self, key: tuple, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < _MAX_IDLE:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def request(self, method: str, url: str, headers: dict[str, str], body: Any, verify: bool | str) -> Response:
+        """Send one request (no redirects, no retries: the caller owns those) and return its answer."""
+        parts = urlsplit(url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        key = (scheme, host, parts.port, verify if scheme == "https" else None)
+        try:
+            conn = self._take(key, scheme, host, parts.port, verify)
+        except (OSError, ValueError) as exc:  # CA certificates that can't be loaded
+            raise TransportError(exc, ca_file=str(verify)) from exc
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        sent = {"User-Agent": self.user_agent, "Accept-Encoding": "identity"}
+        sent.update(headers)
+        lower = {name.lower() for name in sent}
+        if "content-length" not in lower and (body is not None or method in ("POST", "PUT", "PATCH")):
+            sent["Content-Length"] = str(len(body)) if body is not None else "0"
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for name, value in sent.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            if body is not None:
+                if isinstance(body, (bytes, bytearray, memoryview)):
+                    if body:
+                        conn.send(body)
+                else:
+                    body.stream_to(conn.sock, conn.send)
+            answer = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            self.release(key, conn)
+            raise TransportError(exc) from exc
+        except BaseException:
+            conn.close()
+            self.release(key, conn)
+            raise
+        return Response(self, key, conn, answer, url, method)
+
+    def close(self) -> None:
+        with self._lock:
+            idle = [conn for conns in self._idle.values() for conn in conns]
+            self._idle.clear()
+        for conn in idle:
+            conn.close()
+
+
+def _add_certifi(context: ssl.SSLContext) -> None:
+    """A system without a CA bundle file (only a hashed directory, loaded lazily, or nothing at all): add certifi's
+    bundle when it is installed, the one requests would have used."""
+    try:
+        import certifi  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    try:
+        context.load_verify_locations(cafile=certifi.where())
+    except (OSError, ssl.SSLError):
+        pass

@@ -1,0 +1,468 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The supervisor of a detached container: one small process per container that outlives the caller.
+
+``launch(container_dir)`` double-forks (setsid in between, so the supervisor has no controlling terminal and
+is not the caller's child) and execs a **fresh** interpreter, ``python3 -I -S -c BOOT``: the caller may be an
+Ansible module holding registry passwords in memory and running from a zip that Ansible deletes when it ends,
+so the supervisor neither inherits the caller's memory nor reads code from its files. The sources of the few
+modules it needs (``SUPERVISOR_MODULES``) are sent on its stdin and executed there; no file is written.
+
+The supervisor (``supervise``) holds ``supervisor.lock``, starts the container (runtime_init.spawn, the same
+path as a foreground run), records pid/state/exit code/times in ``state.json``, copies stdout/stderr into
+size-capped logs, and applies the restart policy (``should_restart``, ``next_delay``: moby's restartmanager).
+SIGTERM asks it to stop the container: the stop signal (the image's StopSignal, SIGTERM by default, or the
+one in ``stop.json``) to the container's PID 1, SIGKILL after the stop timeout; then it records the exit as
+stopped by the user and ends. SIGUSR2 asks it to send ``kill.json``'s signal to PID 1; SIGKILL or the stop
+signal also mean "no restart after this exit". The first start's outcome (running, or the setup error) is
+written to a pipe the caller waits on.
+
+It lowers its own OOM score first (``lower_oom_score``, conmon's -1000), so that under memory pressure the
+kernel kills a container's processes before the supervisor that would restart them; the container's init
+sets its own score back (runtime_init) before anything of the image runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
+
+_PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
+SUPERVISOR_MODULES = ("errors", "linux", "cgroups.devices", "records", "runtime.seccomp.default", "runtime.seccomp.filter", "cgroups.cgroup", "image.layers.whiteouts", "runtime.init_sequence", "runtime.state", "runtime.supervisor")
+
+# Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
+# "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);
+# each is executed into a module object registered under its dotted name.
+_BOOT_BODY = (
+    "import sys,types,os\n"
+    "n=os.open(os.devnull,os.O_RDONLY);os.dup2(n,0);os.close(n)\n"
+    "for name,code in p['modules']:\n"
+    " parts=name.split('.')\n"
+    " for i in range(1,len(parts)):\n"
+    "  pk='.'.join(parts[:i])\n"
+    "  if pk not in sys.modules:\n"
+    "   m=types.ModuleType(pk);m.__path__=[];sys.modules[pk]=m\n"
+    "   if i>1:setattr(sys.modules['.'.join(parts[:i-1])],parts[i-1],m)\n"
+    " m=types.ModuleType(name);m.__file__=code.co_filename;sys.modules[name]=m\n"
+    " setattr(sys.modules['.'.join(parts[:-1])],parts[-1],m)\n"
+    " exec(code,m.__dict__)\n"
+    "sys.modules[p['main']].supervise(**p['args'])\n"
+)
+# What `ps` shows: the rest (_BOOT_BODY, compiled by the caller) comes with the payload.
+BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());exec(p['boot'],{'p':p})"
+
+# moby restartmanager: the first delay is 100 ms, each next one doubles, up to a minute; a run of 10 s or more
+# starts the series again.
+RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 60.0, 10.0
+SUPERVISOR_OOM_SCORE_ADJ = -1000
+
+
+def should_restart(policy: str, exit_code: int | None, restart_count: int, retries: int = 0,
+                   stopped_by_user: bool = False) -> bool:
+    """Docker's rule (moby restartmanager.ShouldRestart): ``always`` restarts, ``unless-stopped`` unless the user
+    stopped it, ``on-failure`` on a non-zero exit while ``restart_count`` is below ``retries`` (0: no limit)."""
+    if policy == "always":
+        return True
+    if policy == "unless-stopped":
+        return not stopped_by_user
+    if policy == "on-failure":
+        return exit_code != 0 and (not retries or restart_count < retries)
+    return False
+
+
+def next_delay(previous: float, ran_for: float) -> float:
+    """The wait before the next restart: 100 ms, doubled each time up to a minute; 100 ms again after a run of
+    10 s or more (moby restartmanager). ``previous`` is 0 before the first restart."""
+    if ran_for >= RESTART_RESET_AFTER:
+        previous = 0
+    if previous <= 0:
+        return RESTART_DELAY_MIN
+    return min(previous * 2, RESTART_DELAY_MAX)
+
+
+def lower_oom_score(target: int = SUPERVISOR_OOM_SCORE_ADJ) -> tuple[int | None, str | None]:
+    """Lower our oom_score_adj to ``target`` (conmon: -1000), or as far as the kernel lets a process without
+    CAP_SYS_RESOURCE go (the floor it inherited, 0 for most): returns (the value now, why not ``target``)."""
+    try:
+        current = runtime_init.oom_score_adj()
+    except OSError as exc:
+        return None, f"reading oom_score_adj: {exc}"
+    problem = None
+    for value in (target, 0):
+        if value >= current:
+            break
+        try:
+            runtime_init.set_oom_score_adj(value)
+            current = value
+            break
+        except OSError as exc:
+            if problem is None:
+                problem = f"setting oom_score_adj {value}: {exc.strerror or exc}"
+    return current, problem if current != target else None
+START_TIMEOUT = 300.0  # seconds the caller waits for the first start (a copy-fallback rootfs takes a while)
+
+
+def _code(name: str):
+    """The code object of module ``name``: from its loader (a cached .pyc when there is one; compiled from the
+    zip's source under Ansible), else compiled from its file."""
+    module = sys.modules[name]
+    loader = getattr(module, "__loader__", None)
+    if loader is not None and hasattr(loader, "get_code"):
+        try:
+            code = loader.get_code(name)
+        except (ImportError, OSError):
+            code = None
+        if code is not None:
+            return code
+    path = getattr(module, "__file__", None)
+    if not path or not os.path.exists(path):
+        raise RuntimeSetupError(f"starting the supervisor: the code of {name} is not available. "
+                                "Reinstall the collection.")
+    with open(path, encoding="utf-8") as handle:
+        return compile(handle.read(), path, "exec")
+
+
+def _payload(container_dir: str, notify_fd: int) -> bytes:
+    import importlib
+    import marshal
+
+    modules = []
+    for short in SUPERVISOR_MODULES:
+        name = _PKG + short
+        importlib.import_module(name)
+        modules.append((name, _code(name)))
+    return marshal.dumps({"boot": compile(_BOOT_BODY, "<dockerless-boot>", "exec"), "modules": modules,
+                          "main": _PKG + "runtime.supervisor",
+                          "args": {"container_dir": container_dir, "notify_fd": notify_fd}})
+
+
+def launch(container_dir: str, python: str | None = None, timeout: float = START_TIMEOUT) -> dict:
+    """Start the supervisor of the container in ``container_dir`` and wait for the first start's outcome:
+    ``{"state": "running", "pid": ...}`` or ``{"error": ...}``. The supervisor is not our child."""
+    python = python or sys.executable
+    payload = _payload(container_dir, 3)
+    code_r, code_w = os.pipe()
+    notify_r, notify_w = os.pipe()
+    log = os.open(os.path.join(container_dir, "supervisor.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.dup2(code_r, 0)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(log, 2)
+            os.dup2(notify_w, 3)
+            # Nothing else of the caller's (Ansible's result pipe above all) may stay open in the supervisor.
+            runtime_init._keep_only_fds({0, 1, 2, 3})
+            runtime_init._reset_signals()
+            os.chdir("/")
+            os.execv(python, [python, "-I", "-S", "-c", BOOT, "dockerless-supervisor", container_dir])
+        finally:
+            os._exit(127)
+    os.close(code_r)
+    os.close(notify_w)
+    os.close(log)
+    try:
+        view = memoryview(payload)
+        while view:
+            written = os.write(code_w, view[:65536])
+            view = view[written:]
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(code_w)
+    os.waitpid(pid, 0)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ready = select.select([notify_r], [], [], max(0.0, deadline - time.monotonic()))[0]
+            if not ready:
+                return {"error": f"the supervisor did not report within {timeout:.0f}s; see "
+                                 f"{os.path.join(container_dir, 'supervisor.log')}"}
+            chunk = os.read(notify_r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(notify_r)
+    if not data:
+        tail = b""
+        try:
+            with open(os.path.join(container_dir, "supervisor.log"), "rb") as handle:
+                tail = handle.read()[-2000:]
+        except OSError:
+            pass
+        return {"error": "the supervisor ended without reporting: " + tail.decode("utf-8", "replace").strip()}
+    return json.loads(data.decode().strip().splitlines()[-1])
+
+
+class _Supervisor:
+    def __init__(self, container_dir: str, notify_fd: int | None):
+        self.dir = container_dir
+        self.notify_fd = notify_fd
+        self.record = runtime_state.read_json(os.path.join(container_dir, runtime_state.SPEC_FILE)) or {}
+        self.name = self.record.get("name") or os.path.basename(container_dir)
+        spec = self.record.get("spec") or {}
+        self.config = self.record["config"]
+        self.limits = spec.get("limits") or {}
+        self.policy = spec.get("restart_policy") or "no"
+        self.retries = int(spec.get("restart_retries") or 0)
+        self.stop_timeout = float(spec.get("stop_timeout", 10))
+        self.stop_signal = runtime_state.signal_number(spec.get("stop_signal") or "SIGTERM")
+        self.log_max = int(self.record.get("log_max_size") or runtime_state.DEFAULT_LOG_MAX)
+        self.state_path = os.path.join(container_dir, runtime_state.STATE_FILE)
+        self.state = runtime_state.read_json(self.state_path) or {}
+        self.stop_requested = False     # stop: the stop signal now, SIGKILL after the timeout, no restart
+        self.no_restart = False         # the user ended it (stop, kill with SIGKILL or the stop signal)
+        self.pending: list[int] = []    # signals `kill` asked for, not yet sent to PID 1
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def save(self, **changes) -> None:
+        self.state.update(changes)
+        runtime_state.write_json(self.state_path, self.state)
+
+    def notify(self, **msg) -> None:
+        if self.notify_fd is not None:
+            try:
+                os.write(self.notify_fd, json.dumps(msg).encode() + b"\n")
+            except OSError:
+                pass
+            os.close(self.notify_fd)
+            self.notify_fd = None
+
+    # -- signals -------------------------------------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        if not self.stop_requested:
+            self.stop_requested = self.no_restart = True
+            # The caller may ask for another grace period than the spec's (container_run's stop_timeout, stop
+            # -t), or another signal (rm -f: SIGKILL at once).
+            request = self._request(runtime_state.STOP_FILE)
+            if isinstance(request.get("timeout"), (int, float)):
+                self.stop_timeout = max(0.0, float(request["timeout"]))
+            if request.get("signal"):
+                try:
+                    self.stop_signal = runtime_state.signal_number(str(request["signal"]))
+                except ValueError:
+                    pass
+
+    def _on_kill(self, _signum, _frame) -> None:
+        request = self._request(runtime_state.KILL_FILE)
+        try:
+            sig = runtime_state.signal_number(str(request.get("signal") or "SIGKILL"))
+        except ValueError:
+            return
+        if sig in (signal.SIGKILL, self.stop_signal):
+            self.no_restart = True
+        self.pending.append(sig)
+
+    def _request(self, name: str) -> dict:
+        try:
+            return runtime_state.read_json(os.path.join(self.dir, name)) or {}
+        except DockerlessError:
+            return {}
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- one run of the container ----------------------------------------------------------------------------
+    def run_once(self) -> tuple[int | None, str | None]:
+        self.pending.clear()  # a signal meant for the previous run (the container was restarting) is dropped
+        cgroup = runtime_state.ContainerCgroup(self.name, self.limits, devices=not self.config.get("privileged"))
+        cgroup.create()
+        self.config["join_tasks"] = cgroup.join_tasks
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            proc = runtime_init.spawn(self.config, null, out_w, err_w, before_unshare=cgroup.join)
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            cgroup.remove()
+            raise
+        finally:
+            for fd in (out_w, err_w, null):
+                os.close(fd)
+        logs = {out_r: runtime_state.CappedLog(os.path.join(self.dir, "stdout.log"), self.log_max),
+                err_r: runtime_state.CappedLog(os.path.join(self.dir, "stderr.log"), self.log_max)}
+        pidfd = os.pidfd_open(proc.monitor_pid)
+        started = False
+        stop_deadline = None
+        killed = False
+        exited_at = None
+        def record_start() -> None:
+            self.save(state="running", pid=proc.pid, monitor_pid=proc.monitor_pid, started_at=self.now(),
+                      finished_at=None, exit_code=None, rootfs_mode=proc.rootfs_mode, cgroup=cgroup.path,
+                      oom_killed=False, error=None)
+            self.notify(state="running", pid=proc.pid)
+
+        try:
+            while logs or proc.status_fd is not None:
+                if proc.status_fd is None and not started:
+                    started = True
+                    if proc.error:
+                        break
+                    record_start()
+                if self.stop_requested and stop_deadline is None:
+                    proc.send(self.stop_signal)
+                    killed = self.stop_signal == signal.SIGKILL
+                    stop_deadline = time.monotonic() + self.stop_timeout
+                # Only to the image's command: before its exec the init has the default dispositions (SIGHUP
+                # would end the setup).
+                while self.pending and started and exited_at is None:
+                    proc.send(self.pending.pop(0))
+                fds = list(logs) + [self.wake_r] + ([proc.status_fd] if proc.status_fd is not None else [])
+                if exited_at is None:
+                    fds.append(pidfd)
+                timeout = None
+                now = time.monotonic()
+                if stop_deadline is not None and not killed:
+                    timeout = max(0.0, stop_deadline - now)
+                if exited_at is not None:
+                    grace = exited_at + 1.0 - now
+                    if grace <= 0:
+                        break
+                    timeout = grace if timeout is None else min(timeout, grace)
+                ready = select.select(fds, [], [], timeout)[0]
+                if stop_deadline is not None and not killed and time.monotonic() >= stop_deadline:
+                    proc.kill()
+                    killed = True
+                for fd in ready:
+                    if fd == self.wake_r:
+                        self._drain_wake()
+                    elif fd == pidfd:
+                        exited_at = time.monotonic()
+                    elif fd == proc.status_fd:
+                        proc.read_status(0)
+                    else:
+                        data = os.read(fd, 1 << 16)
+                        if data:
+                            logs[fd].write(data)
+                        else:
+                            logs.pop(fd).close()
+                            os.close(fd)
+            if not started and proc.status_fd is None and not proc.error:
+                # The end of the setup report and of both logs came in one select: a command that exits at
+                # once still ran, and start_all and restart policies need its start recorded.
+                started = True
+                record_start()
+        finally:
+            os.close(pidfd)
+            for fd, log in logs.items():
+                log.close()
+                os.close(fd)
+            proc.kill()
+            rc = proc.wait()
+            proc.close()
+            oom = cgroup.oom_kills() > 0
+            cgroup.remove()
+        if proc.error:
+            return None, proc.error
+        self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None)
+        return rc, None
+
+    @staticmethod
+    def now() -> str:
+        return runtime_state.now_iso()
+
+    def sleep(self, seconds: float) -> None:
+        """Back-off between restarts, cut short by a stop request."""
+        deadline = time.monotonic() + seconds
+        while not self.no_restart:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            ready = select.select([self.wake_r], [], [], left)[0]
+            if ready:
+                self._drain_wake()
+
+    def main(self) -> int:
+        lock = runtime_state.take_lock(self.dir)
+        if lock is None:
+            self.notify(error=f"container {self.name}: another supervisor is running it")
+            return 1
+        try:
+            os.unlink(os.path.join(self.dir, runtime_state.STOP_FILE))  # a stale request of an earlier stop
+        except FileNotFoundError:
+            pass
+        signal.set_wakeup_fd(self.wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_kill)
+        score, problem = lower_oom_score()
+        if problem:  # no CAP_SYS_RESOURCE (a rootless or confined caller): the container still runs
+            sys.stderr.write(f"container {self.name}: {problem}; the supervisor keeps oom_score_adj {score}\n")
+            sys.stderr.flush()
+        try:  # `ps -o comm` shows which container a supervisor watches
+            linux.write_proc("/proc/self/comm", ("dl-sv-" + self.name)[:15])
+        except OSError:
+            pass
+        # A start is the user's (or boot's) wish to run it: an earlier stop no longer holds (docker start).
+        self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=0, stopped_by_user=False)
+        restarts = 0
+        delay = 0.0
+        try:
+            while True:
+                began = time.monotonic()
+                try:
+                    rc, error = self.run_once()
+                except DockerlessError as exc:
+                    rc, error = None, str(exc)
+                if error is not None:
+                    self.save(state="exited", error=error, exit_code=None, finished_at=self.now(), pid=None)
+                    self.notify(error=error)
+                    return 1
+                self.notify(state="exited", exit_code=rc)
+                if self.no_restart:
+                    self.save(stopped_by_user=True)
+                    return 0
+                if not should_restart(self.policy, rc, restarts, self.retries):
+                    return 0
+                delay = next_delay(delay, time.monotonic() - began)
+                restarts += 1
+                self.save(state="restarting", restart_count=restarts, pid=None)
+                sys.stderr.write(f"container {self.name}: exited with {rc}; restart {restarts} in {delay:g}s\n")
+                sys.stderr.flush()
+                self.sleep(delay)
+                if self.no_restart:
+                    self.save(state="exited", stopped_by_user=True)
+                    return 0
+        finally:
+            self.save(supervisor_pid=None)
+            os.close(lock)
+
+
+def supervise(container_dir: str, notify_fd: int | None = None) -> None:
+    """Entry point in the fresh interpreter (see BOOT)."""
+    code = 1
+    try:
+        code = _Supervisor(container_dir, notify_fd).main()
+    except BaseException as exc:  # the supervisor must leave a trace; nobody else will see it
+        import traceback
+
+        traceback.print_exc()
+        if notify_fd is not None:
+            try:
+                os.write(notify_fd, json.dumps({"error": f"supervisor failed: {exc}"}).encode() + b"\n")
+            except OSError:
+                pass
+    os._exit(code)

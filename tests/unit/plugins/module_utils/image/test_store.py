@@ -1,0 +1,168 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError, StoreError
+from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_image(store: Store, name: str, layer_payload: bytes = b"layer") -> dict:
+    layer_digest, layer_size = store.put_blob(layer_payload)
+    diff_id = sha(b"diff:" + layer_payload)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                         "config": {"Env": ["A=1"], "Cmd": ["sh"]}}).encode()
+    config_digest, config_size = store.put_blob(config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                           "config": {"mediaType": oci.OCI_CONFIG, "digest": config_digest, "size": config_size},
+                           "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": layer_digest,
+                                       "size": layer_size}]}).encode()
+    digest, size = store.put_blob(manifest)
+    desc = {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": size}
+    store.tag(name, desc)
+    os.makedirs(store.layer_dir(diff_id))
+    return {"digest": digest, "layer": layer_digest, "config": config_digest, "diff_id": diff_id}
+
+
+def test_layout_created_private(tmp_path):
+    store = Store(str(tmp_path / "s"))
+    store.ensure()
+    assert json.loads((tmp_path / "s" / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((tmp_path / "s" / "index.json").read_text())
+    assert index["schemaVersion"] == 2 and index["manifests"] == []
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "s" / "blobs").st_mode) == 0o700
+
+
+def test_ingest_verifies_digest_and_size(tmp_path):
+    store = Store(str(tmp_path))
+    data = b"hello"
+    with store.ingest(sha(data), len(data)) as writer:
+        writer.write(data)
+    assert store.has_blob(sha(data), 5) and store.read_blob(sha(data)) == data
+
+    with pytest.raises(DigestMismatchError, match="hashes to"):
+        with store.ingest(sha(b"other"), 5) as writer:
+            writer.write(data)
+    assert not store.has_blob(sha(b"other"))
+    with pytest.raises(DigestMismatchError, match="more than"):
+        with store.ingest(None, 3) as writer:
+            writer.write(data)
+    with pytest.raises(DigestMismatchError, match="got 5 bytes"):
+        with store.ingest(None, 6) as writer:
+            writer.write(data)
+    # Nothing half-written is left behind in tmp/ or blobs/.
+    assert os.listdir(store.tmp_dir) == []
+    assert sorted(os.listdir(store.blobs_dir)) == [sha(data)[7:]]
+
+
+def test_interrupted_ingest_leaves_nothing(tmp_path):
+    store = Store(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        with store.ingest() as writer:
+            writer.write(b"partial")
+            raise RuntimeError("cut")
+    assert os.listdir(store.blobs_dir) == [] and os.listdir(store.tmp_dir) == []
+
+
+def test_corrupt_blob_on_disk_detected(tmp_path):
+    store = Store(str(tmp_path))
+    digest = store.put_blob(b"{}")[0]
+    os.chmod(store.blob_path(digest), 0o644)
+    with open(store.blob_path(digest), "wb") as handle:
+        handle.write(b"[]")
+    with pytest.raises(StoreError, match="corrupt"):
+        store.read_blob(digest)
+
+
+def test_tags_and_image_record(tmp_path):
+    store = Store(str(tmp_path))
+    ids = make_image(store, "127.0.0.1:5000/a/b:1")
+    make_image(store, "127.0.0.1:5000/a/b:2", b"other")
+    assert [entry[0] for entry in store.images()] == ["127.0.0.1:5000/a/b:1", "127.0.0.1:5000/a/b:2"]
+    record = store.image("127.0.0.1:5000/a/b:1")
+    assert record.digest == ids["digest"] and record.platform == "linux/amd64"
+    assert record.layers == [{"digest": ids["layer"], "diff_id": ids["diff_id"], "size": 5,
+                              "media_type": oci.OCI_LAYER_GZIP}]
+    assert record.as_dict()["config"]["cmd"] == ["sh"]
+    assert store.is_complete(record)
+    # Retagging the same descriptor changes nothing; untag removes only that name.
+    assert store.tag("127.0.0.1:5000/a/b:1", store.resolve("127.0.0.1:5000/a/b:1")) is False
+    assert store.untag("127.0.0.1:5000/a/b:1") is True
+    assert store.untag("127.0.0.1:5000/a/b:1") is False
+    with pytest.raises(StoreError, match="not in the store"):
+        store.image("127.0.0.1:5000/a/b:1")
+
+
+def test_gc_keeps_what_is_used(tmp_path):
+    store = Store(str(tmp_path))
+    keep = make_image(store, "r/keep:1", b"keep")
+    gone = make_image(store, "r/gone:1", b"gone")
+    store.untag("r/gone:1")
+    result = store.gc()
+    assert set(result["blobs"]) == {gone["digest"], gone["layer"], gone["config"]}
+    assert result["layers"] == [gone["diff_id"]]
+    assert store.has_blob(keep["layer"]) and store.has_layer(keep["diff_id"])
+    assert not store.has_layer(gone["diff_id"])
+
+
+def test_gc_keeps_layers_used_by_containers(tmp_path):
+    store = Store(str(tmp_path))
+    ids = make_image(store, "r/x:1")
+    store.untag("r/x:1")
+    os.makedirs(os.path.join(store.containers_dir, "web"))
+    with open(os.path.join(store.containers_dir, "web", "spec.json"), "w") as handle:
+        json.dump({"layers": [ids["diff_id"]]}, handle)
+    store.gc()
+    assert store.has_layer(ids["diff_id"])
+
+
+def _tagger(root, n):
+    store = Store(root)
+    for i in range(20):
+        digest, size = store.put_blob(f"m{n}-{i}".encode())
+        store.tag(f"r/p{n}:{i}", {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": size})
+
+
+def test_concurrent_tagging_never_tears_index(tmp_path):
+    root = str(tmp_path)
+    Store(root).ensure()
+    procs = [multiprocessing.Process(target=_tagger, args=(root, n)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(Store(root).images()) == 80
+
+
+def test_digest_never_becomes_a_path(tmp_path):
+    store = Store(str(tmp_path))
+    with pytest.raises(Exception, match="digest"):
+        store.blob_path("sha256:../../etc/passwd")
+    with pytest.raises(Exception, match="digest"):
+        store.layer_dir("sha256:" + "A" * 64)
+
+
+def test_annotate_is_compare_and_set(tmp_path):
+    store = Store(str(tmp_path))
+    ids = make_image(store, "r/a:1")
+    assert store.annotate("r/a:1", ids["digest"], {"x": "1"}) is True
+    assert store.resolve("r/a:1")["annotations"]["x"] == "1"
+    assert store.annotate("r/a:1", ids["digest"], {"x": "1"}) is False       # nothing new
+    assert store.annotate("r/a:1", "sha256:" + "f" * 64, {"x": "2"}) is False  # entry moved on: untouched
+    assert store.resolve("r/a:1")["annotations"]["x"] == "1"
+    assert store.annotate("r/none:1", ids["digest"], {"x": "1"}) is False
