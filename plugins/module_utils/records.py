@@ -3,7 +3,8 @@
 """Dataclass-like records for the container start path, without importing ``dataclasses``.
 
 ``import dataclasses`` brings inspect, ast, dis, tokenize and linecache; with the per-class code generation of
-``@dataclass`` that was about a fifth of the CPU time of a whole container start of ``/bin/true`` (measured on the start path). The runtime's records (ContainerSpec, RunResult, seccomp.Filter, …) derive from
+``@dataclass`` that was about a fifth of the CPU time of a whole container start of ``/bin/true`` (measured on
+the start path). The runtime's records (ContainerSpec, RunResult, seccomp.Filter, …) derive from
 :class:`Record` instead and keep what they used of dataclasses:
 
 * fields are the class's annotations, in order (base classes first); a class attribute is the default, and

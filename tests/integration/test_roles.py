@@ -373,7 +373,7 @@ def test_roles_install_requests_only_behind_a_proxy(run_playbook, seeded_registr
             # Both stores were filled through the proxy: every blob of busybox was fetched twice.
             blobs = [url for method, url in proxy.requests if method == "GET" and "/blobs/sha256:" in url]
             assert blobs and all(blobs.count(url) == 2 for url in blobs), proxy.requests
-            assert all(url.startswith(f"http://{seeded_registry.registry.host}/v2/") for _, url in proxy.requests)
+            assert all(url.startswith(f"http://{seeded_registry.registry.host}/v2/") for _method, url in proxy.requests)
             assert Runtime(containers_store).inspect(name).running
 
             seen = len(proxy.requests)

@@ -116,7 +116,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
             event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
             raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
         if store.has_layer(layer["diff_id"]):
-            import shutil  # pylint: disable=import-outside-toplevel - a download only
+            import shutil  # pylint: disable=import-outside-toplevel  # a download only
 
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:

@@ -37,7 +37,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime impo
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
-SUPERVISOR_MODULES = ("errors", "linux", "cgroups.devices", "records", "runtime.seccomp.default", "runtime.seccomp.filter", "cgroups.cgroup", "image.layers.whiteouts", "runtime.init_sequence", "runtime.state", "runtime.supervisor")
+SUPERVISOR_MODULES = ("errors", "linux", "cgroups.devices", "records", "runtime.seccomp.default", "runtime.seccomp.filter",
+                      "cgroups.cgroup", "image.layers.whiteouts", "runtime.init_sequence", "runtime.state",
+                      "runtime.supervisor")
 
 # Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
 # "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);
@@ -108,6 +110,8 @@ def lower_oom_score(target: int = SUPERVISOR_OOM_SCORE_ADJ) -> tuple[int | None,
             if problem is None:
                 problem = f"setting oom_score_adj {value}: {exc.strerror or exc}"
     return current, problem if current != target else None
+
+
 START_TIMEOUT = 300.0  # seconds the caller waits for the first start (a copy-fallback rootfs takes a while)
 
 
@@ -309,6 +313,7 @@ class _Supervisor:
         stop_deadline = None
         killed = False
         exited_at = None
+
         def record_start() -> None:
             self.save(state="running", pid=proc.pid, monitor_pid=proc.monitor_pid, started_at=self.now(),
                       finished_at=None, exit_code=None, rootfs_mode=proc.rootfs_mode, cgroup=cgroup.path,

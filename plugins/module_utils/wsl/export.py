@@ -5,9 +5,10 @@
 The flattened image is never written to disk. ``MergedTree`` walks the image's layer folders top → bottom and
 keeps, for every path, the entry of the topmost layer that has it, applying whiteouts (``.wh.NAME`` or the
 overlay form, a character device 0/0) and opaque directories (``.wh..wh..opq`` or ``trusted.overlay.opaque=y``)
-as read by ``whiteouts.read_dir``, the rules ``unpack.flatten`` and the runtime's copy fallback apply. The files WSL needs (``/etc/wsl.conf``, ``/etc/wsl-distribution.conf``, a
-default user) are added as in-memory entries, then everything goes through tarwriter.py: sorted, one fixed
-mtime, numeric owners, modes/setuid/symlinks/hardlinks kept. The same image and options give the same sha256.
+as read by ``whiteouts.read_dir``, the rules ``unpack.flatten`` and the runtime's copy fallback apply. The
+files WSL needs (``/etc/wsl.conf``, ``/etc/wsl-distribution.conf``, a default user) are added as in-memory
+entries, then everything goes through tarwriter.py: sorted, one fixed mtime, numeric owners,
+modes/setuid/symlinks/hardlinks kept. The same image and options give the same sha256.
 
 Microsoft's recommendations for custom distributions (learn.microsoft.com/windows/wsl/build-custom-distro,
 "WSL custom Linux distribution recommendations") are checked and reported as warnings, or fixed when ``fix``

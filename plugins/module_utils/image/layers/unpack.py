@@ -660,8 +660,6 @@ def _clean(name: bytes) -> list[bytes]:
 # Filesystem helpers (all relative to directory fds)
 
 
-
-
 def _ioc(direction: str, number: int, size: int) -> int:
     """An ioctl request number ``_IOR/_IOW('f', number, long)`` for this architecture (asm-generic/ioctl.h; powerpc,
     mips and sparc encode directions in three bits)."""

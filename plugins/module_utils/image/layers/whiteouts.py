@@ -307,10 +307,8 @@ def cleanup_dest(dest: str, fd: int, created: bool) -> str:
     return ""
 
 
-
 # --------------------------------------------------------------------------------------------------------------
 # Merging layer folders onto one tree
-
 
 _copy_file_range_ok = hasattr(os, "copy_file_range")
 

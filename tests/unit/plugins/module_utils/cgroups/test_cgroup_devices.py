@@ -45,7 +45,7 @@ def test_v1_writes_deny_everything_first_then_one_allow_line_per_rule():
     assert writes[0] == ("devices.deny", "a *:* rwm")
     assert writes[1:3] == [("devices.allow", "c *:* m"), ("devices.allow", "b *:* m")]
     assert ("devices.allow", "c 136:* rwm") in writes and ("devices.allow", "c 10:200 rwm") in writes
-    assert [name for name, _ in writes[1:]] == ["devices.allow"] * 11
+    assert [name for name, _line in writes[1:]] == ["devices.allow"] * 11
 
 
 @pytest.mark.parametrize("rule", [

@@ -35,7 +35,6 @@ NEVER_ON_START = (MU + "registry.client", MU + "image.pull", MU + "cli.progress"
                   "json", "shutil", "tempfile", "dataclasses", "concurrent.futures")
 
 
-
 def root_only(test):
     """Starts containers on the real kernel: root and Debian's busybox-static."""
     test = pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)")(test)

@@ -143,7 +143,7 @@ FDS = "ls /proc/$$/fd; exit 0"
 
 
 def test_only_fds_0_to_2_in_a_one_shot(runtime, rootfs):
-    held = [os.open("/", os.O_RDONLY | os.O_DIRECTORY) for _ in range(8)]   # host fds the caller has open
+    held = [os.open("/", os.O_RDONLY | os.O_DIRECTORY) for _fd in range(8)]   # host fds the caller has open
     try:
         result = runtime.run(spec_for(rootfs, ["/bin/sh", "-c", FDS]), timeout=20)
     finally:
@@ -154,7 +154,7 @@ def test_only_fds_0_to_2_in_a_one_shot(runtime, rootfs):
 
 
 def test_only_fds_0_to_2_in_a_named_container(runtime, rootfs):
-    held = [os.open("/", os.O_RDONLY | os.O_DIRECTORY) for _ in range(8)]
+    held = [os.open("/", os.O_RDONLY | os.O_DIRECTORY) for _fd in range(8)]
     try:
         stdout, stderr = run_named(runtime, rootfs, "fds", ["/bin/sh", "-c", FDS])
     finally:
@@ -173,7 +173,7 @@ def test_workdir_under_proc_self_fd_is_refused(rootfs, fd):
 def test_workdir_under_proc_self_fd_is_refused_by_the_init_too(runtime, rootfs, tmp_path, named):
     # A config that skipped build_spec (a record written by hand or by an older version): the init refuses
     # the path itself, before any chdir, whatever fds the caller holds open on host directories.
-    held = [os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY) for _ in range(8)]
+    held = [os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY) for _fd in range(8)]
     try:
         for fd in range(3, 11):
             spec = spec_for(rootfs, ["/bin/sh", "-c", "pwd; ls"], name=f"wd{fd}" if named else None)

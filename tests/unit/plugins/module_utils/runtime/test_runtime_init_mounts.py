@@ -87,10 +87,10 @@ def in_child(body) -> None:
     assert out == b"ok", out.decode()
 
 
-# -- item 1: a volume's source is pinned; the target is resolved under the rootfs -------------------------------
+# -- a volume's source is pinned; the target is resolved under the rootfs -------------------------------
 
-def test_restart_after_a_volume_source_was_swapped_for_a_symlink_fails_and_never_mounts_host_root(runtime, rootfs,
-                                                                                                 tmp_path):
+def test_restart_after_a_volume_source_was_swapped_for_a_symlink_fails_and_never_mounts_host_root(
+        runtime, rootfs, tmp_path):
     app = tmp_path / "app"
     (app / "config").mkdir(parents=True)
     (app / "config" / "marker").write_text("m")
@@ -145,7 +145,7 @@ def test_a_record_without_a_pin_still_starts_and_refuses_a_symlinked_source(kern
         runtime.run(spec, timeout=20)
 
 
-# -- item 2: read-only recursively, nosuid and nodev on every volume ------------------------------------------
+# -- read-only recursively, nosuid and nodev on every volume ------------------------------------------
 
 def test_a_read_only_volume_of_host_root_is_read_only_and_nodev_all_the_way_down(kernel, runtime, rootfs):
     name = f"dl-ro-{uuid.uuid4().hex[:8]}"
@@ -164,7 +164,7 @@ def test_a_read_only_volume_of_host_root_is_read_only_and_nodev_all_the_way_down
         if os.path.isdir(f"/sys/fs/cgroup/pids/{name}"):
             os.rmdir(f"/sys/fs/cgroup/pids/{name}")
     out = result.stdout.decode()
-    head, _, mountinfo = out.partition("done\n")
+    head, _sep, mountinfo = out.partition("done\n")
     assert head == "", out
     top = {}                                       # mount point -> its options, the last (topmost) of a stack
     every = []
@@ -252,7 +252,7 @@ def test_read_only_rootfs_copy_carries_no_writable_submount(runtime, rootfs):
     assert result.stdout.decode().count("Read-only file system") == 2, result.stdout.decode()
 
 
-# -- item 5: /sys/fs/cgroup is never writable from a non-privileged container ---------------------------------
+# -- /sys/fs/cgroup is never writable from a non-privileged container ---------------------------------
 
 def test_userns_host_network_without_cgroupns_cannot_write_the_hosts_cgroupfs(kernel, runtime, rootfs):
     name = f"dl-cg-{uuid.uuid4().hex[:8]}"

@@ -33,7 +33,7 @@ def test_should_restart_is_mobys_rule(policy, code, count, retries, by_user, exp
 
 def test_next_delay_doubles_to_a_minute_and_resets_after_10s():
     delays, delay = [], 0.0
-    for _ in range(12):
+    for _step in range(12):
         delay = next_delay(delay, 0.5)
         delays.append(delay)
     assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 1.6]

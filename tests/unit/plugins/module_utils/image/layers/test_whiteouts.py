@@ -368,7 +368,7 @@ def test_remove_tree_as_the_owner_without_privileges_never_follows_links(tmp_pat
                 code = 0
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        _pid, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert not os.path.lexists(tree)
         assert (victim / "x").read_text() == "host"
