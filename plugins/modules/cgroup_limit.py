@@ -267,12 +267,8 @@ pids_added:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import (
-    LIMIT_KEYS,
-    Cgroup,
-    Limits,
-    container_cgroup_path,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import LIMIT_KEYS, Limits
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.manage import apply_limits
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
 _RATE = dict(type="str")
@@ -307,60 +303,6 @@ def _limits(params: dict) -> Limits:
     return Limits(**values)
 
 
-def run(module: AnsibleModule) -> dict:
-    """Observe -> decide -> act unless check mode -> report."""
-    p = module.params
-    cg = Cgroup(p["path"] or container_cgroup_path(p["container"]), cgroup_root=p["cgroup_root"])
-    existed = cg.exists()
-    before = {"exists": existed}
-    after = {"exists": existed}
-    result = dict(changed=False, pids_added=[])
-
-    if p["state"] == "absent":
-        if existed:
-            procs = cg.pids()
-            if procs and not p["force"] and module.check_mode:
-                # The real run would refuse; say so now rather than promise a removal.
-                module.fail_json(msg=f"removing cgroup {cg.path}: it still has processes {procs[:10]}; stop them, "
-                                     "or use force=true to kill them")
-            before["processes"] = procs
-            result["changed"] = True
-            if not module.check_mode:
-                cg.remove(force=p["force"])
-            after = {"exists": False, "processes": []}
-        result.update(cgroup={**cg.info(), "exists": False}, limits={}, stats=_empty_stats())
-        result["diff"] = dict(before=before, after=after)
-        return result
-
-    limits = _limits(p)
-    changes = cg.plan(limits)
-    to_move = cg.pids_to_move(p["pids_to_add"] or [])
-    result["changed"] = bool(changes) or bool(cg.missing_dirs()) or bool(to_move)
-    for key, (old, new) in changes.items():
-        before[key], after[key] = old, new
-    after["exists"] = True
-    if to_move:
-        procs = cg.pids() if existed else []
-        before["processes"] = procs
-        after["processes"] = sorted(set(procs) | set(to_move))
-    if module.check_mode:
-        current = cg.read_limits() if existed else {}
-        result["limits"] = {**current, **{key: new for key, (_old, new) in changes.items()}}
-        result["pids_added"] = to_move
-        result["stats"] = cg.stats() if existed else _empty_stats()
-    else:
-        cg.apply(limits)
-        result["pids_added"] = cg.add_pids(p["pids_to_add"] or [])
-        result.update(limits=cg.read_limits(), stats=cg.stats())
-    result["cgroup"] = {**cg.info(), "exists": True}
-    result["diff"] = dict(before=before, after=after)
-    return result
-
-
-def _empty_stats() -> dict:
-    return dict(memory_usage=None, memory_peak=None, oom_kills=None, pids_current=None, cpu_usage_usec=None)
-
-
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
@@ -368,11 +310,28 @@ def main() -> None:
         required_one_of=[("path", "container")],
         supports_check_mode=True,
     )
+    p = module.params
     try:
-        result = run(module)
+        result = apply_limits(
+            _limits(p),
+            path=p["path"],
+            container=p["container"],
+            state=p["state"],
+            force=p["force"],
+            pids_to_add=p["pids_to_add"],
+            check_mode=module.check_mode,
+            cgroup_root=p["cgroup_root"],
+        )
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    module.exit_json(
+        changed=result.changed,
+        pids_added=result.pids_added,
+        cgroup=result.cgroup,
+        limits=result.limits,
+        stats=result.stats,
+        diff=result.diff,
+    )
 
 
 if __name__ == "__main__":

@@ -623,7 +623,7 @@ def main() -> None:
             runtime = Runtime(params["store"])
             if name is None or runtime.inspect(name) is None or params["recreate"]:
                 module.fail_json(msg="'image' is required to create a container.")
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import parse_size
+        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import parse_size
 
         log_max = parse_size(params["log_max_size"])
         runtime = Runtime(params["store"])

@@ -18,7 +18,8 @@ import sys
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup, detect
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.hierarchy import detect
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20

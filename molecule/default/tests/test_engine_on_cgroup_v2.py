@@ -21,9 +21,9 @@ import yaml
 SCENARIO = os.path.join(os.path.dirname(__file__), "..")
 CHECKOUT = os.path.abspath(os.path.join(SCENARIO, "..", ".."))
 TESTS = [
-    "tests/unit/plugins/module_utils/test_cgroups_real.py",
-    "tests/unit/plugins/module_utils/test_runtime.py",
-    "tests/unit/plugins/module_utils/test_runtime_supervisor.py",
+    "tests/unit/plugins/module_utils/cgroups/test_cgroups_real.py",
+    "tests/unit/plugins/module_utils/runtime/test_runtime.py",
+    "tests/unit/plugins/module_utils/runtime/test_runtime_supervisor.py",
 ]
 # v1-only (memory.limit_in_bytes below usage is refused; v2 reclaims or OOM-kills) and hybrid-only.
 DESELECT = "not test_memory_below_usage_is_refused_on_v1 and not test_unified_mount_of_a_hybrid_host"

@@ -577,8 +577,8 @@ class Runtime:
             raise RuntimeSetupError(f"container {name}: a supervisor still runs but spec.json is unreadable. "
                                     "Stop it by hand first.")
         try:
-            from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import (
-                Cgroup,
+            from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+            from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.hierarchy import (
                 container_cgroup_path,
             )
 

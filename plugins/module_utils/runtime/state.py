@@ -186,7 +186,7 @@ def read_log(container_dir: str, stream: str, max_bytes: int = 1 << 20) -> bytes
 
 def limits_of(limits: dict | None):
     """cgroups.Limits for container_run's limit options (memory, memory_swap, cpus, cpu_weight, pids_limit)."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Limits, parse_size
+    from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import Limits, parse_size
 
     lim = limits or {}
 
@@ -282,8 +282,8 @@ class ContainerCgroup:
             self._made.pop()
 
     def _create_full(self) -> None:
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import (
-            Cgroup,
+        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.hierarchy import (
             container_cgroup_path,
         )
 

@@ -38,8 +38,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime impo
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 SUPERVISOR_MODULES = ("errors", "linux", "cgroups.devices", "records", "runtime.seccomp.default", "runtime.seccomp.filter",
-                      "cgroups.cgroup", "image.layers.whiteouts", "runtime.init_sequence", "runtime.state",
-                      "runtime.supervisor")
+                      "cgroups.limits", "cgroups.knob", "cgroups.hierarchy", "cgroups.memory", "cgroups.cpu",
+                      "cgroups.cpuset", "cgroups.pids", "cgroups.io", "cgroups.cgroup", "image.layers.whiteouts",
+                      "runtime.init_sequence", "runtime.state", "runtime.supervisor")
 
 # Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
 # "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import cgroup as cgroups
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import hierarchy, limits
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
     CgroupError,
     ImageReferenceError,
@@ -46,8 +46,8 @@ VALIDATORS = {
     "runtime_spec.validate_name (container name)": (_refuses(RuntimeSetupError, runtime_spec.validate_name), "web-1"),
     "runtime_spec.build_spec hostname": (_refuses(RuntimeSetupError, _hostname), "box.local"),
     "runtime_spec.validate_user": (_refuses(RuntimeSetupError, runtime_spec.validate_user), "app:staff"),
-    "cgroups.container_cgroup_path (cgroup name)": (_refuses(CgroupError, cgroups.container_cgroup_path), "web"),
-    "cgroups.validate_path (cgroup path component)": (_refuses(CgroupError, cgroups.validate_path), "dockerless/web"),
+    "hierarchy.container_cgroup_path (cgroup name)": (_refuses(CgroupError, hierarchy.container_cgroup_path), "web"),
+    "hierarchy.validate_path (cgroup path component)": (_refuses(CgroupError, hierarchy.validate_path), "dockerless/web"),
     "reference tag": (_predicate(reference._is_tag), "v1.2"),
     "reference repository path": (_predicate(reference._is_path),
                                   "team/app"),
@@ -95,14 +95,14 @@ def test_image_references_with_surrounding_whitespace_are_the_clean_name(text):
 
 def test_cgroup_lists_match_whole():
     """A kernel-format list is read whole: surrounding whitespace is stripped, a NUL is refused."""
-    assert cgroups.parse_cpu_list("0-3\n") == [0, 1, 2, 3]
+    assert limits.parse_cpu_list("0-3\n") == [0, 1, 2, 3]
     with pytest.raises(CgroupError):
-        cgroups.parse_cpu_list("0,2\0")
+        limits.parse_cpu_list("0,2\0")
 
 
 @pytest.mark.parametrize("char", CONTROL, ids=repr)
 def test_device_numbers_match_whole(char):
     """``8:0\n`` is not taken as the device number 8:0 (it is looked up as a path, and found nowhere)."""
-    assert cgroups._resolve_device("8:0") == "8:0"
+    assert limits._resolve_device("8:0") == "8:0"
     with pytest.raises(CgroupError):
-        cgroups._resolve_device("8:0" + char)
+        limits._resolve_device("8:0" + char)

@@ -1,7 +1,7 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The cgroup_limit module in-process on a fake cgroup v2 tree (this host's kernel is v1; the real module runs are
-in tests/integration/test_cgroup_limit.py). The fake cgroupfs is the one from test_cgroups.py."""
+in tests/integration/test_cgroup_limit.py). The fake cgroupfs is the one from module_utils/cgroups/fake_cgroupfs.py."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import os
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import MAX, Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import MAX
 from ansible_collections.dockerless.containers.plugins.modules import cgroup_limit
 
 _spec = importlib.util.spec_from_file_location(
-    "cgroups_fake", os.path.join(os.path.dirname(__file__), "..", "module_utils", "cgroups", "test_cgroups.py")
+    "cgroups_fake", os.path.join(os.path.dirname(__file__), "..", "module_utils", "cgroups", "fake_cgroupfs.py")
 )
 fake = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake)

@@ -14,12 +14,9 @@ import time
 
 import pytest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import (
-    MAX,
-    Cgroup,
-    Limits,
-    detect,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.hierarchy import detect
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import MAX, Limits
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError
 
 pytestmark = pytest.mark.root
