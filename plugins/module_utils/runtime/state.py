@@ -260,7 +260,7 @@ class ContainerCgroup:
                 f"{exc.strerror}. Check that the cgroup hierarchy is writable here (a runtime inside a container "
                 "needs its cgroup delegated) and that the kernel allows cgroup BPF device programs.") from None
         if version == 1:
-            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (runtime_init)
+            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (spawn)
         elif os.path.join(directory, "cgroup.procs") not in self._procs:
             self._procs.append(os.path.join(directory, "cgroup.procs"))
         self.device_controller = f"v{version}"

@@ -1,6 +1,7 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""runtime_init's pure parts: secure_join, user resolution, capability masks, the copy fallback; linux.py."""
+"""The init's pure parts: secure_join and the copy fallback (rootfs), user resolution (users), capability masks
+(capabilities); linux.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,9 @@ import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
-    DEFAULT_CAPABILITIES,
-    capability_mask,
-    merge_layers,
-    resolve_user,
-    secure_join,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES, capability_mask
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import merge_layers, secure_join
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
