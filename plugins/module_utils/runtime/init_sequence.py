@@ -37,9 +37,7 @@ import resource
 import stat
 
 try:
-    # The C module behind ``signal``: the same functions and numbers, plain ints instead of enums. ``signal``
-    # itself imports enum (and enum functools and collections), a tenth of a container start.
-    import _signal as signal
+    import _signal as signal  # plain ints, no enum: the start path's import economies (runtime/__init__.py)
 except ImportError:  # pragma: no cover - every CPython has it
     import signal
 

@@ -44,7 +44,7 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
                  "seccomp")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0}
-# Patterns, compiled by re's cache on first use: none is needed to start an image's command.
+# Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 _HOSTNAME_RE = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})"
@@ -52,8 +52,8 @@ _ENV_KEY_RE = r"[^=\0]+"
 
 
 def _match(pattern: str, text: str):
-    """``re.fullmatch``, with ``re`` imported on first use: a start with the image's own command and no name or
-    hostname checks none, and ``import re`` (with enum, functools, collections) is a sizeable part of it."""
+    """``re.fullmatch``, ``re`` imported on first use (runtime/__init__.py): a start with the image's own command
+    and no name or hostname checks none."""
     import re
 
     return re.fullmatch(pattern, text)
