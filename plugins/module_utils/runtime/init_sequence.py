@@ -72,7 +72,7 @@ def _rlimits(limits) -> None:
 def apply_seccomp(compiled) -> None:
     """The seccomp hook: load the filter ``spawn`` compiled (``seccomp.Filter``; None: nothing to load). Called
     after no_new_privs, the user switch and capset, right before the fds are closed and the command is exec'd
-    (runc loads the filter as late as possible when no_new_privs is set). With no_new_privs off, ``_init`` calls
+    (runc loads the filter as late as possible when no_new_privs is set). With no_new_privs off, ``run`` calls
     it before capabilities are dropped instead: loading a filter needs no_new_privs or CAP_SYS_ADMIN."""
     seccomp.apply(compiled)
 

@@ -13,20 +13,15 @@ How a container starts (``spawn``), and why:
   container sees its own cgroup as ``/``) and forks the **init**, which is PID 1 of the new PID namespace.
   Unsharing in a child keeps the caller's own namespaces untouched (``unshare(CLONE_NEWPID)`` would change
   the caller's children for good).
-* The init follows runc's order (libcontainer ``rootfs_linux.go`` and ``standard_init_linux.go``): mount
-  propagation private, the rootfs (overlayfs over the layer folders, or a copy), /proc, /dev, /sys,
-  /sys/fs/cgroup, volumes, ``pivot_root(".", ".")`` and a lazy unmount of the old root, masked and
-  read-only paths, hostname, loopback up, rlimits, no_new_privs, bounding set, user and groups,
-  capabilities, the seccomp filter (``apply_seccomp``; compiled by ``spawn`` in the caller), close every fd but
-  0-2, exec.
+* The init (``init_sequence.run``) builds the container's file system and process, in runc's order, up to
+  ``execve``; the seccomp filter it loads is compiled here by ``spawn``, in the caller.
 * The init reports to the caller on a close-on-exec pipe: newline-separated JSON messages (rootfs mode,
   errors). End of file without an error means ``execve`` succeeded.
 * The monitor stays outside the PID namespace, waits for the init and exits with the same status. It is the
   caller's handle on the container: every signal sent to the monitor is forwarded to the init (tini's set:
   all but SIGCHLD and the synchronous fault signals), except ``KILL_REQUEST`` (SIGRTMAX), which becomes a
   SIGKILL of the init and ends the whole PID namespace. The caller only ever signals its own child, so no
-
-The init itself (what runs between the monitor's fork and ``execve``) is ``init_sequence.run``.
+  PID can be reused under it. The init dies with the monitor (PDEATHSIG), the monitor with the caller.
 """
 
 from __future__ import annotations
