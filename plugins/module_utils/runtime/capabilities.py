@@ -25,3 +25,18 @@ def capability_mask(names) -> int:
             raise ValueError(f"unknown capability {name!r}")
         mask |= 1 << linux.CAPABILITIES[key]
     return mask
+
+
+def of_config(config: dict) -> int:
+    """The capabilities a container's processes keep (its bounding set; the effective and permitted sets of root):
+    all the caller has when ``privileged``, else the config's ``capabilities`` (Docker's default set when
+    absent), never CAP_SYS_CHROOT with ``isolation: chroot``."""
+    if config.get("privileged"):
+        return linux.capget()[1]  # every capability we have (Docker: all; a host may lack some itself)
+    caps = capability_mask(config.get("capabilities", DEFAULT_CAPABILITIES))
+    if config.get("isolation", "container") != "container":
+        # chroot isolation: CAP_SYS_CHROOT would let the command chroot into a subdirectory, climb out of it with
+        # ".." and chroot into the host's /. build_spec leaves it out; a config stored by an older version may
+        # still name it, so it is dropped whatever the config says.
+        caps &= ~(1 << linux.CAPABILITIES["CAP_SYS_CHROOT"])
+    return caps

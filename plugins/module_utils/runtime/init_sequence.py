@@ -43,11 +43,7 @@ except ImportError:  # pragma: no cover - every CPython has it
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import rootfs
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import (
-    DEFAULT_CAPABILITIES,
-    capability_mask,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import capabilities, rootfs
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.process import (
     Step,
     keep_only_fds,
@@ -213,15 +209,7 @@ def run(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | None 
         apply_seccomp(seccomp_filter)
         seccomp_filter = None
     last = linux.last_cap()
-    if privileged:
-        caps = linux.capget()[1]  # every capability we have (Docker: all; a host may lack some itself)
-    else:
-        caps = capability_mask(config.get("capabilities", DEFAULT_CAPABILITIES))
-        if not container:
-            # chroot isolation: CAP_SYS_CHROOT would let the command chroot into a subdirectory, climb out of
-            # it with ".." and chroot into the host's /. build_spec leaves it out; a config stored by an
-            # older version may still name it, so the init drops it whatever the config says.
-            caps &= ~(1 << linux.CAPABILITIES["CAP_SYS_CHROOT"])
+    caps = capabilities.of_config(config)
     with Step("dropping capabilities"):
         linux.drop_bounding_set(caps, last)
     if "user" in namespaces and (user["uid"] or user["gid"]):
