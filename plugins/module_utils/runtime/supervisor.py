@@ -33,17 +33,17 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import process, spawn
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import boot, process, spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 # Every module the supervisor imports, each after the modules it imports (its module-level imports first, in
 # the order Python would finish loading them): the boot loader executes them in this order, with no import
 # system behind it. test_supervisor_boot.py computes this list from the sources and compares.
-SUPERVISOR_MODULES = ("linux", "errors", "records", "runtime.process", "image.layers.whiteouts", "runtime.rootfs",
-                      "runtime.capabilities", "runtime.seccomp.default", "runtime.seccomp.filter", "runtime.users",
-                      "runtime.init_sequence", "runtime.spawn", "cgroups.cgroup", "cgroups.devices", "runtime.state",
-                      "runtime.supervisor")
+SUPERVISOR_MODULES = ("linux", "errors", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
+                      "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default", "runtime.seccomp.filter",
+                      "runtime.users", "runtime.init_sequence", "runtime.spawn", "cgroups.cgroup", "cgroups.devices",
+                      "runtime.state", "runtime.supervisor")
 
 # What `ps` shows: the loader itself (runtime/boot.py, compiled by the caller) comes with the payload.
 BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());g={};exec(p['boot'],g);g['run'](p)"
@@ -128,8 +128,8 @@ def _payload(container_dir: str, notify_fd: int) -> bytes:
         name = _PKG + short
         importlib.import_module(name)
         modules.append((name, _code(name)))
-    importlib.import_module(_PKG + "runtime.boot")
-    return marshal.dumps({"boot": _code(_PKG + "runtime.boot"), "modules": modules,
+    # boot is imported at the top, by name: Ansible packs only the module_utils a module imports.
+    return marshal.dumps({"boot": _code(boot.__name__), "modules": modules,
                           "main": _PKG + "runtime.supervisor",
                           "args": {"container_dir": container_dir, "notify_fd": notify_fd}})
 

@@ -68,6 +68,12 @@ def test_supervisor_modules_are_what_the_supervisor_imports_in_load_order():
     assert supervisor.SUPERVISOR_MODULES == load_order("runtime.supervisor")
 
 
+def test_the_boot_loader_is_imported_by_name():
+    # Ansible packs into a module's zip only the module_utils imported by name: a loader looked up with
+    # importlib would be missing from every container task's zip ("No module named ...runtime.boot").
+    assert "runtime.boot" in imports_of("runtime.supervisor")
+
+
 def test_the_boot_loader_runs_the_supervisor_in_a_fresh_interpreter(tmp_path):
     """The real payload through the real BOOT: every module loads in order (else an ImportError before anything
     runs) and supervise() runs; here on a folder without a container record, so it fails there, with a trace."""
