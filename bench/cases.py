@@ -672,8 +672,10 @@ def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
     config["process"]["terminal"] = False
     sys.path.insert(0, COLLECTIONS)
     try:
-        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (  # noqa: PLC0415
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import (  # noqa: PLC0415
             DEFAULT_CAPABILITIES,
+        )
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import (  # noqa: PLC0415
             MASKED_PATHS,
             READONLY_PATHS,
         )

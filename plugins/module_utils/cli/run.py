@@ -12,7 +12,7 @@ pseudo-terminal the CLI allocates and proxies:
 * the window size is copied to the pty at start and on every SIGWINCH;
 * the container's exit code comes back as the CLI's exit code; the terminal is restored in every case.
 
-The pty is allocated here and its slave fd handed to ``runtime_init.spawn`` as the container's fds 0-2 with
+The pty is allocated here and its slave fd handed to ``spawn.spawn`` as the container's fds 0-2 with
 ``config["terminal"] = True``: the init then takes the slave as its session's controlling terminal
 (``ioctl(0, TIOCSCTTY)`` right after ``setsid()``, as runc's console setup does), so Ctrl-C and Ctrl-Z become
 signals for the container's foreground job and a resize sends it SIGWINCH.
@@ -36,7 +36,7 @@ import time
 import tty
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
     Runtime,
     new_id,
@@ -60,7 +60,7 @@ class ForegroundContainer:
         self.folder = runtime.one_shot_dir(spec, self.id)
         self.dir = ""
         self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root, devices=not spec.privileged)
-        self.proc: runtime_init.InitProcess | None = None
+        self.proc: spawn.InitProcess | None = None
 
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
@@ -76,7 +76,7 @@ class ForegroundContainer:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once
             self.cgroup.join(pid)
 
-        self.proc = runtime_init.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
+        self.proc = spawn.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
                                        hold_fds=self.folder.hold_fds)
         self.proc.read_status()
         if self.proc.error:

@@ -11,7 +11,7 @@
   ``Runtime.list()`` read their state. A detached container is watched by a supervisor process
   (runtime_supervisor) that outlives the caller.
 
-The process-level work (namespaces, mounts, capabilities, exec) is in runtime_init; the spec in runtime_spec;
+The process-level work (namespaces, mounts, capabilities, exec) is in spawn and init_sequence; the spec in runtime_spec;
 the on-disk state in runtime_state.
 """
 
@@ -26,7 +26,7 @@ import time
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import whiteouts
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Factory, Record, json_dumps
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import (
     ContainerSpec,
@@ -297,7 +297,7 @@ class Runtime:
             try:
                 config = one_shot_config(spec, cid, cdir, folder.volatile)
                 config["join_tasks"] = cgroup.join_tasks
-                proc = runtime_init.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
+                proc = spawn.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
                                           hold_fds=folder.hold_fds)
             except BaseException:
                 os.close(out_r)

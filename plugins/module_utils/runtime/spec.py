@@ -4,7 +4,7 @@
 
 ``build_spec`` merges the image's config (Entrypoint, Cmd, Env, WorkingDir, User) with the caller's options
 the way Docker does, validates everything before anything is created, and returns a ``ContainerSpec``.
-``ContainerSpec.init_config`` turns it into the plain dict the container init (runtime_init) consumes.
+``ContainerSpec.init_config`` turns it into the plain dict the container init (init_sequence) consumes.
 Named containers record ``ContainerSpec.as_dict()`` in ``spec.json``; ``spec_diff`` compares a recorded spec
 with a requested one on the keys in ``COMPARED_KEYS`` (a difference recreates the container).
 """
@@ -16,16 +16,16 @@ import os
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Factory, Record
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
-    DEFAULT_CAPABILITIES,
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import (
     MASKED_PATHS,
-    MAX_ID,
     PROC_BIND_ALLOWED,
     READONLY_PATHS,
     VOLUME_PIN_KEYS,
     boot_id,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp_lib
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import MAX_ID
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 ISOLATIONS = ("container", "chroot")
-CHROOT_CAPABILITY = "CAP_SYS_CHROOT"  # never granted with isolation chroot (runtime_init enforces it too)
+CHROOT_CAPABILITY = "CAP_SYS_CHROOT"  # never granted with isolation chroot (init_sequence enforces it too)
 ROOTFS_MODES = ("auto", "overlay", "copy")
 LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 # What a difference of recreates a named container (stop_timeout, log size and rootfs mode don't).
@@ -44,7 +44,7 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
                  "seccomp")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0}
-# Patterns, compiled by re's cache on first use: none is needed to start an image's command.
+# Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 _HOSTNAME_RE = r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})"
@@ -52,8 +52,8 @@ _ENV_KEY_RE = r"[^=\0]+"
 
 
 def _match(pattern: str, text: str):
-    """``re.fullmatch``, with ``re`` imported on first use: a start with the image's own command and no name or
-    hostname checks none, and ``import re`` (with enum, functools, collections) is a sizeable part of it."""
+    """``re.fullmatch``, ``re`` imported on first use (runtime/__init__.py): a start with the image's own command
+    and no name or hostname checks none."""
     import re
 
     return re.fullmatch(pattern, text)
@@ -111,7 +111,7 @@ class ContainerSpec(Record):
         return list(self.capabilities)
 
     def init_config(self, cid: str, container_dir: str, name: str | None = None) -> dict[str, Any]:
-        """The dict runtime_init.spawn() takes; upper/work/copy live in ``container_dir``."""
+        """The dict spawn.spawn() takes; upper/work/copy live in ``container_dir``."""
         return {
             "id": cid,
             "name": name,
@@ -252,7 +252,7 @@ def parse_volume(text: str) -> dict:
     """``host_path:container_path[:ro|rw]`` → ``{"source", "target", "read_only", "dev", "ino", "boot",
     "host_path"}``: the source resolved once, here, and pinned by device and inode (and the boot it was pinned
     in: device numbers may change with a reboot); the init opens it without following symlinks and refuses to
-    start when it is no longer that file (runtime_init._open_volume_source)."""
+    start when it is no longer that file (rootfs.open_volume_source)."""
     parts = text.split(":") if isinstance(text, str) else []
     if len(parts) not in (2, 3):
         raise RuntimeSetupError(f"volume {text!r}: expected host_path:container_path[:ro]")

@@ -40,7 +40,7 @@ def parse_signal(value) -> str:
     """A signal as Docker takes it (``SIGUSR1``, ``usr1``, ``10``, ``SIGRTMIN+3``) → its canonical name
     (``SIGUSR1``, ``SIGRTMIN+3``). Raises ValueError for anything else. Names, not numbers, are recorded:
     numbers differ between architectures."""
-    import signal  # enum and all: only when a signal is named (stop_signal, kill -s)
+    import signal  # only when a signal is named (stop_signal, kill -s): runtime/__init__.py
 
     text = str(value).strip().upper()
     if text.isdigit():
@@ -86,7 +86,7 @@ def now_iso() -> str:
 
 
 def write_json(path: str, data: dict) -> None:
-    import json  # not on a one-shot container's start path
+    import json  # not on a one-shot container's start path (runtime/__init__.py)
 
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -260,7 +260,7 @@ class ContainerCgroup:
                 f"{exc.strerror}. Check that the cgroup hierarchy is writable here (a runtime inside a container "
                 "needs its cgroup delegated) and that the kernel allows cgroup BPF device programs.") from None
         if version == 1:
-            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (runtime_init)
+            self.join_tasks.append(os.path.join(directory, "tasks"))     # the monitor joins it (spawn)
         elif os.path.join(directory, "cgroup.procs") not in self._procs:
             self._procs.append(os.path.join(directory, "cgroup.procs"))
         self.device_controller = f"v{version}"

@@ -8,7 +8,7 @@ Ansible module holding registry passwords in memory and running from a zip that 
 so the supervisor neither inherits the caller's memory nor reads code from its files. The sources of the few
 modules it needs (``SUPERVISOR_MODULES``) are sent on its stdin and executed there; no file is written.
 
-The supervisor (``supervise``) holds ``supervisor.lock``, starts the container (runtime_init.spawn, the same
+The supervisor (``supervise``) holds ``supervisor.lock``, starts the container (spawn.spawn, the same
 path as a foreground run), records pid/state/exit code/times in ``state.json``, copies stdout/stderr into
 size-capped logs, and applies the restart policy (``should_restart``, ``next_delay``: moby's restartmanager).
 SIGTERM asks it to stop the container: the stop signal (the image's StopSignal, SIGTERM by default, or the
@@ -19,7 +19,7 @@ written to a pipe the caller waits on.
 
 It lowers its own OOM score first (``lower_oom_score``, conmon's -1000), so that under memory pressure the
 kernel kills a container's processes before the supervisor that would restart them; the container's init
-sets its own score back (runtime_init) before anything of the image runs.
+sets its own score back (init_sequence) before anything of the image runs.
 """
 
 from __future__ import annotations
@@ -33,35 +33,22 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import boot, process, spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
-SUPERVISOR_MODULES = ("errors", "linux", "cgroups.devices", "records", "runtime.seccomp.default", "runtime.seccomp.filter",
-                      "cgroups.limits", "cgroups.knob", "cgroups.hierarchy", "cgroups.memory", "cgroups.cpu",
-                      "cgroups.cpuset", "cgroups.pids", "cgroups.io", "cgroups.cgroup", "image.layers.whiteouts",
-                      "runtime.init_sequence", "runtime.state", "runtime.supervisor")
+# Every module the supervisor imports, each after the modules it imports (its module-level imports first, in
+# the order Python would finish loading them): the boot loader executes them in this order, with no import
+# system behind it. test_supervisor_boot.py computes this list from the sources and compares.
+SUPERVISOR_MODULES = ("linux", "errors", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
+                      "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default",
+                      "runtime.seccomp.filter", "runtime.users", "runtime.init_sequence", "runtime.spawn",
+                      "cgroups.limits", "cgroups.devices", "cgroups.knob", "cgroups.cpu", "cgroups.cpuset",
+                      "cgroups.io", "cgroups.memory", "cgroups.pids", "cgroups.hierarchy", "cgroups.cgroup",
+                      "runtime.state", "runtime.supervisor")
 
-# Runs in the fresh interpreter: the modules arrive on stdin as marshal data {"modules": [(name, code)...],
-# "main": name, "args": {...}} (code objects compiled by the caller's interpreter, which is the same binary);
-# each is executed into a module object registered under its dotted name.
-_BOOT_BODY = (
-    "import sys,types,os\n"
-    "n=os.open(os.devnull,os.O_RDONLY);os.dup2(n,0);os.close(n)\n"
-    "for name,code in p['modules']:\n"
-    " parts=name.split('.')\n"
-    " for i in range(1,len(parts)):\n"
-    "  pk='.'.join(parts[:i])\n"
-    "  if pk not in sys.modules:\n"
-    "   m=types.ModuleType(pk);m.__path__=[];sys.modules[pk]=m\n"
-    "   if i>1:setattr(sys.modules['.'.join(parts[:i-1])],parts[i-1],m)\n"
-    " m=types.ModuleType(name);m.__file__=code.co_filename;sys.modules[name]=m\n"
-    " setattr(sys.modules['.'.join(parts[:-1])],parts[-1],m)\n"
-    " exec(code,m.__dict__)\n"
-    "sys.modules[p['main']].supervise(**p['args'])\n"
-)
-# What `ps` shows: the rest (_BOOT_BODY, compiled by the caller) comes with the payload.
-BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());exec(p['boot'],{'p':p})"
+# What `ps` shows: the loader itself (runtime/boot.py, compiled by the caller) comes with the payload.
+BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());g={};exec(p['boot'],g);g['run'](p)"
 
 # moby restartmanager: the first delay is 100 ms, each next one doubles, up to a minute; a run of 10 s or more
 # starts the series again.
@@ -96,7 +83,7 @@ def lower_oom_score(target: int = SUPERVISOR_OOM_SCORE_ADJ) -> tuple[int | None,
     """Lower our oom_score_adj to ``target`` (conmon: -1000), or as far as the kernel lets a process without
     CAP_SYS_RESOURCE go (the floor it inherited, 0 for most): returns (the value now, why not ``target``)."""
     try:
-        current = runtime_init.oom_score_adj()
+        current = process.oom_score_adj()
     except OSError as exc:
         return None, f"reading oom_score_adj: {exc}"
     problem = None
@@ -104,7 +91,7 @@ def lower_oom_score(target: int = SUPERVISOR_OOM_SCORE_ADJ) -> tuple[int | None,
         if value >= current:
             break
         try:
-            runtime_init.set_oom_score_adj(value)
+            process.set_oom_score_adj(value)
             current = value
             break
         except OSError as exc:
@@ -145,7 +132,8 @@ def _payload(container_dir: str, notify_fd: int) -> bytes:
         name = _PKG + short
         importlib.import_module(name)
         modules.append((name, _code(name)))
-    return marshal.dumps({"boot": compile(_BOOT_BODY, "<dockerless-boot>", "exec"), "modules": modules,
+    # boot is imported at the top, by name: Ansible packs only the module_utils a module imports.
+    return marshal.dumps({"boot": _code(boot.__name__), "modules": modules,
                           "main": _PKG + "runtime.supervisor",
                           "args": {"container_dir": container_dir, "notify_fd": notify_fd}})
 
@@ -171,8 +159,8 @@ def launch(container_dir: str, python: str | None = None, timeout: float = START
             os.dup2(log, 2)
             os.dup2(notify_w, 3)
             # Nothing else of the caller's (Ansible's result pipe above all) may stay open in the supervisor.
-            runtime_init._keep_only_fds({0, 1, 2, 3})
-            runtime_init._reset_signals()
+            process.keep_only_fds({0, 1, 2, 3})
+            process.reset_signals()
             os.chdir("/")
             os.execv(python, [python, "-I", "-S", "-c", BOOT, "dockerless-supervisor", container_dir])
         finally:
@@ -298,7 +286,7 @@ class _Supervisor:
         err_r, err_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            proc = runtime_init.spawn(self.config, null, out_w, err_w, before_unshare=cgroup.join)
+            proc = spawn.spawn(self.config, null, out_w, err_w, before_unshare=cgroup.join)
         except BaseException:
             os.close(out_r)
             os.close(err_r)

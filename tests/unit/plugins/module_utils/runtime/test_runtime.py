@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import MASKED_PATHS
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import MASKED_PATHS
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
@@ -523,7 +523,7 @@ def test_a_one_shot_start_in_a_fresh_interpreter_imports_no_json_re_enum_signal_
     of a start here): runtime_record's JSON helpers, ``_signal`` and linux.py's ``_ctypes`` bindings stand in.
     The container really ran (the seccomp filter was loaded: its compiled form was cached by an earlier run)."""
 
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import (
         DEFAULT_CAPABILITIES,
     )
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp

@@ -19,7 +19,8 @@ from test_runtime import BUSYBOX, make_busybox_rootfs
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import rootfs as rootfs_lib
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
@@ -291,7 +292,7 @@ def test_the_init_is_not_dumpable_during_setup(runtime, rootfs, monkeypatch, tmp
     # steps run in it. One right after the rootfs is mounted (still the host's view: a host file), one at the
     # last step before exec (the container's view: its stderr).
     early = tmp_path / "dumpable-early"
-    mount_rootfs, apply_seccomp = runtime_init._mount_rootfs, runtime_init.apply_seccomp
+    mount_rootfs, apply_seccomp = rootfs_lib.mount_rootfs, init_sequence.apply_seccomp
 
     def spy_mount_rootfs(*args, **kwargs):
         early.write_text(str(linux.prctl(PR_GET_DUMPABLE)))
@@ -301,8 +302,8 @@ def test_the_init_is_not_dumpable_during_setup(runtime, rootfs, monkeypatch, tmp
         os.write(2, b"dumpable-late %d\n" % linux.prctl(PR_GET_DUMPABLE))
         return apply_seccomp(compiled)
 
-    monkeypatch.setattr(runtime_init, "_mount_rootfs", spy_mount_rootfs)
-    monkeypatch.setattr(runtime_init, "apply_seccomp", spy_apply_seccomp)
+    monkeypatch.setattr(rootfs_lib, "mount_rootfs", spy_mount_rootfs)
+    monkeypatch.setattr(init_sequence, "apply_seccomp", spy_apply_seccomp)
     result = runtime.run(spec_for(rootfs, ["/bin/sh", "-c", "grep -c . /proc/self/status >/dev/null; echo ran"]),
                          timeout=20)
     assert result.stdout == b"ran\n", result.stderr

@@ -9,10 +9,8 @@ import os
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
-    DEFAULT_CAPABILITIES,
-    boot_id,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import boot_id
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import (
     build_spec,
     env_digests,

@@ -33,7 +33,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
     tree_manifest,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import merge_layers
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import merge_layers
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 from ansible_collections.dockerless.containers.plugins.module_utils.wsl import export as wsl
 

@@ -23,7 +23,7 @@ import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
 
 pytestmark = [

@@ -25,7 +25,7 @@ import sys
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import default as seccomp_default
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
 

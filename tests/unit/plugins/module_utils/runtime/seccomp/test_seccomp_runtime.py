@@ -19,12 +19,9 @@ import pytest
 from test_runtime import BUSYBOX, make_busybox_rootfs
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
-    DEFAULT_CAPABILITIES,
-    MASKED_PATHS,
-    READONLY_PATHS,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import MASKED_PATHS, READONLY_PATHS
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 

@@ -1,6 +1,7 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""runtime_init's pure parts: secure_join, user resolution, capability masks, the copy fallback; linux.py."""
+"""The init's pure parts: secure_join and the copy fallback (rootfs), user resolution (users), capability masks
+(capabilities); linux.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import capabilities
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import (
     DEFAULT_CAPABILITIES,
     capability_mask,
-    merge_layers,
-    resolve_user,
-    secure_join,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import merge_layers, secure_join
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -41,6 +42,17 @@ def test_docker_default_capability_mask():
     with pytest.raises(ValueError):
         capability_mask(["CAP_NOPE"])
 
+
+
+def test_the_capabilities_a_container_keeps():
+    docker = 0x00000000A80425FB
+    assert capabilities.of_config({}) == docker
+    assert capabilities.of_config({"capabilities": ["CAP_KILL", "CAP_SYS_CHROOT"]}) == (1 << 5) | (1 << 18)
+    # chroot isolation never keeps CAP_SYS_CHROOT, even when a stored config names it
+    assert capabilities.of_config({"isolation": "chroot"}) == docker & ~(1 << 18)
+    assert capabilities.of_config({"isolation": "chroot", "capabilities": ["CAP_SYS_CHROOT"]}) == 0
+    # privileged: whatever this process holds (its effective set)
+    assert capabilities.of_config({"privileged": True, "capabilities": []}) == linux.capget()[1]
 
 @pytest.mark.parametrize("spec, uid, gid, groups, home", [
     ("", 0, 0, [0, 10], "/root"),

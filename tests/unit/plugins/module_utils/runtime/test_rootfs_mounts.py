@@ -16,7 +16,7 @@ from test_runtime_supervisor import wait_for
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence as runtime_init
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import rootfs as rootfs_lib
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
@@ -200,7 +200,7 @@ def test_the_submount_walk_makes_every_submount_read_only(tmp_path):
         sub.mkdir()
         linux.mount("tmpfs", str(sub), "tmpfs", 0, "size=1m")
         linux.mount(str(top), str(view), None, linux.MS_BIND | linux.MS_REC)
-        runtime_init._remount_tree(str(view), linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "test")
+        rootfs_lib.remount_tree(str(view), linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV, "test")
         for path in (view / "f", view / "sub" / "f"):
             try:
                 path.write_text("x")
@@ -221,7 +221,7 @@ def test_the_submount_walk_refuses_when_a_submount_cannot_be_remounted(tmp_path,
 
     monkeypatch.setattr(linux, "mount", refuse)
     with pytest.raises(RuntimeSetupError, match="refusing to leave it writable"):
-        runtime_init._remount_tree("/proc", linux.MS_RDONLY, "volume /x on /y")
+        rootfs_lib.remount_tree("/proc", linux.MS_RDONLY, "volume /x on /y")
 
 
 def test_mount_setattr_recursive_read_only(tmp_path):
@@ -297,13 +297,13 @@ def test_a_masked_path_source_that_is_not_dev_null_fails_the_start(runtime, root
 
 
 def test_dev_null_check_accepts_only_the_character_device_1_3(tmp_path):
-    fd = runtime_init._open_dev_null("/dev/null")
+    fd = rootfs_lib.open_dev_null("/dev/null")
     os.close(fd)
     (tmp_path / "file").write_text("")
     os.symlink("/dev/zero", tmp_path / "link")
     for path in (tmp_path / "file", tmp_path / "link", "/dev/zero"):
         with pytest.raises(RuntimeSetupError, match="1:3"):
-            runtime_init._open_dev_null(str(path))
+            rootfs_lib.open_dev_null(str(path))
 
 
 def test_procfs_writes_go_only_through_fds_verified_as_procfs(tmp_path):

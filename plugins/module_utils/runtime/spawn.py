@@ -1,0 +1,279 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container process creation, the parent side: ``spawn``, the monitor and ``InitProcess``.
+
+How a container starts (``spawn``), and why:
+
+* The caller (the module process, the supervisor of a detached container, or any Python using the engine)
+  forks a **monitor** process. No new interpreter is started on this path: a fork of an already-loaded
+  process costs about a millisecond, where ``python3 -I -S`` alone costs 9-15 ms here (docs/container_run.md
+  has the measurements). Never threads: the container process is always a forked, single-threaded process.
+* The caller puts the monitor into the container's cgroup (``before_unshare``), then lets it go. The monitor
+  unshares the namespaces (mount, uts, ipc, net, cgroup, pid; cgroup after joining the cgroup so the
+  container sees its own cgroup as ``/``) and forks the **init**, which is PID 1 of the new PID namespace.
+  Unsharing in a child keeps the caller's own namespaces untouched (``unshare(CLONE_NEWPID)`` would change
+  the caller's children for good).
+* The init (``init_sequence.run``) builds the container's file system and process, in runc's order, up to
+  ``execve``; the seccomp filter it loads is compiled here by ``spawn``, in the caller.
+* The init reports to the caller on a close-on-exec pipe: newline-separated JSON messages (rootfs mode,
+  errors). End of file without an error means ``execve`` succeeded.
+* The monitor stays outside the PID namespace, waits for the init and exits with the same status. It is the
+  caller's handle on the container: every signal sent to the monitor is forwarded to the init (tini's set:
+  all but SIGCHLD and the synchronous fault signals), except ``KILL_REQUEST`` (SIGRTMAX), which becomes a
+  SIGKILL of the init and ends the whole PID namespace. The caller only ever signals its own child, so no
+  PID can be reused under it. The init dies with the monitor (PDEATHSIG), the monitor with the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import time
+
+try:
+    import _signal as signal  # plain ints, no enum: the start path's import economies (runtime/__init__.py)
+except ImportError:  # pragma: no cover - every CPython has it
+    import signal
+
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils.records import json_loads
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.process import (
+    EXIT_SETUP_FAILED,
+    keep_only_fds,
+    report,
+    reset_signals,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
+
+# What the caller sends the monitor to have the init SIGKILLed (the only signal it does not forward as is).
+KILL_REQUEST = signal.SIGRTMAX
+# Not forwarded by the monitor: SIGCHLD is its own business; the fault signals are raised by the kernel for the
+# monitor's own faults (tini forwards the same set).
+_NOT_FORWARDED = frozenset((signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGFPE, signal.SIGILL,
+                            signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS,
+                            signal.SIGTTIN, signal.SIGTTOU))
+
+
+class InitProcess:
+    """Handle on a started container: the monitor process (our child) and what the init reported."""
+
+    def __init__(self, monitor_pid: int, status_fd: int):
+        self.monitor_pid = monitor_pid
+        self.status_fd = status_fd
+        self.pid: int | None = None          # the init's PID on the host
+        self.rootfs_mode: str | None = None
+        self.error: str | None = None
+        self._buffer = b""
+        self.exit_status: int | None = None
+
+    def read_status(self, timeout: float | None = None) -> bool:
+        """Read the init's reports until end of file (exec done or setup failed). Returns False when
+        ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.status_fd is not None:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = select.select([self.status_fd], [], [], wait)[0]
+            if not ready:
+                return False
+            chunk = os.read(self.status_fd, 65536)
+            if not chunk:
+                os.close(self.status_fd)
+                self.status_fd = None
+                break
+            self._buffer += chunk
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                self._message(json_loads(line))
+        return True
+
+    def _message(self, msg: dict) -> None:
+        if "pid" in msg:
+            self.pid = msg["pid"]
+        if "rootfs" in msg:
+            self.rootfs_mode = msg["rootfs"]
+        if "error" in msg and self.error is None:
+            self.error = msg["error"]
+
+    def terminate(self) -> None:
+        """Ask the container to stop: SIGTERM to its PID 1 (through the monitor)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Kill the container: SIGKILL to its PID 1, which ends every process of its PID namespace."""
+        self._signal(KILL_REQUEST)
+
+    def send(self, sig: int) -> None:
+        """Send ``sig`` to the container's PID 1 (through the monitor); SIGKILL kills it."""
+        self._signal(KILL_REQUEST if sig == signal.SIGKILL else sig)
+
+    def _signal(self, sig: int) -> None:
+        if self.exit_status is None:
+            try:
+                os.kill(self.monitor_pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, block: bool = True) -> int | None:
+        """Reap the monitor; returns the container's exit code (128 + signal when killed), None if running."""
+        if self.exit_status is None:
+            pid, status = os.waitpid(self.monitor_pid, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return None
+            self.exit_status = status
+        if os.WIFSIGNALED(self.exit_status):
+            return 128 + os.WTERMSIG(self.exit_status)
+        return os.WEXITSTATUS(self.exit_status)
+
+    def close(self) -> None:
+        if self.status_fd is not None:
+            os.close(self.status_fd)
+            self.status_fd = None
+
+
+def namespace_flags(config: dict) -> int:
+    flags = 0
+    for name in config.get("namespaces") or ():
+        flags |= linux.NAMESPACE_FLAGS[name]
+    return flags
+
+
+def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=None,
+          hold_fds: tuple = ()) -> InitProcess:
+    """Start the container described by ``config`` with the given stdio fds (they are dup'ed, not closed).
+    ``before_unshare(monitor_pid)`` runs in the caller after the fork, before any namespace exists (the
+    cgroup is joined there). ``hold_fds`` stay open in the monitor until it exits (after the container's
+    namespaces are gone): a one-shot's slot lock (runtime.OneShotDir); the init closes them first thing.
+    Returns once the monitor runs; call ``read_status`` to learn how setup went."""
+    flags = namespace_flags(config)
+    # A container on a terminal needs TIOCSCTTY: looked up here, before the fork (the init must not import after
+    # pivot_root), and only then (termios is a shared library to load: 0.3 ms of every other start).
+    tiocsctty = None
+    if config.get("terminal"):
+        import termios
+
+        tiocsctty = termios.TIOCSCTTY
+    # The seccomp filter is compiled here, before anything exists, so the init only loads it (seccomp.py).
+    seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
+                                     privileged=bool(config.get("privileged")))
+    sync_r, sync_w = os.pipe()
+    status_r, status_w = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, observed through its effects
+        try:
+            os.close(sync_w)
+            os.close(status_r)
+            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds,
+                     tiocsctty)
+        finally:
+            os._exit(EXIT_SETUP_FAILED)
+    os.close(sync_r)
+    os.close(status_w)
+    proc = InitProcess(pid, status_r)
+    try:
+        if before_unshare is not None:
+            before_unshare(pid)
+        os.write(sync_w, b"g")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        proc.close()
+        raise
+    finally:
+        os.close(sync_w)
+    return proc
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    """Map the caller's uid and gid to root in the new user namespace: one line each, which a process may write
+    for itself without newuidmap (user_namespaces(7)); setgroups must be denied first for the gid map. Written
+    only through fds proven to be procfs (linux.write_proc, CVE-2025-52881)."""
+    linux.write_proc("/proc/self/setgroups", "deny")
+    linux.write_proc("/proc/self/uid_map", f"0 {uid} 1")
+    linux.write_proc("/proc/self/gid_map", f"0 {gid} 1")
+
+
+def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
+             seccomp_filter=None, hold_fds: tuple = (), tiocsctty: int | None = None) -> None:
+    """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(EXIT_SETUP_FAILED)
+        reset_signals()
+        for target, fd in enumerate(stdio):
+            if fd != target:
+                os.dup2(fd, target)
+        keep_only_fds({0, 1, 2, sync_r, status_w, *hold_fds})
+        if os.read(sync_r, 1) != b"g":
+            os._exit(EXIT_SETUP_FAILED)
+        os.close(sync_r)
+        # cgroup v1 directories the monitor joins itself ("0" to ``tasks``, before the cgroup namespace): a thread
+        # that moves itself skips the kernel's global threadgroup lock, whose RCU grace period (5-27 ms here) a
+        # pid written by the caller waits for. The monitor is a fork, single-threaded: its thread is the process.
+        for path in config.get("join_tasks") or ():
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        uid, gid = os.geteuid(), os.getegid()
+        if flags:
+            linux.unshare(flags)
+        if flags & linux.CLONE_NEWUSER:
+            _map_ids(uid, gid)
+        child = os.fork()
+    except BaseException as exc:
+        report(status_w, error=f"creating the namespaces: {exc}")
+        os._exit(EXIT_SETUP_FAILED)
+    if child == 0:
+        try:
+            for fd in hold_fds:
+                os.close(fd)
+            init_sequence.run(config, status_w, seccomp_filter, tiocsctty)
+        except BaseException as exc:
+            report(status_w, error=str(exc) or type(exc).__name__)
+        os._exit(EXIT_SETUP_FAILED)
+    report(status_w, pid=child)  # fork() in the monitor returns the host PID: the monitor is outside the ns
+    os.close(status_w)
+    # Our stdio copies would hold the container's pipes open after it exits.
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+    def forward(signum, _frame):
+        try:
+            os.kill(child, signal.SIGKILL if signum == KILL_REQUEST else signum)
+        except ProcessLookupError:
+            pass
+
+    # Any signal a stop (the image's StopSignal) or `dockerless kill -s` may ask for reaches the init.
+    for sig in range(1, signal.NSIG):
+        if sig not in _NOT_FORWARDED:
+            try:
+                signal.signal(sig, forward)
+            except (OSError, ValueError):
+                pass
+    # WNOWAIT keeps the init a zombie, so its PID can't be reused while a forwarded signal may still come.
+    while True:
+        try:
+            os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
+            break
+        except ChildProcessError:
+            break
+    signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+    status = os.waitpid(child, 0)[1]
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status))
+
