@@ -74,6 +74,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
     REG_TYPES,
     Member,
     TarStream,
+    UnpackLimits,
     clean_path,
     pad,
     show_name,
@@ -102,17 +103,6 @@ _MAX_MINOR = (1 << 20) - 1
 
 _WH = WHITEOUT_PREFIX.encode()
 _FORBIDDEN_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")
-
-
-class UnpackLimits(Record):
-    """Bounds for one layer. Defaults fit any sane image; lower them for untrusted sources or tests."""
-
-    max_entries: int = 1_000_000
-    max_total_bytes: int = 64 * 2**30  # decompressed bytes written (and the decompressed stream)
-    max_header_bytes: int = 1 * 2**20  # PAX/GNU long-name/sparse-map bytes per entry
-    max_path_length: int = 4096
-    max_ratio: int = 1000  # decompressed/compressed, checked once > 16 MiB decompressed
-    max_depth: int = 256  # path components after resolution; keeps fd use and recursion bounded
 
 
 class LayerResult(Record):

@@ -21,11 +21,11 @@ import zlib
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import UnpackError
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import CHUNK
+from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import _Reader
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import UnpackLimits
 
 RATIO_FLOOR = 16 << 20  # the ratio check starts once this many bytes were decompressed
 MAX_ID = (1 << 32) - 2  # uid/gid 2^32-1 is "-1", "don't change", for chown(2)
@@ -33,6 +33,19 @@ NS_MAX = (1 << 63) - 1
 ZERO_BLOCK = bytes(512)
 REG_TYPES = (b"0", b"\0", b"7")
 HEADER_ONLY_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # data size ignored, as Go's archive/tar does
+
+
+class UnpackLimits(Record):
+    """Bounds for one layer. Defaults fit any sane image; lower them for untrusted sources or tests. The stream
+    checks the decompressed size, the ratio and the header bytes, the extractor the rest; callers import it from
+    extract.py with ``extract_layer``."""
+
+    max_entries: int = 1_000_000
+    max_total_bytes: int = 64 * 2**30  # decompressed bytes written (and the decompressed stream)
+    max_header_bytes: int = 1 * 2**20  # PAX/GNU long-name/sparse-map bytes per entry
+    max_path_length: int = 4096
+    max_ratio: int = 1000  # decompressed/compressed, checked once > 16 MiB decompressed
+    max_depth: int = 256  # path components after resolution; keeps fd use and recursion bounded
 
 
 class TarStream:
