@@ -96,3 +96,15 @@ def test_signed_and_unsigned_header_checksums(tmp_path):
     with pytest.raises(UnpackError, match="checksum"):
         extract_layer(io.BytesIO(bytes(header) + b"x" + bytes(511) + bytes(1024)), MEDIA_TYPE_TAR, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_header_error_names_the_layer_and_the_fault_once(tmp_path):
+    """Header errors are raised by the stream, before any entry: the message is 'extracting LAYER into DIR: WHAT.
+    NEXT STEP', with no empty entry part (it used to read 'DIR:: tar header checksum mismatch')."""
+    header = bytearray(tar_bytes(E("a", data=b"x"))[:512])
+    header[148:156] = b"0000000\0"
+    dest = tmp_path / "bad"
+    with pytest.raises(UnpackError) as err:
+        extract_layer(io.BytesIO(bytes(header) + bytes(1536)), MEDIA_TYPE_TAR, str(dest))
+    assert str(err.value).startswith(f"extracting layer ({MEDIA_TYPE_TAR}) into {dest}: tar header checksum mismatch")
+    assert "::" not in str(err.value)
