@@ -239,7 +239,7 @@ def case_pull(ctx: Context) -> None:
     store, oci, bundle, tardir = ctx.path("store"), ctx.path("oci"), ctx.path("bundle"), ctx.path("tar")
     # ext4 without a journal makes every create scan the inodes freed in its block group in the last 30 s or more
     # (fs/ext4/ialloc.c recently_deleted()); our pull extracts each layer into a new randomly named folder under a
-    # +T directory (unpack.mark_hierarchy_top), so it lands in a fresh group. "tar-fresh" gives tar the same
+    # +T directory (dirfd.mark_hierarchy_top), so it lands in a fresh group. "tar-fresh" gives tar the same
     # placement, which separates the engines' speed from where the disk puts the files.
     fresh_top, fresh = ctx.path("tar-fresh"), []
     profile: dict[str, Any] = {}

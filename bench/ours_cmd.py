@@ -81,9 +81,11 @@ def _spec_for(store, name: str, argv: list[str]):
 
     image = store.image(name)
     if not all(store.has_layer(layer["diff_id"]) for layer in image.layers):
-        # A built image has its blob only (image_build leaves unpacking to the first use); the pull engine is
+        # A built image has its blob only (image_build leaves unpacking to the first use); the extractor is
         # imported only then, so a pulled image's run/idle process stays as small as before.
-        from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_unpacked
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
+            ensure_unpacked,
+        )
 
         ensure_unpacked(store, image)
     return build_spec(

@@ -1,6 +1,6 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Layer extraction speed: unpack.extract_layer against GNU tar on the same gzip layer, interleaved.
+"""Layer extraction speed: extract.extract_layer against GNU tar on the same gzip layer, interleaved.
 
     .venv/bin/python bench/unpack_bench.py [--src /usr/include] [--rounds 5] [--workdir /var/tmp/dockerless-unpack-bench]
                                            [--fresh-fs]   # as root: a new ext4 (loop device) for every run
@@ -26,11 +26,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".build", "collections"))
 
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import (  # noqa: E402
-    MEDIA_TYPE_TAR_GZIP,
-    extract_layer,
-    flatten,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import MEDIA_TYPE_TAR_GZIP  # noqa: E402
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer  # noqa: E402
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge as flatten  # noqa: E402
 
 
 def _sync() -> None:

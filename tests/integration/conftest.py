@@ -25,7 +25,9 @@ Every process started here stops at session end; registries also get SIGTERM if 
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +35,12 @@ from typing import Any, Callable
 import harness
 import pytest
 from token_server import TokenServer
+
+# The test-only tree manifest (``from tree_manifest import tree_manifest``) lives beside the layers' unit tests.
+_LAYER_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "unit", "plugins", "module_utils", "image", "layers")
+if _LAYER_TESTS not in sys.path:
+    sys.path.append(_LAYER_TESTS)
 
 registry_lib = harness.load_script("registry")
 

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+from tree_manifest import tree_manifest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import RegistryOptions, pull_image
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
@@ -143,8 +143,8 @@ def test_seed_scripts_as_the_readme_writes_them(seeded_registry, registry_tls, r
     # The same tree image_pull's dest writes for the same image (paths, types, modes, owners, links, contents).
     module = run_module("image_pull", {"name": busybox, "store": str(tmp_path / "store2"), "dest": str(tmp_path / "dest")})
     assert not module["failed"], module["msg"]
-    ours = unpack.tree_manifest(str(rootfs))
-    assert ours == unpack.tree_manifest(str(tmp_path / "dest"))
+    ours = tree_manifest(str(rootfs))
+    assert ours == tree_manifest(str(tmp_path / "dest"))
     assert ours["bin/busybox"][0] == "f" and ours["bin/sh"][0] == "l"
     again = cli("./image-download", busybox, env=env, cwd=str(BIN))
     assert again.returncode == 0 and f"root filesystem up to date in {rootfs}" in again.stdout

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from tree_manifest import tree_manifest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
@@ -97,9 +97,9 @@ def test_rootfs_equals_umoci(seeded_registry, run_module, tmp_path, image_key):
     result = run_module("image_pull", {"name": name, "store": str(store), "dest": str(dest)})
     assert not result["failed"], result["msg"]
     assert result["rootfs"] == str(dest)
-    ours = unpack.tree_manifest(str(dest))
+    ours = tree_manifest(str(dest))
     umoci_root = umoci_rootfs(store, name, tmp_path)
-    theirs = unpack.tree_manifest(str(umoci_root))
+    theirs = tree_manifest(str(umoci_root))
     # Only the top's mode differs, on purpose: umoci keeps the image's mode on rootfs/ and makes the bundle above
     # it 0700; our dest is itself the 0700 wall (no bundle folder around it).
     assert stat.S_IMODE(os.stat(umoci_root.parent).st_mode) == 0o700

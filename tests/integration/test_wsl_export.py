@@ -1,7 +1,7 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """wsl_export through ansible-playbook on the busybox image of the seeded registry and on a bash+ls image built
-here: listings, trees against ``umoci unpack`` (the peer tool) and unpack.flatten, a chroot into the extracted
+here: listings, trees against ``umoci unpack`` (the peer tool) and whiteouts.merge, a chroot into the extracted
 archive (what WSL does), the WSL config files, determinism, idempotence, and import_to without wsl.exe."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import harness
 import pytest
+from tree_manifest import tree_manifest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 from ansible_collections.dockerless.containers.plugins.module_utils.wsl import export as wsl
 
@@ -105,16 +106,16 @@ def test_busybox_export_sequence_and_tree(exported, tmp_path):
     assert any(line.startswith("-rwxr-xr-x 0/0") and line.endswith(" bin/busybox") for line in listing)
     assert "bin/sh -> busybox" in "\n".join(listing)
 
-    # The tree equals what umoci (the peer tool) unpacks, and what unpack.flatten makes of the layer folders.
-    ours = unpack.tree_manifest(str(extract(str(out / "busybox.tar"), tmp_path / "ours")))
+    # The tree equals what umoci (the peer tool) unpacks, and what whiteouts.merge makes of the layer folders.
+    ours = tree_manifest(str(extract(str(out / "busybox.tar"), tmp_path / "ours")))
     subprocess.run(["umoci", "unpack", "--image", f"{store}:{busybox}", str(tmp_path / "bundle")], check=True,
                    capture_output=True)
-    theirs = unpack.tree_manifest(str(tmp_path / "bundle" / "rootfs"))
+    theirs = tree_manifest(str(tmp_path / "bundle" / "rootfs"))
     ours.pop("."), theirs.pop(".")
     assert ours == theirs
     image = Store(store).image(busybox)
-    unpack.flatten([Store(store).layer_dir(la["diff_id"]) for la in image.layers], str(tmp_path / "flat"))
-    flat = unpack.tree_manifest(str(tmp_path / "flat"))
+    merge([Store(store).layer_dir(la["diff_id"]) for la in image.layers], str(tmp_path / "flat"))
+    flat = tree_manifest(str(tmp_path / "flat"))
     flat.pop(".")
     assert ours == flat
 

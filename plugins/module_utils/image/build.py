@@ -559,7 +559,7 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
             layer = None
             if plan.entries:
                 # Only the blob: the layer folder is made from it by whoever needs it first (container_run,
-                # wsl_export, image_pull's dest call pull.ensure_unpacked), as umoci repack leaves unpacking to
+                # wsl_export, image_pull's dest call store_layers.ensure_unpacked), as umoci repack leaves unpacking to
                 # umoci unpack. Extracting while writing cost a bash+ls build about 12 ms of CPU.
                 with store.ingest() as writer:
                     layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch)

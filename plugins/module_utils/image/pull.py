@@ -23,10 +23,9 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
     UnpackError,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (  # noqa: F401 - re-exported
-    _extract_into_store,
-    _unpack,
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
     ensure_unpacked,
+    extract_into_store,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import Reference, parse_reference
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import (
@@ -106,7 +105,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
     if store.has_blob(layer["digest"], layer["size"]):
         if not store.has_layer(layer["diff_id"]):
             with store.open_blob(layer["digest"]) as raw:
-                _extract_into_store(store, layer, raw)
+                extract_into_store(store, layer, raw)
         return 0
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
             store.ingest(layer["digest"], layer["size"]) as writer:
@@ -120,7 +119,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
 
             shutil.copyfileobj(raw, writer, 1 << 20)
         else:
-            _extract_into_store(store, layer, raw, tee_sink=writer)
+            extract_into_store(store, layer, raw, tee_sink=writer)
     return layer["size"]
 
 
@@ -371,7 +370,8 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     ``dest_mode``. The new tree is built inside a 0700 folder, so no other user reaches it before its top has its
     final mode."""
     check_dest_mode(dest_mode)
-    unpack = _unpack()
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
+
     layer_dirs = ensure_unpacked(store, image)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
@@ -382,7 +382,7 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     os.mkdir(holder, 0o700)
     staging = os.path.join(holder, "rootfs")
     try:
-        unpack.flatten(layer_dirs, staging)
+        merge(layer_dirs, staging)
         _chmod_top(staging, dest_mode)
         if os.path.lexists(dest):
             os.rename(dest, old)

@@ -5,7 +5,7 @@
 Layout (image-spec image-layout.md)::
 
     <root>/oci-layout, index.json, blobs/sha256/<hex>      readable by skopeo, umoci and podman
-    <root>/layers/sha256/<diff_id hex>/                     unpacked layers in overlay form (unpack.py)
+    <root>/layers/sha256/<diff_id hex>/                     unpacked layers in overlay form (layers/extract.py)
     <root>/containers/<name>/                               container state (runtime)
     <root>/tmp/                                             in-flight work, same filesystem as the rest
 

@@ -749,8 +749,8 @@ class ImageForRun(Record):
 def image_for_run(store_root: str | None, image: str, pull: str = "missing", registry=None,
                   check_mode: bool = False) -> ImageForRun:
     """Find (and per ``pull`` fetch) ``image`` in the store; its layer folders top → bottom. In check mode
-    nothing is downloaded: an image that would be pulled comes back with ``would_pull`` and maybe no record."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.image import pull as pull_lib
+    nothing is downloaded: an image that would be pulled comes back with ``would_pull`` and maybe no record. The
+    pull engine (registry client, TLS) is imported only where a registry may be asked."""
     from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
     from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
@@ -761,11 +761,23 @@ def image_for_run(store_root: str | None, image: str, pull: str = "missing", reg
         record = store.image(name) if present else None
         would_pull = not present and pull != "never"
         if present and pull == "always":
+            from ansible_collections.dockerless.containers.plugins.module_utils.image import pull as pull_lib
+
             result = pull_lib.pull_image(store, name, registry=registry, policy="always", check_mode=True)
             would_pull = result.after != record.digest
         if record is None and pull == "never":
             store.image(name)  # raises the store's "not in the store; pull it first" error
         lower = [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)] if record else []
         return ImageForRun(name, None if would_pull else record, lower, would_pull)
-    record = pull_lib.ensure_image(store, name, policy=pull, registry=registry)
+    if pull == "never":
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
+            ensure_unpacked,
+        )
+
+        record = store.image(name)
+        ensure_unpacked(store, record)
+    else:
+        from ansible_collections.dockerless.containers.plugins.module_utils.image import pull as pull_lib
+
+        record = pull_lib.ensure_image(store, name, policy=pull, registry=registry)
     return ImageForRun(name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])

@@ -84,8 +84,8 @@ def secure_join(root: str, unsafe_path: str) -> str:
 
 def merge_layers(lowers_top_to_bottom: list[str], dest: str) -> None:
     """Flatten the layer folders into ``dest`` (the copy fallback when overlayfs can't be used): the same merge
-    as ``unpack.flatten`` (whiteouts.py), both forms of whiteouts, fd-relative, never following a layer's link.
-    ``dest`` must not exist or be empty."""
+    as ``whiteouts.merge`` (what a ``dest`` tree gets), both forms of whiteouts, fd-relative, never following a
+    layer's link. ``dest`` must not exist or be empty."""
     whiteouts.merge(list(reversed(lowers_top_to_bottom)), dest)
 
 

@@ -5,7 +5,7 @@
 The flattened image is never written to disk. ``MergedTree`` walks the image's layer folders top → bottom and
 keeps, for every path, the entry of the topmost layer that has it, applying whiteouts (``.wh.NAME`` or the
 overlay form, a character device 0/0) and opaque directories (``.wh..wh..opq`` or ``trusted.overlay.opaque=y``)
-as read by ``whiteouts.read_dir``, the rules ``unpack.flatten`` and the runtime's copy fallback apply. The
+as read by ``whiteouts.read_dir``, the rules ``whiteouts.merge`` and the runtime's copy fallback apply. The
 files WSL needs (``/etc/wsl.conf``, ``/etc/wsl-distribution.conf``, a default user) are added as in-memory
 entries, then everything goes through tarwriter.py: sorted, one fixed mtime, numeric owners,
 modes/setuid/symlinks/hardlinks kept. The same image and options give the same sha256.
@@ -161,7 +161,7 @@ class MergedTree:
         self.read_xattrs = os.geteuid() == 0
         for index in range(len(layer_dirs) - 1, -1, -1):
             if self._layer(index, layer_dirs[index]):
-                break  # an opaque layer root: nothing below it shows (as unpack.flatten merges it)
+                break  # an opaque layer root: nothing below it shows (as whiteouts.merge merges it)
 
     # -- building ------------------------------------------------------------------------------------------
     def _blocked(self, rel: str, index: int) -> bool:
@@ -676,7 +676,7 @@ def _check_distribution_conf(conf: dict[str, dict[str, Any]], fmt: str, warnings
 
 def build_tree(store: Store, opts: ExportOptions, fmt: str, warnings: list[str], fixed: list[str]):
     """The image's merged tree with the WSL files and fixes applied, and the image record."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_unpacked
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import ensure_unpacked
 
     name = parse_reference(opts.image).name
     if not store.exists() or store.resolve(name) is None:

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The whiteout rules, in one place, and the merge that applies layer folders onto one tree.
 
-A layer folder (``unpack.extract_layer``) says what it deletes from the layers below it in one of two forms:
+A layer folder (``extract.extract_layer``) says what it deletes from the layers below it in one of two forms:
 
 * **overlay form** (unpacked as root; an overlayfs lower dir as is): a deleted ``NAME`` is a character device 0/0
   named ``NAME``; an opaque directory carries the xattr ``trusted.overlay.opaque=y``;
@@ -15,9 +15,9 @@ Every other ``.wh..wh.*`` name is AUFS metadata (or our mark): never a file of t
 ``.`` or ``..`` is refused. As the image spec says (layer.md "Whiteouts"), a whiteout or an opaque directory hides
 what the *lower* layers have: entries of the same layer survive, wherever the marker sits in the tar.
 
-Who reads layer folders through this unit: the extractor (``marker`` on tar names), ``merge`` (``unpack.flatten``
-and the runtime's copy fallback, ``runtime_init.merge_layers``: the same code, so a container on the copy fallback
-sees what ``flatten`` writes), and ``wsl.MergedTree`` (``read_dir``, in memory). ``overlay_unfit`` tells the
+Who reads layer folders through this unit: the extractor (``marker`` on tar names), ``merge`` (pull's ``dest``
+and the runtime's copy fallback, ``init_sequence.merge_layers``: the same code, so a container on the copy
+fallback sees what pull's ``dest`` gets), and ``wsl.MergedTree`` (``read_dir``, in memory). ``overlay_unfit`` tells the
 runtime when overlayfs would show something else than those.
 
 ``merge`` is fd-relative throughout and never follows a symlink found in a layer folder or in the tree it writes:

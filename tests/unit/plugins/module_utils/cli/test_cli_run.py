@@ -5,7 +5,7 @@ them: through pipes, and through a real pseudo-terminal (python's ``pty``: the t
 terminal emulator would).
 
 The image is Debian's busybox-static written into a fresh store with the store's own API (one uncompressed
-layer, unpacked by ``pull.ensure_unpacked``), so no registry is involved here; tests/integration/test_cli.py
+layer, unpacked by ``store_layers.ensure_unpacked``), so no registry is involved here; tests/integration/test_cli.py
 covers the registry side.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_unpacked
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import ensure_unpacked
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 CHECKOUT = Path(__file__).resolve().parents[5]

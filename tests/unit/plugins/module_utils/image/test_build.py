@@ -22,7 +22,7 @@ from test_elf import INTERP, make_elf, make_root
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError
 from ansible_collections.dockerless.containers.plugins.module_utils.image import build, oci
 from ansible_collections.dockerless.containers.plugins.module_utils.image.build import BuildSpec, FileSpec
-from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_unpacked
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import ensure_unpacked
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import image_for_run
 
@@ -288,7 +288,7 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
     image = store.image("127.0.0.1:5000/me/tools:1")
     assert image.manifest["mediaType"] == oci.OCI_MANIFEST and image.config["config"]["Cmd"] == ["tool"]
     # The new layer is stored as a blob only (as umoci repack leaves unpacking to umoci unpack); the folder that
-    # containers use is made from it on first use by pull.ensure_unpacked, with the same tree.
+    # containers use is made from it on first use by store_layers.ensure_unpacked, with the same tree.
     diff_id = real.image["layers"][0]["diff_id"]
     assert not store.has_layer(diff_id) and os.listdir(store.layers_dir) == [] and os.listdir(store.tmp_dir) == []
     layer_dir = ensure_unpacked(store, image)[0]
@@ -302,7 +302,7 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
 
 def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path):
     """What a short build command loads. The layer is written as a blob only: neither the pull engine
-    (concurrent.futures, logging) nor the extractor (unpack) is imported, nor tarfile (diff mode only), datetime,
+    (concurrent.futures, logging) nor the extractor (image/layers: extract, tarstream, decompress) is imported, nor tarfile (diff mode only), datetime,
     tempfile, shutil or json (the store's documents go through _json); the digest is the in-process one."""
     mu = "ansible_collections.dockerless.containers.plugins.module_utils"
     code = (
@@ -310,7 +310,8 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
         f"from {mu}.image.store import Store\n"
         f"spec = BuildSpec(name='me/tools:1', executables=['tool'], host_root={root!r}, source_date_epoch=5)\n"
         f"result = build_image(Store({str(tmp_path / 'fresh')!r}), spec)\n"
-        f"heavy = sorted(m for m in ('{mu}.image.pull', '{mu}.image.layers.unpack', 'concurrent.futures', 'logging', 'tarfile',\n"
+        f"heavy = sorted(m for m in ('{mu}.image.pull', '{mu}.image.layers.extract', '{mu}.image.layers.tarstream',\n"
+        f"                            '{mu}.image.layers.decompress', 'concurrent.futures', 'logging', 'tarfile',\n"
         "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json') if m in sys.modules)\n"
         "import json\n"
         "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"

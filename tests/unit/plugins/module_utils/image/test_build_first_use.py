@@ -6,10 +6,12 @@ prior unpack by what container_run resolves images with, our runtime, wsl_export
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 
 import pytest
+from fresh_python import run_fresh
 
 from ansible_collections.dockerless.containers.plugins.module_utils.image.build import BuildSpec, build_image
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
@@ -42,6 +44,23 @@ def test_container_run_resolves_the_image_with_its_layer_folder(built):
     build_image(other, BuildSpec(name=NAME, executables=["ls"]))
     image_for_run(other.root, NAME, pull="never", check_mode=True)
     assert os.listdir(other.layers_dir) == []
+
+
+def test_pull_never_unpacks_without_the_pull_engine(built):
+    """``pull: never`` asks no registry, so resolving the image (its folders made from the blob here) imports the
+    layers room, not ``image.pull`` and the registry client behind it."""
+    store, image = built
+    mu = "ansible_collections.dockerless.containers.plugins.module_utils"
+    code = (
+        "import json, sys\n"
+        f"from {mu}.runtime.containers import image_for_run\n"
+        f"r = image_for_run({store.root!r}, {NAME!r}, pull='never')\n"
+        f"print(json.dumps([r.lower_dirs, sorted(m for m in ('{mu}.image.pull', '{mu}.registry.client',\n"
+        f"    '{mu}.image.layers.store_layers', '{mu}.image.layers.extract') if m in sys.modules)]))\n"
+    )
+    lower, loaded = json.loads(run_fresh(code).stdout)
+    assert lower == [store.layer_dir(image["layers"][0]["diff_id"])] and os.path.isdir(lower[0])
+    assert loaded == [f"{mu}.image.layers.extract", f"{mu}.image.layers.store_layers"]
 
 
 @pytest.mark.root

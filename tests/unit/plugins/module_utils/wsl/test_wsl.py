@@ -1,6 +1,6 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""wsl_export engine: the streamed flattening against unpack.flatten (an independent implementation) for layer
+"""wsl_export engine: the streamed flattening against whiteouts.merge (an independent implementation) for layer
 folders in overlay and plain form, Microsoft's rules, default users, INI files, determinism, import_to."""
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import subprocess
 import tarfile
 
 import pytest
+from tree_manifest import tree_manifest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import unpack
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 from ansible_collections.dockerless.containers.plugins.module_utils.wsl import export as wsl
 
@@ -65,7 +67,7 @@ def layer_tar(entries: list[tuple]) -> bytes:
 
 
 def put_image(store: Store, name: str, layers: list[list[tuple]], created: str = "2000-01-01T00:00:00Z") -> None:
-    """Store an image made of these layers (the store unpacks them on demand through pull.ensure_unpacked)."""
+    """Store an image made of these layers (the store unpacks them on demand through store_layers.ensure_unpacked)."""
     descs, diff_ids = [], []
     for entries in layers:
         raw = layer_tar(entries)
@@ -115,14 +117,14 @@ def tar_tree(path: str, tmp_path, name: str) -> dict:
     dest = tmp_path / name
     dest.mkdir()
     subprocess.run(["tar", "-xpf", path, "-C", str(dest), "--numeric-owner", "--same-owner"], check=True)
-    return unpack.tree_manifest(str(dest))
+    return tree_manifest(str(dest))
 
 
 def flatten_tree(store: Store, name: str, tmp_path, as_root: bool) -> dict:
     image = store.image(name)
     dest = tmp_path / "flat"
-    unpack.flatten([store.layer_dir(la["diff_id"]) for la in image.layers], str(dest), as_root=as_root)
-    return unpack.tree_manifest(str(dest))
+    merge([store.layer_dir(la["diff_id"]) for la in image.layers], str(dest), as_root=as_root)
+    return tree_manifest(str(dest))
 
 
 @pytest.fixture
@@ -135,7 +137,7 @@ def store(tmp_path):
 @pytest.mark.root
 def test_streamed_flatten_matches_unpack_flatten(store, tmp_path):
     """Overlay-form layer folders (whiteout devices, opaque xattrs): our tar extracts to the same tree as
-    unpack.flatten builds from the same folders — types, modes, owners, links, contents, hardlink groups."""
+    whiteouts.merge builds from the same folders — types, modes, owners, links, contents, hardlink groups."""
     res = wsl.export_image(store, wsl.ExportOptions(image="test/layers:1", dest=str(tmp_path / "out.tar")))
     ours = tar_tree(res.dest, tmp_path, "ours")
     theirs = flatten_tree(store, "docker.io/test/layers:1", tmp_path, as_root=True)
@@ -160,7 +162,7 @@ def test_plain_form_layers(store, tmp_path):
     for i, la in enumerate(image.layers):
         d = tmp_path / f"plain{i}"
         with store.open_blob(la["digest"]) as raw:
-            unpack.extract_layer(raw, la["media_type"], str(d), as_root=False)
+            extract_layer(raw, la["media_type"], str(d), as_root=False)
         dirs.append(str(d))
     tree = wsl.MergedTree(dirs)
     paths = set(tree.paths())

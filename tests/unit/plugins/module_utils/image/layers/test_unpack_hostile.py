@@ -20,17 +20,19 @@ import time
 from pathlib import Path
 
 import pytest
+from tree_manifest import tree_manifest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import UnpackError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import (
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import (
     MEDIA_TYPE_TAR,
     MEDIA_TYPE_TAR_GZIP,
     MEDIA_TYPE_TAR_ZSTD,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import (
     UnpackLimits,
     extract_layer,
-    flatten,
-    tree_manifest,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
 
 IS_ROOT = os.geteuid() == 0
 T0 = 1_600_000_000
@@ -232,7 +234,7 @@ def test_link_planted_in_layer_one_written_through_in_layer_two(area):
     assert os.path.isdir(l2 / "evil") and not os.path.islink(l2 / "evil")
     out = area.base / "out"
     area.allowed.add("out")
-    flatten([str(l1), str(l2)], str(out))
+    merge([str(l1), str(l2)], str(out))
     assert (out / "evil/f").read_bytes() == b"p" and not os.path.islink(out / "evil")
     assert (out / "rel/new").read_bytes() == b"q"
     assert os.listdir(out / "opq") == [] and os.listdir(out / "gone") == []
@@ -250,7 +252,7 @@ def test_flatten_never_follows_lower_links_in_overlay_form(area):
     )
     out = area.base / "out"
     area.allowed.add("out")
-    flatten([str(l1), str(l2)], str(out))
+    merge([str(l1), str(l2)], str(out))
     assert tree_manifest(str(out))["evil/sub"][0] == "f"
     assert os.listdir(out / "opq") == []
     area.intact()
@@ -414,7 +416,7 @@ def test_whiteout_of_a_link_removes_the_link_not_its_target(area, as_root):
     area.extract(tar_bytes(E(".wh.link"), E(".wh.alink"), E(".wh.dlink")), dest=l2, as_root=as_root)
     out = area.base / "out"
     area.allowed.add("out")
-    flatten([str(l1), str(l2)], str(out))
+    merge([str(l1), str(l2)], str(out))
     assert sorted(os.listdir(out)) == ["target"]
     assert (out / "target").read_bytes() == b"t"
     area.intact()
@@ -433,11 +435,11 @@ def test_opaque_marker_hides_only_lower_layers(area, as_root, marker_first):
     area.extract(tar_bytes(E(".wh..wh..opq"), E("only", data=b"o")), dest=l3, as_root=as_root)  # opaque root
     out = area.base / "out"
     area.allowed.add("out")
-    flatten([str(l1), str(l2)], str(out))
+    merge([str(l1), str(l2)], str(out))
     assert sorted(tree_manifest(str(out))) == [".", "d", "d/same", "d/sub", "d/sub/x", "top"]
     out2 = area.base / "out2"
     area.allowed.add("out2")
-    flatten([str(l1), str(l2), str(l3)], str(out2))
+    merge([str(l1), str(l2), str(l3)], str(out2))
     assert sorted(os.listdir(out2)) == ["only"]
     area.intact()
 

@@ -5,7 +5,7 @@
 The same two layers (an upper one that deletes ``etc/gone`` and makes ``opq`` opaque) are unpacked in overlay
 form (as root) and in plain form (``as_root=False``: ``.wh.`` marker files, as a store made without root holds
 them). Every view of the image must agree: a container on overlayfs, a container on the copy fallback,
-``unpack.flatten`` and the WSL export's ``MergedTree``. None may show a deleted file, the hidden lower contents of
+``whiteouts.merge`` (pull's dest) and the WSL export's ``MergedTree``. None may show a deleted file, the hidden lower contents of
 the opaque directory, or a marker.
 """
 
@@ -23,15 +23,13 @@ import tarfile
 import tempfile
 
 import pytest
+from tree_manifest import tree_manifest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError, UnpackError
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import whiteouts
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import (
-    MEDIA_TYPE_TAR,
-    extract_layer,
-    flatten,
-    tree_manifest,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import MEDIA_TYPE_TAR
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.rootfs import merge_layers
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
@@ -193,7 +191,7 @@ def test_a_bad_whiteout_in_a_layer_folder_is_refused(tmp_path):
     layer.mkdir()
     (layer / ".wh..").write_text("")
     with pytest.raises(UnpackError, match="whiteout"):
-        flatten([str(layer)], str(tmp_path / "out"))
+        merge([str(layer)], str(tmp_path / "out"))
     with pytest.raises(wsl.WslError, match="whiteout"):
         wsl.MergedTree([str(layer)])
 
@@ -236,7 +234,7 @@ def test_flatten_wsl_and_copy_fallback_give_the_same_tree(base, tmp_path, as_roo
         pytest.skip("overlay form needs root (mknod of whiteouts, trusted.* xattrs)")
     layers = _layers(base, tmp_path, as_root)
     flat = tmp_path / "flat"
-    flatten(layers, str(flat))
+    merge(layers, str(flat))
     flat_tree = tree_manifest(str(flat))
     copy = tmp_path / "copy"
     merge_layers(list(reversed(layers)), str(copy))
@@ -253,7 +251,7 @@ def test_plain_form_is_recorded_only_where_markers_are(tmp_path):
     assert whiteouts.is_plain_form(upper)
     assert whiteouts.PLAIN_FORM_MARK in os.listdir(upper)
     # The mark is not part of the image: no merge shows it.
-    flatten([lower, upper], str(tmp_path / "flat"))
+    merge([lower, upper], str(tmp_path / "flat"))
     assert whiteouts.PLAIN_FORM_MARK not in os.listdir(tmp_path / "flat")
     assert whiteouts.PLAIN_FORM_MARK not in wsl.MergedTree([lower, upper]).paths()
 
@@ -296,7 +294,7 @@ def test_an_opaque_layer_root_hides_every_lower_layer_in_flatten_and_wsl(tmp_pat
     top = tmp_path / "top"
     extract_layer(io.BytesIO(OPAQUE_ROOT), MEDIA_TYPE_TAR, str(top), as_root=IS_ROOT)
     layers = [lower, upper, str(top)]
-    flatten(layers, str(tmp_path / "flat"))
+    merge(layers, str(tmp_path / "flat"))
     flat = set(tree_manifest(str(tmp_path / "flat"))) - {"."}
     assert flat == {"bin", "etc", "etc/only"}
     assert set(wsl.MergedTree(layers).paths()) == flat
@@ -328,7 +326,7 @@ def test_overlay_is_not_used_where_it_would_ignore_an_opaque_layer_root(base, tm
         runtime.run(_spec(layers, "overlay"), timeout=60)
     seen, used = _container_view(tmp_path, layers, "auto")
     assert (seen, used) == ({"etc", "etc/group", "etc/passwd", "etc/only"}, "copy")
-    flatten(layers, str(tmp_path / "flat"))
+    merge(layers, str(tmp_path / "flat"))
     assert _visible(tree_manifest(str(tmp_path / "flat"))) == seen
     assert whiteouts.overlay_unfit([str(middle), str(lower)]) is not None
     assert whiteouts.overlay_unfit([str(middle)]) is None  # the bottom layer's root hides nothing

@@ -1,10 +1,13 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tests of unpack: functional behaviour, decompression, flatten, and umoci as an oracle.
+"""Tests of extract.extract_layer: content, metadata and diff_id, root-only metadata and the two forms, umoci as
+an oracle.
 
 Every tar is built here (tarfile, or raw bytes for what tarfile refuses to write), extracted on the real
-filesystem, and checked with tree_manifest/lstat. The hostile cases of HOSTILE.md live in test_unpack_hostile.py.
+filesystem, and checked with tree_manifest/lstat. The helpers (``E``, ``tar_bytes``, ``extract``, ``layer_dir``)
+are shared by the other layer tests. The hostile cases of HOSTILE.md live in test_unpack_hostile.py.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -21,19 +24,16 @@ import tarfile
 import tempfile
 
 import pytest
+from tree_manifest import tree_manifest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError, UnpackError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import (
-    MEDIA_TYPE_DOCKER_GZIP,
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import (
     MEDIA_TYPE_TAR,
     MEDIA_TYPE_TAR_GZIP,
     MEDIA_TYPE_TAR_ZSTD,
-    decompressing_reader,
-    extract_layer,
-    flatten,
-    mark_hierarchy_top,
-    tree_manifest,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
 
 IS_ROOT = os.geteuid() == 0
 T0 = 1_600_000_000
@@ -83,10 +83,6 @@ def layer_dir(tmp_path, name, *entries, as_root=None):
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Extraction: content, metadata, diff_id
 
 
 def test_extract_regular_tree_and_diff_id(tmp_path):
@@ -146,22 +142,6 @@ def test_directory_times_are_set_last_and_modes_kept(tmp_path):
     assert stat.S_IMODE(os.stat(root / "odd").st_mode) == 0o666  # wider than the umask: fchmod'ed
 
 
-def test_pax_times_long_names_and_gnu_format(tmp_path):
-    long = "x/" * 60 + "file-with-a-long-name-" + "y" * 80
-    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
-        root = tmp_path / f"root{fmt}"
-        entries = [E(long, data=b"long"), E("link", "l", link="/" + long)]
-        if fmt == tarfile.PAX_FORMAT:
-            entries.append(E("t", data=b"t", pax={"mtime": "1600000000.5", "atime": "1500000000.25"}))
-        extract(tar_bytes(*entries, fmt=fmt), root)
-        assert (root / long).read_bytes() == b"long"
-        assert os.readlink(root / "link") == "/" + long
-        if fmt == tarfile.PAX_FORMAT:
-            st = os.lstat(root / "t")
-            assert st.st_mtime_ns == 1_600_000_000_500_000_000
-            assert st.st_atime_ns == 1_500_000_000_250_000_000
-
-
 def test_later_entries_replace_earlier_ones(tmp_path):
     data = tar_bytes(
         E("a", data=b"first"),
@@ -182,124 +162,6 @@ def test_later_entries_replace_earlier_ones(tmp_path):
     assert (root / "c/x").read_bytes() == b"x"
     assert not os.path.islink(root / "d") and (root / "d").read_bytes() == b"d replaces the link"
     assert (root / "a").read_bytes() == b"second"  # writing d did not go through the link
-
-
-@pytest.mark.parametrize(
-    "media, compress",
-    [
-        (MEDIA_TYPE_TAR, lambda b: b),
-        (MEDIA_TYPE_TAR_GZIP, lambda b: gzip.compress(b, 6)),
-        (MEDIA_TYPE_DOCKER_GZIP, lambda b: gzip.compress(b, 1)),
-        (MEDIA_TYPE_TAR_ZSTD, lambda b: subprocess.run(["zstd", "-q", "-c"], input=b, stdout=subprocess.PIPE, check=True).stdout),
-        (MEDIA_TYPE_TAR_GZIP + "; charset=binary", gzip.compress),
-    ],
-)
-def test_media_types_and_diff_id(tmp_path, media, compress):
-    data = tar_bytes(E("a/b", data=os.urandom(300000)), E("c", data=b"c" * 5000))
-    blob = compress(data)
-    res = extract(blob, tmp_path / "root", media)
-    assert res.diff_id == sha(data)
-    assert res.size == len(data)
-    assert (tmp_path / "root/c").read_bytes() == b"c" * 5000
-
-
-def test_gzip_multi_member_and_zero_padding(tmp_path):
-    data = tar_bytes(E("f", data=os.urandom(100000)), E("g", data=b"g"))
-    blob = gzip.compress(data[:40000]) + gzip.compress(data[40000:]) + bytes(700)
-    res = extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
-    assert res.diff_id == sha(data)
-    assert (tmp_path / "root/g").read_bytes() == b"g"
-
-
-@pytest.mark.parametrize(
-    "blob, match",
-    [
-        (gzip.compress(tar_bytes(E("f", data=b"f"))) + b"garbage", "not gzip"),
-        (gzip.compress(tar_bytes(E("f", data=os.urandom(100000))))[:-20], "truncated"),
-        (b"\x1f\x8b\x08\x00" + b"\xff" * 40, "corrupt"),
-        (bytes(1024), "corrupt"),  # a plain tar declared as gzip
-    ],
-)
-def test_bad_gzip_is_rejected(tmp_path, blob, match):
-    with pytest.raises(UnpackError, match=match):
-        extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
-    assert not (tmp_path / "root").exists()
-
-
-def test_bad_zstd_is_rejected(tmp_path):
-    good = subprocess.run(
-        ["zstd", "-q", "-c"], input=tar_bytes(E("f", data=b"f" * 10000)), stdout=subprocess.PIPE, check=True
-    ).stdout
-    for blob in (good[:-6], b"\x28\xb5\x2f\xfd" + b"\x00" * 30, b"not zstd at all"):
-        with pytest.raises(UnpackError, match="zstd failed"):
-            extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_ZSTD)
-        assert not (tmp_path / "root").exists()
-
-
-def test_zstd_without_the_command(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # a real PATH with no zstd in it
-    with pytest.raises(UnpackError, match="install the zstd package|Install the zstd package"):
-        extract(b"", tmp_path / "root", MEDIA_TYPE_TAR_ZSTD)
-    assert not (tmp_path / "root").exists()
-
-
-@pytest.mark.parametrize(
-    "media, match",
-    [
-        ("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "non-distributable"),
-        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "non-distributable"),
-        ("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", "unsupported layer media type"),
-        ("application/vnd.oci.image.layer.v1.tar+bzip2", "unsupported layer media type"),
-        ("", "unsupported layer media type"),
-    ],
-)
-def test_foreign_and_unknown_media_types(tmp_path, media, match):
-    with pytest.raises(UnpackError, match=match):
-        decompressing_reader(io.BytesIO(b""), media)
-    with pytest.raises(UnpackError, match=match):
-        extract(tar_bytes(E("f")), tmp_path / "root", media)
-    assert not (tmp_path / "root").exists()
-
-
-def test_decompressing_reader_reads_everything():
-    data = tar_bytes(E("f", data=os.urandom(3 << 20)))
-    blob = gzip.compress(data)
-    reader = decompressing_reader(io.BytesIO(blob), MEDIA_TYPE_TAR_GZIP)
-    assert reader.read() == data
-    assert reader.compressed_bytes == len(blob)
-    zblob = subprocess.run(["zstd", "-q", "-c"], input=data, stdout=subprocess.PIPE, check=True).stdout
-    zreader = decompressing_reader(io.BytesIO(zblob), MEDIA_TYPE_TAR_ZSTD)
-    try:
-        out = b"".join(iter(lambda: zreader.read(65536), b""))
-    finally:
-        zreader.close()
-    assert out == data
-    assert zreader.compressed_bytes == len(zblob)
-
-
-def test_zero_padding_after_end_of_archive_is_hashed(tmp_path):
-    data = tar_bytes(E("f", data=b"f"))
-    blob = data + bytes(10240)  # a record-size pad, as tar writers add
-    res = extract(blob, tmp_path / "root")
-    assert res.diff_id == sha(blob)
-    assert res.size == len(blob)
-    assert res.entries == 1
-    assert sorted(os.listdir(tmp_path / "root")) == ["f"]
-
-
-def test_data_after_end_of_archive_is_rejected(tmp_path):
-    blob = tar_bytes(E("f", data=b"f")) + b"trailing garbage that is not a tar header" * 50
-    with pytest.raises(UnpackError, match="follows the end of the tar archive"):
-        extract(blob, tmp_path / "root")
-    assert not (tmp_path / "root").exists() or os.listdir(tmp_path / "root") == []
-
-
-def test_stream_without_end_blocks_and_empty_stream(tmp_path):
-    data = tar_bytes(E("f", data=b"f"))
-    body = data[: data.index(bytes(1024), 1024)]  # cut the end-of-archive blocks
-    assert extract(body, tmp_path / "a").entries == 1
-    res = extract(b"", tmp_path / "b")
-    assert res.entries == 0 and res.diff_id == sha(b"")
 
 
 def test_dest_must_be_empty_or_missing(tmp_path):
@@ -376,10 +238,6 @@ def test_errors_of_the_raw_stream_propagate_and_clean_up(tmp_path, media):
     with pytest.raises(DigestMismatchError):
         extract_layer(_FailingRaw(data, len(data) // 2), media, str(tmp_path / "root"))
     assert not (tmp_path / "root").exists()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Root-only metadata: owners, setuid, xattrs, devices, overlay form
 
 
 @pytest.mark.root
@@ -476,7 +334,7 @@ def test_layer_folders_work_as_overlay_lowerdirs(tmp_path):
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
     out = tmp_path / "flat"
-    flatten([l1, l2], str(out))
+    merge([l1, l2], str(out))
     assert {k: v[0] for k, v in tree_manifest(str(out)).items()} == {".": "d", "a": "f", "d": "d", "d/new": "f"}
 
 
@@ -555,7 +413,7 @@ def _unprivileged(work):
     def job():
         r1 = extract(lower, work / "l1")
         r2 = extract(upper, work / "l2")
-        flatten([str(work / "l1"), str(work / "l2")], str(work / "out"))
+        merge([str(work / "l1"), str(work / "l2")], str(work / "out"))
         m = tree_manifest(str(work / "out"))
         return {
             "skipped": [r1.skipped, r2.skipped],
@@ -569,155 +427,6 @@ def _unprivileged(work):
     assert got["paths"] == [".", "d", "d/new", "empty", "etc", "f"]
     assert got["f"] == ["f", 0o4755, 65534, 65534]
     assert got["xattr"] == "v"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# flatten
-
-
-def test_flatten_applies_whiteouts_and_opaque_dirs(tmp_path):
-    l1 = layer_dir(
-        tmp_path,
-        "l1",
-        E("etc/", "d"),
-        E("etc/passwd", data=b"root:x:0:0"),
-        E("etc/target", data=b"target"),
-        E("etc/link", "l", link="target"),
-        E("d/", "d"),
-        E("d/old", data=b"old"),
-        E("d/sub/", "d"),
-        E("d/sub/deep", data=b"deep"),
-        E("keep/", "d"),
-        E("keep/x", data=b"x"),
-        E("flip", data=b"file"),
-        E("flop/", "d"),
-        E("flop/inner", data=b"i"),
-    )
-    l2 = layer_dir(
-        tmp_path,
-        "l2",
-        E("etc/", "d"),
-        E("etc/.wh.link"),
-        E("d/", "d"),
-        E("d/new", data=b"new"),
-        E("d/.wh..wh..opq"),  # after a same-layer file: hides only lower layers
-        E(".wh.keep"),
-        E("flip/", "d"),
-        E("flip/now-a-dir", data=b"d"),
-        E("flop", data=b"now a file"),
-        E("same", data=b"same-layer"),
-        E(".wh.same"),
-    )
-    out = tmp_path / "out"
-    flatten([l1, l2], str(out))
-    m = tree_manifest(str(out))
-    assert sorted(m) == [
-        ".",
-        "d",
-        "d/new",
-        "etc",
-        "etc/passwd",
-        "etc/target",
-        "flip",
-        "flip/now-a-dir",
-        "flop",
-        "same",
-    ]
-    assert (out / "etc/target").read_bytes() == b"target"  # .wh.link removed the link, not its target
-    assert (out / "flop").read_bytes() == b"now a file"
-    assert (out / "same").read_bytes() == b"same-layer"
-    assert all(not name.startswith(".wh.") for path in m for name in path.split("/"))
-
-
-def test_flatten_keeps_hardlinks_symlinks_modes_and_is_independent(tmp_path):
-    l1 = layer_dir(
-        tmp_path,
-        "l1",
-        E("bin/", "d", mtime=T0 - 50),
-        E("bin/busybox", data=b"bb" * 5000, mode=0o755),
-        E("bin/sh", "h", link="bin/busybox"),
-        E("bin/ls", "h", link="bin/busybox"),
-        E("sbin/", "d"),
-        E("sbin/init", "h", link="bin/busybox"),
-        E("lib", "l", link="usr/lib"),
-        E("usr/lib/", "d"),
-        E("usr/lib/x.so", data=b"elf"),
-        E("fifo", "p", mode=0o640),
-        E("t", data=b"t", mode=0o4711, mtime=T0 - 7),
-    )
-    l2 = layer_dir(tmp_path, "l2", E("bin/", "d", mtime=T0 - 60), E("bin/extra", data=b"e"))
-    out = tmp_path / "out"
-    flatten([l1, l2], str(out))
-    ino = {p: os.lstat(out / p).st_ino for p in ("bin/busybox", "bin/sh", "bin/ls", "sbin/init")}
-    assert len(set(ino.values())) == 1
-    assert ino["bin/busybox"] != os.lstat(os.path.join(l1, "bin/busybox")).st_ino  # copied, not linked
-    assert os.lstat(out / "bin/busybox").st_nlink == 4
-    assert os.readlink(out / "lib") == "usr/lib"
-    assert stat.S_ISFIFO(os.lstat(out / "fifo").st_mode)
-    st = os.lstat(out / "t")
-    assert stat.S_IMODE(st.st_mode) == 0o4711 and st.st_mtime == T0 - 7
-    assert os.stat(out / "bin").st_mtime == T0 - 60  # the upper directory's time, set after its content
-    with open(out / "bin/busybox", "ab") as fh:
-        fh.write(b"changed")
-    assert (tmp_path / "l1/bin/busybox").read_bytes() == b"bb" * 5000
-    m = tree_manifest(str(out))
-    assert m["bin/sh"][4] == "bin/busybox" and m["bin/extra"][4] == ""
-
-
-def test_flatten_copies_sparse_files_sparsely(tmp_path):
-    layer = tmp_path / "l1"
-    layer.mkdir()
-    with open(layer / "sparse", "wb") as fh:
-        fh.seek(64 << 20)
-        fh.write(b"end")
-    out = tmp_path / "out"
-    flatten([str(layer)], str(out))
-    st = os.lstat(out / "sparse")
-    assert st.st_size == (64 << 20) + 3
-    assert st.st_blocks * 512 < (1 << 20)
-    with open(out / "sparse", "rb") as fh:
-        fh.seek(64 << 20)
-        assert fh.read() == b"end"
-
-
-@pytest.mark.root
-@pytest.mark.skipif(not IS_ROOT, reason="needs root (trusted.* xattrs, owners, devices)")
-def test_flatten_as_root_keeps_owners_xattrs_devices_and_refuses_overlay_xattrs(tmp_path):
-    l1 = layer_dir(
-        tmp_path,
-        "l1",
-        E("d/", "d", mode=0o2750, uid=5, gid=6, pax={"SCHILY.xattr.user.dir": "lower"}),
-        E("d/f", data=b"f", uid=7, gid=8, mode=0o6755, pax={"SCHILY.xattr.trusted.t": "1"}),
-        E("d/l", "l", link="f", uid=9, gid=10),
-        E("dev/tty", "c", mode=0o620, gid=5, major=5, minor=0),
-    )
-    l2 = layer_dir(tmp_path, "l2", E("d/", "d", mode=0o755, uid=1, gid=2, pax={"SCHILY.xattr.user.up": "u"}))
-    os.setxattr(os.path.join(l2, "d"), "trusted.overlay.origin", b"forged")  # never copied into a rootfs
-    out = tmp_path / "out"
-    flatten([l1, l2], str(out))
-    m = tree_manifest(str(out))
-    assert m["d"][1:4] == (0o755, 1, 2)  # upper directory attributes win, as in an overlay mount
-    assert m["d/f"][1:4] == (0o6755, 7, 8)
-    assert m["d/l"][2:5] == (9, 10, "f")
-    assert m["dev/tty"] == ("c", 0o620, 0, 5, "", "5:0")
-    assert os.getxattr(out / "d/f", "trusted.t") == b"1"
-    assert sorted(os.listxattr(out / "d")) == ["user.up"]  # lower-only attributes dropped, overlay ones never copied
-
-
-def test_flatten_dest_rules_and_cleanup(tmp_path):
-    l1 = layer_dir(tmp_path, "l1", E("a", data=b"a"))
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full/x").write_text("x")
-    with pytest.raises(UnpackError, match="not empty"):
-        flatten([l1], str(tmp_path / "full"))
-    assert os.listdir(tmp_path / "full") == ["x"]
-    with pytest.raises(UnpackError, match="cannot open"):
-        flatten([l1, str(tmp_path / "missing")], str(tmp_path / "out"))
-    assert not (tmp_path / "out").exists()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# umoci as an oracle: the same image unpacked by umoci and by us must give the same tree
 
 
 def _oci_layout(path, layers: list[bytes]) -> None:
@@ -814,7 +523,7 @@ def test_same_tree_as_umoci_unpack(tmp_path):
         assert res.diff_id == sha(layer)
         dirs.append(str(tmp_path / f"layer{i}"))
     ours = tmp_path / "ours"
-    flatten(dirs, str(ours))
+    merge(dirs, str(ours))
     theirs = tree_manifest(str(bundle / "rootfs"))
     mine = tree_manifest(str(ours))
     assert mine == theirs
@@ -822,104 +531,3 @@ def test_same_tree_as_umoci_unpack(tmp_path):
     assert mine["opt"][0] == "f" and "lnk" not in mine and "bin/su" not in mine
     for path in ("bin/busybox", "home/u/.profile", "var/cache/fresh", "usr/bin/tool"):
         assert os.lstat(ours / path).st_mtime_ns == os.lstat(bundle / "rootfs" / path).st_mtime_ns
-
-
-def _fs_type(path: str) -> str:
-    """The filesystem type of ``path`` (the longest mount point above it in /proc/self/mounts)."""
-    best, kind = "", ""
-    real = os.path.realpath(path)
-    with open("/proc/self/mounts", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            mnt = fields[1].encode().decode("unicode_escape")
-            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best, kind = mnt, fields[2]
-    return kind
-
-
-def test_mark_hierarchy_top(tmp_path):
-    """chattr +T on ext2/3/4 (lsattr shows it); False and no change where the filesystem has no such flag."""
-    top = tmp_path / "layers"
-    top.mkdir()
-    kind = _fs_type(str(top))
-    if kind not in ("ext2", "ext3", "ext4"):
-        pytest.skip(f"{tmp_path} is on {kind}, not ext2/3/4: the Orlov top-directory flag does not exist there")
-    assert mark_hierarchy_top(str(top)) is True
-    assert mark_hierarchy_top(str(top)) is True  # already set: unchanged
-    out = subprocess.run(["lsattr", "-d", str(top)], capture_output=True, text=True, check=True).stdout
-    assert "T" in out.split()[0]
-    child = top / "child"
-    child.mkdir()  # the flag is not inherited: only the marked directory is a top
-    out = subprocess.run(["lsattr", "-d", str(child)], capture_output=True, text=True, check=True).stdout
-    assert "T" not in out.split()[0]
-    assert mark_hierarchy_top(str(tmp_path / "missing")) is False
-    (tmp_path / "file").write_bytes(b"x")
-    assert mark_hierarchy_top(str(tmp_path / "file")) is False  # not a directory
-    os.symlink(str(child), str(tmp_path / "link"))
-    assert mark_hierarchy_top(str(tmp_path / "link")) is False  # never through a symlink
-    out = subprocess.run(["lsattr", "-d", str(child)], capture_output=True, text=True, check=True).stdout
-    assert "T" not in out.split()[0]
-
-
-def test_mark_hierarchy_top_without_the_flag():
-    """tmpfs has no inode flags: False, and the directory is untouched."""
-    shm = "/dev/shm"
-    if _fs_type(shm) != "tmpfs":
-        pytest.skip("/dev/shm is not a tmpfs here")
-    d = tempfile.mkdtemp(dir=shm)
-    try:
-        before = os.stat(d)
-        assert mark_hierarchy_top(d) is False
-        after = os.stat(d)
-        assert (before.st_mode, before.st_ctime_ns) == (after.st_mode, after.st_ctime_ns)
-    finally:
-        os.rmdir(d)
-
-
-@pytest.mark.parametrize("block", [bytes(512), b"\xff" * 512, bytes(range(256)) * 2, os.urandom(512)])
-def test_header_byte_sum_is_exact(block):
-    """The checksum's byte sum (computed with adler32 in two halves) equals the plain sum for any block."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.unpack import _byte_sum
-
-    assert _byte_sum(block) == sum(block)
-
-
-def test_signed_and_unsigned_header_checksums(tmp_path):
-    """A header with bytes >= 128 (a UTF-8 name) verifies with the unsigned sum (POSIX) and with the signed sum
-    (old Sun tar); any other value is refused."""
-    name = "caf\u00e9-\u00fc".encode()
-    header = bytearray(512)
-    header[0 : len(name)] = name
-    header[100:108] = b"0000644\0"
-    header[108:116] = b"0000000\0"
-    header[116:124] = b"0000000\0"
-    header[124:136] = b"00000000001\0"
-    header[136:148] = b"14000000000\0"
-    header[156:157] = b"0"
-    header[257:265] = b"ustar\x0000"
-    header[148:156] = b" " * 8
-    unsigned = sum(header)
-    signed = sum(b - 256 if b >= 128 else b for b in header)
-    assert unsigned != signed
-    for i, value in enumerate((unsigned, signed)):
-        header[148:156] = b"%06o\0 " % value
-        raw = bytes(header) + b"x" + bytes(511) + bytes(1024)
-        dest = tmp_path / f"ok{i}"
-        extract_layer(io.BytesIO(raw), MEDIA_TYPE_TAR, str(dest))
-        assert (dest / name.decode()).read_bytes() == b"x"
-    header[148:156] = b"%06o\0 " % (unsigned + 1)
-    with pytest.raises(UnpackError, match="checksum"):
-        extract_layer(io.BytesIO(bytes(header) + b"x" + bytes(511) + bytes(1024)), MEDIA_TYPE_TAR, str(tmp_path / "bad"))
-    assert not (tmp_path / "bad").exists()
-
-
-def test_gzip_diff_id_over_many_chunks(tmp_path):
-    """The diff_id of a gzip layer is hashed in the inflating thread: over several 1 MiB chunks and the zero
-    padding after the end-of-archive blocks, it equals sha256 of the whole decompressed stream."""
-    data = tar_bytes(
-        E("big1", data=os.urandom(3 * 2**20 + 123)), E("d", kind="d"), E("d/big2", data=os.urandom(2**20 + 7))
-    ) + bytes(20 * 512)
-    res = extract(gzip.compress(data, compresslevel=1), tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
-    assert res.diff_id == sha(data)
-    assert res.size == len(data)
-    assert (tmp_path / "root/d/big2").stat().st_size == 2**20 + 7
