@@ -499,11 +499,22 @@ class Runtime:
         info = self._require(name)
         if info.supervised:
             return info
+        self._refresh_etc_files(info)
         outcome = runtime_supervisor.launch(info.path)
         if "error" in outcome:
             self._wait_unlocked(info.path, 10)  # it records the failure, then ends
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
         return self._require(name)
+
+    @staticmethod
+    def _refresh_etc_files(info: ContainerInfo) -> None:
+        """The /etc files rewritten in place at every start, as Docker does: the host's resolv.conf may have
+        changed since the create (DHCP, a VPN). A container recorded before it had the files keeps none."""
+        etc_dir = os.path.join(info.path, "etc")
+        if not os.path.isdir(etc_dir):
+            return
+        spec = ContainerSpec.from_dict(info.spec)
+        with_etc_files({"hostname": spec.hostname}, spec, etc_dir, info.id, info.name)
 
     def stop(self, name: str, timeout: float | None = None, signal_name: str | None = None) -> bool:
         """The stop signal (``signal_name``, else the spec's: the image's StopSignal or SIGTERM) to the

@@ -220,3 +220,21 @@ def test_a_slot_stays_pristine_when_the_image_lacks_the_files(rootfs, tmp_path):
     assert wrote.rc == 0, wrote.stderr
     assert sorted(os.listdir(slot)) == ["work"]
     assert "new" not in runtime.run(_spec(rootfs, ["ls", "/etc"]), timeout=20).stdout.decode().split()
+
+
+@real_kernel
+def test_a_start_rewrites_the_files_in_place_from_the_hosts_current_resolv_conf(rootfs, tmp_path, monkeypatch):
+    host = tmp_path / "host-resolv.conf"
+    host.write_text("nameserver 10.0.0.1\n")
+    monkeypatch.setattr(etc_files, "HOST_RESOLV_CONF", str(host))
+    runtime = Runtime(str(tmp_path / "store"))
+    runtime.create("dhcp", _spec(rootfs, ["cat", "/etc/resolv.conf"], name="dhcp"))
+    resolv = tmp_path / "store" / "containers" / "dhcp" / "etc" / "resolv.conf"
+    inode = os.stat(resolv).st_ino
+    assert resolv.read_text() == "nameserver 10.0.0.1\n"
+    host.write_text("nameserver 10.0.0.2\n")       # the host got another resolver since
+    runtime.start("dhcp")
+    assert runtime.wait("dhcp", 20).exit_code == 0
+    assert runtime.logs("dhcp")[0] == b"nameserver 10.0.0.2\n"
+    assert os.stat(resolv).st_ino == inode
+    runtime.remove("dhcp")
