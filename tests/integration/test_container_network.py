@@ -66,7 +66,7 @@ def test_named_dns_options_check_diff_and_idempotence(store, run_module, cleanup
     with open(os.path.join(etc, "hosts")) as handle:
         hosts = handle.read().splitlines()
     short = started["container"]["id"][:12]
-    assert hosts[-3:] == ["10.0.0.5\tdb", "2001:db8::7\tcache", f"127.0.1.1\t{name} {short}"]
+    assert hosts[-3:] == ["2001:db8::7\tcache", "10.0.0.5\tdb", f"127.0.1.1\t{name} {short}"]
     # The same options again (the entries in another order, the server spelled differently): no change.
     same = {**base, "etc_hosts": {"cache": "2001:DB8::7", "db": "10.0.0.5"}}
     for check in (True, False):

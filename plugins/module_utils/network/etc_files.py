@@ -106,11 +106,12 @@ def resolv_conf(host_text: str, *, own_network: bool, dns_servers=(), dns_search
 def hosts(*, own_names, address: str | None = None, extra: dict | None = None,
           host_text: str | None = None) -> str:
     """The container's /etc/hosts: localhost lines (or the host's file, ``host_text``), the ``extra`` entries
-    (name → address), then ``own_names`` on ``address`` (``127.0.1.1`` without one)."""
+    (name → address, by name), then ``own_names`` on ``address`` (``127.0.1.1`` without one)."""
     out = [host_text if host_text is not None else LOCALHOST_LINES]
     if out[0] and not out[0].endswith("\n"):
         out.append("\n")
-    for name, ip in (extra or {}).items():
+    # By name: the same file whatever order the options came in (spec.json keeps its keys sorted).
+    for name, ip in sorted((extra or {}).items()):
         out.append(f"{ip}\t{name}\n")
     names = list(dict.fromkeys(n for n in own_names if n))
     if names:

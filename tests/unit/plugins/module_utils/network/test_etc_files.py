@@ -50,9 +50,9 @@ def test_resolv_conf(host, own_network, kwargs, expected):
 
 
 def test_hosts_lines():
-    text = etc_files.hosts(own_names=["web", "web", "0123456789ab"], extra={"db": "10.0.0.5"})
+    text = etc_files.hosts(own_names=["web", "web", "0123456789ab"], extra={"db": "10.0.0.5", "cache": "10.0.0.6"})
     assert text.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    assert text.endswith("10.0.0.5\tdb\n127.0.1.1\tweb 0123456789ab\n")
+    assert text.endswith("10.0.0.6\tcache\n10.0.0.5\tdb\n127.0.1.1\tweb 0123456789ab\n")
     on_host = etc_files.hosts(own_names=["h"], host_text="10.1.1.1 router")
     assert on_host == "10.1.1.1 router\n127.0.1.1\th\n"
 
@@ -238,3 +238,16 @@ def test_a_start_rewrites_the_files_in_place_from_the_hosts_current_resolv_conf(
     assert runtime.logs("dhcp")[0] == b"nameserver 10.0.0.2\n"
     assert os.stat(resolv).st_ino == inode
     runtime.remove("dhcp")
+
+
+@real_kernel
+def test_files_on_a_read_only_root_and_in_a_user_namespace(rootfs, tmp_path):
+    """A read-only root still gets them (the mount points are made before the remount), writable as in Docker;
+    with a user namespace the caller's files show as root's."""
+    runtime = Runtime(str(tmp_path / "store"))
+    result = runtime.run(_spec(rootfs, ["/bin/sh", "-c", "echo 10.0.0.9 extra >> /etc/hosts && tail -1 /etc/hosts; "
+                                        "stat -c %u /etc/resolv.conf; touch /etc/x 2>&1"],
+                               read_only=True, userns=True), timeout=20)
+    assert result.rc != 0      # touch on the read-only root
+    lines = result.stdout.decode().splitlines()
+    assert lines[:2] == ["10.0.0.9 extra", "0"] and "Read-only file system" in lines[2], lines
