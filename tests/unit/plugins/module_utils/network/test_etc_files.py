@@ -251,3 +251,20 @@ def test_files_on_a_read_only_root_and_in_a_user_namespace(rootfs, tmp_path):
     assert result.rc != 0      # touch on the read-only root
     lines = result.stdout.decode().splitlines()
     assert lines[:2] == ["10.0.0.9 extra", "0"] and "Read-only file system" in lines[2], lines
+
+
+@real_kernel
+def test_an_image_symlink_on_etc_hosts_never_leads_the_mount_out_of_the_rootfs(rootfs, tmp_path):
+    """An image whose /etc/hosts is a symlink out of its root (absolute, with ``..``): the mount point is
+    resolved inside the rootfs, as for any volume; nothing is made or mounted at the host's path."""
+    hostile = tmp_path / "hostile"
+    shutil.copytree(rootfs, hostile, symlinks=True)
+    marker = tmp_path / "host-side" / "hosts"
+    os.symlink(f"/../../../..{marker}", hostile / "etc" / "hosts")
+    runtime = Runtime(str(tmp_path / "store"))
+    spec = build_spec(lower_dirs=[str(hostile)], image_config={"Env": ["PATH=/bin"]},
+                      command=["/bin/sh", "-c", "cat /etc/hosts; cat " + str(marker)])
+    result = runtime.run(spec, timeout=20)
+    assert result.rc == 0, result.stderr
+    assert result.stdout.decode().startswith("127.0.0.1\tlocalhost\n")
+    assert not os.path.lexists(marker.parent)          # the host's side was never touched
