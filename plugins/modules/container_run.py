@@ -187,6 +187,29 @@ options:
     type: str
     choices: [none, host]
     default: none
+  dns_servers:
+    description:
+      - Nameservers of the container's C(/etc/resolv.conf), in place of the host's.
+      - Without it the container gets the host's C(/etc/resolv.conf); in a network namespace of its own, loopback
+        nameservers (a local stub such as systemd-resolved's C(127.0.0.53)) are replaced by the upstream servers
+        systemd-resolved lists, else dropped, and by C(8.8.8.8) and C(8.8.4.4) when none is left (Docker's rule).
+        See C(docs/networking.md).
+    type: list
+    elements: str
+    aliases: [dns]
+  dns_search_domains:
+    description:
+      - Search domains of the container's C(/etc/resolv.conf), in place of the host's. V(.) alone means none.
+    type: list
+    elements: str
+    aliases: [dns_search]
+  etc_hosts:
+    description:
+      - Extra C(/etc/hosts) entries, host name to IP address (Docker's C(--add-host)).
+      - Every container gets its own C(/etc/hostname), C(/etc/hosts) (localhost, these entries, its hostname, name
+        and short id) and C(/etc/resolv.conf), written in the store and bind-mounted; a volume on one of these
+        paths replaces that file.
+    type: dict
   volumes:
     description:
       - Bind mounts C(host_path:container_path[:ro]). The host path must exist. The container path is resolved
@@ -460,6 +483,8 @@ def _spec(params: dict, image) -> object:
         isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
         restart_retries=params["restart_retries"], stop_signal=params["stop_signal"],
         oom_score_adj=params["oom_score_adj"], stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"], seccomp=params["seccomp"],
+        dns_servers=params["dns_servers"], dns_search_domains=params["dns_search_domains"],
+        etc_hosts=params["etc_hosts"],
     )
 
 
@@ -583,6 +608,9 @@ def main() -> None:
         namespaces=dict(type="list", elements="str", choices=list(ALL_NAMESPACES), default=list(ALL_NAMESPACES)),
         userns=dict(type="bool"),
         network=dict(type="str", choices=["none", "host"], default="none"),
+        dns_servers=dict(type="list", elements="str", aliases=["dns"]),
+        dns_search_domains=dict(type="list", elements="str", aliases=["dns_search"]),
+        etc_hosts=dict(type="dict"),
         volumes=dict(type="list", elements="str"),
         tmpfs=dict(type="list", elements="str"),
         read_only=dict(type="bool", default=False),

@@ -340,6 +340,10 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--entrypoint", help="replace the image's entrypoint (a JSON list or a string)")
     g.add_argument("--network", choices=["none", "host"], default="none",
                    help="none: own network namespace with loopback only (default); host: the host's network")
+    g.add_argument("--dns", action="append", metavar="ADDRESS", help="nameserver of /etc/resolv.conf (repeat)")
+    g.add_argument("--dns-search", action="append", metavar="DOMAIN",
+                   help="search domain of /etc/resolv.conf (repeat; '.' for none)")
+    g.add_argument("--add-host", action="append", metavar="NAME:ADDRESS", help="extra /etc/hosts entry (repeat)")
     g.add_argument("--isolation", choices=["container", "chroot"], default="chroot" if seed == "chroot" else "container",
                    help="container: namespaces + pivot_root (default); chroot: only a private mount namespace "
                    "and chroot, NOT a security boundary (the host's processes, network and hostname; "
@@ -603,6 +607,9 @@ _RUN_OPTIONS = (
     (("--hostname",), "hostname", str),
     (("--entrypoint",), "entrypoint", str),
     (("--network",), "network", ("none", "host")),
+    (("--dns",), "dns", "append"),
+    (("--dns-search",), "dns_search", "append"),
+    (("--add-host",), "add_host", "append"),
     (("--isolation",), "isolation", ("container", "chroot")),
     (("--read-only",), "read_only", "flag"),
     (("--cap-add",), "cap_add", "append"),
@@ -998,7 +1005,9 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart[0],
-        restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout, **extra)
+        restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+        dns_servers=getattr(args, "dns", None), dns_search_domains=getattr(args, "dns_search", None),
+        etc_hosts=getattr(args, "add_host", None), **extra)
 
 
 def _stored_image(store_root: str, name: str, pull: str, platform: str | None):

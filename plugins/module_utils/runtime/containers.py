@@ -25,6 +25,7 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import whiteouts
+from ansible_collections.dockerless.containers.plugins.module_utils.network import etc_files
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Factory, Record, json_dumps
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
@@ -59,6 +60,9 @@ SLOT_PREFIX = ".one-shot-"       # never a container name: validate_name refuses
 MAX_SLOTS = 4096                  # one-shot containers running at once in one store
 # Extended attributes overlayfs itself leaves on an upper dir's root (kernel 6.6+: the layer's uuid).
 _OVERLAY_ROOT_XATTRS = frozenset({"trusted.overlay.uuid", "user.overlay.uuid"})
+# What overlayfs marks a directory with when a child of it was copied up (ovl_set_impure): meaningless once the
+# child is gone.
+_OVERLAY_CHILD_XATTRS = frozenset({"trusted.overlay.impure", "user.overlay.impure"})
 # A slot's spent overlay work dir (work/work) is renamed to work/stale-<random> after a run and removed while the next
 # run's container sets up: neither the kernel's mount nor the caller's result waits for its rmdir.
 _STALE_PREFIX = "stale-"
@@ -160,6 +164,43 @@ class OneShotDir:
         raise RuntimeSetupError(f"one-shot containers in {self.containers_dir}: all {MAX_SLOTS} slots are in use. "
                                 "Wait for some runs to end.")
 
+    def _drop_etc_mount_points(self) -> None:
+        """An image without /etc/hostname, /etc/hosts or /etc/resolv.conf got them as empty mount points in the
+        upper dir (network.etc_files): when ``upper/etc`` holds nothing else (no other file, no whiteout, only
+        those empty files), they and it are removed (one rmdir, not the whole upper dir) and the overlay's mark
+        of a copied-up child on the upper dir goes too, so the slot stays pristine for the next run's image, whose
+        /etc is then its own again. Anything else there leaves the upper dir to the pristine check."""
+        try:
+            upper = os.open(os.path.join(self.path, "upper"), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            try:
+                st = os.stat("etc", dir_fd=upper, follow_symlinks=False)
+                names = os.listdir(os.path.join(self.path, "upper", "etc")) if stat.S_ISDIR(st.st_mode) else None
+            except OSError:
+                return
+            if names is None or not set(names) <= set(etc_files.ETC_FILES):
+                return
+            etc = os.open("etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=upper)
+            try:
+                for name in names:
+                    fst = os.stat(name, dir_fd=etc, follow_symlinks=False)
+                    if not stat.S_ISREG(fst.st_mode) or fst.st_size or fst.st_nlink != 1:
+                        return
+                for name in names:
+                    os.unlink(name, dir_fd=etc)
+            finally:
+                os.close(etc)
+            os.rmdir("etc", dir_fd=upper)
+            for attr in os.listxattr(upper):
+                if attr in _OVERLAY_CHILD_XATTRS:
+                    os.removexattr(upper, attr)
+        except OSError:
+            return
+        finally:
+            os.close(upper)
+
     def _upper_is_pristine(self) -> bool:
         upper = os.path.join(self.path, "upper")
         try:
@@ -178,6 +219,7 @@ class OneShotDir:
         work = os.path.join(self.path, "work", "work")
         if os.path.lexists(work):
             os.rename(work, os.path.join(self.path, "work", _STALE_PREFIX + os.urandom(8).hex()))
+        self._drop_etc_mount_points()
         if not self._upper_is_pristine():
             remove_tree(os.path.join(self.path, "upper"))
         # A copy-fallback rootfs is its run's writable root, made from its run's image: never the next run's.
@@ -194,6 +236,7 @@ class OneShotDir:
         try:
             if self.lock_fd is None:
                 remove_tree(self.path)
+                remove_tree(self.path + ETC_SUFFIX)
                 return
             try:
                 self._tidy()
@@ -218,6 +261,27 @@ def one_shot_config(spec: ContainerSpec, cid: str, cdir: str, volatile: bool = F
     config = spec.init_config(cid, cdir)
     config["rootfs"]["mountpoint"] = cdir
     config["rootfs"]["volatile"] = volatile
+    if "uts" in spec.namespaces and not spec.hostname:
+        config["hostname"] = cid[:12]   # Docker's: the short id
+    # Beside the folder, not in it: the rootfs is mounted over cdir before the init opens the sources. A pool
+    # slot's files are rewritten in place by its next run; a fresh folder's go with it (OneShotDir.release).
+    with_etc_files(config, spec, cdir + ETC_SUFFIX, cid)
+    return config
+
+
+ETC_SUFFIX = ".etc"
+
+
+def with_etc_files(config: dict, spec: ContainerSpec, etc_dir: str, cid: str, name: str | None = None) -> dict:
+    """Write the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into ``etc_dir`` and add their bind
+    mounts to ``config``'s volumes (mounted by the init's volume path, after the user's shallower ones)."""
+    own_network = "net" in spec.namespaces
+    hostname = config.get("hostname") if "uts" in spec.namespaces else None
+    etc_files.write(etc_dir, hostname=hostname or os.uname().nodename,
+                    own_names=[hostname or "", name or "", cid[:12]], own_network=own_network,
+                    dns_servers=spec.dns_servers, dns_search=spec.dns_search_domains, etc_hosts=spec.etc_hosts)
+    taken = [v["target"] for v in spec.volumes] + [t["target"] for t in spec.tmpfs]
+    config["volumes"] = list(config.get("volumes") or ()) + etc_files.etc_mounts(etc_dir, taken)
     return config
 
 
@@ -418,8 +482,9 @@ class Runtime:
             raise RuntimeSetupError(f"container {name}: already exists. Remove it first (state: absent) or use "
                                     "recreate.") from None
         cid = new_id()
+        config = with_etc_files(spec.init_config(cid, cdir, name=name), spec, os.path.join(cdir, "etc"), cid, name)
         record = {"name": name, "id": cid, "created_at": runtime_state.now_iso(), "spec": spec.as_dict(),
-                  "config": spec.init_config(cid, cdir, name=name), "diff_ids": list(spec.diff_ids),
+                  "config": config, "diff_ids": list(spec.diff_ids),
                   "log_max_size": int(log_max_size)}
         runtime_state.write_json(os.path.join(cdir, runtime_state.SPEC_FILE), record)
         runtime_state.write_json(os.path.join(cdir, runtime_state.STATE_FILE), {"state": "created"})
@@ -434,11 +499,22 @@ class Runtime:
         info = self._require(name)
         if info.supervised:
             return info
+        self._refresh_etc_files(info)
         outcome = runtime_supervisor.launch(info.path)
         if "error" in outcome:
             self._wait_unlocked(info.path, 10)  # it records the failure, then ends
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
         return self._require(name)
+
+    @staticmethod
+    def _refresh_etc_files(info: ContainerInfo) -> None:
+        """The /etc files rewritten in place at every start, as Docker does: the host's resolv.conf may have
+        changed since the create (DHCP, a VPN). A container recorded before it had the files keeps none."""
+        etc_dir = os.path.join(info.path, "etc")
+        if not os.path.isdir(etc_dir):
+            return
+        spec = ContainerSpec.from_dict(info.spec)
+        with_etc_files({"hostname": spec.hostname}, spec, etc_dir, info.id, info.name)
 
     def stop(self, name: str, timeout: float | None = None, signal_name: str | None = None) -> bool:
         """The stop signal (``signal_name``, else the spec's: the image's StopSignal or SIGTERM) to the

@@ -41,9 +41,10 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
-                 "seccomp")
+                 "seccomp", "dns_servers", "dns_search_domains", "etc_hosts")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
-_RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0}
+_RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0, "dns_servers": [],
+                      "dns_search_domains": [], "etc_hosts": {}}
 # Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -93,6 +94,11 @@ class ContainerSpec(Record):
     stop_timeout: int = 10
     rootfs_mode: str = "auto"
     seccomp: str | None = seccomp_lib.DEFAULT  # "default", "unconfined" or a profile path (seccomp.py)
+    # The container's /etc/resolv.conf and /etc/hosts (network.etc_files): nameservers and search domains in
+    # place of the host's, extra host name → address entries.
+    dns_servers: list[str] = Factory(list)
+    dns_search_domains: list[str] = Factory(list)
+    etc_hosts: dict[str, str] = Factory(dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
@@ -411,6 +417,9 @@ def build_spec(
     stop_timeout: int = 10,
     rootfs_mode: str = "auto",
     seccomp: str | None = seccomp_lib.DEFAULT,
+    dns_servers: list[str] | None = None,
+    dns_search_domains: list[str] | None = None,
+    etc_hosts: dict | None = None,
 ) -> ContainerSpec:
     """Validate options and merge them with the image config (the ``config`` object of an OCI image config)."""
     cfg = dict(image_config or {})
@@ -534,4 +543,52 @@ def build_spec(
         stop_timeout=max(0, stop_timeout),
         rootfs_mode=rootfs_mode,
         seccomp=seccomp_lib.check_spec(seccomp),
+        dns_servers=[_ip_address(s, "dns_servers") for s in dns_servers or ()],
+        dns_search_domains=[_search_domain(d) for d in dns_search_domains or ()],
+        etc_hosts=parse_etc_hosts(etc_hosts),
     )
+
+
+def _ip_address(text, what: str) -> str:
+    """``text`` as an IPv4 or IPv6 address in its canonical spelling (ipaddress is imported only when asked)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(str(text).strip()))
+    except ValueError:
+        raise RuntimeSetupError(f"{what} {text!r}: not an IPv4 or IPv6 address.") from None
+
+
+def _search_domain(text) -> str:
+    text = str(text).strip()
+    if text != "." and not _match(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})", text):
+        raise RuntimeSetupError(f"dns_search_domains {text!r}: use a domain name (letters, digits, '.', '-'), or "
+                                "'.' alone for no search domain.")
+    return text
+
+
+def parse_etc_hosts(entries) -> dict[str, str]:
+    """``etc_hosts`` as ``{name: address}``: a dict, or Docker's ``--add-host`` forms ``name:address`` and
+    ``name=address`` (split at the first separator, so an IPv6 address keeps its colons)."""
+    if not entries:
+        return {}
+    if isinstance(entries, dict):
+        pairs = list(entries.items())
+    else:
+        pairs = []
+        for item in entries:
+            text = str(item)
+            cut = min((i for i in (text.find("="), text.find(":")) if i > 0), default=-1)
+            if cut < 0:
+                raise RuntimeSetupError(f"etc_hosts {text!r}: expected NAME:ADDRESS or NAME=ADDRESS.")
+            pairs.append((text[:cut], text[cut + 1:]))
+    out = {}
+    for name, address in pairs:
+        name = str(name).strip()
+        if not _match(_HOSTNAME_RE, name):
+            raise RuntimeSetupError(f"etc_hosts {name!r}: use a host name (letters, digits, '.' and '-').")
+        if str(address).strip() == "host-gateway":
+            raise RuntimeSetupError(f"etc_hosts {name}: 'host-gateway' needs a bridge network, which this "
+                                    "container doesn't have; give the address.")
+        out[name] = _ip_address(str(address).strip().strip("[]"), f"etc_hosts {name}:")
+    return out

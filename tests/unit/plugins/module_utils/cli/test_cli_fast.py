@@ -77,6 +77,18 @@ def test_run_of_a_stored_image_imports_no_registry_and_no_argparse(store):
 
 
 @root_only
+def test_run_dns_and_add_host_reach_the_containers_etc_files(store):
+    proc, modules = imports_of("run", "--rm", "--dns", "192.0.2.1", "--dns-search", "svc.example", "--add-host",
+                               "db:10.0.0.5", IMAGE, "sh", "-c", "cat /etc/resolv.conf /etc/hosts; hostname",
+                               store=store)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["nameserver 192.0.2.1", "search svc.example"]
+    assert "10.0.0.5\tdb" in lines and f"127.0.1.1\t{lines[-1]}" in lines and len(lines[-1]) == 12
+    assert "argparse" not in modules          # the fast reader took the new options itself
+
+
+@root_only
 def test_missing_layer_folders_are_made_from_blobs_without_the_pull_engine(tmp_path):
     """A built image has its layer blob only; its folder is made at the first start, with no registry code."""
     root = str(tmp_path / "s")
@@ -195,6 +207,8 @@ FAST = [
     ["run", "-", "x"],
     ["run", "-d", "--restart", "on-failure:3", "--stop-signal", "SIGUSR1", "--stop-timeout=2", "busybox"],
     ["run", "-d", "--restart=unless-stopped", "busybox"],
+    ["run", "--dns", "192.0.2.1", "--dns=192.0.2.2", "--dns-search", "example.org", "--add-host", "db:10.0.0.5",
+     "--add-host=v6=2001:db8::1", "busybox"],
     ["pull", "busybox"],
     ["pull", "--dest", "/tmp/r", "--dest-mode", "0755", "busybox"],
     ["pull", "-q", "--pull", "missing", "--platform", "linux/arm64", "--dest", "/tmp/r", "alpine:3.20"],

@@ -84,6 +84,8 @@ def leftovers(containers_dir: str) -> list[str]:
     for entry in sorted(os.listdir(containers_dir)) if os.path.isdir(containers_dir) else ():
         path = os.path.join(containers_dir, entry)
         names = sorted(os.listdir(path))
+        if re.fullmatch(r"\.one-shot-\d+\.etc", entry) and names == ["hostname", "hosts", "resolv.conf"]:
+            continue  # a slot's /etc files, rewritten by its next run (network.etc_files)
         upper = os.path.join(path, "upper")
         work = os.path.join(path, "work")
         if (not re.fullmatch(r"\.one-shot-\d+", entry) or not set(names) <= {"upper", "work"}
@@ -108,7 +110,7 @@ echo "== sysfs"; (touch /sys/kernel/x) 2>&1
 echo "== cgroupfs"; (mkdir /sys/fs/cgroup/x) 2>&1
 echo "== release_agent"; for f in /sys/fs/cgroup/release_agent /sys/fs/cgroup/*/release_agent; do
   [ -e $f ] && { (echo /x > $f) 2>/dev/null && echo "WRITABLE $f"; }; done; echo checked
-echo "== hostfile"; (cat /etc/hostname) 2>&1
+echo "== hostfile"; (cat /etc/os-release) 2>&1
 echo "== id"; id
 echo "== end"
 true
@@ -183,9 +185,16 @@ def test_cgroup_release_agent_is_not_writable(probe):
 
 def test_host_root_is_gone(probe):
     out, result = probe
-    assert "No such file or directory" in out["hostfile"]   # the host has /etc/hostname, the image doesn't
-    mounts = [line.split(" - ")[0].split()[4] for line in out["mounts"].splitlines()]
-    fstypes = [line.split(" - ")[1].split()[0] for line in out["mounts"].splitlines()]
+    assert "No such file or directory" in out["hostfile"]   # the host has /etc/os-release, the image doesn't
+    lines = out["mounts"].splitlines()
+    # The container's own /etc files are binds of files in the store (beside its slot: network.etc_files), the
+    # only mounts of a host filesystem besides volumes.
+    etc = {line.split()[4]: line.split()[3] for line in lines if line.split()[4].startswith("/etc/")}
+    assert sorted(etc) == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"]
+    assert all(root.endswith(f".one-shot-0.etc/{path[5:]}") for path, root in etc.items()), etc
+    lines = [line for line in lines if line.split()[4] not in etc]
+    mounts = [line.split(" - ")[0].split()[4] for line in lines]
+    fstypes = [line.split(" - ")[1].split()[0] for line in lines]
     assert mounts[0] == "/" and fstypes[0] == "overlay"
     host_fs = {line.split(" - ")[1].split()[0] for line in open("/proc/self/mountinfo")
                if line.split()[4] == "/"}
@@ -419,12 +428,13 @@ def test_no_nested_proc_mount_or_sysrq_from_inside(runtime, rootfs):
 
 
 def test_chroot_isolation_is_filesystem_only(runtime, rootfs):
-    result = run(runtime, rootfs, ["/bin/sh", "-c", "echo $$; ls /sys/class/net | wc -l; cat /etc/hostname 2>&1"],
-                 isolation="chroot")
-    pid, nics, hostfile = result.stdout.decode().splitlines()
+    result = run(runtime, rootfs, ["/bin/sh", "-c", "echo $$; ls /sys/class/net | wc -l; cat /etc/os-release 2>&1; "
+                                   "cat /etc/hostname"], isolation="chroot")
+    pid, nics, hostfile, hostname = result.stdout.decode().splitlines()
     assert int(pid) != 1                   # the host's PID namespace
     assert int(nics) >= 1                  # the host's network
     assert "No such file" in hostfile      # but the image's files
+    assert hostname == os.uname().nodename  # and /etc/hostname says the hostname it shares
     assert result.rootfs_mode == "overlay"
 
 
@@ -627,7 +637,8 @@ def test_one_shots_reuse_a_slot_and_never_see_each_others_files(runtime, full_ro
     out = later.stdout.decode()
     assert "leak" not in out and "755" in out.split() and "No such file" in out, out
     assert sorted(os.listdir(slot)) == ["upper", "work"]     # made again by that run's init, and kept
-    assert os.listdir(runtime.containers_dir) == [".one-shot-0"] and leftovers(runtime.containers_dir) == []
+    assert sorted(os.listdir(runtime.containers_dir)) == [".one-shot-0", ".one-shot-0.etc"]
+    assert leftovers(runtime.containers_dir) == []
 
 
 def test_one_shots_at_once_take_their_own_slots_held_by_caller_and_monitor_only(runtime, full_rootfs):
@@ -687,8 +698,9 @@ def test_without_a_pid_namespace_a_one_shot_gets_a_fresh_folder_and_a_regular_ov
     def watch():
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not seen:
-            seen.extend(e for e in os.listdir(runtime.containers_dir)) if os.path.isdir(runtime.containers_dir) \
-                else None
+            # The folder's /etc files sit beside it (<id>.etc, network.etc_files) and go with it.
+            seen.extend(e for e in os.listdir(runtime.containers_dir) if not e.endswith(".etc")) \
+                if os.path.isdir(runtime.containers_dir) else None
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)
