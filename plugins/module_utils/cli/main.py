@@ -977,8 +977,9 @@ def cmd_build(args, out: Output, stdin: IO[str]) -> int:
 
 
 def _run_spec(args, store_root: str | None, image, name: str | None):
-    """The container's spec from the options and ``image`` (a runtime_image.StartImage)."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
+    """The container's spec from the options and ``image`` (a runtime.image.StartImage), through
+    runtime.spec.spec_for_image like container_run."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import spec_for_image
 
     limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
               if getattr(args, k) is not None}
@@ -989,10 +990,8 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
             raise UsageError(f"--security-opt {item!r}: only seccomp=default, seccomp=unconfined or "
                              "seccomp=/path/profile.json are known.")
         extra["seccomp"] = value if value in ("default", "unconfined") else os.path.abspath(value)
-    return build_spec(
-        image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
-        image_digest=image.digest, diff_ids=image.diff_ids,
-        command=list(args.command) if args.command else None,
+    return spec_for_image(
+        image, command=list(args.command) if args.command else None,
         entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
@@ -1072,7 +1071,8 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
     if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
         raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
     runtime = Runtime(args.store)
-    image_name = parse_reference(args.image).name
+    ref = parse_reference(args.image)
+    image_name = ref.name
     image = _stored_image(runtime.store_root, image_name, args.pull, args.platform)
     if image is None:
         # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
@@ -1080,7 +1080,7 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         progress = sys.stderr if not args.quiet and _on_terminal(sys.stderr) else None
         import types
 
-        pull_args = types.SimpleNamespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
+        pull_args = types.SimpleNamespace(store=args.store, name=ref, platform=args.platform, pull=args.pull)
         do_pull(pull_args, out, registry, None, progress)
         image = image_for_start(runtime.store_root, image_name)
     if args.detach:

@@ -535,3 +535,12 @@ def build_spec(
         rootfs_mode=rootfs_mode,
         seccomp=seccomp_lib.check_spec(seccomp),
     )
+
+
+def spec_for_image(image, **options) -> ContainerSpec:
+    """The one way from a resolved image to a container spec, for container_run and the CLI alike. ``image`` is
+    what the store gave for a parsed reference (runtime.image.StartImage, runtime.containers.ImageForRun):
+    ``name`` (normalised), ``digest``, ``config`` (the OCI config's ``config`` object), ``diff_ids`` (bottom →
+    top) and ``lower_dirs`` (top → bottom). ``options`` are build_spec's container options."""
+    return build_spec(image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
+                      image_digest=image.digest, diff_ids=image.diff_ids, **options)
