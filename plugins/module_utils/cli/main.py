@@ -1207,23 +1207,15 @@ def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
 
 def cmd_images(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.cli.progress import human_size
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import describe_images
 
     store = _store(args)
-    entries = store.images() if store.exists() else []
-    wanted_names = {parse_reference(n).name for n in args.names} if args.names else None
-    images, rows = [], []
-    for name, desc in entries:
-        if wanted_names is not None and name not in wanted_names:
-            continue
-        info = store.load_image(name, desc).as_dict()
-        info["unpacked"] = all(store.has_layer(layer["diff_id"]) for layer in info["layers"])
-        images.append(info)
-        rows.append([name, info["digest"][:19], info["platform"], human_size(info["size"]), info.get("created") or ""])
-    if wanted_names is not None:
-        missing = sorted(wanted_names - {i["name"] for i in images})
-        if missing:
-            raise DockerlessError(f"images: {', '.join(missing)} not in the store {store.root}. Pull or build them.")
+    found, missing = describe_images(store, args.names or None)
+    if missing:
+        raise DockerlessError(f"images: {', '.join(sorted(set(missing)))} not in the store {store.root}. Pull or "
+                              "build them.")
+    images = list({info["name"]: info for info in found}.values())  # a name asked twice is listed once
+    rows = [[i["name"], i["digest"][:19], i["platform"], human_size(i["size"]), i.get("created") or ""] for i in images]
     if not out.quiet:
         out.info(table(rows, ["IMAGE", "DIGEST", "PLATFORM", "SIZE", "CREATED"]).rstrip("\n"))
     for info in images:
