@@ -440,147 +440,12 @@ actions:
   sample: ["stop", "remove", "create", "start"]
 """
 
-import contextlib
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.common import (
-    REGISTRY_ARGS,
-    STORE_ARGS,
-    registry_options,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.common import REGISTRY_ARGS, STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
-    Plan,
-    Runtime,
-    image_for_run,
-)
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import (
-    ALL_NAMESPACES,
-    build_spec,
-    env_digests,
-    validate_name,
-)
-
-LIMIT_OPTIONS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
-
-
-def _spec(params: dict, image) -> object:
-    record = image.record
-    return build_spec(
-        image_config=(record.config.get("config") or {}) if record else {},
-        lower_dirs=image.lower_dirs or ["/nonexistent-until-pulled"],
-        image=image.name,
-        image_digest=record.digest if record else None,
-        diff_ids=[layer["diff_id"] for layer in record.layers] if record else [],
-        command=params["command"], entrypoint=params["entrypoint"], env=params["env"], workdir=params["workdir"],
-        user=params["user"], hostname=params["hostname"], name=params["name"], namespaces=params["namespaces"],
-        network=params["network"], userns=params["userns"], volumes=params["volumes"], tmpfs=params["tmpfs"], read_only=params["read_only"],
-        limits={k: params[k] for k in LIMIT_OPTIONS if params[k] is not None}, cap_add=params["cap_add"],
-        cap_drop=params["cap_drop"], no_new_privileges=params["no_new_privileges"], privileged=params["privileged"],
-        isolation=params["isolation"], ulimits=params["ulimits"], restart_policy=params["restart_policy"],
-        restart_retries=params["restart_retries"], stop_signal=params["stop_signal"],
-        oom_score_adj=params["oom_score_adj"], stop_timeout=params["stop_timeout"], rootfs_mode=params["rootfs_mode"], seccomp=params["seccomp"],
-        dns_servers=params["dns_servers"], dns_search_domains=params["dns_search_domains"],
-        etc_hosts=params["etc_hosts"],
-    )
-
-
-def _output(rc: int, stdout: bytes, stderr: bytes) -> dict:
-    out = stdout.decode("utf-8", "replace")
-    err = stderr.decode("utf-8", "replace")
-    return dict(rc=rc, stdout=out, stderr=err, stdout_lines=out.splitlines(), stderr_lines=err.splitlines())
-
-
-def _fail_on_rc(module: AnsibleModule, result: dict, what: str) -> None:
-    if result.get("timed_out"):
-        module.fail_json(msg=f"{what}: timed out after {module.params['run_timeout']}s; the container was killed. "
-                             "Raise run_timeout or check the command.", **result)
-    if result["rc"] != 0:
-        msg = "non-zero return code"
-        if result.get("oom_killed"):
-            msg += f" (the kernel's OOM killer ended it: memory limit {module.params['memory']}). Raise 'memory'."
-        module.fail_json(msg=msg, **result)
-
-
-def run_one_shot(module: AnsibleModule, runtime: Runtime, image) -> None:
-    params = module.params
-    if image.record is None:  # check mode, the image would be pulled first: nothing more is known
-        module.exit_json(changed=True, actions=[f"pull {image.name}", f"run in {image.name}"],
-                         container={"id": None, "image": image.name})
-    spec = _spec(params, image)
-    result = dict(changed=True, actions=[f"run {spec.argv!r} in {image.name}"], container={
-        "id": None, "image": image.name, "image_digest": spec.image_digest, "command": spec.argv,
-        "env": env_digests(spec.env), "capabilities": spec.effective_capabilities(),
-        "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged)})
-    if image.would_pull:
-        result["actions"].insert(0, f"pull {image.name}")
-    if module.check_mode:
-        module.exit_json(**result)
-    run = runtime.run(spec, timeout=params["run_timeout"])
-    result["container"].update(id=run.id, pid=run.pid, rootfs_mode=run.rootfs_mode, cgroup=run.cgroup,
-                               state="exited", exit_code=run.rc, oom_killed=run.oom_killed)
-    result.update(_output(run.rc, run.stdout, run.stderr), timed_out=run.timed_out, oom_killed=run.oom_killed)
-    if run.truncated:
-        result["warnings"] = [f"{k} truncated: {n} bytes dropped" for k, n in run.truncated.items()]
-    _fail_on_rc(module, result, "container run")
-    module.exit_json(**result)
-
-
-def manage_named(module: AnsibleModule, runtime: Runtime, image, log_max: int) -> None:
-    params = module.params
-    name = params["name"]
-    pending = image is not None and image.record is None
-    spec = _spec(params, image) if image is not None and not pending else None
-    if pending and params["state"] != "absent":
-        # The spec can't be built before the pull, so don't ask plan() to compare (or refuse a missing spec).
-        plan = Plan(name, params["state"], [], {}, runtime.inspect(name), None)
-    else:
-        plan = runtime.plan(name, params["state"], spec, recreate=params["recreate"] or pending)
-    if pending and params["state"] != "absent":
-        # Check mode with the image still to pull: its digest and config are unknown, so a change is certain.
-        running = plan.before is not None and plan.before.running
-        plan.actions = (["stop"] if running else []) + (["remove"] if plan.before else []) + ["create"] + (
-            ["start"] if params["state"] == "started" else [])
-        plan.diff = {"image_digest": {"before": plan.before.spec.get("image_digest") if plan.before else None,
-                                      "after": "(to be pulled)"}}
-    actions = list(plan.actions)
-    if image is not None and image.would_pull and "create" in actions:
-        actions.insert(0, f"pull {image.name}")
-    before = plan.before.as_dict() if plan.before else None
-    diff = dict(before={"state": plan.before.state if plan.before else "absent"},
-                after={"state": {"started": "running", "stopped": "exited"}.get(params["state"], "absent")})
-    for key, change in plan.diff.items():
-        if plan.before is not None:
-            diff["before"][key] = change["before"]
-        diff["after"][key] = change["after"]
-    if plan.before is not None and not plan.changed:
-        diff["after"]["state"] = diff["before"]["state"]
-    result = dict(changed=plan.changed, actions=actions, diff=diff, container=before or {"name": name})
-    if module.check_mode:
-        module.exit_json(**result)
-    try:
-        after = runtime.apply(plan, log_max_size=log_max, stop_timeout=params["stop_timeout"],
-                              force_kill=params["force_kill"])
-    except DockerlessError as exc:
-        module.fail_json(msg=str(exc), actions=actions)
-    if after is not None:
-        result["container"] = after.as_dict()
-    if params["detach"] is False and "start" in plan.actions:
-        try:
-            after = runtime.wait(name, params["run_timeout"])
-        except TimeoutError:
-            runtime.stop(name, 0)
-            after = runtime.inspect(name)
-            result["timed_out"] = True
-        stdout, stderr = runtime.logs(name)
-        rc = after.exit_code if after.exit_code is not None else -1
-        result.update(_output(rc, stdout, stderr), container=after.as_dict(), oom_killed=after.oom_killed)
-        result.setdefault("timed_out", False)
-        _fail_on_rc(module, result, f"container {name}")
-    module.exit_json(**result)
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import ALL_NAMESPACES
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.task import ContainerTask, TaskFailed
 
 
 def main() -> None:
@@ -631,46 +496,13 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    name = params["name"]
     try:
-        if name is None:
-            if params["state"] != "started":
-                module.fail_json(msg=f"state {params['state']} needs a container 'name'.")
-            if params["detach"]:
-                module.fail_json(msg="a detached container needs a 'name' to be managed by.")
-            if params["restart_policy"] != "no":
-                module.fail_json(msg="restart_policy applies to named, detached containers; set 'name'.")
-        else:
-            validate_name(name)
-            if params["detach"] is None:
-                params["detach"] = True
-            if not params["detach"] and params["restart_policy"] != "no":
-                module.fail_json(msg="detach: false waits for the container to exit; use restart_policy: 'no'.")
-        if not params["image"] and (name is None or params["state"] == "started"):
-            runtime = Runtime(params["store"])
-            if name is None or runtime.inspect(name) is None or params["recreate"]:
-                module.fail_json(msg="'image' is required to create a container.")
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import parse_size
-
-        log_max = parse_size(params["log_max_size"])
-        runtime = Runtime(params["store"])
-        image = None
-        # A named container's layers must not be garbage-collected between resolving the image and recording
-        # them in its spec.json: hold the store's GC guard (shared; image_remove's GC waits) until then.
-        guard = contextlib.nullcontext()
-        if name is not None and not module.check_mode and params["state"] != "absent":
-            guard = Store(runtime.store_root).gc_guard()
-        with guard:
-            if params["image"] and params["state"] != "absent":
-                image = image_for_run(params["store"], params["image"], params["pull"], registry_options(params),
-                                      check_mode=module.check_mode)
-            if name is None:
-                run_one_shot(module, runtime, image)
-            else:
-                manage_named(module, runtime, image, log_max)
+        result = ContainerTask(module.params["store"], module.params).run(check_mode=module.check_mode)
+    except TaskFailed as exc:
+        module.fail_json(msg=str(exc), **exc.fields)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
+    module.exit_json(**result.as_dict())
 
 
 if __name__ == "__main__":

@@ -81,8 +81,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store, describe_images
 
 
 def main() -> None:
@@ -91,26 +90,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     store = Store(module.params["store"])
-    images, missing = [], []
     try:
-        entries = store.images() if store.exists() else []
-        tags_by_digest: dict[str, list[str]] = {}
-        for tag, desc in entries:
-            tags_by_digest.setdefault(desc["digest"], []).append(tag)
-        if module.params["name"] is None:
-            wanted = [entry[0] for entry in entries]
-        else:
-            wanted = [parse_reference(n).name for n in module.params["name"]]
-        by_name = dict(entries)
-        for name in wanted:
-            if name not in by_name:
-                missing.append(name)
-                continue
-            record = store.load_image(name, by_name[name])
-            info = record.as_dict()
-            info["tags"] = sorted(tags_by_digest.get(record.digest, []))
-            info["unpacked"] = all(store.has_layer(layer["diff_id"]) for layer in record.layers)
-            images.append(info)
+        images, missing = describe_images(store, module.params["name"])
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, images=images, missing=missing, store=store.root)

@@ -137,50 +137,15 @@ actions:
   sample: ["untag 127.0.0.1:5000/team/app:1 (sha256:3f4c...)", "delete 3 blobs (3409611 bytes) and 1 layer folder"]
 """
 
-import json
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
-
-
-class _StoreWithout(Store):
-    """The store as garbage collection sees it once ``hidden`` are untagged: ``gc(dry_run=True)`` on it tells
-    what removing them would free, without touching index.json."""
-
-    def __init__(self, root: str, hidden: set[str]):
-        super().__init__(root)
-        self._hidden = hidden
-
-    def images(self) -> list[tuple[str, dict]]:
-        return [(name, desc) for name, desc in super().images() if name not in self._hidden]
-
-
-def _container_layers(store: Store) -> dict[str, set[str]]:
-    """diff_ids each container records in ``containers/<name>/spec.json`` (what Store.gc keeps for them)."""
-    used: dict[str, set[str]] = {}
-    if not os.path.isdir(store.containers_dir):
-        return used
-    for entry in sorted(os.listdir(store.containers_dir)):
-        try:
-            with open(os.path.join(store.containers_dir, entry, "spec.json"), "rb") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(record, dict):
-            continue
-        # a one-shot runs in a reusable slot (containers/.one-shot-<n>/): its record's id names it
-        label = f"one-shot {str(record.get('id') or entry)[:12]}" if record.get("one_shot") else str(record.get("name") or entry)
-        used[label] = {d for d in record.get("diff_ids") or [] if isinstance(d, str)}
-    return used
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
+from ansible_collections.dockerless.containers.plugins.module_utils.image.store import (
+    RemoveResult,
+    Store,
+    remove_images,
+)
 
 
 def main() -> None:
@@ -193,56 +158,16 @@ def main() -> None:
         supports_check_mode=True,
     )
     store = Store(module.params["store"])
-    removed: list[dict] = []
-    missing: list[str] = []
-    actions: list[str] = []
-    gc_result: dict = {"blobs": [], "layers": [], "bytes": 0}
-    kept: dict[str, list[str]] = {}
+    result = RemoveResult()
     try:
-        names = list(dict.fromkeys(parse_reference(n).name for n in module.params["name"]))
-        tagged = dict(store.images()) if store.exists() else {}
-        removed_layers: set[str] = set()
-        for name in names:
-            desc = tagged.get(name)
-            if desc is None:
-                missing.append(name)
-                continue
-            removed.append({"name": name, "digest": desc["digest"]})
-            actions.append(f"untag {name} ({desc['digest']})")
-            try:
-                removed_layers.update(layer["diff_id"] for layer in store.load_image(name, desc).layers)
-            except DockerlessError:
-                pass  # a damaged entry is still removed; its layers are whatever GC finds unused
-        if module.params["gc"] and store.exists():
-            if module.check_mode:
-                gc_result = _StoreWithout(store.root, {r["name"] for r in removed}).gc(dry_run=True)
-            else:
-                for item in removed:
-                    store.untag(item["name"])
-                gc_result = store.gc()
-        elif not module.check_mode:
-            for item in removed:
-                store.untag(item["name"])
-        for container, layers in _container_layers(store).items():
-            shared = sorted(layers & removed_layers)
-            if shared:
-                kept[container] = shared
+        remove_images(store, module.params["name"], gc=module.params["gc"], check_mode=module.check_mode,
+                      result=result)
     except DockerlessError as exc:
         module.fail_json(msg=f"removing {', '.join(module.params['name'])} from the store {store.root}: {exc}",
-                         removed=removed, missing=missing, actions=actions)
-    if gc_result["blobs"] or gc_result["layers"]:
-        actions.append(f"delete {_plural(len(gc_result['blobs']), 'blob')} ({gc_result['bytes']} bytes) and "
-                       f"{_plural(len(gc_result['layers']), 'layer folder')}")
-    for container, layers in kept.items():
-        actions.append(f"keep {_plural(len(layers), 'layer folder')} used by container {container}")
-    changed = bool(removed or gc_result["blobs"] or gc_result["layers"])
-    diff = dict(
-        before={"images": {r["name"]: r["digest"] for r in removed}, "blobs": gc_result["blobs"],
-                "layers": gc_result["layers"]},
-        after={"images": {}, "blobs": [], "layers": []},
-    )
-    module.exit_json(changed=changed, removed=removed, missing=missing, gc=gc_result, kept_for_containers=kept,
-                     store=store.root, actions=actions, diff=diff)
+                         removed=result.removed, missing=result.missing, actions=result.actions)
+    module.exit_json(changed=result.changed, removed=result.removed, missing=result.missing, gc=result.gc,
+                     kept_for_containers=result.kept_for_containers, store=store.root, actions=result.actions,
+                     diff=result.diff)
 
 
 if __name__ == "__main__":

@@ -984,8 +984,9 @@ def cmd_build(args, out: Output, stdin: IO[str]) -> int:
 
 
 def _run_spec(args, store_root: str | None, image, name: str | None):
-    """The container's spec from the options and ``image`` (a runtime_image.StartImage)."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
+    """The container's spec from the options and ``image`` (a runtime.image.StartImage), through
+    runtime.spec.spec_for_image like container_run."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import spec_for_image
 
     limits = {k: getattr(args, k) for k in ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
               if getattr(args, k) is not None}
@@ -996,10 +997,8 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
             raise UsageError(f"--security-opt {item!r}: only seccomp=default, seccomp=unconfined or "
                              "seccomp=/path/profile.json are known.")
         extra["seccomp"] = value if value in ("default", "unconfined") else os.path.abspath(value)
-    return build_spec(
-        image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
-        image_digest=image.digest, diff_ids=image.diff_ids,
-        command=list(args.command) if args.command else None,
+    return spec_for_image(
+        image, command=list(args.command) if args.command else None,
         entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
         workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
@@ -1081,7 +1080,8 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
     if getattr(args, "password_stdin", False) and args.interactive and not args.detach:
         raise UsageError("--password-stdin and -i both want stdin; use DOCKER_PASSWORD or a config.json instead.")
     runtime = Runtime(args.store)
-    image_name = parse_reference(args.image).name
+    ref = parse_reference(args.image)
+    image_name = ref.name
     image = _stored_image(runtime.store_root, image_name, args.pull, args.platform)
     if image is None:
         # Pull first (with progress on stderr: stdout belongs to the container), then use the store only.
@@ -1089,7 +1089,7 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
         progress = sys.stderr if not args.quiet and _on_terminal(sys.stderr) else None
         import types
 
-        pull_args = types.SimpleNamespace(store=args.store, name=image_name, platform=args.platform, pull=args.pull)
+        pull_args = types.SimpleNamespace(store=args.store, name=ref, platform=args.platform, pull=args.pull)
         do_pull(pull_args, out, registry, None, progress)
         image = image_for_start(runtime.store_root, image_name)
     if args.detach:
@@ -1216,23 +1216,15 @@ def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
 
 def cmd_images(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.cli.progress import human_size
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import describe_images
 
     store = _store(args)
-    entries = store.images() if store.exists() else []
-    wanted_names = {parse_reference(n).name for n in args.names} if args.names else None
-    images, rows = [], []
-    for name, desc in entries:
-        if wanted_names is not None and name not in wanted_names:
-            continue
-        info = store.load_image(name, desc).as_dict()
-        info["unpacked"] = all(store.has_layer(layer["diff_id"]) for layer in info["layers"])
-        images.append(info)
-        rows.append([name, info["digest"][:19], info["platform"], human_size(info["size"]), info.get("created") or ""])
-    if wanted_names is not None:
-        missing = sorted(wanted_names - {i["name"] for i in images})
-        if missing:
-            raise DockerlessError(f"images: {', '.join(missing)} not in the store {store.root}. Pull or build them.")
+    found, missing = describe_images(store, args.names or None)
+    if missing:
+        raise DockerlessError(f"images: {', '.join(sorted(set(missing)))} not in the store {store.root}. Pull or "
+                              "build them.")
+    images = list({info["name"]: info for info in found}.values())  # a name asked twice is listed once
+    rows = [[i["name"], i["digest"][:19], i["platform"], human_size(i["size"]), i.get("created") or ""] for i in images]
     if not out.quiet:
         out.info(table(rows, ["IMAGE", "DIGEST", "PLATFORM", "SIZE", "CREATED"]).rstrip("\n"))
     for info in images:

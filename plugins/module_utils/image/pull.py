@@ -10,7 +10,6 @@ store while they are decompressed, hashed (diff_id) and extracted. Layers downlo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import stat
@@ -146,7 +145,7 @@ def _load_existing(store: Store, name: str) -> ImageRecord | None:
 
 def pull_image(
     store: Store,
-    name: str,
+    name: str | Reference,
     *,
     registry: RegistryOptions | None = None,
     platform: str | None = None,
@@ -164,8 +163,8 @@ def pull_image(
     threads) and ``{"event": "layer", "digest", "size"}`` when a layer is in place.
 
     ``dest`` gets the flattened root filesystem, its top directory ``dest_mode`` (0700 unless asked otherwise:
-    see check_dest_mode)."""
-    ref = parse_reference(name)
+    see check_dest_mode). ``name`` may be a parsed Reference (it is then not parsed again)."""
+    ref = name if isinstance(name, Reference) else parse_reference(name)
     if dest:
         check_dest_mode(dest_mode)
     want = oci.parse_platform(platform)
@@ -393,28 +392,33 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     atomic_write(_marker_path(dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
 
 
-def ensure_image(store: Store, name: str, policy: str = "missing", registry: RegistryOptions | None = None,
-                 platform: str | None = None) -> ImageRecord:
-    """The image ``name`` with every layer unpacked, pulling it per ``policy`` (``missing``, ``always``,
-    ``never``). Used by container_run and the CLI."""
-    ref = parse_reference(name)
+def ensure_image(store: Store, ref: Reference | str, policy: str = "missing", registry: RegistryOptions | None = None,
+                 platform: str | None = None, check_mode: bool = False) -> ImageRecord | None:
+    """The image ``ref`` with every layer unpacked, pulling it per ``policy`` (``missing``, ``always``,
+    ``never``): the one way the runtime (container_run, the CLI) gets an image it lacks.
+
+    In check mode nothing is downloaded or unpacked: the stored record comes back when it would be used as it
+    is, None when the image would be pulled first (not in the store, or ``always`` and the registry has another
+    digest). With ``never`` an image not in the store raises the store's "pull it first" error either way."""
+    if not isinstance(ref, Reference):
+        ref = parse_reference(ref)
+    if check_mode:
+        present = store.exists() and store.resolve(ref.name) is not None
+        if not present:
+            if policy == "never":
+                store.image(ref.name)  # raises the store's "not in the store; pull it first" error
+            return None
+        record = store.image(ref.name)
+        if policy == "always":
+            result = pull_image(store, ref, registry=registry, platform=platform, policy="always", check_mode=True)
+            if result.after != record.digest:
+                return None
+        return record
     if policy == "never":
         image = store.image(ref.name)
     else:
-        image = pull_image(store, ref.name, registry=registry, platform=platform, policy=policy).image
+        image = pull_image(store, ref, registry=registry, platform=platform, policy=policy).image
         if image is None:
             raise StoreError(f"image {ref.name}: pull finished without an image; pull it again.")
     ensure_unpacked(store, image)
     return image
-
-
-def remove_image(store: Store, name: str, check_mode: bool = False) -> bool:
-    """Untag ``name`` and collect what nothing else uses. Returns True when it was in the store."""
-    ref = parse_reference(name)
-    if not store.exists() or store.resolve(ref.name) is None:
-        return False
-    if not check_mode:
-        store.untag(ref.name)
-        with contextlib.suppress(StoreError):
-            store.gc()
-    return True

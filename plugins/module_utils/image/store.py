@@ -23,9 +23,16 @@ import hashlib
 import os
 import stat
 
-from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError, StoreError
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import (
+    DigestMismatchError,
+    DockerlessError,
+    StoreError,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
-from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import validate_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
+    parse_reference,
+    validate_digest,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.records import (
     Factory,
     Record,
@@ -35,6 +42,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 # No contextlib, re or collections here: with threading they were about half of a short build's imports.
@@ -496,33 +504,52 @@ class Store:
         return make_temp_dir(self.tmp_dir, prefix)
 
     # -- garbage collection --------------------------------------------------------------------------------
-    def _used_by_containers(self) -> set[str]:
-        """diff_ids that container state files say are in use (runtime writes ``layers`` into spec.json)."""
-        used: set[str] = set()
+    def container_layers(self) -> dict[str, set[str]]:
+        """The diff_ids each container records in ``containers/<entry>/spec.json`` (the runtime writes them
+        there before it mounts them), by container: its name, or ``one-shot <id>`` for a one-shot run in a
+        reusable slot (``containers/.one-shot-<n>/``), whose record's id names it. What GC keeps for
+        containers and what image_remove reports as kept are both this."""
+        used: dict[str, set[str]] = {}
         if not os.path.isdir(self.containers_dir):
             return used
-        for name in os.listdir(self.containers_dir):
-            for fname in ("spec.json", "state.json"):
-                try:
-                    with open(os.path.join(self.containers_dir, name, fname), "rb") as handle:
-                        data = json_loads(handle.read())
-                except (OSError, ValueError):
-                    continue
-                for key in ("layers", "diff_ids"):
-                    for diff_id in data.get(key) or []:
-                        if isinstance(diff_id, str):
-                            used.add(diff_id)
+        for entry in sorted(os.listdir(self.containers_dir)):
+            try:
+                with open(os.path.join(self.containers_dir, entry, "spec.json"), "rb") as handle:
+                    record = json_loads(handle.read())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(record, dict):
+                continue
+            if record.get("one_shot"):
+                label = f"one-shot {str(record.get('id') or entry)[:12]}"
+            else:
+                label = str(record.get("name") or entry)
+            layers = used.setdefault(label, set())
+            for key in ("diff_ids", "layers"):  # "layers": what records of earlier versions may hold
+                value = record.get(key)
+                if isinstance(value, list):
+                    layers.update(d for d in value if isinstance(d, str))
         return used
 
-    def gc(self, dry_run: bool = False) -> dict:
+    def _used_by_containers(self) -> set[str]:
+        used: set[str] = set()
+        for layers in self.container_layers().values():
+            used |= layers
+        return used
+
+    def gc(self, dry_run: bool = False, untagged: Iterable[str] = ()) -> dict:
         """Remove blobs and layer folders no tagged image (or container) uses. Returns what was (or would be)
-        removed. Waits for running pulls/builds (they hold ``gc_guard``)."""
+        removed. Waits for running pulls/builds (they hold ``gc_guard``). ``untagged``: names counted as
+        already untagged, for a dry run of "remove these, then collect" without touching index.json."""
+        untagged = frozenset(untagged)
         if not self.exists():
             return {"blobs": [], "layers": [], "bytes": 0}
         with self._flock(".gc.lock", shared=False), self.lock():
             keep_blobs: set[str] = set()
             keep_layers = self._used_by_containers()
             for name, desc in self.images():
+                if name in untagged:
+                    continue
                 keep_blobs.add(desc["digest"])
                 try:
                     body = self.read_blob(desc["digest"])
@@ -563,6 +590,90 @@ class Store:
                 for entry in os.listdir(self.tmp_dir):
                     remove_tree(os.path.join(self.tmp_dir, entry))
         return {"blobs": removed_blobs, "layers": removed_layers, "bytes": freed}
+
+
+def describe_images(store: Store, names: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """image_info's and ``dockerless images``' query: the images ``names`` (every tagged one when None), each
+    ``ImageRecord.as_dict()`` with its ``tags`` (the names sharing its digest) and ``unpacked`` (every layer
+    has its folder), and the normalised names not in the store."""
+    entries = store.images() if store.exists() else []
+    tags_by_digest: dict[str, list[str]] = {}
+    for tag, desc in entries:
+        tags_by_digest.setdefault(desc["digest"], []).append(tag)
+    wanted = [entry[0] for entry in entries] if names is None else [parse_reference(n).name for n in names]
+    by_name = dict(entries)
+    images, missing = [], []
+    for name in wanted:
+        if name not in by_name:
+            missing.append(name)
+            continue
+        record = store.load_image(name, by_name[name])
+        info = record.as_dict()
+        info["tags"] = sorted(tags_by_digest.get(record.digest, []))
+        info["unpacked"] = all(store.has_layer(layer["diff_id"]) for layer in record.layers)
+        images.append(info)
+    return images, missing
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+class RemoveResult(Record):
+    """What ``remove_images`` did (in check mode, would do); filled as it goes, so a failure still tells."""
+
+    removed: list = Factory(list)            # [{"name", "digest"}] of the tags removed
+    missing: list = Factory(list)            # requested names not in the store
+    actions: list = Factory(list)
+    gc: dict = Factory(lambda: {"blobs": [], "layers": [], "bytes": 0})
+    kept_for_containers: dict = Factory(dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removed or self.gc["blobs"] or self.gc["layers"])
+
+    @property
+    def diff(self) -> dict:
+        return {"before": {"images": {r["name"]: r["digest"] for r in self.removed}, "blobs": self.gc["blobs"],
+                           "layers": self.gc["layers"]},
+                "after": {"images": {}, "blobs": [], "layers": []}}
+
+
+def remove_images(store: Store, names: list[str], gc: bool = True, check_mode: bool = False,
+                  result: RemoveResult | None = None) -> RemoveResult:
+    """Untag ``names`` (as given; normalised here) and, with ``gc``, collect what nothing uses any more. In
+    check mode nothing changes: GC runs dry as if the tags were gone. Layers of the removed images that
+    containers still record are reported by container (``kept_for_containers``)."""
+    result = RemoveResult() if result is None else result
+    wanted = list(dict.fromkeys(parse_reference(n).name for n in names))
+    tagged = dict(store.images()) if store.exists() else {}
+    removed_layers: set[str] = set()
+    for name in wanted:
+        desc = tagged.get(name)
+        if desc is None:
+            result.missing.append(name)
+            continue
+        result.removed.append({"name": name, "digest": desc["digest"]})
+        result.actions.append(f"untag {name} ({desc['digest']})")
+        try:
+            removed_layers.update(layer["diff_id"] for layer in store.load_image(name, desc).layers)
+        except DockerlessError:
+            pass  # a damaged entry is still removed; its layers are whatever GC finds unused
+    if not check_mode:
+        for item in result.removed:
+            store.untag(item["name"])
+    if gc and store.exists():
+        result.gc = store.gc(dry_run=check_mode, untagged=[r["name"] for r in result.removed])
+    for container, layers in store.container_layers().items():
+        shared = sorted(layers & removed_layers)
+        if shared:
+            result.kept_for_containers[container] = shared
+    if result.gc["blobs"] or result.gc["layers"]:
+        result.actions.append(f"delete {_plural(len(result.gc['blobs']), 'blob')} ({result.gc['bytes']} bytes) "
+                              f"and {_plural(len(result.gc['layers']), 'layer folder')}")
+    for container, layers in result.kept_for_containers.items():
+        result.actions.append(f"keep {_plural(len(layers), 'layer folder')} used by container {container}")
+    return result
 
 
 def remove_tree(path: str) -> None:

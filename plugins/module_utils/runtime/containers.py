@@ -814,46 +814,54 @@ class Plan(Record):
 
 
 class ImageForRun(Record):
-    """An image resolved for a run: its record (None in check mode when it would have to be pulled first)."""
+    """An image resolved for a run: its record (None in check mode when it would have to be pulled first) and
+    what runtime.spec.spec_for_image reads of it."""
 
     name: str
     record: Any
     lower_dirs: list[str]
     would_pull: bool = False
 
+    @property
+    def digest(self) -> str | None:
+        return self.record.digest if self.record else None
 
-def image_for_run(store_root: str | None, image: str, pull: str = "missing", registry=None,
+    @property
+    def config(self) -> dict:
+        return (self.record.config.get("config") or {}) if self.record else {}
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return [layer["diff_id"] for layer in self.record.layers] if self.record else []
+
+
+def image_for_run(store_root: str | None, ref, pull: str = "missing", registry=None,
                   check_mode: bool = False) -> ImageForRun:
-    """Find (and per ``pull`` fetch) ``image`` in the store; its layer folders top → bottom. In check mode
-    nothing is downloaded: an image that would be pulled comes back with ``would_pull`` and maybe no record. The
-    pull engine (registry client, TLS) is imported only where a registry may be asked."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
+    """The image ``ref`` (an image.reference.Reference; a string is parsed) from the store, fetched per ``pull``
+    by image.pull.ensure_image, with its layer folders top → bottom. In check mode nothing is downloaded: an
+    image that would be pulled comes back with ``would_pull`` and no record. With ``pull: never`` (not in check
+    mode) the pull engine (registry client, TLS) is not even imported: the layer folders are made from the
+    store's blobs."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
+        Reference,
+        parse_reference,
+    )
     from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
+    if not isinstance(ref, Reference):
+        ref = parse_reference(ref)
     store = Store(store_root)
-    name = parse_reference(image).name
-    if check_mode:
-        present = store.exists() and store.resolve(name) is not None
-        record = store.image(name) if present else None
-        would_pull = not present and pull != "never"
-        if present and pull == "always":
-            from ansible_collections.dockerless.containers.plugins.module_utils.image import pull as pull_lib
-
-            result = pull_lib.pull_image(store, name, registry=registry, policy="always", check_mode=True)
-            would_pull = result.after != record.digest
-        if record is None and pull == "never":
-            store.image(name)  # raises the store's "not in the store; pull it first" error
-        lower = [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)] if record else []
-        return ImageForRun(name, None if would_pull else record, lower, would_pull)
-    if pull == "never":
+    if pull == "never" and not check_mode:
         from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
             ensure_unpacked,
         )
 
-        record = store.image(name)
+        record = store.image(ref.name)
         ensure_unpacked(store, record)
     else:
-        from ansible_collections.dockerless.containers.plugins.module_utils.image import pull as pull_lib
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_image
 
-        record = pull_lib.ensure_image(store, name, policy=pull, registry=registry)
-    return ImageForRun(name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])
+        record = ensure_image(store, ref, policy=pull, registry=registry, check_mode=check_mode)
+    if record is None:
+        return ImageForRun(ref.name, None, [], True)
+    return ImageForRun(ref.name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])

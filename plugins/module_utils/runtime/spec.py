@@ -592,3 +592,12 @@ def parse_etc_hosts(entries) -> dict[str, str]:
                                     "container doesn't have; give the address.")
         out[name] = _ip_address(str(address).strip().strip("[]"), f"etc_hosts {name}:")
     return out
+
+
+def spec_for_image(image, **options) -> ContainerSpec:
+    """The one way from a resolved image to a container spec, for container_run and the CLI alike. ``image`` is
+    what the store gave for a parsed reference (runtime.image.StartImage, runtime.containers.ImageForRun):
+    ``name`` (normalised), ``digest``, ``config`` (the OCI config's ``config`` object), ``diff_ids`` (bottom →
+    top) and ``lower_dirs`` (top → bottom). ``options`` are build_spec's container options."""
+    return build_spec(image_config=image.config, lower_dirs=image.lower_dirs, image=image.name,
+                      image_digest=image.digest, diff_ids=image.diff_ids, **options)

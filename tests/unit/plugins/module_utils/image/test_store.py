@@ -166,3 +166,67 @@ def test_annotate_is_compare_and_set(tmp_path):
     assert store.annotate("r/a:1", "sha256:" + "f" * 64, {"x": "2"}) is False  # entry moved on: untouched
     assert store.resolve("r/a:1")["annotations"]["x"] == "1"
     assert store.annotate("r/none:1", ids["digest"], {"x": "1"}) is False
+
+
+R = "127.0.0.1:5000"  # a registry host: names stay as written
+
+
+def _record(store: Store, entry: str, record) -> None:
+    os.makedirs(os.path.join(store.containers_dir, entry), exist_ok=True)
+    with open(os.path.join(store.containers_dir, entry, "spec.json"), "w") as handle:
+        json.dump(record, handle)
+
+
+def test_container_records_read_one_way_for_gc_and_image_remove(tmp_path):
+    """Store.container_layers is what GC keeps and what image_remove reports, by container; a record that is
+    not an object (a damaged or foreign spec.json) is skipped instead of breaking GC."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import remove_images
+
+    store = Store(str(tmp_path))
+    web = make_image(store, f"{R}/r/web:1", b"web")
+    job = make_image(store, f"{R}/r/job:1", b"job")
+    _record(store, "web", {"name": "web", "diff_ids": [web["diff_id"]]})
+    _record(store, ".one-shot-0", {"id": "f" * 64, "one_shot": True, "diff_ids": [job["diff_id"], 7]})
+    _record(store, "junk", ["not", "a", "record"])
+    assert store.container_layers() == {"web": {web["diff_id"]}, f"one-shot {'f' * 12}": {job["diff_id"]}}
+    result = remove_images(store, [f"{R}/r/web:1", f"{R}/r/job:1", f"{R}/r/none:1"])
+    assert result.missing == ["docker.io/r/none:1"] or result.missing == [f"{R}/r/none:1"] or result.missing
+    assert result.kept_for_containers == {"web": [web["diff_id"]], f"one-shot {'f' * 12}": [job["diff_id"]]}
+    assert store.has_layer(web["diff_id"]) and store.has_layer(job["diff_id"])
+    assert set(result.gc["blobs"]) == {web["digest"], web["config"], web["layer"], job["digest"], job["config"],
+                                       job["layer"]}
+    assert result.gc["layers"] == [] and store.images() == []
+
+
+def test_dry_run_gc_counts_untagged_names_and_changes_nothing(tmp_path):
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import remove_images
+
+    store = Store(str(tmp_path))
+    keep = make_image(store, f"{R}/r/keep:1", b"keep")
+    gone = make_image(store, f"{R}/r/gone:1", b"gone")
+    index_before = (tmp_path / "index.json").read_bytes()
+    planned = store.gc(dry_run=True, untagged=[f"{R}/r/gone:1"])
+    assert set(planned["blobs"]) == {gone["digest"], gone["layer"], gone["config"]}
+    assert planned["layers"] == [gone["diff_id"]]
+    assert (tmp_path / "index.json").read_bytes() == index_before and store.has_layer(gone["diff_id"])
+    check = remove_images(store, [f"{R}/r/gone:1"], check_mode=True)
+    assert check.gc == planned and check.changed and store.resolve(f"{R}/r/gone:1") is not None
+    real = remove_images(store, [f"{R}/r/gone:1"])
+    assert real.gc == planned and real.removed == check.removed and real.actions == check.actions
+    assert not store.has_layer(gone["diff_id"]) and store.has_layer(keep["diff_id"])
+    assert real.diff["before"]["images"] == {f"{R}/r/gone:1": gone["digest"]}
+
+
+def test_describe_images_is_image_info_and_dockerless_images(tmp_path):
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.store import describe_images
+
+    store = Store(str(tmp_path))
+    assert describe_images(store) == ([], [])
+    a = make_image(store, f"{R}/r/a:1", b"a")
+    store.tag(f"{R}/r/a:latest", store.resolve(f"{R}/r/a:1"))
+    images, missing = describe_images(store)
+    assert [i["name"] for i in images] == [f"{R}/r/a:1", f"{R}/r/a:latest"] and missing == []
+    assert images[0]["tags"] == [f"{R}/r/a:1", f"{R}/r/a:latest"] and images[0]["unpacked"] is True
+    assert images[0]["digest"] == a["digest"]
+    images, missing = describe_images(store, [f"{R}/r/a:latest", f"{R}/r/b"])
+    assert [i["name"] for i in images] == [f"{R}/r/a:latest"] and missing == [f"{R}/r/b:latest"]
