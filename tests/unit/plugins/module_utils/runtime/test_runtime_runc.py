@@ -104,7 +104,14 @@ def answers(tmp_path_factory):
     shutil.copytree(image, bundle / "rootfs", symlinks=True)
     subprocess.run([RUNC, "spec"], cwd=bundle, check=True)
     template = json.loads((bundle / "config.json").read_text())
-    (bundle / "config.json").write_text(json.dumps(runc_config(template, ["/bin/sh", "-c", PROBE])))
+    config = runc_config(template, ["/bin/sh", "-c", PROBE])
+    # Docker hands runc the container's own /etc/hostname, /etc/hosts and /etc/resolv.conf as bind mounts; we
+    # mount ours the same way.
+    for leaf in ("hostname", "hosts", "resolv.conf"):
+        (bundle / leaf).write_text("")
+        config["mounts"].append({"destination": f"/etc/{leaf}", "type": "bind", "source": str(bundle / leaf),
+                                 "options": ["rbind", "rprivate"]})
+    (bundle / "config.json").write_text(json.dumps(config))
     name = f"dl-oracle-{os.getpid()}"
     theirs = subprocess.run([RUNC, "run", "--bundle", str(bundle), name], capture_output=True, timeout=60,
                             stdin=subprocess.DEVNULL, check=False)

@@ -47,6 +47,8 @@ EXPECTED = {
     "opq", "opq/new",
     "keep", "keep/k",
 }
+# What a container sees: the image's tree and its own /etc/hostname, hosts and resolv.conf, mounted by the runtime.
+IN_CONTAINER = EXPECTED | {"etc/hostname", "etc/hosts", "etc/resolv.conf"}
 LISTING = "find /etc /opq /keep | sort"
 
 
@@ -205,7 +207,7 @@ def test_a_bad_whiteout_in_a_layer_folder_is_refused(tmp_path):
 def test_containers_see_neither_deleted_files_nor_hidden_lower_contents(base, tmp_path, as_root, mode):
     layers = _layers(base, tmp_path, as_root)
     seen, used = _container_view(tmp_path, layers, mode)
-    assert seen == EXPECTED
+    assert seen == IN_CONTAINER
     # overlayfs can use overlay-form folders only; plain-form ones fall back to the copy.
     assert used == ("overlay" if as_root and mode == "auto" else "copy")
 
@@ -225,7 +227,7 @@ def test_overlay_mode_refuses_plain_form_layers(base, tmp_path):
 @pytest.mark.skipif(not IS_ROOT, reason="needs root: namespaces, mounts")
 def test_overlay_mode_on_overlay_form_layers(base, tmp_path):
     seen, used = _container_view(tmp_path, _layers(base, tmp_path, as_root=True), "overlay")
-    assert (seen, used) == (EXPECTED, "overlay")
+    assert (seen, used) == (IN_CONTAINER, "overlay")
 
 
 @pytest.mark.parametrize("as_root", [True, False], ids=["overlay-form", "plain-form"])
@@ -325,9 +327,10 @@ def test_overlay_is_not_used_where_it_would_ignore_an_opaque_layer_root(base, tm
     with pytest.raises(RuntimeSetupError, match="opaque root.*'copy'"):
         runtime.run(_spec(layers, "overlay"), timeout=60)
     seen, used = _container_view(tmp_path, layers, "auto")
-    assert (seen, used) == ({"etc", "etc/group", "etc/passwd", "etc/only"}, "copy")
+    own = {"etc/hostname", "etc/hosts", "etc/resolv.conf"}  # the container's own, mounted by the runtime
+    assert (seen, used) == ({"etc", "etc/group", "etc/passwd", "etc/only"} | own, "copy")
     merge(layers, str(tmp_path / "flat"))
-    assert _visible(tree_manifest(str(tmp_path / "flat"))) == seen
+    assert _visible(tree_manifest(str(tmp_path / "flat"))) == seen - own
     assert whiteouts.overlay_unfit([str(middle), str(lower)]) is not None
     assert whiteouts.overlay_unfit([str(middle)]) is None  # the bottom layer's root hides nothing
 
@@ -420,6 +423,6 @@ def test_a_rootless_container_over_a_plain_form_store(base, mode):
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["rc"] == 0, result
-        assert (_visible(result["stdout"].split()), result["mode"]) == (EXPECTED, "copy")
+        assert (_visible(result["stdout"].split()), result["mode"]) == (IN_CONTAINER, "copy")
     finally:
         shutil.rmtree(world, ignore_errors=True)
