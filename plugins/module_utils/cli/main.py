@@ -468,6 +468,21 @@ def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.
                                         f"{prog} run --isolation chroot debian:12 dpkg -l"))
     _add_run_options(p)
 
+    p = sub.add_parser("exec", parents=[store], formatter_class=_FORMATTER,
+                       help="run a command in a running named container",
+                       description="Run a command inside a running named container: its namespaces, cgroup, "
+                       "capabilities, no_new_privs and seccomp filter. Exits with the command's exit code.",
+                       epilog=_examples(f"{prog} exec -it web sh", f"{prog} exec -u app -w /srv web ls -l",
+                                        f"echo 'SELECT 1;' | {prog} exec -i db psql -U postgres"))
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (default: /dev/null)")
+    p.add_argument("-t", "--tty", action="store_true", help="a pseudo-terminal for the command")
+    p.add_argument("-d", "--detach", action="store_true", help="start it and return at once")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("-u", "--user", help="user[:group] in the container (default: the container's)")
+    p.add_argument("-w", "--workdir", help="working directory in the container (default: the container's)")
+    p.add_argument("container", help="container name")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
     p = sub.add_parser("ps", parents=[store, output], formatter_class=_FORMATTER, help="list named containers",
                        description="List named (detached) containers: running ones, or all with -a.",
                        epilog=_examples(f"{prog} ps", f"{prog} ps -a --json"))
@@ -1104,6 +1119,26 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
                           stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
 
 
+def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import exec_foreground
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+
+    if not args.command:
+        raise UsageError("no command given: dockerless exec NAME CMD [ARG...]")
+    target = runtime_exec.target_of(Runtime(args.store), args.container)
+    config = runtime_exec.exec_config(target.config, args.command, env=parse_env(args.env), user=args.user,
+                                      workdir=args.workdir, terminal=bool(args.tty))
+    if args.detach:
+        config["terminal"] = False
+        out.value(str(runtime_exec.start_detached(target, config)))
+        return EXIT_OK
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    return exec_foreground(target, config, interactive=args.interactive, terminal=bool(args.tty),
+                           stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+
+
 def _is_seed(args) -> bool:
     return bool(getattr(args, "seed", False))
 
@@ -1255,7 +1290,7 @@ def cmd_export_wsl(args, out: Output, stdin: IO[str]) -> int:
 
 
 HANDLERS = {
-    "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "ps": cmd_ps, "stop": cmd_stop,
+    "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "stop": cmd_stop,
     "start": cmd_start, "kill": cmd_kill, "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
     "image-download": cmd_image_download, "image-upload": cmd_image_upload,
 }
@@ -1318,7 +1353,7 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     except DockerlessError as exc:
         stderr.write(f"{what}: {exc}\n")
         # run: every error is raised before the container's command ran (its own failures are exit codes).
-        return EXIT_SETUP if command == "run" else EXIT_ERROR
+        return EXIT_SETUP if command in ("run", "exec") else EXIT_ERROR
     except KeyboardInterrupt:
         stderr.write(f"\n{what}: interrupted\n")
         return EXIT_INTERRUPTED
