@@ -681,6 +681,7 @@ class ContainerInfo(Record):
     error: str | None
     spec: dict
     stopped_by_user: bool = False   # its last end came from stop/kill (unless-stopped, start --all)
+    health: dict | None = None      # runtime/health.py: status, failing_streak, log (with a healthcheck)
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
@@ -696,7 +697,8 @@ class ContainerInfo(Record):
                    started_at=state.get("started_at"), finished_at=state.get("finished_at"),
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
-                   spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")))
+                   spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")),
+                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None)
 
     @property
     def running(self) -> bool:
@@ -721,6 +723,8 @@ class ContainerInfo(Record):
             "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged) if spec else None,
             "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},
             "path": self.path,
+            "health": self.health,
+            "healthcheck": self.spec.get("healthcheck"),
         }
 
 
