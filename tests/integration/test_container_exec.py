@@ -11,6 +11,7 @@ import secrets
 import struct
 import subprocess
 import termios
+import time
 
 import pytest
 from test_container_run import BIN_DOCKERLESS, BUSYBOX, IMAGE, add_image, make_busybox_rootfs
@@ -130,3 +131,61 @@ def test_cli_exec_exit_code_env_and_tty(store, cleanup):
     assert os.waitstatus_to_exitcode(status) == 9
     missing = subprocess.run(cli + ["exec", "--store", store, "ghost", "true"], capture_output=True, env=env)
     assert missing.returncode != 0 and b"container ghost: no such container" in missing.stderr
+
+
+def test_state_healthy_restart_and_info(store, run_playbook, tmp_path, cleanup):
+    name = f"h-{secrets.token_hex(4)}"
+    bad = f"b-{secrets.token_hex(4)}"
+    cleanup += [name, bad]
+    playbook = tmp_path / "healthy.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    dockerless.containers.container_run: {{store: {store}, image: "{IMAGE}", pull: never, stop_timeout: 1}}
+  tasks:
+    - name: healthy (check)
+      dockerless.containers.container_run: &web
+        name: {name}
+        state: healthy
+        command: [sh, -c, 'sleep 1.5; touch /tmp/ready; exec sleep 300']
+        healthcheck: {{test: [CMD-SHELL, "test -e /tmp/ready && echo ready"], interval: 200ms}}
+      check_mode: true
+    - name: healthy
+      dockerless.containers.container_run: *web
+    - name: again
+      dockerless.containers.container_run: *web
+    - name: restart
+      dockerless.containers.container_run: {{<<: *web, restart: true, state: started}}
+    - name: info
+      dockerless.containers.container_info: {{store: {store}, name: {name}}}
+    - name: never healthy
+      dockerless.containers.container_run:
+        name: {bad}
+        state: healthy
+        command: [sleep, "300"]
+        healthcheck: {{test: "echo nope; exit 1", interval: 0.2, retries: 2}}
+        healthy_wait_timeout: 1.5
+      ignore_errors: true
+""")
+    began = time.monotonic()
+    run = run_playbook(playbook)
+    r = {t.task: t for t in run.tasks}
+    assert r["healthy (check)"].result["changed"] and "health" not in r["healthy (check)"].result["container"]
+    healthy = r["healthy"].result
+    assert not r["healthy"].failed, healthy.get("msg")
+    assert healthy["container"]["health"]["status"] == "healthy"
+    assert healthy["container"]["health"]["log"][-1]["output"] == "ready\n"
+    # Returned as soon as the check passed: checks run every 200 ms, the module saw the first success at once.
+    log = healthy["container"]["health"]["log"]
+    assert [e["exit_code"] for e in log].count(0) <= 2 and log[0]["exit_code"] != 0
+    again = r["again"].result
+    assert not again["changed"] and again["container"]["health"]["status"] == "healthy"
+    restarted = r["restart"].result
+    assert restarted["changed"] and "restart" in restarted["actions"]
+    assert restarted["container"]["pid"] != again["container"]["pid"]
+    assert r["info"].result["containers"][0]["health"]["status"] in ("starting", "healthy")
+    never = r["never healthy"]
+    assert never.failed and f"container {bad}: still" in never.result["msg"]
+    assert "'nope'" in never.result["msg"] and "healthy_wait_timeout" in never.result["msg"]
+    assert time.monotonic() - began < 120

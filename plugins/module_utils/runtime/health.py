@@ -236,3 +236,32 @@ class Probe:
     def abandon(self) -> None:
         self.timed_out = True
         self.finish()
+
+
+def wait_healthy(inspect, name: str, timeout: float, poll: float = 0.05):
+    """Wait until container ``name`` (``inspect(name)`` → containers.ContainerInfo) reports ``healthy``; returns
+    its info. A container without a healthcheck only has to run. Raises TimeoutError (with the last checks'
+    outputs) after ``timeout`` seconds, RuntimeError at once when it stopped for good."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = inspect(name)
+        if info is None:
+            raise RuntimeError(f"container {name}: removed while waiting for it to become healthy")
+        if info.running and (info.health is None or info.health.get("status") == HEALTHY):
+            return info
+        if not info.supervised:
+            raise RuntimeError(f"container {name} is {info.state} (exit code {info.exit_code}) while waiting for it "
+                               f"to become healthy.{_last_outputs(info.health)} See its logs (container_info logs).")
+        if time.monotonic() >= deadline:
+            status = (info.health or {}).get("status", info.state)
+            raise TimeoutError(f"container {name}: still {status} after {timeout:g}s.{_last_outputs(info.health)} "
+                               "Fix the service or its healthcheck, or raise healthy_wait_timeout.")
+        time.sleep(poll)
+
+
+def _last_outputs(health: dict | None) -> str:
+    log = (health or {}).get("log") or []
+    if not log:
+        return " No check has completed yet."
+    shown = "; ".join(f"exit {e['exit_code']}: {e['output'].strip()[:200]!r}" for e in log[-3:])
+    return f" Last checks: {shown}."
