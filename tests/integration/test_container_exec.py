@@ -189,3 +189,32 @@ def test_state_healthy_restart_and_info(store, run_playbook, tmp_path, cleanup):
     assert never.failed and f"container {bad}: still" in never.result["msg"]
     assert "'nope'" in never.result["msg"] and "healthy_wait_timeout" in never.result["msg"]
     assert time.monotonic() - began < 120
+
+
+def test_containers_role_waits_for_health(store, run_playbook, tmp_path, cleanup):
+    name = f"r-{secrets.token_hex(4)}"
+    cleanup.append(name)
+    playbook = tmp_path / "role.yml"
+    playbook.write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: dockerless.containers.containers
+      vars:
+        dockerless_containers_store: {store}
+        dockerless_containers:
+          - name: {name}
+            image: "{IMAGE}"
+            pull: never
+            state: healthy
+            command: [sh, -c, 'sleep 1; touch /tmp/ready; exec sleep 300']
+            healthcheck: {{test: [CMD, test, -e, /tmp/ready], interval: 0.2}}
+  post_tasks:
+    - name: info right after the role
+      dockerless.containers.container_info: {{store: {store}, name: {name}}}
+""")
+    run = run_playbook(playbook)
+    info = {t.task: t for t in run.tasks}["info right after the role"].result
+    assert info["containers"][0]["health"]["status"] == "healthy"
+    ps = subprocess.run([str(BIN_DOCKERLESS), "ps", "--store", store], capture_output=True, text=True, timeout=60)
+    assert f"{name}" in ps.stdout and "running (healthy)" in ps.stdout, ps.stdout + ps.stderr

@@ -1149,7 +1149,8 @@ def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     infos = [i for i in Runtime(args.store).list() if args.all or i.running]
-    rows = [[i.name, i.state, str(i.pid or ""), str(i.spec.get("image") or ""),
+    # Docker's way: the health in parentheses after the state, for containers with a healthcheck.
+    rows = [[i.name, i.state + (f" ({i.health['status']})" if i.health and i.running else ""), str(i.pid or ""), str(i.spec.get("image") or ""),
              shlex.join(i.spec.get("argv") or []), i.started_at or ""] for i in infos]
     if not out.quiet:
         out.info(table(rows, ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED"]).rstrip("\n"))
