@@ -131,8 +131,8 @@ def exec_config(target_config: dict, argv: list[str], env: dict | None = None, u
 
 
 def cgroup_procs_files(pid: int, proc: str = "/proc") -> list[str]:
-    """The ``cgroup.procs`` files of the cgroups of ``pid`` that are not ours (one per hierarchy; cgroup v1 and
-    v2), found through /proc/PID/cgroup and our mountinfo."""
+    """The files to write "0" to for joining the cgroups of ``pid`` that are not ours, one per hierarchy
+    (``cgroup.procs`` on cgroup v2, ``tasks`` on v1), found through /proc/PID/cgroup and our mountinfo."""
     def read(path: str) -> str:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
             return handle.read()
@@ -156,7 +156,10 @@ def cgroup_procs_files(pid: int, proc: str = "/proc") -> list[str]:
                 if root != "/" and not (path == root or path.startswith(root.rstrip("/") + "/")):
                     continue
                 relative = path[len(root):] if root != "/" else path
-                candidate = os.path.join(point, relative.lstrip("/"), "cgroup.procs")
+                # cgroup v1: the thread moves itself through ``tasks`` (the monitor is single-threaded), which
+                # skips the kernel's global threadgroup lock and its RCU grace period (init_sequence does the same).
+                name = "cgroup.procs" if kind == "cgroup2" else "tasks"
+                candidate = os.path.join(point, relative.lstrip("/"), name)
                 if os.path.exists(candidate):
                     out.append(candidate)
                     break
