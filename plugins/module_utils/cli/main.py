@@ -660,8 +660,18 @@ _PULL_OPTIONS = (
 _PULL_DEFAULTS = {"timeout": 60, "pull": "always", "dest_mode": "0700"}
 # subcommand → (options, defaults, positionals): "image+command" is run's IMAGE [COMMAND…] (everything after the
 # image is the command), "name" one positional among the options anywhere (argparse's intermixed reading).
+_EXEC_OPTIONS = (
+    (("--store",), "store", str),
+    (("-i", "--interactive"), "interactive", "flag"),
+    (("-t", "--tty"), "tty", "flag"),
+    (("-d", "--detach"), "detach", "flag"),
+    (("-e", "--env"), "env", "append"),
+    (("-u", "--user"), "user", str),
+    (("-w", "--workdir"), "workdir", str),
+)
 _FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
-                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name")}
+                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name"),
+                     "exec": (_EXEC_OPTIONS, {}, "container+command")}
 
 
 def parse_run_fast(argv: list[str]):
@@ -681,7 +691,8 @@ def parse_run_fast(argv: list[str]):
             table[option] = (dest, kind)
         values[dest] = False if kind == "flag" else defaults.get(dest)
     values["store"] = os.environ.get(ENV_STORE)
-    values["ca_path"] = os.environ.get(ENV_CA_PATH)
+    if argv[0] != "exec":
+        values["ca_path"] = os.environ.get(ENV_CA_PATH)
     found_positionals: list[str] = []
     i = 1
     while i < len(argv):
@@ -689,7 +700,7 @@ def parse_run_fast(argv: list[str]):
         i += 1
         if not arg.startswith("-") or arg == "-":
             found_positionals.append(arg)
-            if positionals == "image+command":
+            if positionals.endswith("+command"):
                 found_positionals.extend(argv[i:])
                 break
             continue
@@ -732,10 +743,10 @@ def parse_run_fast(argv: list[str]):
                     values[dest] = kind(value)
                 except ValueError:
                     return None
-    if positionals == "image+command":
+    if positionals.endswith("+command"):
         if not found_positionals:
             return None
-        values["image"], values["command"] = found_positionals[0], found_positionals[1:]
+        values[positionals.split("+")[0]], values["command"] = found_positionals[0], found_positionals[1:]
     else:
         if len(found_positionals) != 1:
             return None
@@ -1120,7 +1131,6 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
 
 
 def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
-    from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import exec_foreground
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
@@ -1135,8 +1145,20 @@ def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0
         return EXIT_OK
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    return exec_foreground(target, config, interactive=args.interactive, terminal=bool(args.tty),
-                           stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+    if not args.tty:  # the usual scripted exec: no terminal proxy (cli.run, termios, signal's enums) to import
+        null = None
+        if not args.interactive:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return runtime_exec.run_attached(target, config, null if null is not None else stdio[0], stdio[1],
+                                             stdio[2])
+        finally:
+            if null is not None:
+                os.close(null)
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import exec_foreground
+
+    return exec_foreground(target, config, interactive=args.interactive, terminal=True, stdin=stdio[0],
+                           stdout=stdio[1], stderr=stdio[2])
 
 
 def _is_seed(args) -> bool:

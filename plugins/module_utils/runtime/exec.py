@@ -28,8 +28,13 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
 import time
+
+try:
+    # The C module behind ``signal`` (plain ints, no enum import): ``dockerless exec`` starts faster without it.
+    import _signal as signal
+except ImportError:  # pragma: no cover - every CPython has it
+    import signal
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
@@ -86,10 +91,31 @@ class Target(Record):
     state: str = "running"
 
 
+_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | frozenset("_.-")
+
+
+def _is_name(name) -> bool:
+    """spec.NAME_RE without ``re`` (whose import is a sizeable part of a ``dockerless exec``)."""
+    return (isinstance(name, str) and 0 < len(name) <= 128 and name[0] in _NAME_FIRST
+            and all(c in _NAME_REST for c in name))
+
+
 def target_of(runtime, name: str) -> Target:
     """The running container ``name`` of ``runtime`` (containers.Runtime), or RuntimeSetupError naming it and
     its state."""
-    info = runtime.inspect(name)
+    if not _is_name(name):
+        raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), at "
+                                "most 128 characters.")
+    cdir = os.path.join(runtime.containers_dir, name)
+    record = runtime_state.read_json(os.path.join(cdir, runtime_state.SPEC_FILE))
+    info = None
+    if record is not None and not record.get("one_shot"):
+        state = runtime_state.read_json(os.path.join(cdir, runtime_state.STATE_FILE)) or {}
+        # Not at the top: the supervisor imports this module and not containers.py.
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import ContainerInfo
+
+        info = ContainerInfo.from_files(name, cdir, record, state, runtime_state.supervisor_alive(cdir))
     if info is None:
         raise RuntimeSetupError(f"container {name}: no such container in {runtime.containers_dir}. Create and start "
                                 "it first (container_run state: started).")
@@ -98,8 +124,6 @@ def target_of(runtime, name: str) -> Target:
         raise RuntimeSetupError(f"container {name} is not running ({detail}): a command can only be executed in "
                                 "a running container. Start it first (container_run state: started, dockerless "
                                 "start).")
-    record = runtime_state.read_json(os.path.join(info.path, runtime_state.SPEC_FILE)) or {}
-    state = runtime_state.read_json(os.path.join(info.path, runtime_state.STATE_FILE)) or {}
     return Target(name=name, pid=int(info.pid), monitor_pid=state.get("monitor_pid"), config=record.get("config") or {})
 
 
@@ -498,6 +522,30 @@ def run(target: Target, config: dict, stdin_data: bytes | None = None, timeout: 
         raise RuntimeSetupError(f"container {target.name}: {proc.error}")
     return ExecResult(rc=rc, stdout=b"".join(chunks[out_r]), stderr=b"".join(chunks[err_r]), pid=proc.pid,
                       timed_out=timed_out, duration=time.monotonic() - began)
+
+
+ATTACHED_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def run_attached(target: Target, config: dict, stdin: int, stdout: int, stderr: int) -> int:
+    """``dockerless exec`` without a terminal: the process on these fds, the signals a user sends to us passed to
+    it; returns its exit code. Raises RuntimeSetupError when it could not start."""
+    proc = spawn(target, config, stdin, stdout, stderr)
+    saved = {}
+    try:
+        for sig in ATTACHED_FORWARDED:
+            saved[sig] = signal.signal(sig, lambda signum, _frame: proc.send(signum))
+        proc.read_status()
+        if proc.error:
+            proc.wait()
+            raise RuntimeSetupError(f"container {target.name}: {proc.error}")
+        return proc.wait()
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        proc.kill()
+        proc.wait()
+        proc.close()
 
 
 def start_detached(target: Target, config: dict) -> int:
