@@ -25,6 +25,7 @@ attributes:
   check_mode:
     support: partial
     description: The command is not run; the task reports that it would run (the container must exist and run).
+    details: Nothing is executed in check mode, so C(rc), C(stdout) and C(stderr) are not returned.
   diff_mode:
     support: none
     description: What the command changes is unknown to the module.
