@@ -137,11 +137,13 @@ stdout_lines:
   returned: when not O(detach) and not in check mode
   type: list
   elements: str
+  sample: ["applied 3 migrations"]
 stderr_lines:
   description: O(ignore:stderr) split into lines.
   returned: when not O(detach) and not in check mode
   type: list
   elements: str
+  sample: []
 exec_pid:
   description: The process's PID on the host.
   returned: when not in check mode
