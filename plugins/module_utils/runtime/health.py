@@ -26,6 +26,7 @@ DEFAULT_START_INTERVAL = 5.0
 MIN_DURATION = 0.001      # Docker refuses durations under 1 ms (except 0: "unset")
 MAX_LOG_ENTRIES = 5       # moby maxLogEntries
 MAX_OUTPUT = 4096         # moby maxOutputLen
+STRAGGLER_GRACE = 0.2     # seconds the output pipe is still read after the check exited
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
 ON_FAILURE = ("none", "kill", "restart")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -177,6 +178,7 @@ class Probe:
         self.timeout = timeout
         self.output = b""
         self.timed_out = False
+        self.exited_at: float | None = None
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -207,6 +209,7 @@ class Probe:
         elif fd == self.pidfd:
             os.close(fd)
             self.pidfd = None
+            self.exited_at = time.monotonic()
 
     def check_timeout(self, now: float) -> None:
         if not self.timed_out and now >= self.deadline and self.pidfd is not None:
@@ -214,9 +217,18 @@ class Probe:
             self.proc.kill()
 
     @property
+    def wake_at(self) -> float:
+        """When the supervisor must look again: the timeout, or the end of the grace after the process exited."""
+        return self.deadline if self.exited_at is None else self.exited_at + STRAGGLER_GRACE
+
+    @property
     def done(self) -> bool:
-        # The process ended and its output was read (a background child holding the pipe is not waited for).
-        return self.pidfd is None and (self.out_fd is None or self.timed_out) and self.proc.status_fd is None
+        # The process ended and its output was read; a background child still holding the pipe gets a short
+        # grace, then is not waited for (its check exited: that is the result, not a timeout).
+        if self.pidfd is not None or self.proc.status_fd is not None:
+            return False
+        return (self.out_fd is None or self.timed_out
+                or time.monotonic() >= (self.exited_at or 0.0) + STRAGGLER_GRACE)
 
     def finish(self) -> tuple[int, bytes]:
         """Reap it; (exit code, output). A timeout is -1 with Docker's message; a setup error is -1 too."""

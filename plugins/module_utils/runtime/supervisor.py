@@ -352,7 +352,7 @@ class _Supervisor:
                 if stop_deadline is not None and not killed:
                     timeout = max(0.0, stop_deadline - now)
                 if health[0] is not None and exited_at is None:
-                    wake = probe.deadline if probe is not None else health[0].next_at
+                    wake = probe.wake_at if probe is not None else health[0].next_at
                     timeout = max(0.0, wake - now) if timeout is None else min(timeout, max(0.0, wake - now))
                 if probe is not None:
                     fds += probe.fds()

@@ -194,3 +194,13 @@ def test_health_on_failure_restart_restarts_and_timeout_counts_as_failure(runtim
 def test_no_healthcheck_no_health(runtime, rootfs):
     info = start(runtime, rootfs, "plain", ["sleep", "300"])
     assert info.health is None and info.as_dict()["health"] is None
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
+def test_a_check_leaving_a_background_child_is_its_exit_code_not_a_timeout(runtime, rootfs):
+    check = {"test": ["CMD-SHELL", "sleep 30 & echo bg; exit 0"], "interval": 0.3, "retries": 1, "timeout": 5}
+    start(runtime, rootfs, "bg", ["sleep", "300"], healthcheck=check)
+    got = wait_for(lambda: (runtime.inspect("bg").health or {}).get("log") and runtime.inspect("bg"), 4)
+    assert got.health["status"] == "healthy" and got.health["log"][0]["exit_code"] == 0
+    assert got.health["log"][0]["output"] == "bg\n"
