@@ -657,7 +657,7 @@ def case_build(ctx: Context) -> None:
 # --- containers --------------------------------------------------------------------------------------------
 
 
-def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
+def _runc_bundle(ctx: Context, name: str, ref_layout: str, args: tuple = ("/bin/true",)) -> str:
     """An OCI bundle made by umoci from the same image, its process set to /bin/true, no terminal, and given what
     our container gets (what dockerd would hand runc, as tests/unit/.../test_runtime_runc.py does): Docker's 14
     capabilities, no_new_privs, the six namespaces, our masked and read-only paths, Docker's seccomp profile
@@ -668,7 +668,7 @@ def _runc_bundle(ctx: Context, name: str, ref_layout: str) -> str:
     timed(["umoci", "unpack", "--image", f"{ref_layout}:image", bundle])
     with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
-    config["process"]["args"] = ["/bin/true"]
+    config["process"]["args"] = list(args)
     config["process"]["terminal"] = False
     sys.path.insert(0, COLLECTIONS)
     try:
@@ -754,6 +754,81 @@ def case_run(ctx: Context) -> None:
         ctx.log("  idle supervisor: " + ", ".join(f"RSS {i['supervisor_rss_kib'] / 1024:.1f} MiB / PSS "
                                                   f"{i['supervisor_pss_kib'] / 1024:.1f} MiB" for i in idle))
     finally:
+        rmtree(bundle)
+        rmtree(store)
+
+
+def cli_exec(ctx: Context, store: str, name: str, *argv: str) -> Sample:
+    """``bin/dockerless exec --store S NAME ARGV`` as a user types it, with the venv's interpreter."""
+    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+    proc = timed([DOCKERLESS, "exec", "--store", store, name, *argv], env=env, check=False)
+    if proc.rc != 0:
+        raise BenchError(f"bin/dockerless exec {name} {' '.join(argv)}: exited {proc.rc}: {proc.stderr[-800:]}")
+    return Sample(proc.seconds, proc.rss_kib, {"rc": proc.rc, "cpu_s": round(proc.cpu_s, 4), "stdout": proc.stdout})
+
+
+def start_named(ctx: Context, store: str, image: str, name: str, *argv: str) -> None:
+    """Untimed: ``bin/dockerless run -d --name NAME IMAGE ARGV`` (a supervised container to exec into)."""
+    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+    timed([DOCKERLESS, "run", "-d", "--name", name, "--store", store, image, *argv], env=env)
+
+
+def stop_named(ctx: Context, store: str, name: str) -> None:
+    subprocess.run([DOCKERLESS, "rm", "-f", "--store", store, name], env=ctx.env(), capture_output=True, check=False)
+
+
+class RuncContainer:
+    """A detached runc container of ``bundle`` (``runc run -d``, stdio on /dev/null) to ``runc exec`` into."""
+
+    def __init__(self, bundle: str, name: str):
+        self.bundle, self.name = bundle, name
+
+    def start(self) -> None:
+        with open(os.devnull, "r+b") as null:
+            subprocess.run(["runc", "run", "-d", "--bundle", self.bundle, self.name], stdin=null, stdout=null,
+                           stderr=subprocess.PIPE, check=True, timeout=60)
+
+    def exec(self, *argv: str) -> Sample:
+        return steps(["runc", "exec", self.name, *argv], cpu=True)
+
+    def delete(self) -> None:
+        subprocess.run(["runc", "delete", "--force", self.name], capture_output=True, check=False)
+
+
+def case_exec(ctx: Context) -> None:
+    """Start-to-exit of /bin/true inside a running container: ``dockerless exec NAME /bin/true`` vs ``runc exec``
+    of a runc container of the same image configured as ours (caps, seccomp, masked paths, six namespaces)."""
+    if not engine_present("runtime/exec"):
+        ctx.skipped.append(("exec", "the exec engine is not in this checkout yet"))
+        return
+    store = ctx.path("exec-store")
+    rmtree(store)
+    ours(ctx, "pull", "--store", store, "--name", ctx.refs["busybox"])
+    os.sync()  # untimed, as in case_run
+    name = f"bench-exec-{os.getpid()}"
+    bundle = _runc_bundle(ctx, "exec", ctx.inputs["busybox"].layout, args=("/bin/sleep", "3600"))
+    runc = RuncContainer(bundle, name)
+    try:
+        start_named(ctx, store, ctx.refs["busybox"], name, "/bin/sleep", "3600")
+        runc.start()
+        contenders = [
+            Contender("ours", "ours: bin/dockerless exec NAME /bin/true (a running busybox container)",
+                      lambda: cli_exec(ctx, store, name, "/bin/true")),
+            Contender("runc", "runc exec of a runc container of the same image configured as ours",
+                      lambda: runc.exec("/bin/true")),
+            Contender("python", "python -S -c pass (the interpreter's bare start: breakdown only)",
+                      lambda: interpreter_start(ctx)),
+        ]
+        samples = alternate(contenders, ctx.rounds(20), log=ctx.log, title="exec")
+        if any(s.extra.get("rc") for s in samples["ours"]):
+            raise BenchError("exec: /bin/true exited non-zero in our container")
+        labels = {c.key: c.label for c in contenders}
+        notes = "; ".join(n for n in (cpu_note(samples, "ours", "runc"), breakdown_note(samples, "ours")) if n)
+        ctx.rows.append(row("dockerless exec of /bin/true (running busybox container) vs runc exec", samples,
+                            "ours", "runc", labels, group="exec", notes=notes))
+    finally:
+        runc.delete()
+        stop_named(ctx, store, name)
         rmtree(bundle)
         rmtree(store)
 
@@ -909,6 +984,7 @@ CASES: dict[str, Callable[[Context], None]] = {
     "repull": case_repull,
     "push": case_push,
     "run": case_run,
+    "exec": case_exec,
     "seccomp": case_seccomp,
     "memory": case_memory,
     "build": case_build,

@@ -115,6 +115,8 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
                       _find(rows, "run", "runc"), 1.0, reason("container start")),
         _ratio_target("#6 container_run", "start of a 500 MB image ≤ 1.2× a 5 MB image",
                       _find(rows, "run", "small"), 1.2, reason("container start")),
+        _ratio_target("#20 container_exec", "dockerless exec NAME /bin/true ≤ 1.0× runc exec",
+                      _find(rows, "exec", "runc"), 1.0, reason("exec")),
     ]
     cost = _cost_target("#11 seccomp", "the filter's cost on a start of /bin/true ≤ 5 ms (default vs unconfined)",
                         _find(rows, "seccomp", "unconfined"), 5.0, reason("seccomp"))

@@ -395,3 +395,33 @@ def test_readme_block_comes_from_the_rows_and_replaces_only_the_marked_text(tmp_
     plain.write_text("no markers\n", encoding="utf-8")
     assert not report.update_readme(str(plain), block)
     assert plain.read_text(encoding="utf-8") == "no markers\n"
+
+
+@pytest.mark.root
+def test_exec_case_times_the_shipped_command_in_a_running_container(tmp_path):
+    """The exec case's harness: a named container started with bin/dockerless, bin/dockerless exec timed into it,
+    and its target row evaluated (the runc side is the run case's bundle, tested above)."""
+    store = str(tmp_path / "store")
+    env = dict(os.environ)
+    built = subprocess.run([cases.DOCKERLESS, "build", "--store", store, "--executable", "/bin/busybox",
+                            "--cmd", "/bin/busybox", "bb:1"], capture_output=True, text=True, env=env, timeout=120)
+    assert built.returncode == 0, built.stderr
+    ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=None, refs={}, inputs={},
+                        log=lambda _msg: None)
+    name = f"bench-exec-test-{os.getpid()}"
+    cases.start_named(ctx, store, "bb:1", name, "/bin/busybox", "sleep", "300")
+    try:
+        sample = cases.cli_exec(ctx, store, name, "/bin/busybox", "hostname")
+        assert sample.extra["rc"] == 0 and sample.seconds > 0 and sample.extra["cpu_s"] > 0
+        assert sample.extra["stdout"].strip() == name
+        with pytest.raises(harness.BenchError, match="exited"):
+            cases.cli_exec(ctx, store, name, "/bin/busybox", "false")
+    finally:
+        cases.stop_named(ctx, store, name)
+    assert "exec" in cases.CASES
+    samples = {"ours": [harness.Sample(0.040), harness.Sample(0.050)], "runc": [harness.Sample(0.050),
+                                                                               harness.Sample(0.050)]}
+    r = harness.row("dockerless exec of /bin/true vs runc exec", samples, "ours", "runc", {"ours": "o", "runc": "r"},
+                    group="exec")
+    target = next(t for t in report.evaluate_targets([r], {}, []) if t.issue == "#20 container_exec")
+    assert target.met is True and target.measured.startswith("0.90×")

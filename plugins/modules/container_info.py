@@ -12,6 +12,8 @@ description:
   - Reads the state that P(dockerless.containers.container_run#module) and the containers' supervisors record
     under the store (C(containers/<name>/)), and checks whether each supervisor is still alive.
   - A container whose supervisor vanished (killed, host rebooted) is reported as V(dead).
+  - A container with a healthcheck has C(health) (C(status) V(starting), V(healthy) or V(unhealthy),
+    C(failing_streak), the last five results); without one C(health) is V(null).
   - Environment variables are shown as C(KEY=sha256:<12 hex digits>) (the start of the SHA-256 of each value);
     which variables are set is visible, their values are not. Short or guessable values can be found from their
     digests by trying candidates; set the task keyword C(no_log) where that matters.
@@ -106,6 +108,8 @@ containers:
       stdout_lines: ["listening on :8080"]
       stderr_lines: []
       stats: {memory_usage: 4194304, memory_peak: 5242880, oom_kills: 0, pids_current: 2, cpu_usage_usec: 81234}
+      health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
+      healthcheck: {test: [CMD, /usr/bin/web, --check], interval: 30.0, timeout: 30.0, retries: 3, start_period: 0.0, start_interval: 5.0}
 """
 
 from ansible.module_utils.basic import AnsibleModule

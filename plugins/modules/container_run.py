@@ -96,9 +96,67 @@ options:
     description:
       - For named containers. V(started) creates and starts it; V(stopped) stops it (creating it stopped when
         missing); V(absent) stops and removes it with its writable layer and logs.
+      - V(healthy) is V(started), then waits until the container's healthcheck passes (at most
+        O(healthy_wait_timeout) seconds; the task then fails with the last checks' outputs). A container without
+        a healthcheck only has to run.
     type: str
-    choices: [started, stopped, absent]
+    choices: [started, stopped, absent, healthy]
     default: started
+  restart:
+    description:
+      - Restart the container (stop, then start) when it runs and nothing else in the task would stop or start
+        it, as community.docker's C(restart). The task then reports RV(ignore:changed=true).
+    type: bool
+    default: false
+  healthcheck:
+    description:
+      - The container's healthcheck, as Docker's. The supervisor runs O(healthcheck.test) inside the running
+        container through the same path as P(dockerless.containers.container_exec#module) and records
+        C(health) (C(status) V(starting), V(healthy) or V(unhealthy), C(failing_streak), the last five results
+        with their outputs cut to 4096 bytes) in the container's state, which RV(container) and
+        P(dockerless.containers.container_info#module) return.
+      - The image's own C(Healthcheck) is used unless this option gives a test, and its durations and retries
+        fill in what this option leaves unset. O(healthcheck.test=[NONE]) or O(healthcheck.disable=true) turns
+        it off.
+      - Durations are seconds or Go durations (V(30s), V(1m30s), V(500ms)).
+    type: dict
+    suboptions:
+      test:
+        description:
+          - V([CMD, prog, arg...]), V([CMD-SHELL, "command line"]) (run by C(/bin/sh -c)), V([NONE]), or a
+            string (as CMD-SHELL). Exit code 0 is healthy, anything else a failure.
+        type: raw
+      interval:
+        description: Time between checks (default 30s).
+        type: str
+      timeout:
+        description: A check running longer is killed and counts as failed (default 30s).
+        type: str
+      retries:
+        description: Consecutive failures that make the container unhealthy (default 3).
+        type: int
+      start_period:
+        description: Failures in this time after a start are not counted (default 0); a success ends it.
+        type: str
+      start_interval:
+        description: Time between checks during O(healthcheck.start_period) (default 5s).
+        type: str
+      disable:
+        description: No healthcheck, not even the image's.
+        type: bool
+  health_on_failure:
+    description:
+      - What the supervisor does when the container turns unhealthy (podman's option). V(none) records it,
+        V(kill) kills the container (its restart policy then applies), V(restart) kills and starts it again
+        whatever its restart policy.
+    type: str
+    choices: [none, kill, restart]
+    default: none
+  healthy_wait_timeout:
+    description:
+      - With O(state=healthy), seconds to wait for the healthcheck to pass.
+    type: float
+    default: 300
   detach:
     description:
       - For named containers, V(true) (the default) returns once the container runs.
@@ -360,6 +418,19 @@ EXAMPLES = r"""
     image: debian:12
     isolation: chroot
     command: [dpkg, -l]
+
+- name: Start a web server and wait until it answers
+  dockerless.containers.container_run:
+    name: web
+    image: 127.0.0.1:5000/team/web:1
+    state: healthy
+    healthcheck:
+      test: [CMD, wget, -q, -O, /dev/null, "http://127.0.0.1:8080/health"]
+      interval: 10s
+      start_period: 30s
+      start_interval: 1s
+    health_on_failure: restart
+    healthy_wait_timeout: 120
 """
 
 RETURN = r"""
@@ -429,6 +500,8 @@ container:
                    CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT, CAP_MKNOD, CAP_AUDIT_WRITE,
                    CAP_SETFCAP]
     seccomp: {profile: default, enabled: true}
+    health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
+    healthcheck: {test: [CMD-SHELL, "wget -q -O /dev/null http://127.0.0.1:8080/"], interval: 10.0, timeout: 30.0, retries: 3, start_period: 0.0, start_interval: 5.0}
     log_paths:
       stdout: /var/lib/dockerless/containers/web/stdout.log
       stderr: /var/lib/dockerless/containers/web/stderr.log
@@ -459,7 +532,7 @@ def main() -> None:
         user=dict(type="str"),
         hostname=dict(type="str"),
         name=dict(type="str"),
-        state=dict(type="str", choices=["started", "stopped", "absent"], default="started"),
+        state=dict(type="str", choices=["started", "stopped", "absent", "healthy"], default="started"),
         detach=dict(type="bool"),
         restart_policy=dict(type="str", choices=["no", "on-failure", "always", "unless-stopped"], default="no"),
         restart_retries=dict(type="int", default=0),
@@ -492,6 +565,12 @@ def main() -> None:
         rootfs_mode=dict(type="str", choices=["auto", "overlay", "copy"], default="auto"),
         seccomp=dict(type="str", default="default"),
         log_max_size=dict(type="str", default="10m"),
+        healthcheck=dict(type="dict", options=dict(
+            test=dict(type="raw"), interval=dict(type="str"), timeout=dict(type="str"), retries=dict(type="int"),
+            start_period=dict(type="str"), start_interval=dict(type="str"), disable=dict(type="bool"))),
+        health_on_failure=dict(type="str", choices=["none", "kill", "restart"], default="none"),
+        healthy_wait_timeout=dict(type="float", default=300),
+        restart=dict(type="bool", default=False),
         **REGISTRY_ARGS,
         **STORE_ARGS,
     )

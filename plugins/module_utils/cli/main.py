@@ -472,6 +472,21 @@ def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.
                                         f"{prog} run --isolation chroot debian:12 dpkg -l"))
     _add_run_options(p)
 
+    p = sub.add_parser("exec", parents=[store], formatter_class=_FORMATTER,
+                       help="run a command in a running named container",
+                       description="Run a command inside a running named container: its namespaces, cgroup, "
+                       "capabilities, no_new_privs and seccomp filter. Exits with the command's exit code.",
+                       epilog=_examples(f"{prog} exec -it web sh", f"{prog} exec -u app -w /srv web ls -l",
+                                        f"echo 'SELECT 1;' | {prog} exec -i db psql -U postgres"))
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open (default: /dev/null)")
+    p.add_argument("-t", "--tty", action="store_true", help="a pseudo-terminal for the command")
+    p.add_argument("-d", "--detach", action="store_true", help="start it and return at once")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    p.add_argument("-u", "--user", help="user[:group] in the container (default: the container's)")
+    p.add_argument("-w", "--workdir", help="working directory in the container (default: the container's)")
+    p.add_argument("container", help="container name")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
     p = sub.add_parser("ps", parents=[store, output], formatter_class=_FORMATTER, help="list named containers",
                        description="List named (detached) containers: running ones, or all with -a.",
                        epilog=_examples(f"{prog} ps", f"{prog} ps -a --json"))
@@ -652,8 +667,18 @@ _PULL_OPTIONS = (
 _PULL_DEFAULTS = {"timeout": 60, "pull": "always", "dest_mode": "0700"}
 # subcommand → (options, defaults, positionals): "image+command" is run's IMAGE [COMMAND…] (everything after the
 # image is the command), "name" one positional among the options anywhere (argparse's intermixed reading).
+_EXEC_OPTIONS = (
+    (("--store",), "store", str),
+    (("-i", "--interactive"), "interactive", "flag"),
+    (("-t", "--tty"), "tty", "flag"),
+    (("-d", "--detach"), "detach", "flag"),
+    (("-e", "--env"), "env", "append"),
+    (("-u", "--user"), "user", str),
+    (("-w", "--workdir"), "workdir", str),
+)
 _FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
-                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name")}
+                     "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name"),
+                     "exec": (_EXEC_OPTIONS, {}, "container+command")}
 
 
 def parse_run_fast(argv: list[str]):
@@ -673,7 +698,8 @@ def parse_run_fast(argv: list[str]):
             table[option] = (dest, kind)
         values[dest] = False if kind == "flag" else defaults.get(dest)
     values["store"] = os.environ.get(ENV_STORE)
-    values["ca_path"] = os.environ.get(ENV_CA_PATH)
+    if argv[0] != "exec":
+        values["ca_path"] = os.environ.get(ENV_CA_PATH)
     found_positionals: list[str] = []
     i = 1
     while i < len(argv):
@@ -681,7 +707,7 @@ def parse_run_fast(argv: list[str]):
         i += 1
         if not arg.startswith("-") or arg == "-":
             found_positionals.append(arg)
-            if positionals == "image+command":
+            if positionals.endswith("+command"):
                 found_positionals.extend(argv[i:])
                 break
             continue
@@ -724,10 +750,10 @@ def parse_run_fast(argv: list[str]):
                     values[dest] = kind(value)
                 except ValueError:
                     return None
-    if positionals == "image+command":
+    if positionals.endswith("+command"):
         if not found_positionals:
             return None
-        values["image"], values["command"] = found_positionals[0], found_positionals[1:]
+        values[positionals.split("+")[0]], values["command"] = found_positionals[0], found_positionals[1:]
     else:
         if len(found_positionals) != 1:
             return None
@@ -1113,6 +1139,37 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
                           stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
 
 
+def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime, exec_target
+
+    if not args.command:
+        raise UsageError("no command given: dockerless exec NAME CMD [ARG...]")
+    target = exec_target(Runtime(args.store), args.container)
+    config = runtime_exec.exec_config(target.config, args.command, env=parse_env(args.env), user=args.user,
+                                      workdir=args.workdir, terminal=bool(args.tty))
+    if args.detach:
+        config["terminal"] = False
+        out.value(str(runtime_exec.start_detached(target, config)))
+        return EXIT_OK
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if not args.tty:  # the usual scripted exec: no terminal proxy (cli.run, termios, signal's enums) to import
+        null = None
+        if not args.interactive:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return runtime_exec.run_attached(target, config, null if null is not None else stdio[0], stdio[1],
+                                             stdio[2])
+        finally:
+            if null is not None:
+                os.close(null)
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import exec_foreground
+
+    return exec_foreground(target, config, interactive=args.interactive, terminal=True, stdin=stdio[0],
+                           stdout=stdio[1], stderr=stdio[2])
+
+
 def _is_seed(args) -> bool:
     return bool(getattr(args, "seed", False))
 
@@ -1123,7 +1180,8 @@ def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
     infos = [i for i in Runtime(args.store).list() if args.all or i.running]
-    rows = [[i.name, i.state, str(i.pid or ""), str(i.spec.get("image") or ""),
+    # Docker's way: the health in parentheses after the state, for containers with a healthcheck.
+    rows = [[i.name, i.state + (f" ({i.health['status']})" if i.health and i.running else ""), str(i.pid or ""), str(i.spec.get("image") or ""),
              shlex.join(i.spec.get("argv") or []), i.started_at or ""] for i in infos]
     if not out.quiet:
         out.info(table(rows, ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED"]).rstrip("\n"))
@@ -1256,7 +1314,7 @@ def cmd_export_wsl(args, out: Output, stdin: IO[str]) -> int:
 
 
 HANDLERS = {
-    "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "ps": cmd_ps, "stop": cmd_stop,
+    "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "stop": cmd_stop,
     "start": cmd_start, "kill": cmd_kill, "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
     "image-download": cmd_image_download, "image-upload": cmd_image_upload,
 }
@@ -1319,7 +1377,7 @@ def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str]
     except DockerlessError as exc:
         stderr.write(f"{what}: {exc}\n")
         # run: every error is raised before the container's command ran (its own failures are exit codes).
-        return EXIT_SETUP if command == "run" else EXIT_ERROR
+        return EXIT_SETUP if command in ("run", "exec") else EXIT_ERROR
     except KeyboardInterrupt:
         stderr.write(f"\n{what}: interrupted\n")
         return EXIT_INTERRUPTED

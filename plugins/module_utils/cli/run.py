@@ -266,3 +266,68 @@ def run_foreground(runtime: Runtime, spec: ContainerSpec, *, interactive: bool, 
             if fd is not None:
                 os.close(fd)
         container.close()
+
+
+class ExecSession:
+    """A process started in a running container (runtime/exec.py) as the terminal proxy and signal forwarding
+    see a foreground container: ``proc``, ``id``, ``signal()``, ``wait()``."""
+
+    def __init__(self, target, config: dict):
+        self.target = target
+        self.config = config
+        self.id = target.name
+        self.proc: spawn.InitProcess | None = None
+
+    def start(self, stdin: int, stdout: int, stderr: int) -> None:
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+
+        self.proc = runtime_exec.spawn(self.target, self.config, stdin, stdout, stderr)
+        self.proc.read_status()
+        if self.proc.error:
+            self.proc.wait()
+            raise RuntimeSetupError(f"container {self.target.name}: {self.proc.error}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None:
+            self.proc.send(sig)
+
+    def wait(self) -> int:
+        if self.proc is None:
+            raise RuntimeSetupError(f"container {self.id}: exec waited for before it was started.")
+        return self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc.close()
+
+
+def exec_foreground(target, config: dict, *, interactive: bool, terminal: bool, stdin: int = 0, stdout: int = 1,
+                    stderr: int = 2) -> int:
+    """``dockerless exec``: run ``config["argv"]`` in ``target`` attached to these fds (or to a new pty, its size
+    the caller's, when ``terminal``); returns its exit code. Raises RuntimeSetupError when it could not start."""
+    session = ExecSession(target, config)
+    master = slave = null = None
+    try:
+        with _SignalForwarding(session):
+            if terminal:
+                master, slave = os.openpty()
+                proxy = TerminalProxy(master, stdin if interactive else None, stdout)
+                size = get_winsize(stdin) or get_winsize(stdout)
+                if size is not None:
+                    fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
+                session.start(slave, slave, slave)
+                os.close(slave)
+                slave = None
+                return proxy.run(session)
+            if not interactive:
+                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                stdin = null
+            session.start(stdin, stdout, stderr)
+            return session.wait()
+    finally:
+        for fd in (master, slave, null):
+            if fd is not None:
+                os.close(fd)
+        session.close()

@@ -757,6 +757,7 @@ class ContainerInfo(Record):
     error: str | None
     spec: dict
     stopped_by_user: bool = False   # its last end came from stop/kill (unless-stopped, start --all)
+    health: dict | None = None      # runtime/health.py: status, failing_streak, log (with a healthcheck)
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
@@ -772,7 +773,8 @@ class ContainerInfo(Record):
                    started_at=state.get("started_at"), finished_at=state.get("finished_at"),
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
-                   spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")))
+                   spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")),
+                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None)
 
     @property
     def running(self) -> bool:
@@ -797,6 +799,8 @@ class ContainerInfo(Record):
             "seccomp": seccomp.report(spec.seccomp, spec.capabilities, spec.privileged) if spec else None,
             "log_paths": {s: os.path.join(self.path, f"{s}.log") for s in ("stdout", "stderr")},
             "path": self.path,
+            "health": self.health,
+            "healthcheck": self.spec.get("healthcheck"),
         }
 
 
@@ -865,3 +869,29 @@ def image_for_run(store_root: str | None, ref, pull: str = "missing", registry=N
     if record is None:
         return ImageForRun(ref.name, None, [], True)
     return ImageForRun(ref.name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])
+
+
+def exec_target(runtime, name: str):
+    """The running container ``name`` of ``runtime`` as exec.Target (what container_exec and ``dockerless exec``
+    enter), or RuntimeSetupError naming it and its state. Here, not in exec.py: the supervisor, which runs
+    healthchecks through exec.py, must not load this module."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+
+    if not runtime_exec.is_name(name):
+        raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), at "
+                                "most 128 characters.")
+    cdir = os.path.join(runtime.containers_dir, name)
+    record = runtime_state.read_json(os.path.join(cdir, runtime_state.SPEC_FILE))
+    info = None
+    if record is not None and not record.get("one_shot"):
+        state = runtime_state.read_json(os.path.join(cdir, runtime_state.STATE_FILE)) or {}
+        info = ContainerInfo.from_files(name, cdir, record, state, runtime_state.supervisor_alive(cdir))
+    if info is None:
+        raise RuntimeSetupError(f"container {name}: no such container in {runtime.containers_dir}. Create and start "
+                                "it first (container_run state: started).")
+    if info.state != "running" or not info.supervised or not info.pid:
+        detail = f"{info.state}" + (f", exit code {info.exit_code}" if info.exit_code is not None else "")
+        raise RuntimeSetupError(f"container {name} is not running ({detail}): a command can only be executed in "
+                                "a running container. Start it first (container_run state: started, dockerless "
+                                "start).")
+    return runtime_exec.Target(name=name, pid=int(info.pid), monitor_pid=state.get("monitor_pid"), config=record.get("config") or {})

@@ -56,7 +56,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.user
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def _rlimits(limits) -> None:
+def set_rlimits(limits) -> None:
     for item in limits or ():
         name = item["name"].upper()
         if not name.startswith("RLIMIT_"):
@@ -73,7 +73,7 @@ def apply_seccomp(compiled) -> None:
     seccomp.apply(compiled)
 
 
-def _find_executable(name: str, env: dict) -> str:
+def find_executable(name: str, env: dict) -> str:
     if "/" in name:
         return name
     for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
@@ -175,7 +175,7 @@ def run(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | None 
     if "net" in namespaces:
         with Step("bringing up the loopback interface"):
             linux.interface_up("lo")
-    _rlimits(config.get("rlimits"))
+    set_rlimits(config.get("rlimits"))
 
     user = resolve_user(config.get("user") or "", read_account_file("/etc/passwd"), read_account_file("/etc/group"))
     env = {}
@@ -228,7 +228,7 @@ def run(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | None 
         linux.clear_ambient()
     apply_seccomp(seccomp_filter)
 
-    path = _find_executable(config["argv"][0], env)
+    path = find_executable(config["argv"][0], env)
     keep_only_fds({0, 1, 2, status_w})
     try:
         os.execve(path, config["argv"], env)

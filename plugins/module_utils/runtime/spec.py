@@ -41,10 +41,10 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
-                 "seccomp", "dns_servers", "dns_search_domains", "etc_hosts")
+                 "seccomp", "dns_servers", "dns_search_domains", "etc_hosts", "healthcheck", "health_on_failure")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0, "dns_servers": [],
-                      "dns_search_domains": [], "etc_hosts": {}}
+                      "dns_search_domains": [], "etc_hosts": {}, "healthcheck": None, "health_on_failure": "none"}
 # Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -99,6 +99,8 @@ class ContainerSpec(Record):
     dns_servers: list[str] = Factory(list)
     dns_search_domains: list[str] = Factory(list)
     etc_hosts: dict[str, str] = Factory(dict)
+    healthcheck: dict | None = None         # runtime/health.py resolve(): the option merged with the image's
+    health_on_failure: str = "none"         # none, kill, restart (on unhealthy)
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
@@ -386,6 +388,8 @@ def validate_name(name: str) -> str:
 def build_spec(
     *,
     image_config: dict | None,
+    healthcheck: dict | None = None,
+    health_on_failure: str | None = None,
     lower_dirs: list[str],
     image: str | None = None,
     image_digest: str | None = None,
@@ -515,7 +519,21 @@ def build_spec(
     except (TypeError, ValueError):
         raise RuntimeSetupError(f"stop_timeout {stop_timeout!r}: expected seconds") from None
 
+    check = None
+    if healthcheck or cfg.get("Healthcheck"):
+        # Only then: a start without healthcheck imports nothing more.
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import health as runtime_health
+
+        try:
+            check = runtime_health.resolve(healthcheck, cfg.get("Healthcheck"))
+        except ValueError as exc:
+            raise RuntimeSetupError(f"image {image or '?'}: {exc}") from None
+    if (health_on_failure or "none") not in ("none", "kill", "restart"):
+        raise RuntimeSetupError(f"health_on_failure {health_on_failure!r}: use none, kill or restart")
+
     return ContainerSpec(
+        healthcheck=check,
+        health_on_failure=health_on_failure or "none",
         argv=resolve_argv(cfg, command, entrypoint),
         lower_dirs=list(lower_dirs),
         image=image,

@@ -34,6 +34,8 @@ import time
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import boot, process, spawn
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import health as runtime_health
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
@@ -43,9 +45,9 @@ _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 SUPERVISOR_MODULES = ("linux", "errors", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
                       "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default",
                       "runtime.seccomp.filter", "runtime.users", "runtime.init_sequence", "runtime.spawn",
-                      "cgroups.limits", "cgroups.devices", "cgroups.knob", "cgroups.cpu", "cgroups.cpuset",
-                      "cgroups.io", "cgroups.memory", "cgroups.pids", "cgroups.hierarchy", "cgroups.cgroup",
-                      "runtime.state", "runtime.supervisor")
+                      "runtime.exec", "runtime.health", "cgroups.limits", "cgroups.devices", "cgroups.knob",
+                      "cgroups.cpu", "cgroups.cpuset", "cgroups.io", "cgroups.memory", "cgroups.pids",
+                      "cgroups.hierarchy", "cgroups.cgroup", "runtime.state", "runtime.supervisor")
 
 # What `ps` shows: the loader itself (runtime/boot.py, compiled by the caller) comes with the payload.
 BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());g={};exec(p['boot'],g);g['run'](p)"
@@ -223,6 +225,11 @@ class _Supervisor:
         self.no_restart = False         # the user ended it (stop, kill with SIGKILL or the stop signal)
         self.pending: list[int] = []    # signals `kill` asked for, not yet sent to PID 1
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # Healthcheck (runtime/health.py): run through the exec path while the container runs; on unhealthy,
+        # health_on_failure kills it, or kills and starts it again whatever the restart policy says.
+        self.check = spec.get("healthcheck")
+        self.on_failure = spec.get("health_on_failure") or "none"
+        self.health_restart = False
 
     # -- state ---------------------------------------------------------------------------------------------
     def save(self, **changes) -> None:
@@ -304,11 +311,15 @@ class _Supervisor:
         exited_at = None
 
         def record_start() -> None:
+            # A new run starts a new health history (Docker: starting again after each start).
+            health[0] = runtime_health.Health(self.check) if self.check else None
             self.save(state="running", pid=proc.pid, monitor_pid=proc.monitor_pid, started_at=self.now(),
                       finished_at=None, exit_code=None, rootfs_mode=proc.rootfs_mode, cgroup=cgroup.path,
-                      oom_killed=False, error=None)
+                      oom_killed=False, error=None, health=health[0].as_dict() if health[0] else None)
             self.notify(state="running", pid=proc.pid)
 
+        health: list = [None]     # this run's Health, once the command runs
+        probe = None              # the check running now (runtime_health.Probe)
         try:
             while logs or proc.status_fd is not None:
                 if proc.status_fd is None and not started:
@@ -324,13 +335,21 @@ class _Supervisor:
                 # would end the setup).
                 while self.pending and started and exited_at is None:
                     proc.send(self.pending.pop(0))
+                now = time.monotonic()
+                if (probe is None and health[0] is not None and exited_at is None and not self.stop_requested
+                        and health[0].due(now)):
+                    probe = self._start_probe(proc, health[0])
                 fds = list(logs) + [self.wake_r] + ([proc.status_fd] if proc.status_fd is not None else [])
                 if exited_at is None:
                     fds.append(pidfd)
                 timeout = None
-                now = time.monotonic()
                 if stop_deadline is not None and not killed:
                     timeout = max(0.0, stop_deadline - now)
+                if health[0] is not None and exited_at is None:
+                    wake = probe.wake_at if probe is not None else health[0].next_at
+                    timeout = max(0.0, wake - now) if timeout is None else min(timeout, max(0.0, wake - now))
+                if probe is not None:
+                    fds += probe.fds()
                 if exited_at is not None:
                     grace = exited_at + 1.0 - now
                     if grace <= 0:
@@ -341,7 +360,9 @@ class _Supervisor:
                     proc.kill()
                     killed = True
                 for fd in ready:
-                    if fd == self.wake_r:
+                    if probe is not None and fd in probe.fds():
+                        probe.on_ready(fd)
+                    elif fd == self.wake_r:
                         self._drain_wake()
                     elif fd == pidfd:
                         exited_at = time.monotonic()
@@ -354,12 +375,21 @@ class _Supervisor:
                         else:
                             logs.pop(fd).close()
                             os.close(fd)
+                if probe is not None:
+                    probe.check_timeout(time.monotonic())
+                    if probe.done:
+                        if self._probe_done(probe, health[0]) and not killed:
+                            proc.kill()
+                            killed = True
+                        probe = None
             if not started and proc.status_fd is None and not proc.error:
                 # The end of the setup report and of both logs came in one select: a command that exits at
                 # once still ran, and start_all and restart policies need its start recorded.
                 started = True
                 record_start()
         finally:
+            if probe is not None:
+                probe.abandon()
             os.close(pidfd)
             for fd, log in logs.items():
                 log.close()
@@ -373,6 +403,33 @@ class _Supervisor:
             return None, proc.error
         self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None)
         return rc, None
+
+    def _start_probe(self, proc, health):
+        """Start the check in the running container; a check that can't start counts as a failed one."""
+        target = runtime_exec.Target(name=self.name, pid=proc.pid, monitor_pid=proc.monitor_pid, config=self.config)
+        try:
+            config = runtime_exec.exec_config(self.config, runtime_health.argv_of(self.check))
+            return runtime_health.Probe(runtime_exec, target, config, self.check["timeout"])
+        except (DockerlessError, OSError) as exc:
+            start = runtime_health.now_iso()
+            self._record_health(health, start, -1, str(exc).encode())
+            return None
+
+    def _probe_done(self, probe, health) -> bool:
+        """Record a finished check; True when the container must be killed (unhealthy with kill or restart)."""
+        rc, output = probe.finish()
+        return self._record_health(health, probe.start, rc, output)
+
+    def _record_health(self, health, start: str, rc: int, output: bytes) -> bool:
+        changed = health.record(start, runtime_health.now_iso(), rc, output)
+        self.save(health=health.as_dict())
+        if changed == runtime_health.UNHEALTHY and self.on_failure in ("kill", "restart"):
+            sys.stderr.write(f"container {self.name}: unhealthy after {health.failing_streak} failed checks; "
+                             f"health_on_failure {self.on_failure}\n")
+            sys.stderr.flush()
+            self.health_restart = self.on_failure == "restart"
+            return True
+        return False
 
     @staticmethod
     def now() -> str:
@@ -429,7 +486,8 @@ class _Supervisor:
                 if self.no_restart:
                     self.save(stopped_by_user=True)
                     return 0
-                if not should_restart(self.policy, rc, restarts, self.retries):
+                forced, self.health_restart = self.health_restart, False
+                if not forced and not should_restart(self.policy, rc, restarts, self.retries):
                     return 0
                 delay = next_delay(delay, time.monotonic() - began)
                 restarts += 1

@@ -125,6 +125,11 @@ class ContainerTask:
         """The rules between options; raises TaskFailed with the message container_run has always given."""
         opts = self.options
         name = opts.get("name")
+        if opts["state"] == "healthy":
+            # state: healthy is state: started, then a wait for the healthcheck (restart_and_wait_healthy).
+            if name is None:
+                raise TaskFailed("state healthy needs a container 'name'.")
+            opts["state"], opts["wait_healthy"] = "started", True
         if name is None:
             if opts["state"] != "started":
                 raise TaskFailed(f"state {opts['state']} needs a container 'name'.")
@@ -147,7 +152,11 @@ class ContainerTask:
         opts = self.options
         if not image.lower_dirs:
             image = ImageForRun(image.name, image.record, [NO_LAYERS], image.would_pull)
+        check = opts.get("healthcheck")
+        if check is not None:  # the image's Healthcheck fills what the option leaves unset (runtime/health.py)
+            check = {k: v for k, v in check.items() if v is not None}
         return spec_for_image(image, limits={k: opts[k] for k in LIMIT_OPTIONS if opts.get(k) is not None},
+                              healthcheck=check, health_on_failure=opts.get("health_on_failure") or "none",
                               **{k: opts[k] for k in SPEC_OPTIONS if k in opts})
 
     def run(self, check_mode: bool = False) -> TaskResult:
@@ -237,6 +246,7 @@ class ContainerTask:
         result = TaskResult(changed=plan.changed, actions=actions, diff=_plan_diff(plan, opts["state"]),
                             container=before or {"name": name})
         if check_mode:
+            self.restart_and_wait_healthy(plan, result, check_mode)
             return result
         try:
             after = runtime.apply(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
@@ -245,6 +255,7 @@ class ContainerTask:
             raise TaskFailed(str(exc), {"actions": actions}) from exc
         if after is not None:
             result.container = after.as_dict()
+        self.restart_and_wait_healthy(plan, result, check_mode)
         if opts["detach"] is False and "start" in plan.actions:
             timed_out = False
             try:
@@ -258,3 +269,29 @@ class ContainerTask:
             result.container, result.oom_killed, result.timed_out = after.as_dict(), after.oom_killed, timed_out
             self._fail_on_rc(result, f"container {name}")
         return result
+
+    def restart_and_wait_healthy(self, plan: Plan, result: TaskResult, check_mode: bool) -> None:
+        """``restart: true`` restarts a running container the plan left alone; ``state: healthy`` then waits for
+        its healthcheck (``healthy_wait_timeout``) and fails with the last checks' outputs."""
+        opts = self.options
+        name = opts["name"]
+        if opts.get("restart") and plan.before is not None and plan.before.running and "start" not in plan.actions:
+            result.actions.append("restart")
+            result.changed = True
+            if not check_mode:
+                try:
+                    self.runtime.stop(name, opts.get("stop_timeout"))
+                    result.container = self.runtime.start(name).as_dict()
+                except DockerlessError as exc:
+                    raise TaskFailed(str(exc), {"actions": result.actions}) from exc
+        if not opts.get("wait_healthy") or check_mode:
+            return
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import health as runtime_health
+
+        try:
+            info = runtime_health.wait_healthy(self.runtime.inspect, name, opts.get("healthy_wait_timeout") or 300)
+        except (TimeoutError, RuntimeError) as exc:
+            info = self.runtime.inspect(name)
+            raise TaskFailed(str(exc), {"actions": result.actions,
+                                        "container": info.as_dict() if info else result.container}) from exc
+        result.container = info.as_dict()

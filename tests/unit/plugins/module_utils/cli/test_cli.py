@@ -23,7 +23,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.store 
 
 CHECKOUT = Path(__file__).resolve().parents[5]
 BIN = CHECKOUT / "bin"
-SUBCOMMANDS = ("pull", "push", "build", "run", "ps", "start", "stop", "kill", "rm", "images", "export-wsl")
+SUBCOMMANDS = ("pull", "push", "build", "run", "exec", "ps", "start", "stop", "kill", "rm", "images", "export-wsl")
 
 
 def run_main(argv, prog="dockerless", stdin_text=""):
@@ -51,6 +51,9 @@ def run_main(argv, prog="dockerless", stdin_text=""):
     (["run", "--isolation", "chroot", "--pull", "never", "--store", "/s", "img", "true"],
      {"isolation": "chroot", "pull": "never", "store": "/s", "command": ["true"]}),
     (["ps", "-a", "--json"], {"all": True, "json": True}),
+    (["exec", "-it", "-e", "A=1", "-u", "app", "-w", "/srv", "web", "sh", "-c", "x"],
+     {"interactive": True, "tty": True, "env": ["A=1"], "user": "app", "workdir": "/srv", "container": "web",
+      "command": ["sh", "-c", "x"]}),
     (["stop", "-t", "0", "a", "b"], {"time": 0.0, "names": ["a", "b"]}),
     (["rm", "-f", "a"], {"force": True, "names": ["a"]}),
     (["start", "--all"], {"all": True, "names": []}),
