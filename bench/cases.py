@@ -479,7 +479,7 @@ class Sink:
 
 def case_push(ctx: Context) -> None:
     """Push of the Debian image to an empty registry and the no-change re-push: ours vs skopeo."""
-    if not engine_present("push"):
+    if not engine_present("image/push"):
         ctx.skipped.append(("push / re-push", "plugins/module_utils/image/push.py is not in this checkout yet"))
         return
     ref = ctx.refs["debian"]
@@ -621,7 +621,7 @@ def empty_store(store: str) -> None:
 
 def case_build(ctx: Context) -> None:
     """Build of the bash+ls image and of a ~170 MB tree: ours vs umoci repack (and buildah when it runs)."""
-    if not engine_present("build"):
+    if not engine_present("image/build"):
         ctx.skipped.append(("build", "plugins/module_utils/image/build.py is not in this checkout yet"))
         return
     import inputs  # noqa: PLC0415 - sibling module
@@ -699,7 +699,7 @@ def _runc_bundle(ctx: Context, name: str, ref_layout: str, args: tuple = ("/bin/
 def case_run(ctx: Context) -> None:
     """Start-to-exit of /bin/true: ``dockerless run --rm`` vs ``runc run`` (the interpreter's bare start timed in
     the same rounds, as the breakdown); then our start of the 500 MB image vs the 5 MB one."""
-    if not engine_present("runtime") or not engine_present("runtime_spec"):
+    if not engine_present("runtime/containers") or not engine_present("runtime/spec"):
         ctx.skipped.append(("container start", "the runtime engine is not in this checkout yet"))
         return
     store = ctx.path("run-store")
@@ -855,7 +855,7 @@ def case_seccomp(ctx: Context) -> None:
     """Start-to-exit of /bin/true with Docker's default seccomp profile vs ``seccomp: unconfined``,
     alternating, both ``bin/dockerless run --rm --security-opt seccomp=…``; the filter's cost is the per-round
     difference."""
-    if not engine_present("runtime") or not engine_present("seccomp"):
+    if not engine_present("runtime/containers") or not engine_present("runtime/seccomp/filter"):
         ctx.skipped.append(("seccomp filter cost", "the runtime or seccomp engine is not in this checkout yet"))
         return
     store = ctx.path("seccomp-store")

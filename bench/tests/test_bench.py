@@ -425,3 +425,14 @@ def test_exec_case_times_the_shipped_command_in_a_running_container(tmp_path):
                     group="exec")
     target = next(t for t in report.evaluate_targets([r], {}, []) if t.issue == "#20 container_exec")
     assert target.met is True and target.measured.startswith("0.90×")
+
+
+def test_every_engine_unit_a_case_checks_for_exists():
+    """A case runs only when engine_present() finds its units: a unit renamed or moved must not turn the case
+    into a silent skip (the engine's move into rooms did that once)."""
+    import re
+
+    with open(os.path.join(os.path.dirname(cases.__file__), "cases.py"), encoding="utf-8") as handle:
+        units = re.findall(r'engine_present\("([^"]+)"\)', handle.read())
+    assert units, "no engine_present() call found in bench/cases.py"
+    assert [u for u in units if not cases.engine_present(u)] == []
