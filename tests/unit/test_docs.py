@@ -554,3 +554,15 @@ def test_changelog_script_renders_the_coming_release() -> None:
     missing = [m for m in MODULES if f"{COLLECTION}.{m} -" not in new_modules]
     assert not missing, f"the preview's New Modules section lacks {missing} (version_added {version}?)"
     assert sorted(p.name for p in ROOT.glob("CHANGELOG.*")) == before, "the preview wrote into the checkout"
+
+
+def test_security_page_names_only_tests_that_exist() -> None:
+    """docs/security.md says which test shows each wall: every test file and test function it names exists."""
+    text = (ROOT / "docs" / "security.md").read_text()
+    sources = {p.name: p.read_text() for p in (ROOT / "tests").rglob("test_*.py")}
+    files = set(re.findall(r"\b(test_\w+\.py)\b", text)) - {"test_x.py"}  # the page's notation example
+    assert files and not files - set(sources), f"security.md names missing test files: {sorted(files - set(sources))}"
+    every = "\n".join(sources.values())
+    functions = set(re.findall(r"::(test_\w+)", text))
+    missing = sorted(f for f in functions if f"def {f}(" not in every)
+    assert functions and not missing, f"security.md names missing tests: {missing}"
