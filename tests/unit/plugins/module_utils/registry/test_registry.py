@@ -21,15 +21,17 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
     ImageReferenceError,
     RegistryError,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (
-    MANIFEST_MEDIA_TYPES,
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.auth import (
     Challenge,
-    RegistryClient,
     parse_www_authenticate,
-    redact_url,
     scope_atoms,
     scope_strings,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (
+    MANIFEST_MEDIA_TYPES,
+    RegistryClient,
+)
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.responses import redact_url
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.credentials import Credentials
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
@@ -265,7 +267,7 @@ def test_direct_head_answers_basic_challenge_once(server):
     assert client.head_manifest("app", "1") == (MANIFEST_DIGEST, OCI_MANIFEST, len(MANIFEST))
     heads = server.requests_to("HEAD", "/v2/app/manifests/1")
     assert [h.header("Authorization") is None for h in heads] == [True, False]
-    assert client._session_obj is None  # pylint: disable=protected-access  # requests never used
+    assert client._transport.proxy.session is None  # pylint: disable=protected-access  # requests never used
     assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST  # the challenge is known now: one request
     assert len(server.requests_to("HEAD", "/v2/app/manifests/1")) == 3
 
@@ -318,7 +320,7 @@ def test_direct_head_over_tls(tls_server, tls_files, mode):
     kw = {"ca_path": tls_files["ca.pem"]} if mode == "ca_path" else {"insecure": True}
     client = make_client(tls_server, **kw)
     assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
-    assert client._session_obj is None  # pylint: disable=protected-access
+    assert client._transport.proxy.session is None  # pylint: disable=protected-access
     assert len(tls_server.requests_to("HEAD", "/v2/app/manifests/1")) == 1
 
 
@@ -417,7 +419,7 @@ def test_https_without_ca_path_trusts_the_system_store(tls_server, tls_files, mo
     tls_server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
     client = make_client(tls_server)
     assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
-    assert client._session_obj is None  # pylint: disable=protected-access
+    assert client._transport.proxy.session is None  # pylint: disable=protected-access
 
 
 def test_file_bodies_go_by_sendfile_on_plain_http(server, tmp_path, monkeypatch):
@@ -519,7 +521,7 @@ def test_direct_head_is_not_used_behind_a_proxy(server, monkeypatch):
     server.on("HEAD", "/v2/app/manifests/1", manifest_reply())
     client = make_client(server)
     assert client.head_manifest("app", "1")[0] == MANIFEST_DIGEST
-    assert client._session_obj is not None  # pylint: disable=protected-access  # requests decided the proxy
+    assert client._transport.proxy.session is not None  # pylint: disable=protected-access  # requests decided the proxy
 
 
 # --- blobs --------------------------------------------------------------------------------------------------------
