@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ansible_collections.dockerless.containers.plugins.module_utils.registry.credentials import Credentials
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.ping import Endpoint
 
 MAX_TOKEN_BODY = 2**20
 _TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -150,12 +149,12 @@ class Token(Record):
 class Auth:
     """The authentication layer: ``send(request)`` with the Authorization the registry's challenge asks for.
 
-    ``inner`` follows redirects and attaches ``request.auth_header`` on the registry's origin only.
-    ``token_transport`` (set by the client once the stack is built) sends the token requests: the retrying stack
+    ``endpoint`` is the registry's ``ping.Endpoint`` (scheme, origin, the client's lock). ``inner`` follows
+    redirects and attaches ``request.auth_header`` on the registry's origin only. ``token_transport`` (set by the client once the stack is built) sends the token requests: the retrying stack
     without this layer. ``challenge`` is None until the ping (or a first 401) learns it; ``Challenge("none")``
     when the registry is open."""
 
-    def __init__(self, inner: Any, endpoint: Endpoint, credentials: Credentials):
+    def __init__(self, inner: Any, endpoint: Any, credentials: Credentials):
         self.inner = inner
         self.endpoint = endpoint
         self.credentials = credentials

@@ -20,8 +20,6 @@ TYPE_CHECKING = False  # typing only annotates here; importing it costs a short 
 if TYPE_CHECKING:
     from typing import Any
 
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import RegistryClient
-
 CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -34,9 +32,11 @@ class BlobReader(io.RawIOBase):
       right ``Content-Range``; a server that ignores Range (200) is restarted, its first ``offset`` bytes
       re-read and checked against what was already delivered; the hash continues over the delivered stream, so
       wrongly spliced bytes can never verify. At most ``max_retries`` resumes.
+
+    ``client`` is the ``RegistryClient`` that opened it (requests, error reports and backoff are the client's).
     """
 
-    def __init__(self, client: RegistryClient, repository: str, digest: str, size: int | None):
+    def __init__(self, client: Any, repository: str, digest: str, size: int | None):
         super().__init__()
         self._client = client
         self._repository = repository

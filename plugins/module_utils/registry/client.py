@@ -50,9 +50,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.registry.aut
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.blob_reader import BlobReader
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.credentials import Credentials
-from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import (  # noqa: F401 - re-exported
-    RegistryOptions,
-)
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.ping import Endpoint, ping
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.responses import (
     READ_SIZE,

@@ -24,7 +24,8 @@ class RegistryOptions(Record):
     timeout: float = 60
 
     def client(self, registry: str) -> RegistryClient:
-        # Imported here: client.py re-exports this class for the engine's importers.
+        # Imported when a client is made: the shared module arguments (common.registry_options) and a pull that
+        # finds its image in the store need the options only, not the HTTP stack.
         from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # pylint: disable=import-outside-toplevel
             RegistryClient,
         )
