@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the registry client is imported by the modules that talk to registries, not by every module
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import RegistryOptions
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import RegistryOptions
 
 REGISTRY_ARGS = dict(
     username=dict(type="str"),
@@ -22,7 +22,7 @@ STORE_ARGS = dict(store=dict(type="path"))
 
 
 def registry_options(params: dict) -> RegistryOptions:
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # pylint: disable=import-outside-toplevel
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import (  # pylint: disable=import-outside-toplevel
         RegistryOptions,
     )
 

@@ -41,7 +41,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     json_dumps,
     json_loads,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # noqa: F401 - re-exported
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import (  # noqa: F401 - re-exported
     RegistryOptions,
 )
 

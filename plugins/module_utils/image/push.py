@@ -39,10 +39,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.store 
     ImageRecord,
     Store,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (
-    DEFAULT_CHUNK_SIZE,
-    RegistryOptions,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import DEFAULT_CHUNK_SIZE
+from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import RegistryOptions
 
 ANNOTATION_PUSHED = "io.dockerless.pushed"  # space-separated references this image was pushed to
 PARALLEL_UPLOADS = 4

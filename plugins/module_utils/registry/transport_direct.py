@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """HTTP/1.1 through ``http.client`` for a registry reached directly: kept-alive connections, sendfile bodies.
 
-``RegistryClient`` sends every request here unless a proxy is set in the environment (``HTTP_PROXY``,
+The transport stack (``registry.transport``) sends every request here unless a proxy is set in the environment (``HTTP_PROXY``,
 ``HTTPS_PROXY``, ``ALL_PROXY``, any case): requests and urllib3 decide proxies and ``NO_PROXY``, and are imported
 only then. Importing them costs a process as much CPU as Ansible's own ``basic`` module (~60 ms here), which was
 most of what a no-change re-pull or re-push spent and a visible part of a push; hosts without them can still use
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 
 _DRAIN_LIMIT = 64 * 2**10  # an unread body up to this size is read on close() so its connection can be reused
 _READ_SIZE = 2**16
+# http.client/urllib3 send a file-like body in 16 KiB blocks; 1 MiB blocks cut the Python read/sendall round
+# trips (and GIL hand-overs between parallel uploads) by 64. Bodies sent by ``stream_to`` and the proxy
+# transport's connections use it.
+SEND_BLOCK_SIZE = 2**20
 _MAX_IDLE = 16  # idle connections kept per origin
 
 

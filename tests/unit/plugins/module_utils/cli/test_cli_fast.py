@@ -73,6 +73,7 @@ def test_run_of_a_stored_image_imports_no_registry_and_no_argparse(store):
     assert proc.stdout == "started\n"
     assert MU + "runtime.containers" in modules and MU + "runtime.image" in modules, sorted(modules)
     assert sorted(m for m in NEVER_ON_START if m in modules) == []
+    assert sorted(m for m in modules if m.startswith(MU + "registry.")) == []  # no unit of the registry room
     assert sorted(m for m in modules if m.split(".")[0] in ("email", "http", "urllib", "urllib3", "idna")) == []
 
 

@@ -180,11 +180,12 @@ def test_registry_key(text, key):
 def test_no_secret_in_the_repr_of_any_record_that_holds_one():
     """Credentials, RegistryOptions and the registry's bearer token are records without dataclasses (a pull
     imports less); their secrets stay out of repr as field(repr=False) kept them out."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry import client as registry
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry import auth
+    from ansible_collections.dockerless.containers.plugins.module_utils.registry import options as registry
 
     assert "hunter2" not in repr(registry.RegistryOptions(username="me", password="hunter2"))
     assert "me" in repr(registry.RegistryOptions(username="me", password="hunter2"))
-    token = registry._Token("hunter2", frozenset({"repository:a:pull"}), 1.0)  # pylint: disable=protected-access
+    token = auth.Token("hunter2", frozenset({"repository:a:pull"}), 1.0)
     assert "hunter2" not in repr(token) and "repository:a:pull" in repr(token)
     assert registry.RegistryOptions(password="x") == registry.RegistryOptions(password="x")
     assert registry.RegistryOptions(password="x") != registry.RegistryOptions(password="y")
