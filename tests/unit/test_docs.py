@@ -566,3 +566,48 @@ def test_security_page_names_only_tests_that_exist() -> None:
     functions = set(re.findall(r"::(test_\w+)", text))
     missing = sorted(f for f in functions if f"def {f}(" not in every)
     assert functions and not missing, f"security.md names missing tests: {missing}"
+
+
+def _import_graph_mermaid() -> str:
+    """The import graph of plugins/module_utils as docs/architecture.md draws it: one subgraph per room, one
+    node per unit, one line of arrows per importing unit (lazy imports included, ``errors`` left out)."""
+    import ast
+    import collections
+
+    base = ROOT / "plugins" / "module_utils"
+    pkg = "ansible_collections.dockerless.containers.plugins.module_utils"
+    units = {".".join(p.relative_to(base).with_suffix("").parts): p for p in base.rglob("*.py")
+             if p.stem != "__init__"}
+    edges = collections.defaultdict(set)
+    for unit, path in units.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(pkg):
+                module = node.module[len(pkg):].lstrip(".")
+                for alias in node.names:
+                    candidate = f"{module}.{alias.name}" if module else alias.name
+                    target = candidate if candidate in units else module
+                    if target in units and target not in (unit, "errors"):
+                        edges[unit].add(target)
+    rooms = collections.defaultdict(list)
+    for unit in sorted(units):
+        rooms[unit.rsplit(".", 1)[0] if "." in unit else "(base)"].append(unit)
+
+    def ident(name: str) -> str:
+        return name.replace(".", "_")
+
+    lines = ["```mermaid", "flowchart LR"]
+    for room, members in sorted(rooms.items()):
+        lines.append(f'  subgraph {ident(room).strip("()")}["{room}"]')
+        lines += [f'    {ident(u)}["{u}"]' for u in members]
+        lines.append("  end")
+    lines += [f'  {ident(u)} --> {" & ".join(ident(t) for t in sorted(edges[u]))}' for u in sorted(edges)]
+    return "\n".join(lines + ["```"])
+
+
+def test_architecture_graph_is_the_code_s_import_graph() -> None:
+    text = ARCHITECTURE.read_text()
+    start = text.index("```mermaid")
+    drawn = text[start:text.index("\n```\n", start) + 4]
+    assert drawn == _import_graph_mermaid(), (
+        "docs/architecture.md's import graph no longer matches plugins/module_utils; replace it with the output "
+        "of tests/unit/test_docs.py's _import_graph_mermaid()")
