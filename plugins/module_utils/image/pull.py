@@ -399,7 +399,13 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     remove_tree(holder)
     remove_tree(old)
     os.mkdir(holder, 0o700)
-    staging = os.path.join(holder, "rootfs")
+    # The tree is the top of its own hierarchy with a random name: on ext2/3/4 it goes to a block group chosen from
+    # that name, not next to a tree removed moments ago, where every create pays for the freed inodes it skips
+    # (see dirfd.mark_hierarchy_top; the store's layer folders are placed the same way).
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.dirfd import mark_hierarchy_top
+
+    mark_hierarchy_top(holder)
+    staging = os.path.join(holder, "rootfs-" + os.urandom(6).hex())
     try:
         _extract_into(store, image, staging)
         _chmod_top(staging, dest_mode)
