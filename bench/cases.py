@@ -125,6 +125,19 @@ def cli_pull(ctx: Context, store: str, ref: str) -> Sample:
                                                "cpu_s": round(proc.cpu_s, 4)})
 
 
+def ansible_module(ctx: Context, module: str, args: dict[str, Any]) -> Sample:
+    """``ansible localhost -m dockerless.containers.MODULE -a JSON``, ad hoc as users run it (the installed
+    collection from ``ANSIBLE_COLLECTIONS_PATH``, the target's python the venv's); ``changed`` from its verdict
+    line, ``cpu_s`` of the whole process tree (ansible and the module it runs)."""
+    argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", f"dockerless.containers.{module}",
+            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
+    proc = timed(argv, env=ctx.env(bytecode=False), check=False)
+    verdict = proc.stdout.split("=>", 1)[0]
+    if proc.rc != 0 or not ("CHANGED" in verdict or "SUCCESS" in verdict):
+        raise BenchError(f"ansible -m {module}: exit {proc.rc}: {proc.stdout[-1500:]} {proc.stderr[-800:]}")
+    return Sample(proc.seconds, proc.rss_kib, {"changed": "CHANGED" in verdict, "cpu_s": round(proc.cpu_s, 4)})
+
+
 def interpreter_start(ctx: Context) -> Sample:
     """``python -S -c pass``: the interpreter's own start, the floor under any Python command (the breakdown of
     the container start rows)."""
@@ -237,6 +250,7 @@ def case_pull(ctx: Context) -> None:
         if have(tool):
             timed([tool, "--version"], check=False)
     store, oci, bundle, tardir = ctx.path("store"), ctx.path("oci"), ctx.path("bundle"), ctx.path("tar")
+    dest_store, dest = ctx.path("dest-store"), ctx.path("dest", "rootfs")
     # ext4 without a journal makes every create scan the inodes freed in its block group in the last 30 s or more
     # (fs/ext4/ialloc.c recently_deleted()); our pull extracts each layer into a new randomly named folder under a
     # +T directory (dirfd.mark_hierarchy_top), so it lands in a fresh group. "tar-fresh" gives tar the same
@@ -248,9 +262,14 @@ def case_pull(ctx: Context) -> None:
                   lambda: ours(ctx, "pull", "--store", store, "--name", ref),
                   prepare=lambda: rmtree(store),
                   warm=(lambda: _profiled_pull(ctx, store, ref, "active", profile)) if ctx.profile else None),
+        # The headline: what a user runs to get an unpacked root filesystem, a fresh store and dest each round.
+        Contender("ours-dest", "ours: ansible localhost -m dockerless.containers.image_pull -a '{name, store, dest}' "
+                  "(fresh store and dest)",
+                  lambda: ansible_module(ctx, "image_pull", {"name": ref, "store": dest_store, "dest": dest}),
+                  prepare=lambda: (rmtree(dest_store), rmtree(ctx.path("dest")))),
         Contender("skopeo+umoci", "skopeo copy docker://… oci:… + umoci unpack",
                   lambda: steps(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"],
-                                ["umoci", "unpack", "--image", f"{oci}:img", bundle]),
+                                ["umoci", "unpack", "--image", f"{oci}:img", bundle], cpu=True),
                   prepare=lambda: (rmtree(oci), rmtree(bundle)), warmup=False),
         Contender("tar", "GNU tar -xzf of the same layer blobs (local files, no network), one after the other, "
                   "into a plain directory emptied before each run",
@@ -275,7 +294,7 @@ def case_pull(ctx: Context) -> None:
     finally:
         if guard is not None:
             ctx.facts["podman_cleanup"] = guard.restore()
-        for p in (store, oci, bundle, tardir, fresh_top, ctx.path("podman")):
+        for p in (store, oci, bundle, tardir, fresh_top, ctx.path("podman"), dest_store, ctx.path("dest")):
             rmtree(p)
     if profile:
         ctx.facts["profile"] = profile
@@ -284,7 +303,12 @@ def case_pull(ctx: Context) -> None:
     case = f"pull + unpack, Debian bookworm minbase ({size / 1e6:.0f} MB gzip, {nlayers} layers)"
     ours_rss = statistics.median(s.rss_kib for s in samples["ours"]) / 1024
     ctx.facts["pull_debian_rss_mib"] = ours_rss
-    for peer in [c.key for c in contenders[1:]]:
+    if any(not s.extra.get("changed") for s in samples["ours-dest"]):
+        raise BenchError("image_pull with dest: a first pull into a fresh store and dest reported changed=false")
+    ctx.rows.append(row(f"image_pull with dest through ansible, Debian bookworm minbase ({size / 1e6:.0f} MB gzip, "
+                        f"{nlayers} layers)", samples, "ours-dest", "skopeo+umoci", labels, group="pull-dest",
+                        notes=cpu_note(samples, "ours-dest", "skopeo+umoci")))
+    for peer in [c.key for c in contenders if c.key not in ("ours", "ours-dest")]:
         ctx.rows.append(row(case, samples, "ours", peer, labels, group="pull"))
 
 

@@ -84,6 +84,8 @@ def evaluate_targets(rows: list[Row], facts: dict[str, Any], skipped: list[tuple
         _ratio_target("#2 image_pull", "pull + unpack faster than GNU tar -xzf of the same layers (≤ 1.0×), tar "
                       "given the same directory placement (tar-fresh)",
                       _find(rows, "pull", "tar-fresh"), 1.0, reason("pull")),
+        _ratio_target("#21 image_pull", "image_pull with dest through ansible ≤ 0.6× skopeo copy + umoci unpack",
+                      _find(rows, "pull-dest", "skopeo+umoci"), 0.6, reason("pull")),
     ]
     kinds = facts.get("repull_request_kinds")
     counts = facts.get("repull_requests", {}).get("ours")

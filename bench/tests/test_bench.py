@@ -436,3 +436,43 @@ def test_every_engine_unit_a_case_checks_for_exists():
         units = re.findall(r'engine_present\("([^"]+)"\)', handle.read())
     assert units, "no engine_present() call found in bench/cases.py"
     assert [u for u in units if not cases.engine_present(u)] == []
+
+
+def test_the_pull_with_dest_row_times_the_module_through_ansible(monkeypatch, tmp_path):
+    """The headline pull-with-dest row runs `ansible localhost -m dockerless.containers.image_pull` (what users run),
+    not an engine front of the bench's own, and reads changed from ansible's verdict line."""
+    seen = []
+
+    class Proc:
+        rc, seconds, rss_kib, cpu_s, stderr = 0, 1.5, 2048, 1.2, ""
+        stdout = 'localhost | CHANGED => {"changed": true, "rootfs": "/d"}'
+
+    def fake_timed(argv, env=None, check=True):
+        seen.append(argv)
+        return Proc()
+
+    monkeypatch.setattr(cases, "timed", fake_timed)
+    ctx = cases.Context(work=str(tmp_path), python=str(tmp_path / "venv" / "bin" / "python"), registry=None,
+                        refs={}, inputs={})
+    sample = cases.ansible_module(ctx, "image_pull", {"name": "r/img", "store": "/s", "dest": "/d"})
+    assert seen[0][:4] == [str(tmp_path / "venv" / "bin" / "ansible"), "localhost", "-m",
+                           "dockerless.containers.image_pull"]
+    assert json.loads(seen[0][5]) == {"name": "r/img", "store": "/s", "dest": "/d"}
+    assert sample.extra == {"changed": True, "cpu_s": 1.2} and sample.seconds == 1.5
+    Proc.stdout = 'localhost | FAILED! => {"msg": "boom"}'
+    with pytest.raises(cases.BenchError, match="boom"):
+        cases.ansible_module(ctx, "image_pull", {"name": "r/img"})
+    with open(cases.__file__, encoding="utf-8") as f:
+        source = f.read()
+    assert 'ansible_module(ctx, "image_pull", {"name": ref, "store": dest_store, "dest": dest})' in source
+    assert 'group="pull-dest"' in source
+
+
+def test_the_pull_dest_target_is_checked_at_0_6():
+    def targets(ours):
+        r = harness.Row("image_pull with dest through ansible", "ours", "skopeo+umoci", ours, [4.0, 4.0], "s", "",
+                        "pull-dest", ours_key="ours-dest", peer_key="skopeo+umoci")
+        return [t for t in report.evaluate_targets([r], {}, []) if "with dest" in t.text]
+
+    assert [t.met for t in targets([2.0, 2.2])] == [True]
+    assert [t.met for t in targets([4.1, 4.3])] == [False]

@@ -14,7 +14,9 @@ description:
     unpacks each layer once into its own folder.
   - With O(pull=always) one C(HEAD) request decides. When the tag still points to the digest in the store, nothing
     is downloaded and the task reports no change.
-  - Optionally writes the flattened root filesystem to O(dest).
+  - Optionally writes the flattened root filesystem to O(dest). The layers are then extracted from their verified
+    blobs straight into O(dest), in order, each layer's whiteouts applied to the layers below (every file is
+    created once); the store keeps the blobs and makes its layer folders only when a container needs them.
 extends_documentation_fragment:
   - dockerless.containers.registry
   - dockerless.containers.store
@@ -54,6 +56,8 @@ options:
       - Rewritten only when the image digest changed; the digest it was written from is recorded in a hidden
         file beside it (C(.<name>.dockerless.json)), never inside it.
       - The top of O(dest) is made private (see O(dest_mode)), whether the task creates it or finds it.
+      - The new tree is built beside O(dest) in a private folder and swapped in only when every layer matched
+        its diff_id; on any error O(dest) stays as it was.
     type: path
   dest_mode:
     description:

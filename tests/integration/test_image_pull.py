@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from tree_manifest import tree_manifest
 
-from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError
+from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import ensure_unpacked
+from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image, write_rootfs
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 pytestmark = pytest.mark.root
@@ -141,11 +143,30 @@ def test_layers_image_semantics(seeded_registry, tmp_path):
     assert os.stat(dest / "home/user/new.txt").st_ino == os.stat(dest / "home/user/new-link.txt").st_ino
     assert os.readlink(dest / "etc/hostname-abs") == "/etc/hostname"
     assert os.getxattr(dest / "xattr-file", "user.dockerless") == b"seed"
-    # The layer folders are in overlay form: a whiteout is a 0/0 char device.
+    # dest was extracted straight from the blobs: no layer folder was made, every blob is kept for a container.
     record = store.image(seeded_registry.ref("layers"))
+    assert all(store.has_blob(la["digest"], la["size"]) for la in record.layers)
+    assert not any(store.has_layer(la["diff_id"]) for la in record.layers)
+    # A container's start makes them from the blobs, in overlay form: a whiteout is a 0/0 char device.
+    ensure_unpacked(store, record)
     whiteout = Path(store.layer_dir(record.layers[1]["diff_id"])) / "keep" / "deleted.txt"
     st = os.lstat(whiteout)
     assert (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0
+
+
+def test_dest_is_not_touched_when_a_layer_does_not_match_its_diff_id(seeded_registry, tmp_path):
+    """dest is built from the blobs in a private holder: a layer whose content is not the config's diff_id fails
+    the whole write, the old dest stays as it was and nothing half-made is left beside it."""
+    store = Store(str(tmp_path / "store"))
+    dest = tmp_path / "out" / "rootfs"
+    pull_image(store, seeded_registry.ref("layers"), dest=str(dest))
+    (dest / "marker").write_text("old tree")
+    record = store.image(seeded_registry.ref("layers"))
+    record.layers[-1]["diff_id"] = "sha256:" + "0" * 64
+    with pytest.raises(DigestMismatchError, match="dest was not written"):
+        write_rootfs(store, record, str(dest))
+    assert (dest / "marker").read_text() == "old tree"
+    assert sorted(os.listdir(dest.parent)) == [".rootfs.dockerless.json", "rootfs"]
 
 
 def test_multi_arch_platform_selection(seeded_registry, tmp_path):

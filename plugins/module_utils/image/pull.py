@@ -100,9 +100,12 @@ class _Counted:
 
 
 def _fetch_layer(store: Store, client, repository: str, layer: dict,
-                 progress: Callable[[dict], None] | None = None) -> int:
+                 progress: Callable[[dict], None] | None = None, unpack: bool = True) -> int:
+    """Download one layer blob into the store (verified); with ``unpack`` also make its layer folder from the
+    same stream. A pull with ``dest`` passes False: dest is built from the blobs, and a layer folder is made only
+    when a container needs it (store_layers.ensure_unpacked)."""
     if store.has_blob(layer["digest"], layer["size"]):
-        if not store.has_layer(layer["diff_id"]):
+        if unpack and not store.has_layer(layer["diff_id"]):
             with store.open_blob(layer["digest"]) as raw:
                 extract_into_store(store, layer, raw)
         return 0
@@ -113,7 +116,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
             # {"event": "bytes"} per chunk read from the registry, from this download thread.
             event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
             raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
-        if store.has_layer(layer["diff_id"]):
+        if not unpack or store.has_layer(layer["diff_id"]):
             import shutil  # pylint: disable=import-outside-toplevel  # a download only
 
             shutil.copyfileobj(raw, writer, 1 << 20)
@@ -180,7 +183,7 @@ def pull_image(
     result = PullResult(changed=False, image=existing, before=before, after=before)
     if policy == "missing" and complete:
         result.actions.append(f"{ref.name} is in the store ({before}); not asking the registry (pull: missing)")
-        if not check_mode:
+        if not check_mode and not dest:
             ensure_unpacked(store, existing)
         result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
         result.changed = result.rootfs_changed
@@ -190,7 +193,7 @@ def pull_image(
     remote = _remote_digest(client, ref)
     if complete and existing.remote_digest == remote:
         result.actions.append(f"{ref.name} is up to date ({remote})")
-        if not check_mode:
+        if not check_mode and not dest:
             ensure_unpacked(store, existing)
         result.rootfs, result.rootfs_changed = _maybe_rootfs(store, existing, dest, check_mode, dest_mode, result.actions)
         result.changed = result.rootfs_changed
@@ -247,7 +250,7 @@ def pull_image(
         from concurrent.futures import ThreadPoolExecutor  # only when layers download
 
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
-            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress) for layer in layers]
+            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress, not dest) for layer in layers]
             downloaded = 0
             errors = []
             for layer, future in zip(layers, futures):
@@ -364,14 +367,30 @@ def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, che
     return dest, True
 
 
+def _extract_into(store: Store, image: ImageRecord, staging: str) -> None:
+    """Every layer of ``image`` from its blob straight onto one tree, bottom to top (the extractor's merge mode
+    applies each layer's whiteouts and opaque directories to the layers below). Each file of the image is created
+    once, not once in a layer folder and again in the flattened tree: on a disk where creating files is the cost,
+    that is half the work. The blobs were verified when the store committed them; each layer's diff_id is checked
+    after its stream is read to the end, and the caller discards the whole tree on any error."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+
+    with store.gc_guard():
+        for layer in image.layers:
+            with store.open_blob(layer["digest"]) as raw:
+                result = extract_layer(raw, layer["media_type"], staging, merge=True)
+            if result.diff_id != layer["diff_id"]:
+                raise DigestMismatchError(
+                    f"layer {layer['digest']}: uncompressed content hashes to {result.diff_id}, the image config "
+                    f"says {layer['diff_id']}. The image is corrupt; dest was not written. Remove the image from "
+                    "the store and pull it again.")
+
+
 def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = DEST_MODE) -> None:
     """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped), its top directory
     ``dest_mode``. The new tree is built inside a 0700 folder, so no other user reaches it before its top has its
-    final mode."""
+    final mode. It is extracted from the blobs (see _extract_into); the store's layer folders are not made."""
     check_dest_mode(dest_mode)
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
-
-    layer_dirs = ensure_unpacked(store, image)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     holder = dest + ".dockerless-new"
@@ -379,9 +398,15 @@ def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = D
     remove_tree(holder)
     remove_tree(old)
     os.mkdir(holder, 0o700)
-    staging = os.path.join(holder, "rootfs")
+    # The tree is the top of its own hierarchy with a random name: on ext2/3/4 it goes to a block group chosen from
+    # that name, not next to a tree removed moments ago, where every create pays for the freed inodes it skips
+    # (see dirfd.mark_hierarchy_top; the store's layer folders are placed the same way).
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.dirfd import mark_hierarchy_top
+
+    mark_hierarchy_top(holder)
+    staging = os.path.join(holder, "rootfs-" + os.urandom(6).hex())
     try:
-        merge(layer_dirs, staging)
+        _extract_into(store, image, staging)
         _chmod_top(staging, dest_mode)
         if os.path.lexists(dest):
             os.rename(dest, old)

@@ -124,8 +124,16 @@ def _clamp_ns(ns: int) -> int:
 
 
 class _Extractor:
-    def __init__(self, root: int, stream: TarStream, limits: UnpackLimits, as_root: bool, label: str) -> None:
+    def __init__(
+        self, root: int, stream: TarStream, limits: UnpackLimits, as_root: bool, label: str, merge: bool = False,
+        fresh: bool = True,
+    ) -> None:
         self.root = root
+        # Merge mode: the layer goes onto the tree of its lower layers (see extract_layer); ``made`` holds the
+        # resolved paths this layer created (its own content), ``kept`` the lower directories it wrote into.
+        self.merge = merge
+        self.made: set[tuple[bytes, ...]] = set()
+        self.kept: set[tuple[bytes, ...]] = set()
         self.stream = stream
         self.lim = limits
         self.as_root = as_root
@@ -134,7 +142,7 @@ class _Extractor:
         self.egid = os.getegid()
         self.umask = read_umask()
         st = os.fstat(root)
-        if stat.S_IMODE(st.st_mode) != 0o755:
+        if fresh and stat.S_IMODE(st.st_mode) != 0o755:
             # The layer root is the overlay lower dir's root and so the container's "/": 0755 unless the tar
             # has a "./" entry, whatever mode the caller's (temporary) directory was created with.
             os.fchmod(root, 0o755)
@@ -258,11 +266,26 @@ class _Extractor:
                         raise
                     self.count_created()
                     os.mkdir(name, 0o755, dir_fd=fd)
+                    self.made.add(resolved + (name,))
                     nfd = os.open(name, O_DIR, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if create and self.merge and resolved + (name,) not in self.made:
+                        # A lower layer's symlink or file where this layer has a directory: in the layer's own
+                        # folder that directory would exist and, merged, replace it (as an overlay mount shows
+                        # it), so it is replaced here too; the lower link is never written through.
+                        self.invalidate()
+                        remove_at(fd, name, st)
+                        self.count_created()
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                        self.made.add(resolved + (name,))
+                        nfd = os.open(name, O_DIR, dir_fd=fd)
+                        os.close(fd)
+                        fd = nfd
+                        resolved = resolved + (name,)
+                        continue
                     if not stat.S_ISLNK(st.st_mode):
                         raise self.fail(f"'{show_name(name)}' on the path is not a directory")
                     hops += 1
@@ -281,6 +304,8 @@ class _Extractor:
                 os.close(fd)
                 fd = nfd
                 resolved = resolved + (name,)
+                if create and self.merge and resolved not in self.made:
+                    self.kept.add(resolved)
                 if len(resolved) > self.lim.max_depth:
                     raise self.fail(f"the path resolves deeper than max_depth ({self.lim.max_depth}) directories")
             return fd, resolved
@@ -420,8 +445,9 @@ class _Extractor:
         else:
             self.check_size(m.size)
         self.count_created()
-        pfd, _res, sgid = self.dir(parts[:-1], True)
+        pfd, res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
+        self.made.add(res + (name,))
         perm = m.mode & 0o777
         if not m.size and segments is None:
             # Empty file: mknod(S_IFREG) + utimensat are two syscalls where open/futimens/close are three.
@@ -503,6 +529,7 @@ class _Extractor:
     def directory(self, parts: list[bytes], m: Member) -> None:
         pfd, res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
+        path = res + (name,)
         perm = m.mode & 0o1777
         created = True
         try:
@@ -513,6 +540,10 @@ class _Extractor:
                 created = False
             else:
                 os.mkdir(name, perm, dir_fd=pfd)
+        if created:
+            self.made.add(path)
+        elif path not in self.made:
+            self.kept.add(path)
         fd = os.open(name, O_DIR, dir_fd=pfd)
         key = b"/".join(parts)
         try:
@@ -589,8 +620,9 @@ class _Extractor:
         if not m.linkname:
             raise self.fail("a symlink with an empty target")
         self.count_created()
-        pfd, _res, sgid = self.dir(parts[:-1], True)
+        pfd, res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
+        self.made.add(res + (name,))
         try:
             os.symlink(m.linkname, name, dir_fd=pfd)
         except FileExistsError:
@@ -635,8 +667,9 @@ class _Extractor:
             tfd = self.dir(target[:-1], False)[0]
         except (FileNotFoundError, NotADirectoryError):
             raise missing
-        pfd = self.dir(parts[:-1], True)[0]
+        pfd, res, _sg = self.dir(parts[:-1], True)
         name = parts[-1]
+        self.made.add(res + (name,))
         # Hardlink entries get no metadata: the inode already has its target's (CVE-2021-32760). linkat without
         # AT_SYMLINK_FOLLOW links a symlink itself, never what it points to.
         try:
@@ -666,8 +699,9 @@ class _Extractor:
             self.note("device nodes need root")
             return
         self.count_created()
-        pfd, _res, sgid = self.dir(parts[:-1], True)
+        pfd, res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
+        self.made.add(res + (name,))
         kind = stat.S_IFCHR if m.type == b"3" else stat.S_IFBLK
         dev = os.makedev(m.devmajor, m.devminor)
         try:
@@ -679,8 +713,9 @@ class _Extractor:
 
     def fifo(self, parts: list[bytes], m: Member) -> None:
         self.count_created()
-        pfd, _res, sgid = self.dir(parts[:-1], True)
+        pfd, res, sgid = self.dir(parts[:-1], True)
         name = parts[-1]
+        self.made.add(res + (name,))
         try:
             os.mkfifo(name, m.mode & 0o777, dir_fd=pfd)
         except FileExistsError:
@@ -695,8 +730,11 @@ class _Extractor:
         except WhiteoutError:
             raise self.fail("a whiteout of '.', '..' or of nothing") from None
         if kind == "opaque":
-            pfd, _res, _sg = self.dir(parts[:-1], True)
-            if self.as_root:
+            pfd, res, _sg = self.dir(parts[:-1], True)
+            if self.merge:
+                self.invalidate()
+                self.hide_lower(pfd, res)
+            elif self.as_root:
                 os.setxattr(pfd, OPAQUE_XATTR, b"y")
             else:
                 self.marker(pfd, base)
@@ -705,7 +743,19 @@ class _Extractor:
             self.note("AUFS metadata entries (.wh..wh.*) ignored")
             return
         self.count_created()
-        pfd, _res, _sg = self.dir(parts[:-1], True)
+        pfd, res, _sg = self.dir(parts[:-1], True)
+        if self.merge:
+            path = res + (os.fsencode(target),)
+            if path in self.made or path in self.kept:
+                return  # the same layer has this name: its own content wins over its whiteout
+            try:
+                st = os.stat(target, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                self.invalidate()
+            remove_at(pfd, target, st)
+            return
         if not self.as_root:
             self.marker(pfd, base)
             return
@@ -713,6 +763,23 @@ class _Extractor:
             os.mknod(target, stat.S_IFCHR, 0, dir_fd=pfd)
         except FileExistsError:
             pass  # the same layer has this name: its own content wins over its whiteout
+
+    def hide_lower(self, dfd: int, res: tuple[bytes, ...]) -> None:
+        """Merge mode's opaque directory: remove what lower layers put in ``dfd``, keeping this layer's own
+        entries (and, in directories this layer wrote into, only its own entries again)."""
+        for child in os.listdir(dfd):
+            name = os.fsencode(child)
+            path = res + (name,)
+            if path in self.made:
+                continue
+            if path in self.kept:
+                cfd = os.open(name, O_DIR, dir_fd=dfd)
+                try:
+                    self.hide_lower(cfd, path)
+                finally:
+                    os.close(cfd)
+                continue
+            remove_at(dfd, name)
 
     def marker(self, pfd: int, name: bytes) -> None:
         if not self.plain_marked:
@@ -756,6 +823,7 @@ def extract_layer(
     *,
     limits: UnpackLimits | None = None,
     as_root: bool | None = None,
+    merge: bool = False,
 ) -> LayerResult:
     """Extract one compressed layer stream into ``dest`` in overlay form, in one pass.
 
@@ -763,13 +831,27 @@ def extract_layer(
     ``dest`` must be an empty directory or not exist. Decompresses, hashes the diff_id over the whole decompressed
     stream (read to EOF) and extracts. ``as_root`` None means "euid is 0". On any error raises ``UnpackError`` (or
     the ``DockerlessError`` the raw stream raised) and removes everything written under ``dest``.
+
+    ``merge=True`` applies the layer onto ``dest`` holding the layers below it (extracted in order the same way),
+    giving the flattened tree that merging the layer folders gives: whiteouts and opaque directories delete lower
+    content (this layer's own entries stay), a directory of this layer replaces a lower symlink or file on its
+    path (never written through), nothing overlay-specific is written. Same fd-relative, no-follow resolution
+    inside ``dest``. On error everything under ``dest`` is removed (the caller builds in a private holder).
     """
     limits = limits or UnpackLimits()
     if as_root is None:
         as_root = os.geteuid() == 0
     kind, mlabel = compression(media_type)
     label = f"extracting {mlabel} into {dest}"
-    root, created = prepare_dest(dest, label)
+    if merge and os.path.isdir(dest):
+        try:
+            root, created = os.open(dest, O_DIR), False
+        except OSError as exc:
+            raise UnpackError(f"{label}: cannot open {dest} ({exc.strerror}). Check the destination and retry.")
+        fresh = not os.listdir(root)
+    else:
+        root, created = prepare_dest(dest, label)
+        fresh = True
     try:
         src = decompressing_reader(raw, media_type)
         if kind == "gzip":
@@ -778,7 +860,7 @@ def extract_layer(
         cleanup_dest(dest, root, created)
         raise
     stream = TarStream(src, limits, label)  # type: ignore[arg-type]
-    ex = _Extractor(root, stream, limits, as_root, label)
+    ex = _Extractor(root, stream, limits, as_root, label, merge=merge, fresh=fresh)
     try:
         ex.run()
         stream.drain()

@@ -686,3 +686,106 @@ def test_garbage_after_the_end_is_rejected(area):
     data = tar_bytes(E("f", data=b"f")) + raw_header(b"../victim/evil", b"0", 1) + blocks(b"e")
     area.fails(gzip.compress(data), "follows the end of the tar archive", MEDIA_TYPE_TAR_GZIP)
     area.intact()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Merge mode: layers extracted in order onto one tree (a pull's dest) give what merging their folders gives, and
+# lower layers' links are never written through
+
+
+def _layered(area, layers, as_root, tag=""):
+    """``layers`` extracted into folders and merged, and extracted in order onto one tree: both trees."""
+    folders = []
+    for i, data in enumerate(layers):
+        folders.append(area.base / f"l{tag}{i}")
+        area.extract(data, dest=folders[-1], as_root=as_root)
+    merged = area.base / f"merged{tag}"
+    direct = area.base / f"direct{tag}"
+    area.allowed |= {merged.name, direct.name}
+    merge([str(f) for f in folders], str(merged), as_root=as_root)
+    for data in layers:
+        area.extract(data, dest=direct, as_root=as_root, merge=True)
+    area.intact()
+    return merged, direct
+
+
+def _view(path):
+    return {k: v for k, v in tree_manifest(str(path)).items() if k != "."}
+
+
+AS_ROOT = [pytest.param(None, id="root"), pytest.param(False, id="as-user")]
+
+
+@pytest.mark.parametrize("as_root", AS_ROOT)
+def test_merge_mode_never_writes_through_lower_links(area, as_root):
+    if as_root is None and not IS_ROOT:
+        pytest.skip("needs root")
+    l1 = tar_bytes(
+        E("evil", "l", link=str(area.victim)),
+        E("rel", "l", link="../victim"),
+        E("opq", "l", link=str(area.victim)),
+        E("gone", "l", link=str(area.victim)),
+        E("file", data=b"lower file"),
+    )
+    l2 = tar_bytes(
+        E("evil/", "d"),
+        E("evil/f", data=b"p"),
+        E("evil/.wh.sub"),
+        E("rel/new", data=b"q"),
+        E("opq/", "d"),
+        E("opq/.wh..wh..opq"),
+        E("gone/.wh.f"),
+        E("file/x", data=b"dir over a lower file"),
+    )
+    merged, direct = _layered(area, [l1, l2], as_root)
+    assert (direct / "evil/f").read_bytes() == b"p" and not os.path.islink(direct / "evil")
+    assert (direct / "rel/new").read_bytes() == b"q" and not os.path.islink(direct / "rel")
+    assert os.listdir(direct / "opq") == [] and os.listdir(direct / "gone") == []
+    assert (direct / "file/x").read_bytes() == b"dir over a lower file"
+    assert _view(direct) == _view(merged)
+
+
+@pytest.mark.parametrize("as_root", AS_ROOT)
+def test_merge_mode_whiteout_of_a_link_removes_the_link_not_its_target(area, as_root):
+    if as_root is None and not IS_ROOT:
+        pytest.skip("needs root")
+    l1 = tar_bytes(
+        E("target", data=b"t"),
+        E("link", "l", link="target"),
+        E("alink", "l", link=str(area.victim / "f")),
+        E("dlink", "l", link=str(area.victim)),
+        E("d/", "d"),
+        E("d/x", data=b"x"),
+    )
+    l2 = tar_bytes(E(".wh.link"), E(".wh.alink"), E(".wh.dlink"), E("dlink/", "d"), E(".wh.d"), E(".wh.never"))
+    merged, direct = _layered(area, [l1, l2], as_root)
+    assert sorted(os.listdir(direct)) == ["dlink", "target"] and os.listdir(direct / "dlink") == []
+    assert _view(direct) == _view(merged)
+
+
+@pytest.mark.parametrize("as_root", AS_ROOT)
+@pytest.mark.parametrize("marker_first", [True, False])
+def test_merge_mode_opaque_marker_hides_only_lower_layers(area, as_root, marker_first):
+    if as_root is None and not IS_ROOT:
+        pytest.skip("needs root")
+    l1 = tar_bytes(E("d/", "d"), E("d/low", data=b"l"), E("d/sub/", "d"), E("d/sub/old", data=b"o"),
+                   E("top", data=b"t"))
+    same = [E("d/same", data=b"s"), E("d/sub/x", data=b"x")]
+    marker = [E("d/.wh..wh..opq")]
+    l2 = tar_bytes(*(marker + same if marker_first else same + marker))
+    l3 = tar_bytes(E(".wh..wh..opq"), E("only", data=b"o"))  # an opaque root
+    merged, direct = _layered(area, [l1, l2], as_root)
+    assert sorted(_view(direct)) == ["d", "d/same", "d/sub", "d/sub/x", "top"]
+    assert _view(direct) == _view(merged)
+    merged, direct = _layered(area, [l1, l2, l3], as_root, tag="b")
+    assert sorted(os.listdir(direct)) == ["only"]
+
+
+def test_merge_mode_failure_removes_the_whole_tree(area):
+    direct = area.base / "direct"
+    area.allowed.add("direct")
+    area.extract(tar_bytes(E("evil", "l", link=str(area.victim)), E("keep", data=b"k")), dest=direct, merge=True)
+    with pytest.raises(UnpackError, match="hardlink"):
+        area.extract(tar_bytes(E("evil/f", data=b"p"), E("h", "h", link="../victim/f")), dest=direct, merge=True)
+    assert os.listdir(direct) == []
+    area.intact()
