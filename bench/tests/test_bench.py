@@ -404,7 +404,8 @@ def test_exec_case_times_the_shipped_command_in_a_running_container(tmp_path):
     store = str(tmp_path / "store")
     env = dict(os.environ)
     built = subprocess.run([cases.DOCKERLESS, "build", "--store", store, "--executable", "/bin/busybox",
-                            "--cmd", "/bin/busybox", "bb:1"], capture_output=True, text=True, env=env, timeout=120)
+                            "--cmd", "/bin/busybox", "bb:1"], capture_output=True, text=True, env=env, timeout=120,
+                           check=False)
     assert built.returncode == 0, built.stderr
     ctx = cases.Context(work=str(tmp_path / "work"), python=sys.executable, registry=None, refs={}, inputs={},
                         log=lambda _msg: None)
@@ -420,7 +421,7 @@ def test_exec_case_times_the_shipped_command_in_a_running_container(tmp_path):
         cases.stop_named(ctx, store, name)
     assert "exec" in cases.CASES
     samples = {"ours": [harness.Sample(0.040), harness.Sample(0.050)], "runc": [harness.Sample(0.050),
-                                                                               harness.Sample(0.050)]}
+                                                                                harness.Sample(0.050)]}
     r = harness.row("dockerless exec of /bin/true vs runc exec", samples, "ours", "runc", {"ours": "o", "runc": "r"},
                     group="exec")
     target = next(t for t in report.evaluate_targets([r], {}, []) if t.issue == "#20 container_exec")

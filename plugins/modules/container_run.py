@@ -501,7 +501,8 @@ container:
                    CAP_SETFCAP]
     seccomp: {profile: default, enabled: true}
     health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
-    healthcheck: {test: [CMD-SHELL, "wget -q -O /dev/null http://127.0.0.1:8080/"], interval: 10.0, timeout: 30.0, retries: 3, start_period: 0.0, start_interval: 5.0}
+    healthcheck: {test: [CMD-SHELL, "wget -q -O /dev/null http://127.0.0.1:8080/"], interval: 10.0, timeout: 30.0,
+                  retries: 3, start_period: 0.0, start_interval: 5.0}
     log_paths:
       stdout: /var/lib/dockerless/containers/web/stdout.log
       stderr: /var/lib/dockerless/containers/web/stderr.log

@@ -100,12 +100,12 @@ def test_cli_exec_exit_code_env_and_tty(store, cleanup):
     rt = Runtime(store)
     rootfs = make_busybox_rootfs(os.path.join(store, "..", f"rootfs-{name}"))
     rt.apply(rt.plan(name, "started", build_spec(image_config={"Env": ["PATH=/bin"]}, lower_dirs=[rootfs],
-                                                  name=name, command=["sleep", "300"])))
+                                                 name=name, command=["sleep", "300"])))
     done = subprocess.run(cli + ["exec", "--store", store, "-e", "A=b", "-w", "/tmp", name, "sh", "-c",
-                                 "echo $A $(pwd); exit 4"], capture_output=True, env=env, timeout=60)
+                                 "echo $A $(pwd); exit 4"], capture_output=True, env=env, timeout=60, check=False)
     assert (done.returncode, done.stdout) == (4, b"b /tmp\n"), done.stderr
     fed = subprocess.run(cli + ["exec", "--store", store, "-i", name, "cat"], input=b"in\n", capture_output=True,
-                         env=env, timeout=60)
+                         env=env, timeout=60, check=False)
     assert fed.stdout == b"in\n"
     # -t: a real pty inside, of the caller's size; Ctrl-C through it ends the foreground command.
     pid, master = pty.fork()
@@ -129,7 +129,8 @@ def test_cli_exec_exit_code_env_and_tty(store, cleanup):
     text = output.decode()
     assert "on-a-terminal" in text and "33 101" in text and "caught" in text, text
     assert os.waitstatus_to_exitcode(status) == 9
-    missing = subprocess.run(cli + ["exec", "--store", store, "ghost", "true"], capture_output=True, env=env)
+    missing = subprocess.run(cli + ["exec", "--store", store, "ghost", "true"], capture_output=True, env=env,
+                             timeout=60, check=False)
     assert missing.returncode != 0 and b"container ghost: no such container" in missing.stderr
 
 
@@ -216,5 +217,6 @@ def test_containers_role_waits_for_health(store, run_playbook, tmp_path, cleanup
     run = run_playbook(playbook)
     info = {t.task: t for t in run.tasks}["info right after the role"].result
     assert info["containers"][0]["health"]["status"] == "healthy"
-    ps = subprocess.run([str(BIN_DOCKERLESS), "ps", "--store", store], capture_output=True, text=True, timeout=60)
+    ps = subprocess.run([str(BIN_DOCKERLESS), "ps", "--store", store], capture_output=True, text=True, timeout=60,
+                        check=False)
     assert f"{name}" in ps.stdout and "running (healthy)" in ps.stdout, ps.stdout + ps.stderr

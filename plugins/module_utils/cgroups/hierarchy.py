@@ -53,8 +53,6 @@ def validate_path(path: str) -> str:
     return "/".join(parts)
 
 
-
-
 @dataclass(frozen=True)
 class Mount:
     """Where one controller lives: cgroup ``version`` (1 or 2) and the hierarchy's mount directory."""

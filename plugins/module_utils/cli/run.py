@@ -77,7 +77,7 @@ class ForegroundContainer:
             self.cgroup.join(pid)
 
         self.proc = spawn.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
-                                       hold_fds=self.folder.hold_fds)
+                                hold_fds=self.folder.hold_fds)
         self.proc.read_status()
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")

@@ -87,7 +87,7 @@ def resolv_conf(host_text: str, *, own_network: bool, dns_servers=(), dns_search
     """The container's resolv.conf from the host's (``host_text``); see the module's docstring."""
     servers, search, other = parse_resolv_conf(host_text)
     if own_network and systemd_text and servers and all(s == SYSTEMD_STUB for s in servers):
-        servers, search_upstream, _ = parse_resolv_conf(systemd_text)
+        servers, search_upstream, _options = parse_resolv_conf(systemd_text)
         search = search or search_upstream
     if dns_servers:
         servers = list(dns_servers)

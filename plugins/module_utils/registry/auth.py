@@ -150,7 +150,8 @@ class Auth:
     """The authentication layer: ``send(request)`` with the Authorization the registry's challenge asks for.
 
     ``endpoint`` is the registry's ``ping.Endpoint`` (scheme, origin, the client's lock). ``inner`` follows
-    redirects and attaches ``request.auth_header`` on the registry's origin only. ``token_transport`` (set by the client once the stack is built) sends the token requests: the retrying stack
+    redirects and attaches ``request.auth_header`` on the registry's origin only. ``token_transport`` (set by the
+    client once the stack is built) sends the token requests: the retrying stack
     without this layer. ``challenge`` is None until the ping (or a first 401) learns it; ``Challenge("none")``
     when the registry is open."""
 

@@ -23,7 +23,7 @@ def _package(name: str) -> types.ModuleType:
         module = types.ModuleType(name)
         module.__path__ = []
         sys.modules[name] = module
-        parent, _, short = name.rpartition(".")
+        parent, _dot, short = name.rpartition(".")
         if parent:
             setattr(_package(parent), short, module)
     return module
@@ -32,7 +32,7 @@ def _package(name: str) -> types.ModuleType:
 def load(name: str, code) -> types.ModuleType:
     """Execute ``code`` as module ``name``, registered in sys.modules (and on its package) before it runs, the way
     the import system does: the modules it imports must have been loaded before it (SUPERVISOR_MODULES' order)."""
-    parent, _, short = name.rpartition(".")
+    parent, _dot, short = name.rpartition(".")
     module = types.ModuleType(name)
     module.__file__ = code.co_filename
     sys.modules[name] = module

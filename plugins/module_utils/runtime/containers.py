@@ -362,7 +362,7 @@ class Runtime:
                 config = one_shot_config(spec, cid, cdir, folder.volatile)
                 config["join_tasks"] = cgroup.join_tasks
                 proc = spawn.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
-                                          hold_fds=folder.hold_fds)
+                                   hold_fds=folder.hold_fds)
             except BaseException:
                 os.close(out_r)
                 os.close(err_r)

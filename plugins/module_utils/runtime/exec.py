@@ -114,7 +114,7 @@ def exec_config(target_config: dict, argv: list[str], env: dict | None = None, u
     config = dict(target_config)
     merged = {}
     for item in config.get("env") or ():
-        key, _, value = str(item).partition("=")
+        key, _eq, value = str(item).partition("=")
         merged[key] = value
     for key, value in (env or {}).items():
         if not key or "=" in key or "\0" in key or "\0" in str(value):
@@ -143,7 +143,7 @@ def cgroup_procs_files(pid: int, proc: str = "/proc") -> list[str]:
     ours = _cgroup_lines(read(f"{proc}/self/cgroup"))
     mounts = []  # (kind, controllers, mount root, mount point)
     for line in read(f"{proc}/self/mountinfo").splitlines():
-        left, _, right = line.partition(" - ")
+        left, _sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
@@ -354,7 +354,7 @@ def _process(config: dict, root_fd: int, status_w: int, seccomp_filter, tiocsctt
     user = resolve_user(config.get("user") or "", read_account_file("/etc/passwd"), read_account_file("/etc/group"))
     env = {}
     for item in config.get("env") or ():
-        key, _, value = str(item).partition("=")
+        key, _eq, value = str(item).partition("=")
         env[key] = value
     env.setdefault("PATH", DEFAULT_PATH)
     env.setdefault("HOME", user["home"])
@@ -456,7 +456,7 @@ def run(target: Target, config: dict, stdin_data: bytes | None = None, timeout: 
                 if grace <= 0:
                     break
                 wait = grace if wait is None else min(wait, grace)
-            readable, writable, _ = select.select(rlist, wlist, [], wait)
+            readable, writable, _errors = select.select(rlist, wlist, [], wait)
             if not readable and not writable:
                 if deadline is not None and not timed_out and time.monotonic() >= deadline:
                     timed_out = True

@@ -150,7 +150,7 @@ def mount_rootfs(rootfs: dict, cid: str, nodev: int) -> str:
     mount(copy, target, None, linux.MS_BIND, None, f"container {cid}: binding the rootfs copy")
     if nodev:
         mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | nodev | linux.mount_flags_of(target), None,
-               f"container {cid}: remounting the rootfs copy nodev")
+              f"container {cid}: remounting the rootfs copy nodev")
     return "copy"
 
 
@@ -217,7 +217,7 @@ def mount_cgroups(root: str, flags: int) -> None:
         return
     # v1 or hybrid: a tmpfs holding one mount per hierarchy, then the tmpfs made read-only.
     mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV, "mode=755",
-           "mounting the /sys/fs/cgroup tmpfs")
+          "mounting the /sys/fs/cgroup tmpfs")
     for point, fstype, opts in mounts:
         if point == "/sys/fs/cgroup" or os.path.dirname(point) != "/sys/fs/cgroup":
             continue
@@ -236,7 +236,7 @@ def mount_cgroups(root: str, flags: int) -> None:
             os.symlink(os.readlink(host), os.path.join(target, entry))
     if flags & linux.MS_RDONLY:
         mount(None, target, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NOEXEC
-               | linux.MS_NODEV, "mode=755", "remounting /sys/fs/cgroup read-only")
+              | linux.MS_NODEV, "mode=755", "remounting /sys/fs/cgroup read-only")
 
 
 def make_dev(root: str, nodev: int) -> None:
@@ -245,7 +245,7 @@ def make_dev(root: str, nodev: int) -> None:
     opened, and the standard devices are bind mounts of the host's nodes, which keep their own mount flags."""
     dev = os.path.join(root, "dev")
     mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME | nodev, "mode=755,size=65536k",
-           "mounting /dev")
+          "mounting /dev")
     for name, major, minor in DEVICES:
         path = os.path.join(dev, name)
         try:
@@ -264,11 +264,11 @@ def make_dev(root: str, nodev: int) -> None:
     except OSError:
         # gid 5 may not be mapped in a user namespace.
         mount("devpts", pts, "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620",
-               "mounting /dev/pts")
+              "mounting /dev/pts")
     shm = os.path.join(dev, "shm")
     os.mkdir(shm, 0o1777)
     mount("shm", shm, "tmpfs", linux.MS_NOSUID | linux.MS_NOEXEC | linux.MS_NODEV, "mode=1777,size=65536k",
-           "mounting /dev/shm")
+          "mounting /dev/shm")
     mqueue = os.path.join(dev, "mqueue")
     os.mkdir(mqueue, 0o755)
     try:
@@ -590,4 +590,3 @@ def readonly_paths(paths) -> None:
             bind_tree(fd, fd, linux.MS_RDONLY, f"making {path} read-only")
         finally:
             os.close(fd)
-

@@ -276,4 +276,3 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)
     os._exit(os.WEXITSTATUS(status))
-

@@ -106,4 +106,3 @@ def read_account_file(path: str) -> str:
         return data.decode("utf-8", "replace")
     finally:
         os.close(fd)
-

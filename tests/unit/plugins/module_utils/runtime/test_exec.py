@@ -48,7 +48,7 @@ def ex(rt, name, argv, **kwargs):
 
 
 def status_fields(text: str) -> dict:
-    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+    return {k.strip(): v.strip() for k, _sep, v in (line.partition(":") for line in text.splitlines())}
 
 
 def test_sees_the_containers_pid_1_hostname_and_files(web):

@@ -142,8 +142,6 @@ def wait_for(predicate, timeout):
     raise AssertionError("condition not met in time")
 
 
-
-
 def vm_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:

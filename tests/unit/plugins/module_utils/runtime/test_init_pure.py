@@ -43,7 +43,6 @@ def test_docker_default_capability_mask():
         capability_mask(["CAP_NOPE"])
 
 
-
 def test_the_capabilities_a_container_keeps():
     docker = 0x00000000A80425FB
     assert capabilities.of_config({}) == docker
@@ -53,6 +52,7 @@ def test_the_capabilities_a_container_keeps():
     assert capabilities.of_config({"isolation": "chroot", "capabilities": ["CAP_SYS_CHROOT"]}) == 0
     # privileged: whatever this process holds (its effective set)
     assert capabilities.of_config({"privileged": True, "capabilities": []}) == linux.capget()[1]
+
 
 @pytest.mark.parametrize("spec, uid, gid, groups, home", [
     ("", 0, 0, [0, 10], "/root"),
