@@ -121,13 +121,13 @@ def test_the_installed_engine_imports_the_runtime_from_the_copy_alone(fake_syste
     units, _log = fake_systemd
     units.apply(units.plan("web", "always"))
     probe = (
-        "import sys; sys.argv[1:] = []; exec(open(%r).read().split('if __name__')[0]);"
-        "install_engine(%r); import importlib;"
+        "import sys; sys.argv[1:] = []; exec(open({!r}).read().split('if __name__')[0]);"
+        "install_engine({!r}); import importlib;"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime import supervisor;"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter;"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime;"
         "supervisor._payload('/nonexistent', 3, 2); print(supervisor.__file__, filter.__file__)"
-    ) % (units.boot_script, os.path.join(units.boot_dir, "engine.json"))
+    ).format(units.boot_script, os.path.join(units.boot_dir, "engine.json"))
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60,
                           cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stderr
