@@ -5,7 +5,7 @@ ansible-playbook against localhost for real: the seeded registry on loopback, th
 test. Each scenario is one playbook run several times (check -> real -> idempotent real -> idempotent check) with
 the assertions on the recorded task results and on the disk.
 
-systemd is not PID 1 on this machine, so container_run writes no units here (runtime_systemd's own tests cover
+systemd is not PID 1 on this machine, so container_run writes no units here (runtime/systemd.py's own tests cover
 them with a fake systemctl); units under a real systemd are tested in the molecule VMs only.
 """
 
@@ -408,7 +408,8 @@ def test_fleet_playbook_converges_and_is_idempotent(run_playbook, seeded_registr
         info = Runtime(node_store).inspect(container)
         assert info.running and info.spec["image_digest"] == built.digest
         assert Store(node_store).image(image).remote_digest == built.digest
-        assert info.spec["restart_policy"] == "on-failure"
+        # boot: true without a restart_policy: unless-stopped (where systemd runs the host, container_run's unit).
+        assert info.spec["restart_policy"] == "unless-stopped"
     finally:
         remove_containers(node_store)
     assert task(first, "Set up the registry (fleet_registry_setup=false uses one that already runs)").status == "skipped"
