@@ -34,7 +34,8 @@ attributes:
       - A one-shot run (no O(name)) is not executed; the task reports RV(ignore:changed=true) and no output.
   diff_mode:
     support: full
-    description: Shows the state and the settings that differ between the recorded and the requested container.
+    description: Shows the state and the settings that differ between the recorded and the requested container,
+      and the text of its systemd unit before and after when that changes.
   idempotent:
     support: partial
     description: Named containers are idempotent; a one-shot run always runs and reports a change.
@@ -170,6 +171,10 @@ options:
         a container the user stopped (O(state=stopped), C(dockerless stop) or C(kill)) stays stopped, also
         across C(dockerless start --all) at boot.
       - A container stopped by the user is never restarted by its policy until it is started again.
+      - Where systemd is PID 1, a policy other than V(no) also gives the container a systemd unit,
+        C(/etc/systemd/system/dockerless-<name>.service), enabled for boot, through which it is started, so
+        systemd restarts its supervisor if that is killed and starts the container at boot by this policy. The
+        unit is rewritten or removed with the container.
       - Restarts back off as Docker's do, 100 ms doubled each time up to a minute, back to 100 ms once a run
         lasted 10 s.
     type: str
@@ -365,6 +370,9 @@ notes:
   - A one-shot run fails on a non-zero exit code, like M(ansible.builtin.command); use C(failed_when) to accept
     other codes.
   - As a non-root user (O(userns)), only the calling user exists in the container, as root.
+  - Where systemd is PID 1 (C(/run/systemd/system) exists), the units of containers with a restart policy run
+    C(/usr/local/lib/dockerless/dockerless_boot.py) with a copy of the engine in C(engine.json) beside it, both
+    written by this module (when they differ) with the Python that runs it.
   - Environment values never appear in results or diffs (RV(container) shows their digests); set the task
     keyword C(no_log) when the values are short or guessable secrets, or when the command's output may print them.
 seealso:
@@ -512,6 +520,11 @@ actions:
   type: list
   elements: str
   sample: ["stop", "remove", "create", "start"]
+systemd_unit:
+  description: The container's systemd unit file, where systemd is PID 1 and the container has a restart policy.
+  returned: when the container has a unit
+  type: str
+  sample: /etc/systemd/system/dockerless-web.service
 """
 
 from ansible.module_utils.basic import AnsibleModule

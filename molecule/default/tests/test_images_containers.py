@@ -190,7 +190,8 @@ def test_container_output_logged(host):
 
 
 def test_container_starts_at_boot(host):
-    unit = host.service(f"dockerless-container-{NAME}")
+    # container_run's unit (restart_policy on-failure); the supervisor is its main process.
+    unit = host.service(f"dockerless-{NAME}")
     assert unit.is_enabled
     assert unit.is_running
 

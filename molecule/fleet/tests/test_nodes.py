@@ -87,4 +87,4 @@ def test_container_output_logged(host):
 
 
 def test_container_starts_at_boot(host):
-    assert host.service("dockerless-container-fleet-app").is_enabled
+    assert host.service("dockerless-fleet-app").is_enabled   # container_run's unit (restart_policy on-failure)

@@ -489,9 +489,10 @@ class Runtime:
         runtime_state.write_json(os.path.join(cdir, runtime_state.SPEC_FILE), record)
         runtime_state.write_json(os.path.join(cdir, runtime_state.STATE_FILE), {"state": "created"})
 
-    def start(self, name: str) -> ContainerInfo:
+    def start(self, name: str, restart_count: int = 0) -> ContainerInfo:
         """Start the supervisor of ``name`` (no-op when it runs); raises RuntimeSetupError when the container
-        could not be started, with the reason the init gave."""
+        could not be started, with the reason the init gave. ``restart_count``: where the count of restarts
+        begins (see ``restore_count``)."""
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import (
             supervisor as runtime_supervisor,
         )
@@ -500,7 +501,7 @@ class Runtime:
         if info.supervised:
             return info
         self._refresh_etc_files(info)
-        outcome = runtime_supervisor.launch(info.path)
+        outcome = runtime_supervisor.launch(info.path, restart_count=restart_count)
         if "error" in outcome:
             self._wait_unlocked(info.path, 10)  # it records the failure, then ends
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
@@ -521,7 +522,8 @@ class Runtime:
         container's PID 1, SIGKILL after ``timeout`` (default: the spec's stop_timeout); the supervisor records
         the container as stopped by the user and does not restart it. Returns True when something was running.
         A container whose supervisor vanished (``dead``) is marked stopped by the user too, so that
-        ``start_all`` leaves it alone."""
+        ``start_all`` leaves it alone. (A SIGTERM to the supervisor without this, from systemd or init at
+        shutdown, is no user stop: unless-stopped starts the container again at the next boot.)"""
         import signal
 
         info = self._require(name)
@@ -593,35 +595,48 @@ class Runtime:
         stopped it; ``on-failure`` when its last run failed (a run the host ended is a failure) and retries
         are left. Returns ``[(name, outcome)]`` with outcome ``started``, ``running``, ``skipped: why`` or
         ``failed: error``; one failure does not stop the others."""
-        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.supervisor import should_restart
-
         outcomes = []
         infos = self.list() if names is None else [self._require(n) for n in names]
         for info in infos:
-            policy = info.spec.get("restart_policy") or "no"
             if info.supervised:
                 outcomes.append((info.name, "running"))
                 continue
-            if info.started_at is None:
-                outcomes.append((info.name, "skipped: never started"))
-                continue
-            # A container whose supervisor vanished (host reboot, kill -9) did not exit by itself: Docker records
-            # such a run with exit code 255.
-            code = 255 if info.state == "dead" or info.exit_code is None else info.exit_code
-            if not should_restart(policy, code, info.restart_count, int(info.spec.get("restart_retries") or 0),
-                                  info.stopped_by_user):
-                why = "stopped by the user" if info.stopped_by_user and policy != "no" else f"restart policy {policy}"
-                if policy == "on-failure":
-                    why = f"restart policy on-failure, exit code {code}, {info.restart_count} restarts"
+            why = self.restore_refusal(info)
+            if why is not None:
                 outcomes.append((info.name, f"skipped: {why}"))
                 continue
             try:
-                self.start(info.name)
+                self.start(info.name, restart_count=self.restore_count(info))
             except RuntimeSetupError as exc:
                 outcomes.append((info.name, f"failed: {exc}"))
                 continue
             outcomes.append((info.name, "started"))
         return outcomes
+
+    @staticmethod
+    def restore_refusal(info: ContainerInfo) -> str | None:
+        """Why a container that does not run must stay down after a boot or after its supervisor vanished
+        (None: start it). See ``start_all``; the systemd unit's ExecCondition asks the same (runtime/systemd)."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.supervisor import should_restart
+
+        policy = info.spec.get("restart_policy") or "no"
+        if info.started_at is None:
+            return "never started"
+        # A container whose supervisor vanished (host reboot, kill -9) did not exit by itself: Docker records
+        # such a run with exit code 255.
+        code = 255 if info.state == "dead" or info.exit_code is None else info.exit_code
+        if should_restart(policy, code, info.restart_count, int(info.spec.get("restart_retries") or 0),
+                          info.stopped_by_user):
+            return None
+        if policy == "on-failure":
+            return f"restart policy on-failure, exit code {code}, {info.restart_count} restarts"
+        return "stopped by the user" if info.stopped_by_user and policy != "no" else f"restart policy {policy}"
+
+    @staticmethod
+    def restore_count(info: ContainerInfo) -> int:
+        """The restart count a restored container begins with: one more when its supervisor vanished while it
+        ran (it is a restart by its policy, as after Docker's daemon restarted it), else 0."""
+        return info.restart_count + 1 if info.state == "dead" else 0
 
     @staticmethod
     def _mark_stopped_by_user(cdir: str) -> None:
@@ -699,10 +714,14 @@ class Runtime:
         return Plan(name, state, actions, diff, before, spec)
 
     def apply(self, plan: Plan, log_max_size: int = runtime_state.DEFAULT_LOG_MAX,
-              stop_timeout: float | None = None, force_kill: bool = False) -> ContainerInfo | None:
+              stop_timeout: float | None = None, force_kill: bool = False, units=None,
+              unit_plan=None) -> ContainerInfo | None:
         """Carry out ``plan``; returns the container afterwards (None when removed). ``force_kill``: a stop
-        before a removal is a SIGKILL at once."""
+        before a removal is a SIGKILL at once. ``units`` (runtime/systemd.Units) and ``unit_plan``: the
+        container's systemd unit is written before the container starts, and the start goes through it (the
+        supervisor becomes the unit's main process); a unit that goes is removed after the container."""
         removing = "remove" in plan.actions
+        through_unit = units is not None and unit_plan is not None and unit_plan.after is not None
         for action in plan.actions:
             if action == "stop":
                 if force_kill and removing:
@@ -714,7 +733,14 @@ class Runtime:
             elif action == "create":
                 self.create(plan.name, plan.spec, log_max_size)
             elif action == "start":
-                self.start(plan.name)
+                if through_unit:
+                    units.apply(unit_plan)
+                    unit_plan = None
+                    units.start(self, plan.name)
+                else:
+                    self.start(plan.name)
+        if units is not None and unit_plan is not None:
+            units.apply(unit_plan)
         return self.inspect(plan.name)
 
     def _require(self, name: str) -> ContainerInfo:

@@ -125,7 +125,7 @@ def _code(name: str):
         return compile(handle.read(), path, "exec")
 
 
-def _payload(container_dir: str, notify_fd: int) -> bytes:
+def _payload(container_dir: str, notify_fd: int, restart_count: int = 0) -> bytes:
     import importlib
     import marshal
 
@@ -137,14 +137,18 @@ def _payload(container_dir: str, notify_fd: int) -> bytes:
     # boot is imported at the top, by name: Ansible packs only the module_utils a module imports.
     return marshal.dumps({"boot": _code(boot.__name__), "modules": modules,
                           "main": _PKG + "runtime.supervisor",
-                          "args": {"container_dir": container_dir, "notify_fd": notify_fd}})
+                          "args": {"container_dir": container_dir, "notify_fd": notify_fd,
+                                   "restart_count": restart_count}})
 
 
-def launch(container_dir: str, python: str | None = None, timeout: float = START_TIMEOUT) -> dict:
+def launch(container_dir: str, python: str | None = None, timeout: float = START_TIMEOUT,
+           restart_count: int = 0) -> dict:
     """Start the supervisor of the container in ``container_dir`` and wait for the first start's outcome:
-    ``{"state": "running", "pid": ...}`` or ``{"error": ...}``. The supervisor is not our child."""
+    ``{"state": "running", "pid": ...}`` or ``{"error": ...}``. The supervisor is not our child.
+    ``restart_count``: where its count of restarts begins (a restart after the previous supervisor vanished
+    continues the count, as Docker's does; a start by the user begins at 0)."""
     python = python or sys.executable
-    payload = _payload(container_dir, 3)
+    payload = _payload(container_dir, 3, restart_count)
     code_r, code_w = os.pipe()
     notify_r, notify_w = os.pipe()
     log = os.open(os.path.join(container_dir, "supervisor.log"),
@@ -206,8 +210,9 @@ def launch(container_dir: str, python: str | None = None, timeout: float = START
 
 
 class _Supervisor:
-    def __init__(self, container_dir: str, notify_fd: int | None):
+    def __init__(self, container_dir: str, notify_fd: int | None, restart_count: int = 0):
         self.dir = container_dir
+        self.first_restart_count = max(0, int(restart_count))
         self.notify_fd = notify_fd
         self.record = runtime_state.read_json(os.path.join(container_dir, runtime_state.SPEC_FILE)) or {}
         self.name = self.record.get("name") or os.path.basename(container_dir)
@@ -223,6 +228,10 @@ class _Supervisor:
         self.state = runtime_state.read_json(self.state_path) or {}
         self.stop_requested = False     # stop: the stop signal now, SIGKILL after the timeout, no restart
         self.no_restart = False         # the user ended it (stop, kill with SIGKILL or the stop signal)
+        # False when the stop came from the host, not through Runtime.stop (which writes stop.json first):
+        # systemd stopping the unit, init at shutdown, an admin's kill. The container ends, but unless-stopped
+        # still starts it at the next boot (Docker: a daemon shutdown is no user stop).
+        self.by_user = True
         self.pending: list[int] = []    # signals `kill` asked for, not yet sent to PID 1
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # Healthcheck (runtime/health.py): run through the exec path while the container runs; on unhealthy,
@@ -254,6 +263,8 @@ class _Supervisor:
             request = self._request(runtime_state.STOP_FILE)
             if isinstance(request.get("timeout"), (int, float)):
                 self.stop_timeout = max(0.0, float(request["timeout"]))
+            if not request:
+                self.by_user = False
             if request.get("signal"):
                 try:
                     self.stop_signal = runtime_state.signal_number(str(request["signal"]))
@@ -468,8 +479,9 @@ class _Supervisor:
         except OSError:
             pass
         # A start is the user's (or boot's) wish to run it: an earlier stop no longer holds (docker start).
-        self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=0, stopped_by_user=False)
-        restarts = 0
+        restarts = self.first_restart_count
+        self.save(supervisor_pid=os.getpid(), state="starting", error=None, restart_count=restarts,
+                  stopped_by_user=False)
         delay = 0.0
         try:
             while True:
@@ -484,7 +496,7 @@ class _Supervisor:
                     return 1
                 self.notify(state="exited", exit_code=rc)
                 if self.no_restart:
-                    self.save(stopped_by_user=True)
+                    self.save(stopped_by_user=self.by_user)
                     return 0
                 forced, self.health_restart = self.health_restart, False
                 if not forced and not should_restart(self.policy, rc, restarts, self.retries):
@@ -496,18 +508,18 @@ class _Supervisor:
                 sys.stderr.flush()
                 self.sleep(delay)
                 if self.no_restart:
-                    self.save(state="exited", stopped_by_user=True)
+                    self.save(state="exited", stopped_by_user=self.by_user)
                     return 0
         finally:
             self.save(supervisor_pid=None)
             os.close(lock)
 
 
-def supervise(container_dir: str, notify_fd: int | None = None) -> None:
+def supervise(container_dir: str, notify_fd: int | None = None, restart_count: int = 0) -> None:
     """Entry point in the fresh interpreter (see BOOT)."""
     code = 1
     try:
-        code = _Supervisor(container_dir, notify_fd).main()
+        code = _Supervisor(container_dir, notify_fd, restart_count).main()
     except BaseException as exc:  # the supervisor must leave a trace; nobody else will see it
         import traceback
 

@@ -7,7 +7,8 @@ The module is its argument spec, this call and the mapping of the result (``Task
 restart policy, a detached container needs a name, ...), the image look-up (image.pull.ensure_image through
 ``runtime.containers.image_for_run``, the reference parsed once), the store's GC guard held until a named
 container's spec records its layers, the check-mode plan (what would run, or what would change), the diff
-and the foreground wait with its timeout and OOM report. ``options`` use container_run's option names.
+the foreground wait with its timeout and OOM report, and the container's systemd unit where systemd is PID 1
+(runtime/systemd.py: created, changed and removed with the container, in the plan and the diff). ``options`` use container_run's option names.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import systemd as runtime_systemd
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
     ImageForRun,
     Plan,
@@ -62,6 +64,7 @@ class TaskResult(Record):
     timed_out: bool | None = None
     oom_killed: bool | None = None
     warnings: list | None = None
+    systemd_unit: str | None = None
 
     def output(self, rc: int, stdout: bytes, stderr: bytes) -> None:
         self.rc = rc
@@ -83,6 +86,8 @@ class TaskResult(Record):
             result["oom_killed"] = self.oom_killed
         if self.warnings:
             result["warnings"] = list(self.warnings)
+        if self.systemd_unit is not None:
+            result["systemd_unit"] = self.systemd_unit
         return result
 
 
@@ -120,6 +125,7 @@ class ContainerTask:
         self.options = dict(options)
         self.runtime = Runtime(store_root)
         self._registry = registry
+        self._units = None  # the container's systemd units (runtime/systemd.py) when it has a unit
 
     def check(self) -> None:
         """The rules between options; raises TaskFailed with the message container_run has always given."""
@@ -234,6 +240,26 @@ class ContainerTask:
         spec = self.spec(image) if image is not None and not pending else None
         return self.runtime.plan(opts["name"], opts["state"], spec, recreate=bool(opts.get("recreate")) or pending)
 
+    def unit_plan(self, plan: Plan):
+        """Where systemd is PID 1: the container's unit (runtime/systemd.py) and what it takes to bring it in line
+        with the container afterwards. (None, None) elsewhere: there the supervisor alone keeps it up."""
+        if not runtime_systemd.systemd_booted():
+            return None, None
+        opts = self.options
+        policy, stop_timeout = None, opts.get("stop_timeout")
+        if opts["state"] != "absent":
+            if plan.spec is not None:
+                policy, stop_timeout = plan.spec.restart_policy, plan.spec.stop_timeout
+            elif "create" in plan.actions:  # check mode, the image still to pull: the spec will have the options
+                policy = opts.get("restart_policy")
+            elif plan.before is not None:   # no image given: the container keeps what it has
+                policy = plan.before.spec.get("restart_policy")
+                stop_timeout = plan.before.spec.get("stop_timeout", stop_timeout)
+        if stop_timeout is None:
+            stop_timeout = 10
+        units = runtime_systemd.Units(self.runtime.store_root)
+        return units, units.plan(opts["name"], policy, stop_timeout)
+
     def manage_named(self, image: ImageForRun | None, log_max: int, check_mode: bool) -> TaskResult:
         opts = self.options
         name = opts["name"]
@@ -242,15 +268,25 @@ class ContainerTask:
         actions = list(plan.actions)
         if image is not None and image.would_pull and "create" in actions:
             actions.insert(0, f"pull {image.name}")
+        units, unit_plan = self.unit_plan(plan)
+        if unit_plan is not None:
+            actions.extend(unit_plan.actions)
         before = plan.before.as_dict() if plan.before else None
-        result = TaskResult(changed=plan.changed, actions=actions, diff=_plan_diff(plan, opts["state"]),
-                            container=before or {"name": name})
+        diff = _plan_diff(plan, opts["state"])
+        if unit_plan is not None and unit_plan.before != unit_plan.after:
+            diff["before"]["systemd_unit"] = unit_plan.before
+            diff["after"]["systemd_unit"] = unit_plan.after
+        result = TaskResult(changed=plan.changed or (unit_plan is not None and unit_plan.changed), actions=actions,
+                            diff=diff, container=before or {"name": name})
+        if unit_plan is not None and unit_plan.after is not None:
+            result.systemd_unit = units.unit_path(name)
+        self._units = units if unit_plan is not None and unit_plan.after is not None else None
         if check_mode:
             self.restart_and_wait_healthy(plan, result, check_mode)
             return result
         try:
             after = runtime.apply(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
-                                  force_kill=bool(opts.get("force_kill")))
+                                  force_kill=bool(opts.get("force_kill")), units=units, unit_plan=unit_plan)
         except DockerlessError as exc:
             raise TaskFailed(str(exc), {"actions": actions}) from exc
         if after is not None:
@@ -281,7 +317,10 @@ class ContainerTask:
             if not check_mode:
                 try:
                     self.runtime.stop(name, opts.get("stop_timeout"))
-                    result.container = self.runtime.start(name).as_dict()
+                    # A container with a unit starts through it, so its supervisor stays the unit's main process.
+                    units = self._units
+                    started = units.start(self.runtime, name) if units is not None else self.runtime.start(name)
+                    result.container = started.as_dict()
                 except DockerlessError as exc:
                     raise TaskFailed(str(exc), {"actions": result.actions}) from exc
         if not opts.get("wait_healthy") or check_mode:
