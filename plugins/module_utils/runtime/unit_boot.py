@@ -154,7 +154,7 @@ def condition(runtime, name: str) -> int:
     info = runtime.inspect(name)
     if info is None:
         _say(f"container {name}: not found in {runtime.containers_dir}; nothing to start. Remove its unit "
-              "with container_run state: absent.")
+             "with container_run state: absent.")
         return 1
     if info.supervised:
         _say(f"container {name}: already runs outside its unit (supervisor pid {info.supervisor_pid})")
