@@ -91,11 +91,13 @@ def test_wsl_export_of_a_just_built_image(built, tmp_path):
 def test_image_pull_dest_of_a_just_built_image(built, tmp_path):
     store, image = built
     dest = str(tmp_path / "rootfs")
-    # policy missing: the image is complete in the store (blobs), so no registry is asked; dest is written from
-    # the layer folder made on the way.
+    # policy missing: the image is complete in the store (blobs), so no registry is asked; dest is extracted from
+    # the blobs straight onto the new tree, and the layer folder waits for a container that needs it.
     result = pull_image(store, NAME, policy="missing", dest=dest)
     assert result.rootfs == dest and result.rootfs_changed
-    assert os.path.isfile(os.path.join(dest, "usr/bin/ls")) and store.has_layer(image["layers"][0]["diff_id"])
+    assert os.path.isfile(os.path.join(dest, "usr/bin/ls")) and not store.has_layer(image["layers"][0]["diff_id"])
+    image_for_run(store.root, NAME, pull="never")
+    assert store.has_layer(image["layers"][0]["diff_id"])
 
 
 def test_gc_keeps_the_blobs_of_a_built_image_and_its_folder_once_made(built):
