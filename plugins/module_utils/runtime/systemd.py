@@ -81,7 +81,7 @@ def _source(short: str) -> str:
             text = loader.get_source(name)
         except (ImportError, OSError):
             text = None
-        if text:
+        if text is not None:  # "" is a package's empty __init__ (AnsiballZ's zip holds no file to read instead)
             return text
     path = getattr(module, "__file__", None)
     if not path or not os.path.isfile(path):

@@ -339,3 +339,25 @@ def test_container_run_manages_the_unit_with_the_container(fake_systemd, tmp_pat
     finally:
         for info in Runtime(units.store_root).list():
             Runtime(units.store_root).remove(info.name, force_kill=True)
+
+
+def test_an_empty_package_init_from_a_zip_is_a_source(monkeypatch):
+    """In a module run, module_utils come from AnsiballZ's zip: a package's empty __init__ has the source "" and no
+    file on disk. The engine copy takes "" as its source (it failed with "the source of ...cgroups is not
+    available" in the molecule VM)."""
+    import sys
+    import types
+
+    name = f"{runtime_systemd.PKG}.zipped_package_for_test"
+
+    class ZipLoader:
+        def get_source(self, fullname):
+            assert fullname == name
+            return ""
+
+    module = types.ModuleType(name)
+    module.__loader__ = ZipLoader()
+    module.__file__ = "/nonexistent/ansiballz.zip/zipped_package_for_test/__init__.py"
+    module.__path__ = []
+    monkeypatch.setitem(sys.modules, name, module)
+    assert runtime_systemd._source("zipped_package_for_test") == ""
