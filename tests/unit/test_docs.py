@@ -611,3 +611,13 @@ def test_architecture_graph_is_the_code_s_import_graph() -> None:
     assert drawn == _import_graph_mermaid(), (
         "docs/architecture.md's import graph no longer matches plugins/module_utils; replace it with the output "
         "of tests/unit/test_docs.py's _import_graph_mermaid()")
+
+
+def test_docs_name_test_files_that_exist() -> None:
+    """A test file named by its path in the README or docs/ exists (they moved beside their rooms once)."""
+    missing = []
+    for doc in [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for path in re.findall(r"\btests/(?:unit|integration)/[\w/]+\.py\b", doc.read_text()):
+            if not (ROOT / path).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing, missing
