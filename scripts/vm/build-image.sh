@@ -36,12 +36,12 @@ DISK_SIZE=${DOCKERLESS_VM_DISK_SIZE:-2G}
 # What the VMs have without internet: the base system, what Ansible needs (python3, python3-apt for
 # ansible.builtin.apt), what the roles install (docker-registry, apache2-utils for htpasswd, openssl for TLS),
 # what tests run inside the VM (python3-pytest; pyelftools, the ELF tests' oracle), and small tools verify uses
-# (procps, curl, kmod for `modprobe overlay`). No python3-requests: the engine needs it only behind an HTTP proxy,
+# (procps, curl, kmod for `modprobe overlay`), nftables for the bridge networks' rules. No python3-requests: the engine needs it only behind an HTTP proxy,
 # and the default scenario checks that everything works without it.
 PACKAGES=(
     linux-image-amd64 systemd-sysv udev dbus iproute2 openssh-server kmod procps
     python3 python3-apt python3-pyelftools python3-pytest python3-pytest-timeout
-    busybox-static docker-registry apache2-utils openssl ca-certificates curl zstd
+    busybox-static docker-registry apache2-utils openssl ca-certificates curl zstd nftables
 )
 
 vm_require_root build-image
