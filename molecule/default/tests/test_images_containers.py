@@ -138,7 +138,7 @@ def test_container_runs_the_pulled_image(host):
     spec = read_json(host, f"{CONTAINER_DIR}/spec.json")["spec"]
     assert spec["image"] == PULLED
     assert spec["image_digest"] == descriptors(host)[PULLED]["digest"]
-    assert spec["restart_policy"] == "on-failure"
+    assert spec["restart_policy"] == "unless-stopped"
 
 
 def test_container_is_pid_1_of_its_own_pid_namespace(host, pid):
@@ -190,7 +190,7 @@ def test_container_output_logged(host):
 
 
 def test_container_starts_at_boot(host):
-    # container_run's unit (restart_policy on-failure); the supervisor is its main process.
+    # container_run's unit (restart_policy unless-stopped); the supervisor is its main process.
     unit = host.service(f"dockerless-{NAME}")
     assert unit.is_enabled
     assert unit.is_running

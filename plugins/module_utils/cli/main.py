@@ -499,6 +499,13 @@ def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.
                        epilog=_examples(f"{prog} start web", f"{prog} start --all",
                                         f"@reboot root {prog} start --all   (a crontab line)"))
     p.add_argument("-a", "--all", action="store_true", help="every container its restart policy says should run")
+    p.add_argument("--by-policy", action="store_true",
+                   help="the named containers only if their restart policy says so, as --all decides (what a "
+                        "container's systemd unit runs at boot and after its supervisor was killed)")
+    p.add_argument("--check", action="store_true",
+                   help="with --by-policy or --all: start nothing; exit 0 when every one would start, 1 with the "
+                        "reason when one stays down (the unit's ExecCondition)")
+    p.add_argument("--pid-file", metavar="FILE", help="write the supervisor's PID there (one NAME; systemd's PIDFile)")
     p.add_argument("names", nargs="*", metavar="NAME")
 
     p = sub.add_parser("stop", parents=[store, output], formatter_class=_FORMATTER, help="stop named containers",
@@ -1210,10 +1217,19 @@ def cmd_start(args, out: Output, stdin: IO[str]) -> int:
 
     if args.all == bool(args.names):
         raise UsageError("name the containers to start, or use --all (not both).")
+    if args.check and not (args.all or args.by_policy):
+        raise UsageError("--check goes with --by-policy or --all: a start by name always starts.")
+    if args.pid_file and len(args.names) != 1:
+        raise UsageError("--pid-file needs exactly one NAME.")
     runtime = Runtime(args.store)
     done, failed = [], False
-    if args.all:
-        outcomes = runtime.start_all()
+    if args.all or args.by_policy:
+        outcomes = runtime.start_all(args.names or None, dry_run=args.check)
+        if args.check:
+            for name, outcome in outcomes:
+                out.info(f"{name}: {outcome}")
+            out.document([{"name": name, "outcome": outcome} for name, outcome in outcomes])
+            return EXIT_OK if all(outcome == "would start" for _name, outcome in outcomes) else EXIT_ERROR
     else:
         # Docker's start: the user's explicit wish, whatever the policy says.
         outcomes = []
@@ -1234,7 +1250,20 @@ def cmd_start(args, out: Output, stdin: IO[str]) -> int:
     if failed:
         raise DockerlessError("some containers did not start (see above). Check them with dockerless ps -a and "
                               "their logs in the store.")
+    if args.pid_file:
+        info = runtime.inspect(args.names[0])
+        if info is None or not info.supervised or not info.supervisor_pid:
+            raise DockerlessError(f"{args.names[0]}: not started ({outcomes[0][1]}), so no PID for {args.pid_file}.")
+        _write_pid_file(args.pid_file, info.supervisor_pid)
     return EXIT_OK
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """``pid`` to ``path`` through a rename: systemd reads the PIDFile once ExecStart has ended."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(f"{int(pid)}\n")
+    os.replace(tmp, path)
 
 
 def cmd_kill(args, out: Output, stdin: IO[str]) -> int:
@@ -1333,6 +1362,19 @@ def _parser_for(prog: str, argv: list[str]):
         if argv[0] in sub.choices:
             return parser
     return build_parser(prog)
+
+
+def console(prog: str | None = None) -> int:
+    """The command line's entry, for an interpreter whose sys.path already reaches the collection (bin/dockerless,
+    the engine copy's bin/dockerless that container_run installs, runtime/systemd.py): runs ``main`` and flushes."""
+    if sys.flags.no_site:  # started with -S on purpose: site-packages come when a proxy needs them
+        from ansible_collections.dockerless.containers.plugins.module_utils import site_packages
+
+        site_packages.DEFERRED = True
+    code = main(prog=prog)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
 
 
 def main(argv: list[str] | None = None, prog: str | None = None, stdout: IO[str] | None = None,

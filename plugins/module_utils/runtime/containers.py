@@ -588,13 +588,14 @@ class Runtime:
             # Docker's kill returns once the container is gone; a SIGKILLed PID namespace ends at once.
             self._wait_unlocked(info.path, 10)
 
-    def start_all(self, names: list[str] | None = None) -> list[tuple[str, str]]:
-        """Start the named containers whose restart policy says they should run after a host boot, by Docker's
-        daemon restore rule (moby ``restore``: not running, started before, and ``ShouldRestart`` with the
-        recorded exit code, restart count and stop-by-user): ``always``; ``unless-stopped`` unless the user
-        stopped it; ``on-failure`` when its last run failed (a run the host ended is a failure) and retries
-        are left. Returns ``[(name, outcome)]`` with outcome ``started``, ``running``, ``skipped: why`` or
-        ``failed: error``; one failure does not stop the others."""
+    def start_all(self, names: list[str] | None = None, dry_run: bool = False) -> list[tuple[str, str]]:
+        """Start the named containers (default: all) whose restart policy says they should run after a host
+        boot, by Docker's daemon restore rule (moby ``restore``: not running, started before, and
+        ``ShouldRestart`` with the recorded exit code, restart count and stop-by-user): ``always``;
+        ``unless-stopped`` unless the user stopped it; ``on-failure`` when its last run failed (a run the host
+        ended is a failure) and retries are left. Returns ``[(name, outcome)]`` with outcome ``started``,
+        ``running``, ``skipped: why`` or ``failed: error``; one failure does not stop the others.
+        ``dry_run``: start nothing, ``would start`` instead of ``started`` (the systemd unit's ExecCondition)."""
         outcomes = []
         infos = self.list() if names is None else [self._require(n) for n in names]
         for info in infos:
@@ -605,6 +606,14 @@ class Runtime:
             if why is not None:
                 outcomes.append((info.name, f"skipped: {why}"))
                 continue
+            if dry_run:
+                outcomes.append((info.name, "would start"))
+                continue
+            # container_run's request is consumed: a later restart after a killed supervisor obeys the rule.
+            try:
+                os.unlink(os.path.join(info.path, runtime_state.START_FILE))
+            except FileNotFoundError:
+                pass
             try:
                 self.start(info.name, restart_count=self.restore_count(info))
             except RuntimeSetupError as exc:
@@ -616,9 +625,12 @@ class Runtime:
     @staticmethod
     def restore_refusal(info: ContainerInfo) -> str | None:
         """Why a container that does not run must stay down after a boot or after its supervisor vanished
-        (None: start it). See ``start_all``; the systemd unit's ExecCondition asks the same (runtime/systemd)."""
+        (None: start it). See ``start_all``; the systemd unit's ExecCondition asks the same (runtime/systemd).
+        A start container_run asked of the unit (``start.json``) always goes on: it is the user's start."""
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime.supervisor import should_restart
 
+        if os.path.exists(os.path.join(info.path, runtime_state.START_FILE)):
+            return None
         policy = info.spec.get("restart_policy") or "no"
         if info.started_at is None:
             return "never started"

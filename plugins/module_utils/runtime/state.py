@@ -32,6 +32,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
 STOP_FILE = "stop.json"          # {"timeout": seconds, "signal": name}: how the next stop goes, written before SIGTERM
 KILL_FILE = "kill.json"          # {"signal": name}: what to send to PID 1, written before SIGUSR2 to the supervisor
+START_FILE = "start.json"        # container_run asked the container's systemd unit to start it (runtime/systemd.py)
 LOG_FILES = ("stdout.log", "stderr.log")
 DEFAULT_LOG_MAX = 10 << 20
 

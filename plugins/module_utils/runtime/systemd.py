@@ -11,47 +11,75 @@ is not ``no`` a unit file of its own, ``/etc/systemd/system/dockerless-<name>.se
 * a **unit file**, not a transient unit (``systemd-run``): a transient unit is gone at the next boot, and boot
   is half of the point; a file is also what ``systemctl cat`` and an admin can read, and it is written only when
   its text changes, so a second run of container_run changes nothing;
-* ``Type=forking`` with ``PIDFile``: ExecStart (``dockerless_boot.py start``) launches the supervisor as it
-  always does and returns once the container runs (or with the setup error, which fails the start), and the
-  supervisor becomes the unit's main process;
+* it runs the **command line**, ``dockerless start --by-policy NAME``, from the copy of the collection's engine
+  that ``install`` keeps in ``/usr/local/lib/dockerless`` (below);
+* ``Type=forking`` with ``PIDFile``: ExecStart launches the supervisor as ``dockerless start`` always does and
+  returns once the container runs (or with the setup error, which fails the start), and the supervisor becomes
+  the unit's main process;
 * ``Restart=on-abnormal``: systemd restarts the supervisor when a signal killed it (``kill -9``, the OOM
   killer), not when it ended by itself. A supervisor ends by itself only when the container's own policy said
   "no more" (``on-failure`` with exit 0, retries used up) or the user stopped the container, and both must
-  stand. The container-level policy stays the supervisor's job (backoff, ``restart_count``);
-* ``ExecCondition`` (``dockerless_boot.py condition``): at boot and after a killed supervisor, the start goes on
-  only when Docker's restore rule says so (``Runtime.restore_refusal``: ``unless-stopped`` stopped by the user
-  stays down); container_run's own start writes ``start.json`` first, which always passes;
+  stand. The container-level policy stays the supervisor's job (backoff, ``restart_count``). ``RestartSec`` is
+  Docker's first restart delay, 100 ms;
+* ``ExecCondition`` (``dockerless start --by-policy --check NAME``): at boot and after a killed supervisor, the
+  start goes on only when Docker's restore rule says so (``Runtime.restore_refusal``: ``unless-stopped`` stopped
+  by the user stays down), else systemd skips it without a failure; container_run's own start writes
+  ``start.json`` first, which always passes;
 * no ``ExecStop``: a unit stopped by systemd (shutdown, ``systemctl stop``) gets SIGTERM to the supervisor,
   which stops the container (stop signal, SIGKILL after the stop timeout) as Docker's daemon does when it
   stops: no user stop (there is no ``stop.json`` request), so ``unless-stopped`` comes back at boot. Without
-  an ExecStop, a restart after a killed supervisor costs two python starts (condition, start), not three;
+  an ExecStop, a restart after a killed supervisor costs two python starts (condition, start) before the
+  supervisor's own, not three;
 * enabled for ``multi-user.target`` by the symlink ``systemctl enable`` would make.
 
-What the unit runs must exist on the host outside an Ansible run, so ``install_engine`` writes the boot script
-(runtime/unit_boot.py's source) and ``engine.json`` (the sources of the engine modules it imports) to
-``/usr/local/lib/dockerless``, again only when they differ. The python is the one that runs container_run.
+What the unit runs must exist on the host outside an Ansible run: Ansible ships module_utils to a host only
+inside each module run. So ``Units`` installs the engine there, in the collection's own layout
+(``/usr/local/lib/dockerless/ansible_collections/dockerless/containers/plugins/module_utils/...``): the command
+line's module (cli/main.py) and every module it imports, found from the sources (``engine_sources``, no list kept
+by hand), compiled ahead to ``__pycache__`` so that a restart reads bytecode instead of compiling the engine under
+load; ``bin/dockerless`` beside them, linked from ``/usr/local/bin/dockerless`` when that name is free, is the
+same command line for the host's admin. Files are rewritten only when they differ from the collection that runs,
+files of an older engine removed. The python is the one that runs container_run, started ``-I -S``: no
+environment, no user or system site-packages, so no other ``ansible_collections`` on the host can shadow the copy.
 """
 
 from __future__ import annotations
 
-import ast
-import json
+import functools
 import os
+import re
 import subprocess
 import sys
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import unit_boot
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 PKG = "ansible_collections.dockerless.containers.plugins.module_utils"
 UNIT_DIR = "/etc/systemd/system"
 BOOT_DIR = "/usr/local/lib/dockerless"
+BIN_LINK = "/usr/local/bin/dockerless"
 SYSTEMD_BOOTED = "/run/systemd/system"  # sd_booted(3)
 WANTED_BY = "multi-user.target"
 MARK = "# Managed by dockerless.containers (container_run): rewritten or removed with the container."
+ENTRY_MARK = "# Managed by dockerless.containers (container_run): the engine copy's command line, rewritten with it."
 PID_FILE = "supervisor.pid"
-RESTART_SEC = "500ms"
+RESTART_SEC = "100ms"
+# The command line and all it imports. Named in an import too (``_cli_for_ansible``): Ansible packs into a
+# module's payload only the module_utils it sees imported, and the copy is made from that payload.
+ENGINE_ROOTS = ("cli.main",)
+# What an earlier version installed in BOOT_DIR (a loader and the sources in one JSON file): removed.
+OLD_BOOT_FILES = ("dockerless_boot.py", "engine.json")
+# The containers role's own units before container_run made them (dockerless-container-<name>.service, a oneshot
+# that ran the old loader): removed with its wants link when container_run manages the container.
+OLD_ROLE_UNIT = "dockerless-container-{}.service"
+OLD_ROLE_MARK = "# Managed by the dockerless.containers.containers role"
+
+
+def _cli_for_ansible():  # pragma: no cover - never called; see ENGINE_ROOTS
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli import main
+
+    return main
 
 
 def systemd_booted(path: str = SYSTEMD_BOOTED) -> bool:
@@ -68,14 +96,24 @@ def wants_unit(restart_policy: str | None) -> bool:
     return (restart_policy or "no") != "no"
 
 
+@functools.cache
+def _spec(short: str):
+    """The import spec of module ``short`` (dotted, below module_utils), found without running the module (only
+    the packages above it are imported); None when there is no such module."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(f"{PKG}.{short}")
+    except (ImportError, ValueError):
+        return None
+
+
 def _source(short: str) -> str:
     """The source of module ``short`` (dotted, below module_utils; a package gives its ``__init__``) of the
     collection: from its loader (Ansible ships module_utils in a zip), else from its file."""
-    import importlib
-
     name = f"{PKG}.{short}"
-    module = importlib.import_module(name)
-    loader = getattr(module, "__loader__", None)
+    spec = _spec(short)
+    loader = getattr(spec, "loader", None)
     if loader is not None and hasattr(loader, "get_source"):
         try:
             text = loader.get_source(name)
@@ -83,9 +121,9 @@ def _source(short: str) -> str:
             text = None
         if text is not None:  # "" is a package's empty __init__ (AnsiballZ's zip holds no file to read instead)
             return text
-    path = getattr(module, "__file__", None)
+    path = getattr(spec, "origin", None)
     if not path or not os.path.isfile(path):
-        raise RuntimeSetupError(f"installing the boot engine: the source of {name} is not available. "
+        raise RuntimeSetupError(f"installing the engine for systemd units: the source of {name} is not available. "
                                 "Reinstall the collection.")
     with open(path, encoding="utf-8") as handle:
         return handle.read()
@@ -94,18 +132,21 @@ def _source(short: str) -> str:
 def _is_module(short: str) -> bool:
     """True when ``short`` (dotted, below module_utils) names a module or package of the collection, not an
     attribute of one (``from ...runtime.containers import Runtime``)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(f"{PKG}.{short}") is not None
-    except (ImportError, ValueError):
-        return False
+    return _spec(short) is not None
 
 
 def is_package(short: str) -> bool:
-    import importlib
+    spec = _spec(short)
+    return spec is not None and spec.submodule_search_locations is not None
 
-    return hasattr(importlib.import_module(f"{PKG}.{short}"), "__path__")
+
+# Import statements of the collection's module_utils, at the start of a line (module level or inside a function):
+# `from PKG.x import a, b as c`, `from PKG.x import (\n a,\n b,\n)`, `import PKG.x`. A regular expression, not
+# ast: container_run plans the engine copy at every run, and parsing the whole engine took seconds on a slow VM.
+# A match inside a string only adds a module that exists (checked), never loses one.
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(" + re.escape(PKG) + r"(?:\.[\w.]+)?)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)",
+                          re.M)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+(" + re.escape(PKG) + r"\.[\w.]+)", re.M)
 
 
 def _imports(source: str) -> set[str]:
@@ -113,21 +154,22 @@ def _imports(source: str) -> set[str]:
     dotted names below module_utils (``runtime.containers``), with the packages they sit in (``runtime``):
     importing a submodule imports its packages' ``__init__`` first."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == PKG:
-                base = ""
-            elif node.module.startswith(PKG + "."):
-                base = node.module[len(PKG) + 1:]
-                found.add(base)
-            else:
+    for match in _FROM_IMPORT.finditer(source):
+        module, names = match.group(1), match.group(2)
+        base = module[len(PKG) + 1:]
+        if base:
+            found.add(base)
+        if base and not is_package(base):
+            continue  # names in a module, not submodules: asking importlib would run the module
+        names = "\n".join(line.split("#", 1)[0] for line in names.strip("()").splitlines())
+        for alias in names.replace("\n", ",").split(","):
+            alias = alias.split(" as ")[0].strip()
+            if not alias.isidentifier():
                 continue
-            for alias in node.names:  # `from PKG.runtime import supervisor`: a submodule, or a name in one
-                short = f"{base}.{alias.name}" if base else alias.name
-                if _is_module(short):
-                    found.add(short)
-        elif isinstance(node, ast.Import):
-            found.update(a.name[len(PKG) + 1:] for a in node.names if a.name.startswith(PKG + "."))
+            short = f"{base}.{alias}" if base else alias  # `from PKG.runtime import supervisor`: a submodule?
+            if _is_module(short):
+                found.add(short)
+    found.update(m[len(PKG) + 1:] for m in _IMPORT.findall(source))
     out = set()
     for short in found:
         parts = short.split(".")
@@ -135,10 +177,10 @@ def _imports(source: str) -> set[str]:
     return out
 
 
-def engine_sources(roots: tuple[str, ...] = ("runtime.containers", "runtime.supervisor", "errors")) -> dict[str, str]:
-    """The sources the boot script imports: ``roots`` and every module_utils they import, transitively, by dotted
-    name (packages by their ``__init__``'s source). Found from the sources themselves, so a new import in the
-    engine needs no list kept in step."""
+def engine_sources(roots: tuple[str, ...] = ENGINE_ROOTS) -> dict[str, str]:
+    """The sources of ``roots`` and every module_utils they import, transitively, by dotted name (packages by their
+    ``__init__``'s source). Found from the sources themselves, so a new import in the engine needs no list kept
+    in step."""
     sources: dict[str, str] = {}
     todo = sorted(_imports("\n".join(f"import {PKG}.{root}" for root in roots)))
     while todo:
@@ -156,7 +198,10 @@ class UnitPlan(Record):
     actions: list[str]
     before: str | None              # the unit file's text now (None: none)
     after: str | None               # its text afterwards (None: removed / none)
-    files: dict[str, str]           # boot script and engine to (re)write: path -> text
+    files: dict[str, str]           # engine files to (re)write: path -> text
+    removes: list[str]              # files of an older engine to remove
+    link: bool = False              # (re)make the /usr/local/bin/dockerless link
+    old_unit: bool = False          # remove the containers role's older unit of this container
 
     @property
     def changed(self) -> bool:
@@ -164,21 +209,29 @@ class UnitPlan(Record):
 
 
 class Units:
-    """Unit files of containers in ``unit_dir``, run by ``python`` with the boot script in ``boot_dir``;
-    ``systemctl`` is called for daemon-reload and start only while ``running`` (systemd is the init)."""
+    """Unit files of containers in ``unit_dir``, run by ``python`` with the engine copy in ``boot_dir`` (and its
+    command line linked from ``bin_link``, None: no link); ``systemctl`` is called for daemon-reload and start
+    only while ``running`` (systemd is the init)."""
 
     def __init__(self, store_root: str, unit_dir: str = UNIT_DIR, boot_dir: str = BOOT_DIR,
-                 python: str | None = None, systemctl: str = "systemctl", running: bool | None = None):
+                 python: str | None = None, systemctl: str = "systemctl", running: bool | None = None,
+                 bin_link: str | None = BIN_LINK):
         self.store_root = os.path.abspath(store_root)
         self.unit_dir = unit_dir
         self.boot_dir = boot_dir
         self.python = python or sys.executable
         self.systemctl = systemctl
         self.running = systemd_booted() if running is None else running
+        self.bin_link = bin_link
 
     @property
-    def boot_script(self) -> str:
-        return os.path.join(self.boot_dir, "dockerless_boot.py")
+    def entry(self) -> str:
+        """The engine copy's command line, what the units run."""
+        return os.path.join(self.boot_dir, "bin", "dockerless")
+
+    @property
+    def module_utils(self) -> str:
+        return os.path.join(self.boot_dir, *PKG.split("."))
 
     def unit_path(self, name: str) -> str:
         return os.path.join(self.unit_dir, unit_name(name))
@@ -195,7 +248,7 @@ class Units:
                 raise RuntimeSetupError(f"systemd unit of container {name}: the {what} path {path!r} must be "
                                         "absolute, without whitespace, quotes, backslashes, % $ or ;. Use another "
                                         "path, or restart_policy no.")
-        boot = f"{self.python} -I {self.boot_script} --store {self.store_root}"
+        start = f"{self.python} -I -S {self.entry} start --store {self.store_root} --by-policy"
         cdir = os.path.join(self.store_root, "containers", name)
         return "\n".join([
             MARK,
@@ -210,8 +263,8 @@ class Units:
             "[Service]",
             "Type=forking",
             f"PIDFile={cdir}/{PID_FILE}",
-            f"ExecCondition={boot} condition {name}",
-            f"ExecStart={boot} --pid-file {cdir}/{PID_FILE} start {name}",
+            f"ExecCondition={start} --check {name}",
+            f"ExecStart={start} --pid-file {cdir}/{PID_FILE} {name}",
             "Restart=on-abnormal",
             f"RestartSec={RESTART_SEC}",
             # Only the supervisor is in the unit's cgroup (the container has its own, dockerless/<name>, and dies
@@ -225,12 +278,59 @@ class Units:
             "",
         ])
 
+    def entry_text(self) -> str:
+        """The copy's ``bin/dockerless``: the collection's own bin/dockerless finds the collection from its path,
+        this one knows it."""
+        return "\n".join([
+            f"#!{self.python} -I",
+            ENTRY_MARK,
+            "import os",
+            "import sys",
+            "",
+            f"sys.path.insert(0, {self.boot_dir!r})",
+            f"from {PKG}.cli.main import console  # noqa: E402",
+            "",
+            "os._exit(console())",
+            "",
+        ])
+
     def engine_files(self) -> dict[str, str]:
-        sources = engine_sources()
-        engine = json.dumps({"modules": sources, "packages": sorted(s for s in sources if is_package(s))},
-                            sort_keys=True, indent=0) + "\n"
-        return {self.boot_script: _source(unit_boot.__name__[len(PKG) + 1:]),
-                os.path.join(self.boot_dir, "engine.json"): engine}
+        """Path -> text of every file of the engine copy. The packages above module_utils get an empty
+        ``__init__``: a regular package first on sys.path wins over any namespace package of the same name."""
+        files = {}
+        for short, text in engine_sources().items():
+            parts = short.split(".")
+            if is_package(short):
+                files[os.path.join(self.module_utils, *parts, "__init__.py")] = text
+            else:
+                files[os.path.join(self.module_utils, *parts[:-1], parts[-1] + ".py")] = text
+        folder = self.boot_dir
+        for part in PKG.split("."):
+            folder = os.path.join(folder, part)
+            files.setdefault(os.path.join(folder, "__init__.py"), "")
+        files[self.entry] = self.entry_text()
+        return files
+
+    def stale_files(self, keep) -> list[str]:
+        """Files of an older engine: sources of the copy that the engine no longer has, and the old loader's."""
+        stale = [os.path.join(self.boot_dir, name) for name in OLD_BOOT_FILES
+                 if os.path.lexists(os.path.join(self.boot_dir, name))]
+        root = os.path.join(self.boot_dir, "ansible_collections")
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            stale.extend(os.path.join(folder, n) for n in names
+                         if n.endswith(".py") and os.path.join(folder, n) not in keep)
+        return sorted(stale)
+
+    def _link_wanted(self) -> bool:
+        """The admin's /usr/local/bin/dockerless: made when the name is free, kept pointing at the copy when it is
+        our link; any other file there is the admin's and left alone."""
+        if self.bin_link is None:
+            return False
+        if os.path.islink(self.bin_link):
+            target = os.readlink(self.bin_link)
+            return target != self.entry and target.startswith(self.boot_dir + os.sep)
+        return not os.path.lexists(self.bin_link)
 
     def _read(self, path: str) -> str | None:
         try:
@@ -252,22 +352,32 @@ class Units:
                                     f"be overwritten or removed. Rename or remove it, then run again.")
         actions: list[str] = []
         files: dict[str, str] = {}
+        old_text = self._read(self._old_unit(name))
+        old_unit = old_text is not None and old_text.startswith(OLD_ROLE_MARK)
+        if old_unit:
+            actions.append(f"remove unit {OLD_ROLE_UNIT.format(name)}")
         if not wants_unit(restart_policy):
             if before is not None or os.path.lexists(self.wants_link(name)):
-                actions = [f"disable unit {unit}", f"remove unit {unit}"]
-            return UnitPlan(name, unit, actions, before, None, files)
+                actions += [f"disable unit {unit}", f"remove unit {unit}"]
+            return UnitPlan(name, unit, actions, before, None, files, [], old_unit=old_unit)
         after = self.render(name, stop_timeout)
-        for file_path, text in self.engine_files().items():
+        wanted = self.engine_files()
+        for file_path, text in wanted.items():
             if self._read(file_path) != text:
                 files[file_path] = text
-        if files:
-            actions.append(f"install the boot engine in {self.boot_dir}")
+        removes = self.stale_files(wanted)
+        link = self._link_wanted()
+        if files or removes or link:
+            actions.append(f"install the engine in {self.boot_dir}")
         if before != after:
             actions.append(f"write unit {unit}")
-        link = self.wants_link(name)
-        if not (os.path.islink(link) and os.readlink(link) == path):
+        wants = self.wants_link(name)
+        if not (os.path.islink(wants) and os.readlink(wants) == path):
             actions.append(f"enable unit {unit}")
-        return UnitPlan(name, unit, actions, before, after, files)
+        return UnitPlan(name, unit, actions, before, after, files, removes, link, old_unit)
+
+    def _old_unit(self, name: str) -> str:
+        return os.path.join(self.unit_dir, OLD_ROLE_UNIT.format(name))
 
     def apply(self, plan: UnitPlan) -> None:
         """Carry out ``plan``: files first, then one daemon-reload when a unit file changed."""
@@ -275,40 +385,57 @@ class Units:
             return
         path = self.unit_path(plan.name)
         link = self.wants_link(plan.name)
+        if plan.old_unit:
+            # Not stopped: its ExecStop would stop the container. Once removed and reloaded, systemd forgets it.
+            old = self._old_unit(plan.name)
+            _remove(os.path.join(self.unit_dir, f"{WANTED_BY}.wants", os.path.basename(old)))
+            _remove(old)
         if plan.after is None:
             for victim in (link, path):
-                try:
-                    os.unlink(victim)
-                except FileNotFoundError:
-                    pass
+                _remove(victim)
         else:
-            for file_path, text in plan.files.items():
-                _write(file_path, text, 0o644, 0o755)
+            self._install(plan)
             if plan.before != plan.after:
                 _write(path, plan.after, 0o644, 0o755)
             if not (os.path.islink(link) and os.readlink(link) == path):
                 os.makedirs(os.path.dirname(link), 0o755, exist_ok=True)
-                try:
-                    os.unlink(link)
-                except FileNotFoundError:
-                    pass
+                _remove(link)
                 os.symlink(path, link)
-        if self.running and (plan.before != plan.after):
+        if self.running and (plan.before != plan.after or plan.old_unit):
             self._systemctl("daemon-reload")
+
+    def _install(self, plan: UnitPlan) -> None:
+        """The engine's files, each compiled to its ``__pycache__`` (timestamp-checked bytecode, as Python's own
+        import would write it, so a later import by a newer source is never misled)."""
+        import py_compile
+
+        for victim in plan.removes:
+            _remove(victim)
+        for file_path, text in plan.files.items():
+            executable = file_path == self.entry
+            _write(file_path, text, 0o755 if executable else 0o644, 0o755)
+            if not executable:
+                try:
+                    py_compile.compile(file_path, doraise=True,
+                                       invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+                except (py_compile.PyCompileError, OSError) as exc:
+                    raise RuntimeSetupError(f"installing the engine in {self.boot_dir}: compiling {file_path}: "
+                                            f"{exc}. Check the python ({self.python}) and the disk.") from None
+        if plan.link:
+            os.makedirs(os.path.dirname(self.bin_link), 0o755, exist_ok=True)
+            _remove(self.bin_link)
+            os.symlink(self.entry, self.bin_link)
 
     def start(self, runtime, name: str):
         """Start container ``name`` through its unit, so that its supervisor is the unit's main process; returns
         the container as ``Runtime.start`` does, raises RuntimeSetupError with the container's setup error."""
         cdir = runtime.container_dir(name)
-        request = os.path.join(cdir, unit_boot.START_REQUEST)
+        request = os.path.join(cdir, runtime_state.START_FILE)
         _write(request, "{}\n", 0o600, 0o700)
         try:
             proc = self._systemctl("start", unit_name(name), check=False)
         finally:
-            try:
-                os.unlink(request)
-            except FileNotFoundError:
-                pass
+            _remove(request)
         info = runtime.inspect(name)
         if proc.returncode != 0 or info is None or not info.supervised:
             error = (info.error if info is not None else None) or proc.stderr.strip() or "no reason given"
@@ -328,6 +455,13 @@ class Units:
         return proc
 
 
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _write(path: str, text: str, mode: int, dir_mode: int) -> None:
     """Write ``path`` through a temp file beside it, fsynced, then renamed: a unit or the engine is never seen
     half-written by systemd or a boot after a crash."""
@@ -342,8 +476,5 @@ def _write(path: str, text: str, mode: int, dir_mode: int) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)
         raise

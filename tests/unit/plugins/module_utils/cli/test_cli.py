@@ -58,6 +58,8 @@ def run_main(argv, prog="dockerless", stdin_text=""):
     (["rm", "-f", "a"], {"force": True, "names": ["a"]}),
     (["start", "--all"], {"all": True, "names": []}),
     (["start", "a", "b"], {"all": False, "names": ["a", "b"]}),
+    (["start", "--by-policy", "--check", "a"], {"by_policy": True, "check": True, "pid_file": None, "names": ["a"]}),
+    (["start", "--by-policy", "--pid-file", "/p", "a"], {"by_policy": True, "check": False, "pid_file": "/p"}),
     (["kill", "a"], {"signal": "SIGKILL", "names": ["a"]}),
     (["kill", "-s", "HUP", "a"], {"signal": "HUP", "names": ["a"]}),
     (["run", "-d", "--restart", "on-failure:3", "--stop-signal", "SIGUSR1", "--stop-timeout", "2", "img"],
@@ -367,6 +369,14 @@ def test_start_needs_names_or_all(tmp_path):
     code, out, err = run_main(["start", "--all", "--store", store])
     assert (code, out, err) == (0, "", "")
     code, unused, err = run_main(["kill", "--store", store, "nope"])
+    assert code == cli.EXIT_ERROR and "container nope: not found" in err
+    # What a systemd unit runs: --check only with a rule to check, one NAME for a PID file, a missing container
+    # is a refusal (exit 1: ExecCondition skips the start).
+    code, unused, err = run_main(["start", "--check", "--store", store, "a"])
+    assert code == cli.EXIT_USAGE and "--check goes with --by-policy or --all" in err
+    code, unused, err = run_main(["start", "--by-policy", "--pid-file", "/nonexistent/p", "--store", store, "a", "b"])
+    assert code == cli.EXIT_USAGE and "--pid-file needs exactly one NAME" in err
+    code, unused, err = run_main(["start", "--by-policy", "--check", "--store", store, "nope"])
     assert code == cli.EXIT_ERROR and "container nope: not found" in err
 
 

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The systemd unit of a named container (runtime/systemd.py, runtime/unit_boot.py): its text, the idempotent management
-of the unit file, and what the unit runs, on the real kernel with a fake ``systemctl`` on PATH that does what
+"""The systemd unit of a named container (runtime/systemd.py): its text, the idempotent management of the unit file
+and of the engine copy it runs (the command line, cli/main.py), and what the unit runs, on the real kernel with a fake ``systemctl`` on PATH that does what
 systemd would do with the unit (this machine has no systemd as PID 1; molecule covers the real one)."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def fake_systemd(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(log))
     monkeypatch.setenv("FAKE_UNIT_DIR", str(units))
     yield runtime_systemd.Units(str(tmp_path / "store"), unit_dir=str(units), boot_dir=str(tmp_path / "boot"),
-                                python=sys.executable, running=True), log
+                                python=sys.executable, running=True, bin_link=str(tmp_path / "usr-local-bin" / "dockerless")), log
 
 
 def calls(log) -> list[str]:
@@ -74,13 +74,15 @@ def test_the_unit_file_runs_the_supervisor_as_main_process_and_restarts_it_only_
     units = runtime_systemd.Units("/var/lib/dockerless", unit_dir=str(tmp_path), python="/usr/bin/python3",
                                   running=False)
     text = units.render("web.1", stop_timeout=7)
-    boot = "/usr/bin/python3 -I /usr/local/lib/dockerless/dockerless_boot.py --store /var/lib/dockerless"
+    # The command line of the engine copy, without environment or site-packages (-I -S).
+    cli = ("/usr/bin/python3 -I -S /usr/local/lib/dockerless/bin/dockerless start --store /var/lib/dockerless "
+           "--by-policy")
     pid_file = "/var/lib/dockerless/containers/web.1/supervisor.pid"
     lines = text.splitlines()
     assert lines[0] == runtime_systemd.MARK
-    for line in ("Type=forking", f"PIDFile={pid_file}", f"ExecCondition={boot} condition web.1",
-                 f"ExecStart={boot} --pid-file {pid_file} start web.1",
-                 "Restart=on-abnormal", "TimeoutStopSec=37", "WantedBy=multi-user.target",
+    for line in ("Type=forking", f"PIDFile={pid_file}", f"ExecCondition={cli} --check web.1",
+                 f"ExecStart={cli} --pid-file {pid_file} web.1",
+                 "Restart=on-abnormal", "RestartSec=100ms", "TimeoutStopSec=37", "WantedBy=multi-user.target",
                  "RequiresMountsFor=/var/lib/dockerless /usr/local/lib/dockerless"):
         assert line in lines, (line, text)
     assert not [line for line in lines if line.startswith("ExecStop")]   # systemd's SIGTERM: no user stop
@@ -100,39 +102,74 @@ def test_the_unit_file_runs_the_supervisor_as_main_process_and_restarts_it_only_
         runtime_systemd.Units("/var/lib/dockerless", boot_dir="/opt/%h", running=False).render("web")
 
 
-def test_engine_sources_hold_everything_the_boot_script_imports():
+def test_engine_sources_hold_the_command_line_and_everything_it_imports():
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import supervisor
 
     sources = runtime_systemd.engine_sources()
-    # Dotted names with the packages they sit in: the boot script imports runtime.containers and the supervisor
-    # reads the code of each of its modules from the copy's loader.
-    assert {"runtime", "runtime.containers", "runtime.supervisor", "runtime.init_sequence", "runtime.state",
-            "runtime.seccomp", "runtime.seccomp.filter", "cgroups", "cgroups.cgroup", "records",
-            "errors"} <= set(sources)
-    assert set(supervisor.SUPERVISOR_MODULES) | {"runtime.boot"} <= set(sources)
+    # Dotted names with the packages they sit in: the command line, its lazy imports (the runtime, the registry
+    # client for pull), and the supervisor's modules, whose code the start hands to the supervisor.
+    assert {"cli", "cli.main", "runtime", "runtime.containers", "runtime.supervisor", "runtime.init_sequence",
+            "runtime.state", "runtime.seccomp", "runtime.seccomp.filter", "cgroups", "cgroups.cgroup", "records",
+            "errors", "image.pull", "registry.client", "site_packages"} <= set(sources)
+    assert set(supervisor.SUPERVISOR_MODULES) <= set(sources)
+    # Closed under import, and only what the command line reaches: container_run's own glue is not copied.
     for short, text in sources.items():
         assert runtime_systemd._imports(text) <= set(sources), short
+    assert not {"runtime.task", "runtime.systemd"} & set(sources)
     assert runtime_systemd.is_package("runtime.seccomp") and not runtime_systemd.is_package("runtime.state")
 
 
-def test_the_installed_engine_imports_the_runtime_from_the_copy_alone(fake_systemd, tmp_path):
-    """The boot script in a fresh interpreter, with no collection on sys.path, imports the runtime (packages,
-    subpackages, submodules) from engine.json and hands the supervisor's code over from there."""
+def test_imports_are_found_in_every_form_the_engine_writes():
+    pkg = runtime_systemd.PKG
+    text = "\n".join([
+        f"from {pkg}.errors import RuntimeSetupError",
+        f"from {pkg}.runtime import (  # a comment",
+        "    supervisor as runtime_supervisor,",
+        "    state,",
+        ")",
+        "def later():",
+        f"    from {pkg}.image.layers import whiteouts",
+        f"    import {pkg}.cgroups.cgroup",
+        f"from {pkg}.runtime.containers import Runtime, image_for_run",
+        f"from {pkg} import linux",
+        "from os import path",
+    ])
+    assert runtime_systemd._imports(text) == {
+        "errors", "runtime", "runtime.supervisor", "runtime.state", "image", "image.layers",
+        "image.layers.whiteouts", "cgroups", "cgroups.cgroup", "runtime.containers", "linux"}
+
+
+def test_the_installed_command_line_runs_from_the_copy_alone_with_bytecode_compiled_ahead(fake_systemd, tmp_path):
+    """The copy's bin/dockerless in a fresh interpreter, with no collection on sys.path, imports the engine from the
+    copy (packages, subpackages, submodules) from the bytecode compiled at install, and hands the supervisor's
+    code over from there; the admin's link runs the same command line."""
+    import importlib.util
+
     units, _log = fake_systemd
     units.apply(units.plan("web", "always"))
+    sources = [path for path in units.engine_files() if path.endswith(".py")]
+    assert len(sources) > 60
+    for path in sources:
+        assert os.path.isfile(importlib.util.cache_from_source(path)), path
     probe = (
-        "import sys; sys.argv[1:] = []; exec(open({!r}).read().split('if __name__')[0]);"
-        "install_engine({!r}); import importlib;"
+        f"import sys; sys.path.insert(0, {units.boot_dir!r});"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime import supervisor;"
         "from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter;"
-        "from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime;"
-        "supervisor._payload('/nonexistent', 3, 2); print(supervisor.__file__, filter.__file__)"
-    ).format(units.boot_script, os.path.join(units.boot_dir, "engine.json"))
+        "from ansible_collections.dockerless.containers.plugins.module_utils.cli import main;"
+        "supervisor._payload('/nonexistent', 3, 2); print(supervisor.__cached__, filter.__file__, main.__file__)"
+    )
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, timeout=60,
                           cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "engine.json:runtime/supervisor.py" in proc.stdout
-    assert "engine.json:runtime/seccomp/filter.py" in proc.stdout
+    cached, seccomp_filter, cli = proc.stdout.split()
+    assert cached.startswith(units.module_utils) and os.path.isfile(cached)
+    assert seccomp_filter == os.path.join(units.module_utils, "runtime", "seccomp", "filter.py")
+    assert cli == os.path.join(units.module_utils, "cli", "main.py")
+    assert os.readlink(units.bin_link) == units.entry and os.access(units.entry, os.X_OK)
+    for argv in ([units.bin_link, "ps", "-a", "--json"], [sys.executable, "-I", "-S", units.entry, "ps", "--json"]):
+        ps = subprocess.run(argv + ["--store", units.store_root], capture_output=True, text=True, timeout=60,
+                            cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"}, check=False)
+        assert ps.returncode == 0 and json.loads(ps.stdout) == [], (argv, ps.stderr)
 
 
 def test_unit_management_is_idempotent_and_reports_each_step(fake_systemd):
@@ -141,16 +178,17 @@ def test_unit_management_is_idempotent_and_reports_each_step(fake_systemd):
     link = units.wants_link("web")
 
     first = units.plan("web", "always", 10)
-    assert first.actions == [f"install the boot engine in {units.boot_dir}", "write unit dockerless-web.service",
+    assert first.actions == [f"install the engine in {units.boot_dir}", "write unit dockerless-web.service",
                              "enable unit dockerless-web.service"]
     assert first.before is None and first.after == units.render("web", 10)
     assert not os.path.exists(unit) and not os.path.exists(units.boot_dir)   # planning writes nothing
+    assert not os.path.lexists(units.bin_link)
     units.apply(first)
     assert open(unit).read() == first.after and os.readlink(link) == unit
-    assert open(units.boot_script).read() == open(runtime_systemd.unit_boot.__file__).read()
-    engine = json.load(open(os.path.join(units.boot_dir, "engine.json")))
-    assert engine["modules"] == runtime_systemd.engine_sources()
-    assert "runtime" in engine["packages"] and "runtime.seccomp" in engine["packages"]
+    for path, text in units.engine_files().items():
+        assert open(path).read() == text, path
+    assert open(os.path.join(units.module_utils, "runtime", "supervisor.py")).read() == \
+        open(runtime_systemd.__file__.replace("systemd.py", "supervisor.py")).read()
     assert calls(log) == ["daemon-reload"]
 
     again = units.plan("web", "unless-stopped", 10)          # another policy, same unit: nothing to do
@@ -169,12 +207,51 @@ def test_unit_management_is_idempotent_and_reports_each_step(fake_systemd):
     units.apply(relink)
     assert os.readlink(link) == unit and calls(log) == ["daemon-reload"] * 2
 
+    # Upgrades: the files of an older engine (the old loader and its JSON, a module the engine lost) go, and a
+    # changed module is rewritten and compiled again; an admin's own /usr/local/bin/dockerless is left alone.
+    old_files = [os.path.join(units.boot_dir, "dockerless_boot.py"), os.path.join(units.boot_dir, "engine.json"),
+                 os.path.join(units.module_utils, "runtime", "gone.py")]
+    for path in old_files:
+        with open(path, "w") as handle:
+            handle.write("# old\n")
+    state_py = os.path.join(units.module_utils, "runtime", "state.py")
+    with open(state_py, "a") as handle:
+        handle.write("# edited\n")
+    os.unlink(units.bin_link)
+    with open(units.bin_link, "w") as handle:
+        handle.write("#!/bin/sh\n")
+    upgrade = units.plan("web", "always", 50)
+    assert upgrade.actions == [f"install the engine in {units.boot_dir}"]
+    assert sorted(upgrade.removes) == sorted(old_files) and list(upgrade.files) == [state_py]
+    assert not upgrade.link
+    units.apply(upgrade)
+    assert not any(os.path.exists(path) for path in old_files)
+    assert "# edited" not in open(state_py).read() and open(units.bin_link).read() == "#!/bin/sh\n"
+    import importlib.util
+
+    assert os.path.getmtime(importlib.util.cache_from_source(state_py)) >= os.path.getmtime(state_py)
+    assert not units.plan("web", "always", 50).changed and calls(log) == ["daemon-reload"] * 2
+
+    # The containers role's own unit of this container, from before container_run made units: removed (with its
+    # wants link), not stopped; one daemon-reload.
+    role_unit = os.path.join(units.unit_dir, "dockerless-container-web.service")
+    role_link = os.path.join(units.unit_dir, "multi-user.target.wants", "dockerless-container-web.service")
+    with open(role_unit, "w") as handle:
+        handle.write("# Managed by the dockerless.containers.containers role; edits are overwritten on its next run.\n"
+                     "[Service]\nType=oneshot\n")
+    os.symlink(role_unit, role_link)
+    cleanup = units.plan("web", "always", 50)
+    assert cleanup.actions == ["remove unit dockerless-container-web.service"]
+    units.apply(cleanup)
+    assert not os.path.lexists(role_unit) and not os.path.lexists(role_link)
+    assert calls(log) == ["daemon-reload"] * 3
+
     gone = units.plan("web", "no", 10)
     assert gone.actions == ["disable unit dockerless-web.service", "remove unit dockerless-web.service"]
     assert gone.after is None and gone.before == longer.after
     units.apply(gone)
     assert not os.path.lexists(unit) and not os.path.lexists(link)
-    assert calls(log) == ["daemon-reload"] * 3
+    assert calls(log) == ["daemon-reload"] * 4
     assert not units.plan("web", None, 10).changed            # removed: nothing left to do
 
     # A unit file that isn't ours is neither overwritten nor removed.
@@ -192,10 +269,11 @@ def test_what_the_unit_runs_starts_restores_and_stops_like_docker(fake_systemd, 
     units, log = fake_systemd
     rootfs = make_busybox_rootfs(str(tmp_path / "rootfs"))
     runtime = Runtime(units.store_root)
-    boot = [sys.executable, "-I", units.boot_script, "--store", units.store_root]
+    cli = [sys.executable, "-I", "-S", units.entry]
 
-    def condition(name):
-        return subprocess.run(boot + ["condition", name], capture_output=True, text=True, timeout=60, check=False)
+    def condition(name):   # the unit's ExecCondition
+        return subprocess.run(cli + ["start", "--store", units.store_root, "--by-policy", "--check", name],
+                              capture_output=True, text=True, timeout=60, check=False)
 
     def systemd_restarts(name):   # what systemd does after a killed main process (Restart=on-abnormal)
         subprocess.run(["systemctl", "start", runtime_systemd.unit_name(name)], check=True, timeout=120)
@@ -222,7 +300,7 @@ def test_what_the_unit_runs_starts_restores_and_stops_like_docker(fake_systemd, 
         assert calls(log) == ["daemon-reload", "start dockerless-us.service", "daemon-reload",
                               "start dockerless-al.service"]
         # Running: a second start (an admin's systemctl start) leaves it alone.
-        assert condition("us").returncode == 1 and "already runs" in condition("us").stdout
+        assert condition("us").returncode == 1 and "us: running" in condition("us").stdout
 
         # kill -9 of the supervisor: the container dies with it; systemd's restart brings it back with a new
         # PID and one more restart.
@@ -248,21 +326,22 @@ def test_what_the_unit_runs_starts_restores_and_stops_like_docker(fake_systemd, 
             subprocess.run(["systemctl", "start", runtime_systemd.unit_name(name)], check=True, timeout=120)
             assert runtime.inspect(name).running
 
-        # A user stop (state: stopped, dockerless stop, the boot script's stop): unless-stopped stays down at
-        # boot, always comes back.
+        # A user stop (state: stopped, dockerless stop): unless-stopped stays down at boot, always comes back.
         runtime.stop("us")
-        stop = subprocess.run(boot + ["stop", "al"], capture_output=True, text=True, timeout=60, check=False)
+        stop = subprocess.run(cli + ["stop", "--store", units.store_root, "al"], capture_output=True, text=True,
+                              timeout=60, check=False)
         assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
         assert runtime.inspect("al").stopped_by_user
         refused = condition("us")
-        assert refused.returncode == 1 and "stays down (stopped by the user)" in refused.stdout
+        assert refused.returncode == 1 and "us: skipped: stopped by the user" in refused.stdout
         assert condition("al").returncode == 0
         subprocess.run(["systemctl", "start", "dockerless-us.service"], check=True, timeout=120)
         assert not runtime.inspect("us").supervised
         # Removed with its container: the unit goes after it; a unit left behind starts nothing.
         runtime.apply(runtime.plan("al", "absent"), units=units, unit_plan=units.plan("al", None))
         assert not os.path.exists(units.unit_path("al")) and runtime.inspect("al") is None
-        assert condition("al").returncode == 1 and "not found" in condition("al").stdout
+        gone = condition("al")
+        assert gone.returncode == 1 and "container al: not found" in gone.stderr
     finally:
         for info in runtime.list():
             runtime.remove(info.name, force_kill=True)
@@ -303,7 +382,7 @@ def test_container_run_manages_the_unit_with_the_container(fake_systemd, tmp_pat
     try:
         check = run(check=True)
         assert check["changed"] and check["actions"] == [
-            "create", "start", f"install the boot engine in {units.boot_dir}", "write unit dockerless-web.service",
+            "create", "start", f"install the engine in {units.boot_dir}", "write unit dockerless-web.service",
             "enable unit dockerless-web.service"]
         assert check["diff"]["before"]["systemd_unit"] is None
         assert check["diff"]["after"]["systemd_unit"] == units.render("web", 1)
@@ -345,7 +424,7 @@ def test_an_empty_package_init_from_a_zip_is_a_source(monkeypatch):
     """In a module run, module_utils come from AnsiballZ's zip: a package's empty __init__ has the source "" and no
     file on disk. The engine copy takes "" as its source (it failed with "the source of ...cgroups is not
     available" in the molecule VM)."""
-    import sys
+    import importlib.machinery
     import types
 
     name = f"{runtime_systemd.PKG}.zipped_package_for_test"
@@ -356,8 +435,8 @@ def test_an_empty_package_init_from_a_zip_is_a_source(monkeypatch):
             return ""
 
     module = types.ModuleType(name)
-    module.__loader__ = ZipLoader()
-    module.__file__ = "/nonexistent/ansiballz.zip/zipped_package_for_test/__init__.py"
+    module.__spec__ = importlib.machinery.ModuleSpec(name, ZipLoader(), origin="/nonexistent/ansiballz.zip/x/__init__.py",
+                                                     is_package=True)
     module.__path__ = []
     monkeypatch.setitem(sys.modules, name, module)
     assert runtime_systemd._source("zipped_package_for_test") == ""
