@@ -371,8 +371,9 @@ notes:
     other codes.
   - As a non-root user (O(userns)), only the calling user exists in the container, as root.
   - Where systemd is PID 1 (C(/run/systemd/system) exists), the units of containers with a restart policy run
-    C(/usr/local/lib/dockerless/dockerless_boot.py) with a copy of the engine in C(engine.json) beside it, both
-    written by this module (when they differ) with the Python that runs it.
+    the collection's command line, C(dockerless start --by-policy NAME), from a copy of the engine in
+    C(/usr/local/lib/dockerless) (compiled ahead, linked from C(/usr/local/bin/dockerless) when that name is
+    free), written by this module (when it differs) for the Python that runs it.
   - Environment values never appear in results or diffs (RV(container) shows their digests); set the task
     keyword C(no_log) when the values are short or guessable secrets, or when the command's output may print them.
 seealso:
@@ -596,6 +597,15 @@ def main() -> None:
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result.as_dict())
+
+
+def _packed_for_the_engine_copy():  # pragma: no cover - never called
+    """Ansible ships to the host only the module_utils a module imports: this import puts the command line and
+    everything it imports into this module's payload, from which runtime/systemd.py installs the engine copy that
+    the containers' systemd units run."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.cli import main as cli_main
+
+    return cli_main
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ MARK = "# Managed by dockerless.containers (container_run): rewritten or removed
 ENTRY_MARK = "# Managed by dockerless.containers (container_run): the engine copy's command line, rewritten with it."
 PID_FILE = "supervisor.pid"
 RESTART_SEC = "100ms"
-# The command line and all it imports. Named in an import too (``_cli_for_ansible``): Ansible packs into a
+# The command line and all it imports. container_run names cli.main in an import too: Ansible packs into a
 # module's payload only the module_utils it sees imported, and the copy is made from that payload.
 ENGINE_ROOTS = ("cli.main",)
 # What an earlier version installed in BOOT_DIR (a loader and the sources in one JSON file): removed.
@@ -74,12 +74,6 @@ OLD_BOOT_FILES = ("dockerless_boot.py", "engine.json")
 # that ran the old loader): removed with its wants link when container_run manages the container.
 OLD_ROLE_UNIT = "dockerless-container-{}.service"
 OLD_ROLE_MARK = "# Managed by the dockerless.containers.containers role"
-
-
-def _cli_for_ansible():  # pragma: no cover - never called; see ENGINE_ROOTS
-    from ansible_collections.dockerless.containers.plugins.module_utils.cli import main
-
-    return main
 
 
 def systemd_booted(path: str = SYSTEMD_BOOTED) -> bool:
