@@ -1224,7 +1224,9 @@ def cmd_start(args, out: Output, stdin: IO[str]) -> int:
     runtime = Runtime(args.store)
     done, failed = [], False
     if args.all or args.by_policy:
-        outcomes = runtime.start_all(args.names or None, dry_run=args.check)
+        # `start` reads no credentials and runs from files that stay: its supervisors are forks of this process,
+        # without a new interpreter (what a systemd unit's restart waits for; runtime/supervisor.py launch).
+        outcomes = runtime.start_all(args.names or None, dry_run=args.check, fresh=False)
         if args.check:
             for name, outcome in outcomes:
                 out.info(f"{name}: {outcome}")
@@ -1236,7 +1238,7 @@ def cmd_start(args, out: Output, stdin: IO[str]) -> int:
         for name in args.names:
             before = runtime._require(name)
             try:
-                runtime.start(name)
+                runtime.start(name, fresh=False)
                 outcomes.append((name, "running" if before.supervised else "started"))
             except DockerlessError as exc:
                 outcomes.append((name, f"failed: {exc}"))

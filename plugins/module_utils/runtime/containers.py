@@ -489,10 +489,11 @@ class Runtime:
         runtime_state.write_json(os.path.join(cdir, runtime_state.SPEC_FILE), record)
         runtime_state.write_json(os.path.join(cdir, runtime_state.STATE_FILE), {"state": "created"})
 
-    def start(self, name: str, restart_count: int = 0) -> ContainerInfo:
+    def start(self, name: str, restart_count: int = 0, fresh: bool = True) -> ContainerInfo:
         """Start the supervisor of ``name`` (no-op when it runs); raises RuntimeSetupError when the container
         could not be started, with the reason the init gave. ``restart_count``: where the count of restarts
-        begins (see ``restore_count``)."""
+        begins (see ``restore_count``). ``fresh=False``: the supervisor is a fork of this process, no new
+        interpreter (``supervisor.launch``; only for callers without secrets, from files that stay)."""
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import (
             supervisor as runtime_supervisor,
         )
@@ -501,7 +502,7 @@ class Runtime:
         if info.supervised:
             return info
         self._refresh_etc_files(info)
-        outcome = runtime_supervisor.launch(info.path, restart_count=restart_count)
+        outcome = runtime_supervisor.launch(info.path, restart_count=restart_count, fresh=fresh)
         if "error" in outcome:
             self._wait_unlocked(info.path, 10)  # it records the failure, then ends
             raise RuntimeSetupError(f"container {name}: {outcome['error']}")
@@ -588,14 +589,16 @@ class Runtime:
             # Docker's kill returns once the container is gone; a SIGKILLed PID namespace ends at once.
             self._wait_unlocked(info.path, 10)
 
-    def start_all(self, names: list[str] | None = None, dry_run: bool = False) -> list[tuple[str, str]]:
+    def start_all(self, names: list[str] | None = None, dry_run: bool = False,
+                  fresh: bool = True) -> list[tuple[str, str]]:
         """Start the named containers (default: all) whose restart policy says they should run after a host
         boot, by Docker's daemon restore rule (moby ``restore``: not running, started before, and
         ``ShouldRestart`` with the recorded exit code, restart count and stop-by-user): ``always``;
         ``unless-stopped`` unless the user stopped it; ``on-failure`` when its last run failed (a run the host
         ended is a failure) and retries are left. Returns ``[(name, outcome)]`` with outcome ``started``,
         ``running``, ``skipped: why`` or ``failed: error``; one failure does not stop the others.
-        ``dry_run``: start nothing, ``would start`` instead of ``started`` (the systemd unit's ExecCondition)."""
+        ``dry_run``: start nothing, ``would start`` instead of ``started`` (the systemd unit's ExecCondition).
+        ``fresh``: as ``start``'s."""
         outcomes = []
         infos = self.list() if names is None else [self._require(n) for n in names]
         for info in infos:
@@ -615,7 +618,7 @@ class Runtime:
             except FileNotFoundError:
                 pass
             try:
-                self.start(info.name, restart_count=self.restore_count(info))
+                self.start(info.name, restart_count=self.restore_count(info), fresh=fresh)
             except RuntimeSetupError as exc:
                 outcomes.append((info.name, f"failed: {exc}"))
                 continue

@@ -142,11 +142,17 @@ def _payload(container_dir: str, notify_fd: int, restart_count: int = 0) -> byte
 
 
 def launch(container_dir: str, python: str | None = None, timeout: float = START_TIMEOUT,
-           restart_count: int = 0) -> dict:
+           restart_count: int = 0, fresh: bool = True) -> dict:
     """Start the supervisor of the container in ``container_dir`` and wait for the first start's outcome:
     ``{"state": "running", "pid": ...}`` or ``{"error": ...}``. The supervisor is not our child.
     ``restart_count``: where its count of restarts begins (a restart after the previous supervisor vanished
-    continues the count, as Docker's does; a start by the user begins at 0)."""
+    continues the count, as Docker's does; a start by the user begins at 0).
+    ``fresh=False``: the forked child becomes the supervisor without exec'ing a new interpreter. Only for a
+    caller that holds no secret and runs from files that stay (``dockerless start``, what the systemd units
+    run): a restart after a killed supervisor then costs one python start less, the one that mattered most on a
+    slow host (runtime/systemd.py)."""
+    if not fresh:
+        return _launch_forked(container_dir, timeout, restart_count)
     python = python or sys.executable
     payload = _payload(container_dir, 3, restart_count)
     code_r, code_w = os.pipe()
@@ -184,6 +190,44 @@ def launch(container_dir: str, python: str | None = None, timeout: float = START
     finally:
         os.close(code_w)
     os.waitpid(pid, 0)
+    return _outcome(container_dir, notify_r, timeout)
+
+
+def _launch_forked(container_dir: str, timeout: float, restart_count: int) -> dict:
+    """``launch`` without a new interpreter: the grandchild runs ``supervise`` with the modules already loaded."""
+    notify_r, notify_w = os.pipe()
+    log = os.open(os.path.join(container_dir, "supervisor.log"),
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.dup2(log, 2)
+            os.dup2(notify_w, 3)
+            process.keep_only_fds({0, 1, 2, 3})
+            process.reset_signals()
+            # What a fresh interpreter starts with: a write to a closed pipe raises, it does not kill.
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            os.chdir("/")
+            supervise(container_dir, 3, restart_count)   # never returns: os._exit
+        finally:
+            os._exit(127)
+    os.close(notify_w)
+    os.close(log)
+    os.waitpid(pid, 0)
+    return _outcome(container_dir, notify_r, timeout)
+
+
+def _outcome(container_dir: str, notify_r: int, timeout: float) -> dict:
+    """The first start's outcome the supervisor writes to ``notify_r`` (closed here)."""
     data = b""
     deadline = time.monotonic() + timeout
     try:

@@ -297,6 +297,13 @@ def test_what_the_unit_runs_starts_restores_and_stops_like_docker(fake_systemd, 
             with open(os.path.join(info.path, runtime_systemd.PID_FILE)) as handle:
                 assert int(handle.read()) == info.supervisor_pid
             assert not os.path.exists(os.path.join(info.path, "start.json"))
+            # The supervisor is a fork of the unit's `dockerless start` (no third interpreter), set up as a fresh
+            # one would be: SIGPIPE and SIGXFSZ ignored, the rest default.
+            with open(f"/proc/{info.supervisor_pid}/cmdline", "rb") as handle:
+                assert units.entry.encode() in handle.read().split(b"\0")
+            with open(f"/proc/{info.supervisor_pid}/status") as handle:
+                ignored = int(next(line for line in handle if line.startswith("SigIgn:")).split()[1], 16)
+            assert ignored == (1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGXFSZ - 1)), hex(ignored)
         assert calls(log) == ["daemon-reload", "start dockerless-us.service", "daemon-reload",
                               "start dockerless-al.service"]
         # Running: a second start (an admin's systemctl start) leaves it alone.
