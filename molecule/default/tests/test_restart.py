@@ -83,7 +83,7 @@ def test_a_container_the_user_stopped_stays_stopped_across_the_reboot(host):
 def test_the_units_run_the_cli_of_the_installed_engine(host):
     show = host.run("systemctl show -P ExecStart -P ExecCondition dockerless-molecule-always.service")
     assert show.rc == 0 and show.stdout.count(f"{ENGINE}/bin/dockerless") == 2, show.stdout
-    assert "start --by-policy" in show.stdout
+    assert show.stdout.count("--by-policy") == 2 and "--check" in show.stdout, show.stdout
     # The engine copy is a package tree compiled ahead (no compile on a restart), the old loader's files are gone.
     assert host.file(f"{MODULE_UTILS}/runtime/supervisor.py").is_file
     assert host.run("ls %s/runtime/__pycache__/ | grep -c '^supervisor\\.'", MODULE_UTILS).stdout.strip() != "0"
