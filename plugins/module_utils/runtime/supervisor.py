@@ -7,6 +7,8 @@ is not the caller's child) and execs a **fresh** interpreter, ``python3 -I -S -c
 Ansible module holding registry passwords in memory and running from a zip that Ansible deletes when it ends,
 so the supervisor neither inherits the caller's memory nor reads code from its files. The sources of the few
 modules it needs (``SUPERVISOR_MODULES``) are sent on its stdin and executed there; no file is written.
+``dockerless start`` (what the systemd units run) holds no secret and runs from files that stay: its
+supervisor is the forked child itself (``launch(fresh=False)``), one interpreter start less.
 
 The supervisor (``supervise``) holds ``supervisor.lock``, starts the container (spawn.spawn, the same
 path as a foreground run), records pid/state/exit code/times in ``state.json``, copies stdout/stderr into
