@@ -468,7 +468,7 @@ class _DestTree:
     cores stay busy across layer boundaries, the layer above the one being applied starts inflating as soon as
     its blob is in the store (``ready``), up to LOOKAHEAD_CHUNKS MiB ahead."""
 
-    LOOKAHEAD_CHUNKS = 32
+    LOOKAHEAD_CHUNKS = 16
 
     def __init__(self, dest: str, dest_mode: int = DEST_MODE):
         import threading  # pylint: disable=import-outside-toplevel  # only when a dest tree is built
