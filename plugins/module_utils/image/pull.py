@@ -247,33 +247,27 @@ def pull_image(
         if progress:
             progress({"event": "start", "name": ref.name, "digest": digest,
                       "layers": [{"digest": la["digest"], "size": la["size"]} for la in layers]})
-        from concurrent.futures import ThreadPoolExecutor  # only when layers download
-
-        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
-            futures = [pool.submit(_fetch_layer, store, client, ref.repository, layer, progress, not dest) for layer in layers]
-            downloaded = 0
-            errors = []
-            for layer, future in zip(layers, futures):
-                try:
-                    downloaded += future.result()
-                    if progress:
-                        progress({"event": "layer", "digest": layer["digest"], "size": layer["size"]})
-                except (RegistryError, DigestMismatchError, UnpackError, StoreError, oci.ManifestError) as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-        store.put_blob(config_body, config_desc["digest"])
-        store.put_blob(body, digest)
-        if index_body is not None:
-            store.put_blob(index_body, remote)
-        annotations = {ANNOTATION_REMOTE_DIGEST: remote, ANNOTATION_SOURCE: ref.name}
-        descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(body),
-                                      "annotations": annotations}
-        plat = descriptor_platform or {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
-        if plat:
-            descriptor["platform"] = {k: plat[k] for k in ("os", "architecture", "variant") if plat.get(k)}
-        store.tag(ref.name, descriptor)
-    image = store.image(ref.name)
+        tree = _dest_tree_for(dest, digest, dest_mode)
+        try:
+            downloaded = _fetch_layers(store, client, ref.repository, layers, progress, tree)
+            store.put_blob(config_body, config_desc["digest"])
+            store.put_blob(body, digest)
+            if index_body is not None:
+                store.put_blob(index_body, remote)
+            annotations = {ANNOTATION_REMOTE_DIGEST: remote, ANNOTATION_SOURCE: ref.name}
+            descriptor: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": len(body),
+                                          "annotations": annotations}
+            plat = descriptor_platform or {k: config[k] for k in ("os", "architecture", "variant") if config.get(k)}
+            if plat:
+                descriptor["platform"] = {k: plat[k] for k in ("os", "architecture", "variant") if plat.get(k)}
+            store.tag(ref.name, descriptor)
+            image = store.image(ref.name)
+            if tree is not None:
+                tree.commit(image)
+        except BaseException:
+            if tree is not None:
+                tree.discard()
+            raise
     result.image = image
     result.changed = True
     result.downloaded_bytes = downloaded
@@ -282,8 +276,95 @@ def pull_image(
     result.actions.append(
         f"pulled {ref.name} {digest}: {len(fetched)} layer(s) downloaded ({downloaded} bytes), "
         f"{result.layers_reused} already in the store")
-    result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode, dest_mode, result.actions)
+    if tree is not None:
+        result.rootfs, result.rootfs_changed = tree.dest, True
+    else:
+        result.rootfs, result.rootfs_changed = _maybe_rootfs(store, image, dest, check_mode, dest_mode, result.actions)
     return result
+
+
+def _fetch_layers(store: Store, client, repository: str, layers: list[dict],
+                  progress: Callable[[dict], None] | None, tree: _DestTree | None) -> int:
+    """Download the layers missing from the store, in parallel; returns the bytes downloaded.
+
+    Without ``tree`` each download is extracted into its layer folder as it arrives. With ``tree`` (a ``dest``
+    to build) the downloads go to the blob store only, and this thread applies the layers onto the tree in order
+    while the others still download: the bottom layer straight from its download stream (teed into the store),
+    each next one from its blob as soon as it is committed. On any error the tree is discarded."""
+    from concurrent.futures import ThreadPoolExecutor  # only when layers download
+
+    streamed = None
+    if tree is not None and not store.has_blob(layers[0]["digest"], layers[0]["size"]):
+        streamed = layers[0]
+    downloaded = 0
+    errors = []
+    try:
+        with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
+            futures = [None if layer is streamed else
+                       pool.submit(_fetch_layer, store, client, repository, layer, progress, tree is None)
+                       for layer in layers]
+            if tree is not None:
+                tree.prepare()
+                for index, future in enumerate(futures):
+                    if future is not None:
+                        future.add_done_callback(lambda _done, i=index: tree.ready(store, layers, i))
+            for index, (layer, future) in enumerate(zip(layers, futures)):
+                try:
+                    if future is None and not errors:
+                        tree.begin(store, layers, index)
+                        downloaded += _stream_layer(store, client, repository, layer, progress, tree)
+                    elif future is not None:
+                        downloaded += future.result()
+                        if tree is not None and not errors:
+                            tree.apply_blob(store, layers, index)
+                    if progress:
+                        progress({"event": "layer", "digest": layer["digest"], "size": layer["size"]})
+                except (RegistryError, DigestMismatchError, UnpackError, StoreError, oci.ManifestError) as exc:
+                    errors.append(exc)  # the other downloads still finish: their blobs serve the next pull
+        if errors:
+            raise errors[0]
+    except BaseException:
+        if tree is not None:
+            tree.discard()
+        raise
+    return downloaded
+
+
+def _stream_layer(store: Store, client, repository: str, layer: dict, progress: Callable[[dict], None] | None,
+                  tree: _DestTree) -> int:
+    """Download one layer blob into the store and apply it onto ``tree`` from the same stream. The extractor reads
+    the stream to its end, where the registry client checks the blob's size and digest (DigestMismatchError) and
+    the store's writer checks them again before it commits; the diff_id is checked after that. An error at any
+    point leaves the tree to be discarded by the caller: it is committed as ``dest`` only after the whole pull."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import Tee
+
+    with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
+            store.ingest(layer["digest"], layer["size"]) as writer:
+        raw = blob
+        if progress:
+            event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
+            raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
+        tee = Tee(raw, writer)
+        tree.apply(layer, tee, drain=tee.drain)
+    return layer["size"]
+
+
+def _dest_path(dest: str) -> str:
+    dest = os.path.abspath(os.path.expanduser(dest.rstrip("/") or "/"))
+    if dest == "/":
+        raise StoreError("dest '/': refusing to write a root filesystem over the host's root.")
+    return dest
+
+
+def _dest_tree_for(dest: str | None, digest: str, dest_mode: int) -> _DestTree | None:
+    """The tree to build while the layers download, or None: no ``dest``, or ``dest`` already holds ``digest``
+    (then only its mode may change, in _maybe_rootfs)."""
+    if not dest:
+        return None
+    dest = _dest_path(dest)
+    if rootfs_digest(dest) == digest and _top_mode(dest) is not None:
+        return None
+    return _DestTree(dest, dest_mode)
 
 
 def _marker_path(dest: str) -> str:
@@ -347,9 +428,7 @@ def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, che
                   dest_mode: int = DEST_MODE, actions: list[str] | None = None):
     if not dest or image is None:
         return None, False
-    dest = os.path.abspath(os.path.expanduser(dest.rstrip("/") or "/"))
-    if dest == "/":
-        raise StoreError("dest '/': refusing to write a root filesystem over the host's root.")
+    dest = _dest_path(dest)
     actions = actions if actions is not None else []
     current = _top_mode(dest)
     if rootfs_digest(dest) == image.digest and current is not None:
@@ -367,54 +446,146 @@ def _maybe_rootfs(store: Store, image: ImageRecord | None, dest: str | None, che
     return dest, True
 
 
-def _extract_into(store: Store, image: ImageRecord, staging: str) -> None:
-    """Every layer of ``image`` from its blob straight onto one tree, bottom to top (the extractor's merge mode
-    applies each layer's whiteouts and opaque directories to the layers below). Each file of the image is created
-    once, not once in a layer folder and again in the flattened tree: on a disk where creating files is the cost,
-    that is half the work. The blobs were verified when the store committed them; each layer's diff_id is checked
-    after its stream is read to the end, and the caller discards the whole tree on any error."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+def _check_diff_id(layer: dict, diff_id: str) -> None:
+    if diff_id != layer["diff_id"]:
+        raise DigestMismatchError(
+            f"layer {layer['digest']}: uncompressed content hashes to {diff_id}, the image config says "
+            f"{layer['diff_id']}. The image is corrupt; dest was not written. Remove the image from the store and "
+            "pull it again.")
 
-    with store.gc_guard():
-        for layer in image.layers:
-            with store.open_blob(layer["digest"]) as raw:
-                result = extract_layer(raw, layer["media_type"], staging, merge=True)
-            if result.diff_id != layer["diff_id"]:
-                raise DigestMismatchError(
-                    f"layer {layer['digest']}: uncompressed content hashes to {result.diff_id}, the image config "
-                    f"says {layer['diff_id']}. The image is corrupt; dest was not written. Remove the image from "
-                    "the store and pull it again.")
+
+class _DestTree:
+    """A ``dest`` tree under construction: every layer applied from its blob (or from its download) straight onto
+    one tree, bottom to top (the extractor's merge mode applies each layer's whiteouts and opaque directories to
+    the layers below). Each file of the image is created once, not once in a layer folder and again in the
+    flattened tree: on a disk where creating files is the cost, that is half the work.
+
+    The tree is built inside a 0700 holder beside ``dest`` (no other user reaches it before its top has its final
+    mode) and becomes ``dest`` only in ``commit``, which the caller runs after every blob digest and every diff_id
+    verified; ``discard`` (or any error) removes it, so nothing unpacked is committed before that.
+
+    Inflating a layer is about as slow as creating its files, and each runs in a thread of its own; so that both
+    cores stay busy across layer boundaries, the layer above the one being applied starts inflating as soon as
+    its blob is in the store (``ready``), up to LOOKAHEAD_CHUNKS MiB ahead."""
+
+    LOOKAHEAD_CHUNKS = 16
+
+    def __init__(self, dest: str, dest_mode: int = DEST_MODE):
+        import threading  # pylint: disable=import-outside-toplevel  # only when a dest tree is built
+
+        self.dest = dest
+        self.dest_mode = check_dest_mode(dest_mode)
+        self.holder = dest + ".dockerless-new"
+        self.staging = ""
+        self._lock = threading.Lock()
+        self._current = -1              # index of the layer being applied
+        self._ahead: dict[int, tuple] = {}  # index -> (blob file, decompressing reader already running)
+        self._closed = False
+
+    def prepare(self) -> None:
+        os.makedirs(os.path.dirname(self.dest), exist_ok=True)
+        remove_tree(self.holder)
+        os.mkdir(self.holder, 0o700)
+        # The tree is the top of its own hierarchy with a random name: on ext2/3/4 it goes to a block group chosen
+        # from that name, not next to a tree removed moments ago, where every create pays for the freed inodes it
+        # skips (see dirfd.mark_hierarchy_top; the store's layer folders are placed the same way).
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.dirfd import mark_hierarchy_top
+
+        mark_hierarchy_top(self.holder)
+        self.staging = os.path.join(self.holder, "rootfs-" + os.urandom(6).hex())
+
+    def ready(self, store: Store, layers: list[dict], index: int) -> None:
+        """The blob of ``layers[index]`` is in the store: start inflating it now when it is the next layer to
+        apply (any thread). Best effort: when this can't, ``apply_blob`` opens the blob itself."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import layer_reader
+
+        with self._lock:
+            if self._closed or index != self._current + 1 or index in self._ahead or index >= len(layers):
+                return
+            layer = layers[index]
+            if not store.has_blob(layer["digest"], layer["size"]):
+                return
+            try:
+                raw = store.open_blob(layer["digest"])
+            except (OSError, StoreError):
+                return
+            try:
+                self._ahead[index] = (raw, layer_reader(raw, layer["media_type"], self.LOOKAHEAD_CHUNKS))
+            except BaseException:
+                raw.close()
+                raise
+
+    def begin(self, store: Store, layers: list[dict], index: int) -> tuple | None:
+        """Layer ``index`` is applied next: returns its (blob, reader) when it already inflates, and lets the
+        layer above it start."""
+        with self._lock:
+            self._current = index
+            ahead = self._ahead.pop(index, None)
+        self.ready(store, layers, index + 1)
+        return ahead
+
+    def apply(self, layer: dict, raw, drain: Callable[[], None] | None = None, decoded=None) -> None:
+        """Apply one layer's compressed stream ``raw`` and check its diff_id. ``drain`` reads what follows the
+        compressed stream (a download teed into the store: those bytes belong to the blob and its digest)."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+
+        result = extract_layer(raw, layer["media_type"], self.staging, merge=True, decoded=decoded)
+        if drain is not None:
+            drain()
+        _check_diff_id(layer, result.diff_id)
+
+    def apply_blob(self, store: Store, layers: list[dict], index: int) -> None:
+        """Apply ``layers[index]`` from its blob in the store (verified when the store committed it)."""
+        ahead = self.begin(store, layers, index)
+        raw, decoded = ahead if ahead is not None else (store.open_blob(layers[index]["digest"]), None)
+        try:
+            self.apply(layers[index], raw, decoded=decoded)
+        finally:
+            if decoded is not None:
+                decoded.close()
+            raw.close()
+
+    def commit(self, image: ImageRecord) -> None:
+        """Swap the finished tree in as ``dest`` and record the manifest digest it was written from."""
+        self._close_ahead()
+        old = self.dest + ".dockerless-old"
+        remove_tree(old)
+        try:
+            _chmod_top(self.staging, self.dest_mode)
+            if os.path.lexists(self.dest):
+                os.rename(self.dest, old)
+            os.rename(self.staging, self.dest)
+        finally:
+            remove_tree(self.holder)
+        remove_tree(old)
+        atomic_write(_marker_path(self.dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
+
+    def discard(self) -> None:
+        self._close_ahead()
+        remove_tree(self.holder)
+
+    def _close_ahead(self) -> None:
+        with self._lock:
+            self._closed = True
+            ahead, self._ahead = list(self._ahead.values()), {}
+        for raw, decoded in ahead:
+            decoded.close()
+            raw.close()
 
 
 def write_rootfs(store: Store, image: ImageRecord, dest: str, dest_mode: int = DEST_MODE) -> None:
     """Flatten ``image`` into ``dest`` (replaced as a whole: new tree beside it, then swapped), its top directory
-    ``dest_mode``. The new tree is built inside a 0700 folder, so no other user reaches it before its top has its
-    final mode. It is extracted from the blobs (see _extract_into); the store's layer folders are not made."""
-    check_dest_mode(dest_mode)
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    holder = dest + ".dockerless-new"
-    old = dest + ".dockerless-old"
-    remove_tree(holder)
-    remove_tree(old)
-    os.mkdir(holder, 0o700)
-    # The tree is the top of its own hierarchy with a random name: on ext2/3/4 it goes to a block group chosen from
-    # that name, not next to a tree removed moments ago, where every create pays for the freed inodes it skips
-    # (see dirfd.mark_hierarchy_top; the store's layer folders are placed the same way).
-    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.dirfd import mark_hierarchy_top
-
-    mark_hierarchy_top(holder)
-    staging = os.path.join(holder, "rootfs-" + os.urandom(6).hex())
+    ``dest_mode``, from the blobs in the store (see _DestTree); the store's layer folders are not made."""
+    tree = _DestTree(dest, dest_mode)
+    tree.prepare()
     try:
-        _extract_into(store, image, staging)
-        _chmod_top(staging, dest_mode)
-        if os.path.lexists(dest):
-            os.rename(dest, old)
-        os.rename(staging, dest)
-    finally:
-        remove_tree(holder)
-    remove_tree(old)
-    atomic_write(_marker_path(dest), json_dumps({"digest": image.digest, "name": image.name}).encode())
+        with store.gc_guard():
+            for index in range(len(image.layers)):
+                tree.apply_blob(store, image.layers, index)
+        tree.commit(image)
+    except BaseException:
+        tree.discard()
+        raise
 
 
 def ensure_image(store: Store, ref: Reference | str, policy: str = "missing", registry: RegistryOptions | None = None,

@@ -323,3 +323,12 @@ def decompressing_reader(raw: BinaryIO, media_type: str) -> BinaryIO:
     if kind == "zstd":
         return _ZstdReader(raw, label)  # type: ignore[return-value]
     return _PlainReader(raw, label)  # type: ignore[return-value]
+
+
+def layer_reader(raw: BinaryIO, media_type: str, depth: int = 8) -> BinaryIO:
+    """The reader the extractor reads a layer through: ``decompressing_reader``, and for gzip a ``Prefetch`` of it
+    (inflating and hashing in a helper thread, ``depth`` chunks of at most 1 MiB ahead), started at once."""
+    src = decompressing_reader(raw, media_type)
+    if compression(media_type)[0] == "gzip":
+        src = Prefetch(src, depth)  # type: ignore[arg-type,assignment]
+    return src

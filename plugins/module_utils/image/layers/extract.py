@@ -64,9 +64,8 @@ import stat
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, UnpackError
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import (
-    Prefetch,
     compression,
-    decompressing_reader,
+    layer_reader,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.dirfd import O_DIR, O_NEW
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.tarstream import (
@@ -824,6 +823,7 @@ def extract_layer(
     limits: UnpackLimits | None = None,
     as_root: bool | None = None,
     merge: bool = False,
+    decoded: BinaryIO | None = None,
 ) -> LayerResult:
     """Extract one compressed layer stream into ``dest`` in overlay form, in one pass.
 
@@ -837,11 +837,15 @@ def extract_layer(
     content (this layer's own entries stay), a directory of this layer replaces a lower symlink or file on its
     path (never written through), nothing overlay-specific is written. Same fd-relative, no-follow resolution
     inside ``dest``. On error everything under ``dest`` is removed (the caller builds in a private holder).
+
+    ``decoded``: the decompressing reader of ``raw`` (decompress.layer_reader), when the caller started it earlier
+    so that inflating this layer overlaps with extracting the one below. The caller closes it too when this
+    raises (closing twice is harmless).
     """
     limits = limits or UnpackLimits()
     if as_root is None:
         as_root = os.geteuid() == 0
-    kind, mlabel = compression(media_type)
+    mlabel = compression(media_type)[1]
     label = f"extracting {mlabel} into {dest}"
     if merge and os.path.isdir(dest):
         try:
@@ -853,9 +857,7 @@ def extract_layer(
         root, created = prepare_dest(dest, label)
         fresh = True
     try:
-        src = decompressing_reader(raw, media_type)
-        if kind == "gzip":
-            src = Prefetch(src)  # type: ignore[arg-type]
+        src = decoded if decoded is not None else layer_reader(raw, media_type)
     except BaseException:
         cleanup_dest(dest, root, created)
         raise

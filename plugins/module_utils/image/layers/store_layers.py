@@ -24,7 +24,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.errors impor
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import ImageRecord, Store, remove_tree
 
 
-class _Tee:
+class Tee:
     """A read-only stream that copies everything read into a blob writer."""
 
     def __init__(self, source, sink):
@@ -63,7 +63,7 @@ def extract_into_store(store: Store, layer: dict, raw, tee_sink=None) -> None:
     mark_hierarchy_top(tmp)
     dest = os.path.join(tmp, "rootfs-" + os.urandom(6).hex())
     try:
-        stream = _Tee(raw, tee_sink) if tee_sink is not None else raw
+        stream = Tee(raw, tee_sink) if tee_sink is not None else raw
         result = extract_layer(stream, layer["media_type"], dest)
         if tee_sink is not None:
             stream.drain()  # bytes after the end of the compressed stream still belong to the blob
