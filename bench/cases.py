@@ -430,7 +430,7 @@ def case_repull(ctx: Context) -> None:
                   "through ansible)", lambda: ansible_module(ctx, "ansible.builtin.stat", "path=/")),
         Contender("ours", "ours: image_pull module (AnsiballZ payload, pull: always)",
                   counted(ctx, lambda: module_run(ctx, payload))),
-        Contender("ours-cli", "ours: bin/dockerless pull IMAGE, the command users run (pull: always)",
+        Contender("ours-cli", "ours: bin/dockerless pull IMAGE (pull: always, the default)",
                   counted(ctx, lambda: cli_pull(ctx, store, ref))),
         Contender("skopeo", "skopeo copy docker://… oci:… into the layout that already has it",
                   counted(ctx, lambda: steps(copy_argv))),

@@ -230,7 +230,7 @@ def markdown(results: dict[str, Any], rows: list[Row], targets: list[Target]) ->
 
 OURS_VS_OURS = ("big", "default")  # rows whose "peer" is ourselves on another input or setting (seccomp)
 FLOORS = ("stat-module", "stat", "stat-ansible")  # rows whose "peer" is what Ansible itself costs
-PEER_TOOLS = ("skopeo", "skopeo+umoci", "umoci", "tar", "tar-fresh", "podman", "runc", "buildah")  # any other peer is ourselves
+PEER_TOOLS = ("skopeo", "skopeo+umoci", "skopeo-inspect", "umoci", "tar", "tar-fresh", "podman", "runc", "buildah")  # any other peer is ourselves
 
 
 def chart(path: str, rows: list[Row]) -> bool:
@@ -308,17 +308,21 @@ def readme_block(results: dict[str, Any], rows: list[Row], targets: list[Target]
     lines = [
         f"Headline ratios from the run of {m['date']} on {machine_line(results)}. Peers: "
         + ", ".join(f"{t} {tools.get(t, '?')}" for t in HEADLINE_TOOLS) + ". Ours / peer, median of the "
-        "alternating rounds; below 1.0 means we are faster or smaller:",
+        "alternating rounds; below 1.0 means we are faster or smaller"
+        + (" (other jobs loaded the machine, the load above its core count: absolute times are inflated; the "
+           "alternating ratios move less, but are not a quiet machine's, and rows with two rounds ran past the "
+           "run's deadline)" if max(m["load_at_start"][0], results.get("load_at_end", [0])[0]) > m["cores"] else "")
+        + ":",
         "",
-        "| case | what runs (ours) | peer | ratio |",
-        "|---|---|---|---|",
+        "| case | what runs (ours) | peer | ratio | rounds |",
+        "|---|---|---|---|---|",
     ]
     for r in rows:
         if r.breakdown:
             continue
         ours_vs_ours = r.peer_key not in PEER_TOOLS and r.peer_key not in FLOORS and not r.peer_key.endswith("-ansible")
         peer = f"ours ({r.peer_key})" if ours_vs_ours else r.peer_key
-        lines.append(f"| {r.case} | {_front(r.ours)} | {peer} | {r.ratio:.2f}× |")
+        lines.append(f"| {r.case} | {_front(r.ours)} | {peer} | {r.ratio:.2f}× | {len(r.ratios)} |")
     lines += ["", "| target | measured | status |", "|---|---|---|"]
     for t in targets:
         if any(i in t.issue for i in HEADLINE_TARGETS):
