@@ -554,7 +554,7 @@ def case_push(ctx: Context) -> None:
                       lambda: cli_push(ctx, store, ref, target), prepare=sink.reset),
             Contender("skopeo", "skopeo copy oci:<our store>:<ref> docker://… (same source)",
                       lambda: steps(SKOPEO + ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
-                                              f"oci:{store}:{ref}", f"docker://{target}:1"]),
+                                              f"oci:{store}:{ref}", f"docker://{target}:1"], cpu=True),
                       prepare=sink.reset),
         ]
         samples = alternate(contenders, ctx.rounds(4), log=ctx.log, title="push")
