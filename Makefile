@@ -30,7 +30,7 @@ sanity: deps
 	.venv/bin/ansible-lint --offline roles playbooks
 
 # Under make, a skipped test fails (conftest.py): CI has root and every tool, so a skip would hide a gap.
-# bench/tests: the benchmark harness's own tests (parsers, report, the lean entries of bench/ours*.py).
+# bench/tests: the benchmark harness's own tests (parsers, report, the shipped fronts each case runs).
 units: deps
 	DOCKERLESS_STRICT_SKIPS=1 $(PY) -m pytest tests/unit bench/tests -q -rs -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -6,14 +6,15 @@ Each ``case_*`` function gets the :class:`Context`, runs its contenders through 
 and appends :class:`harness.Row` objects (and facts such as registry request counts) to it. A case whose
 engine or peer is missing records why in ``ctx.skipped`` instead of a row.
 
-How ours runs, per case:
-* pull, push, build: ``bench/ours.py`` in a child process (``.venv/bin/python``): the interpreter's start and
-  the imports are included, like any command-line front.
-* container start (and the seccomp filter's cost): ``bin/dockerless run --rm IMAGE /bin/true``, the command
-  users run, with the venv's interpreter as ``DOCKERLESS_PYTHON``; the interpreter's bare start
-  (``python -S -c pass``) is timed in the same rounds as the row's breakdown.
-* no-change re-pull and re-push ("module time"): the real Ansible module as Ansible ships it to a host, the
-  ``AnsiballZ_<module>.py`` payload kept with ``ANSIBLE_KEEP_REMOTE_FILES=1``, run by the target's python.
+Every headline row times an entry point a user runs, with no front of the bench's own:
+* pull, push, build, container start, exec (and the seccomp filter's cost): ``bin/dockerless SUBCOMMAND …``, the
+  command users run, with the venv's interpreter as ``DOCKERLESS_PYTHON``; the interpreter's bare start
+  (``python -S -c pass``) is timed in the same rounds as the start rows' breakdown.
+* modules: ``ansible localhost -m dockerless.containers.MODULE -a JSON``, ad hoc as users run them, against
+  ``ansible`` running the peer's command (``ansible.builtin.command``) or ``ansible.builtin.stat`` (the floor).
+* breakdown rows (``breakdown=True``, never in the README headline): the module's ``AnsiballZ_<module>.py``
+  payload kept with ``ANSIBLE_KEEP_REMOTE_FILES=1`` and run by the target's python ("module time": what the
+  target spends, without the controller's work of building the payload).
 * demo playbook: ``ansible-playbook`` itself.
 """
 
@@ -23,10 +24,12 @@ import glob
 import json
 import os
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -35,7 +38,6 @@ from harness import BenchError, Contender, Row, Sample, alternate, row, timed
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHECKOUT = os.path.dirname(HERE)
 COLLECTIONS = os.path.join(CHECKOUT, ".build", "collections")
-OURS = os.path.join(HERE, "ours.py")
 DOCKERLESS = os.path.join(CHECKOUT, "bin", "dockerless")  # the command-line front users run
 MODULE_UTILS = os.path.join(CHECKOUT, "plugins", "module_utils")
 
@@ -96,21 +98,25 @@ def rmtree(path: str) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", path], check=False, capture_output=True)
 
 
-def ours(ctx: Context, *args: str) -> Sample:
-    proc = timed([ctx.python, OURS, *args], env=ctx.env())
-    try:
-        extra = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise BenchError(f"bench/ours.py {args[0]}: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    return Sample(proc.seconds, proc.rss_kib, {k: v for k, v in extra.items() if k in ("changed", "rc", "engine_s")})
+def cli_env(ctx: Context) -> dict[str, str]:
+    """``bin/dockerless``'s environment: the venv's interpreter as ``DOCKERLESS_PYTHON`` (on a machine whose
+    ``python3`` is a pyenv shim, the shim's own start, a shell script, would otherwise be timed)."""
+    return dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+
+
+def dockerless(ctx: Context, *args: str, check: bool = True) -> Any:
+    """Untimed or timed: ``bin/dockerless ARGS`` (the process, from :func:`harness.timed`)."""
+    proc = timed([DOCKERLESS, *args], env=cli_env(ctx), check=False)
+    if check and proc.rc != 0:
+        raise BenchError(f"bin/dockerless {' '.join(args)}: exited {proc.rc}: {proc.stderr[-800:]}")
+    return proc
 
 
 def cli_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[str] = None) -> Sample:
     """``bin/dockerless run --rm [--security-opt seccomp=…] IMAGE ARGV``, as a user types it (the image is in
     ``store``: no registry), started with the venv's interpreter; its exit code is the container's."""
     extra = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
-    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
-    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, *extra, image, *argv], env=env, check=False)
+    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, *extra, image, *argv], env=cli_env(ctx), check=False)
     if proc.rc != 0:
         raise BenchError(f"bin/dockerless run {image} {' '.join(argv)}: exited {proc.rc}: {proc.stderr[-800:]}")
     return Sample(proc.seconds, proc.rss_kib, {"rc": proc.rc, "cpu_s": round(proc.cpu_s, 4), "stdout": proc.stdout})
@@ -119,18 +125,33 @@ def cli_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[
 def cli_pull(ctx: Context, store: str, ref: str) -> Sample:
     """``bin/dockerless pull --store S REF`` as a user types it (pull: always, the default), started with the
     venv's interpreter; ``changed`` from what it prints (an unchanged tag says "is up to date")."""
-    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
-    proc = timed([DOCKERLESS, "pull", "--store", store, ref], env=env)
+    proc = dockerless(ctx, "pull", "--store", store, ref)
     return Sample(proc.seconds, proc.rss_kib, {"changed": "is up to date" not in proc.stdout,
                                                "cpu_s": round(proc.cpu_s, 4)})
 
 
-def ansible_module(ctx: Context, module: str, args: dict[str, Any]) -> Sample:
+def cli_push(ctx: Context, store: str, name: str, repository: str) -> Sample:
+    """``bin/dockerless push --store S --repository HOST/REPO NAME``, as a user types it."""
+    proc = dockerless(ctx, "push", "--store", store, "--repository", repository, name)
+    return Sample(proc.seconds, proc.rss_kib, {"cpu_s": round(proc.cpu_s, 4)})
+
+
+def cli_build(ctx: Context, store: str, name: str, *args: str) -> Sample:
+    """``bin/dockerless build --store S --source-date-epoch 946684800 ARGS NAME`` (``--executable PATH``,
+    ``--file SRC:DEST``), as a user types it; CPU time of the whole process noted."""
+    proc = dockerless(ctx, "build", "--store", store, "--source-date-epoch", "946684800", *args, name)
+    return Sample(proc.seconds, proc.rss_kib, {"changed": True, "cpu_s": round(proc.cpu_s, 4)})
+
+
+def ansible_module(ctx: Context, module: str, args: Any) -> Sample:
     """``ansible localhost -m dockerless.containers.MODULE -a JSON``, ad hoc as users run it (the installed
-    collection from ``ANSIBLE_COLLECTIONS_PATH``, the target's python the venv's); ``changed`` from its verdict
-    line, ``cpu_s`` of the whole process tree (ansible and the module it runs)."""
-    argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", f"dockerless.containers.{module}",
-            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
+    collection from ``ANSIBLE_COLLECTIONS_PATH``, the target's python the venv's); ``module`` with a dot is a full
+    name (``ansible.builtin.stat``), ``args`` a string is passed as it is (``ansible.builtin.command``'s command
+    line); ``changed`` from its verdict line, ``cpu_s`` of the whole process tree (ansible and the module it
+    runs)."""
+    fqcn = module if "." in module else f"dockerless.containers.{module}"
+    argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", fqcn,
+            "-a", args if isinstance(args, str) else json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
     proc = timed(argv, env=ctx.env(bytecode=False), check=False)
     verdict = proc.stdout.split("=>", 1)[0]
     if proc.rc != 0 or not ("CHANGED" in verdict or "SUCCESS" in verdict):
@@ -152,6 +173,12 @@ def breakdown_note(samples: dict[str, list[Sample]], ours_key: str, floor_key: s
     floor = statistics.median(s.seconds for s in samples[floor_key]) * 1000
     return (f"breakdown of ours: interpreter start (python -S -c pass) {floor:.0f} ms median, the rest (imports, "
             f"image read, container setup and exit) {ours - floor:.0f} ms")
+
+
+def gap_ms(samples: dict[str, list[Sample]], ours_key: str, peer_key: str) -> float:
+    """Our median minus the peer's, in milliseconds (how far above a floor such as ansible.builtin.stat)."""
+    return (statistics.median(s.seconds for s in samples[ours_key])
+            - statistics.median(s.seconds for s in samples[peer_key])) * 1000
 
 
 def steps(*procs_argv: list[str], env: Optional[dict[str, str]] = None, cpu: bool = False) -> Sample:
@@ -258,8 +285,8 @@ def case_pull(ctx: Context) -> None:
     fresh_top, fresh = ctx.path("tar-fresh"), []
     profile: dict[str, Any] = {}
     contenders = [
-        Contender("ours", "ours: bench/ours.py pull (store + one unpacked folder per layer)",
-                  lambda: ours(ctx, "pull", "--store", store, "--name", ref),
+        Contender("ours", "ours: bin/dockerless pull IMAGE (store + one unpacked folder per layer)",
+                  lambda: cli_pull(ctx, store, ref),
                   prepare=lambda: rmtree(store),
                   warm=(lambda: _profiled_pull(ctx, store, ref, "active", profile)) if ctx.profile else None),
         # The headline: what a user runs to get an unpacked root filesystem, a fresh store and dest each round.
@@ -312,9 +339,9 @@ def case_pull(ctx: Context) -> None:
         ctx.rows.append(row(case, samples, "ours", peer, labels, group="pull"))
 
 
-def ansiballz(ctx: Context, module: str, args: dict[str, Any], name: str) -> str:
+def ansiballz(ctx: Context, module: str, args: Any, name: str) -> str:
     """Run ``module`` (``image_pull`` or a full name such as ``ansible.builtin.stat``) once through ``ansible``,
-    keeping its AnsiballZ payload; returns the payload's path."""
+    keeping its AnsiballZ payload; returns the payload's path (``args`` a string: passed as it is)."""
     tmp = ctx.path(f"ansiballz-{name}")
     rmtree(tmp)
     os.makedirs(tmp)
@@ -323,7 +350,7 @@ def ansiballz(ctx: Context, module: str, args: dict[str, Any], name: str) -> str
     fqcn = module if "." in module else f"dockerless.containers.{module}"
     module = fqcn.rsplit(".", 1)[1]
     argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", fqcn,
-            "-a", json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
+            "-a", args if isinstance(args, str) else json.dumps(args), "-e", f"ansible_python_interpreter={ctx.python}"]
     proc = timed(argv, env=env, check=False)
     if proc.rc != 0:
         raise BenchError(f"ansible -m {module}: exit {proc.rc}: {proc.stdout[-1500:]} {proc.stderr[-800:]}")
@@ -395,10 +422,15 @@ def case_repull(ctx: Context) -> None:
     payload = ansiballz(ctx, "image_pull", {"name": ref, "store": store, "pull": "always"}, "pull")
     timed(SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"])
     copy_argv = SKOPEO + ["copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:img"]
+    pull_args = {"name": ref, "store": store, "pull": "always"}
     contenders = [
+        Contender("ours-ansible", "ours: ansible localhost -m dockerless.containers.image_pull -a '{name, store, "
+                  "pull: always}'", counted(ctx, lambda: ansible_module(ctx, "image_pull", pull_args))),
+        Contender("stat-ansible", "ansible localhost -m ansible.builtin.stat -a 'path=/' (every module's floor "
+                  "through ansible)", lambda: ansible_module(ctx, "ansible.builtin.stat", "path=/")),
         Contender("ours", "ours: image_pull module (AnsiballZ payload, pull: always)",
                   counted(ctx, lambda: module_run(ctx, payload))),
-        Contender("ours-cli", "ours: bin/dockerless pull IMAGE, the command users run (pull: always)",
+        Contender("ours-cli", "ours: bin/dockerless pull IMAGE (pull: always, the default)",
                   counted(ctx, lambda: cli_pull(ctx, store, ref))),
         Contender("skopeo", "skopeo copy docker://… oci:… into the layout that already has it",
                   counted(ctx, lambda: steps(copy_argv))),
@@ -422,18 +454,22 @@ def case_repull(ctx: Context) -> None:
             ctx.facts.setdefault("podman_cleanup", []).extend(guard.restore())
         for p in (store, oci, ctx.path("podman")):
             rmtree(p)
-    if any(s.extra.get("changed") for k in ("ours", "ours-cli") for s in samples[k]):
+    if any(s.extra.get("changed") for k in ("ours", "ours-cli", "ours-ansible") for s in samples[k]):
         raise BenchError("no-change re-pull: our pull reported changed=true on an unchanged image")
     labels = {c.key: c.label for c in contenders}
     ctx.facts["repull_requests"] = {k: [s.extra["requests"] for s in v] for k, v in samples.items()
                                     if "requests" in v[0].extra}
     ctx.facts["repull_request_kinds"] = samples["ours"][-1].extra["request_list"]
-    for peer in [k for k in samples if k not in ("ours", "ours-cli", "skopeo-inspect")]:
+    ctx.rows.append(row("no-change re-pull through ansible (image_pull vs ansible.builtin.stat)", samples,
+                        "ours-ansible", "stat-ansible", labels, group="re-pull-ansible",
+                        notes=f"ours {_requests_summary(samples['ours-ansible'])}; ours "
+                              f"{gap_ms(samples, 'ours-ansible', 'stat-ansible'):+.0f} ms above stat (medians)"))
+    for peer in [k for k in samples if k not in ("ours", "ours-cli", "skopeo-inspect", "ours-ansible", "stat-ansible")]:
         notes = f"ours {_requests_summary(samples['ours'])}"
         if peer in ("skopeo", "podman"):
             notes += f"; {peer} {_requests_summary(samples[peer])}"
         ctx.rows.append(row("no-change re-pull (image_pull module time)", samples, "ours", peer, labels, notes=notes,
-                            group="re-pull"))
+                            group="re-pull", breakdown=True))
     ctx.rows.append(row("dockerless pull of an unchanged tag vs skopeo inspect", samples, "ours-cli",
                         "skopeo-inspect", labels, group="re-pull-cli",
                         notes="; ".join(n for n in (cpu_note(samples, "ours-cli", "skopeo-inspect"),
@@ -446,10 +482,10 @@ def case_memory(ctx: Context) -> None:
     big, small = ctx.refs["big"], ctx.refs["debian"]
     store = ctx.path("store")
     contenders = [
-        Contender("big", "ours: pull of the 500 MB image", lambda: ours(ctx, "pull", "--store", store, "--name", big),
+        Contender("big", "ours: bin/dockerless pull of the 500 MB image", lambda: cli_pull(ctx, store, big),
                   prepare=lambda: rmtree(store)),
-        Contender("debian", "ours: pull of the Debian image",
-                  lambda: ours(ctx, "pull", "--store", store, "--name", small), prepare=lambda: rmtree(store)),
+        Contender("debian", "ours: bin/dockerless pull of the Debian image", lambda: cli_pull(ctx, store, small),
+                  prepare=lambda: rmtree(store)),
     ]
     try:
         # Peak RSS does not depend on the machine's load: two rounds, no warm-up (the pull case warmed up).
@@ -509,24 +545,23 @@ def case_push(ctx: Context) -> None:
     ref = ctx.refs["debian"]
     store = ctx.path("push-store")
     rmtree(store)
-    ours(ctx, "pull", "--store", store, "--name", ref)
+    cli_pull(ctx, store, ref)
     sink = Sink(ctx)
     target = f"{sink.host}/bench/debian"
     try:
         contenders = [
-            Contender("ours", "ours: bench/ours.py push (from our store)",
-                      lambda: ours(ctx, "push", "--store", store, "--name", ref, "--repository", target),
-                      prepare=sink.reset),
+            Contender("ours", "ours: bin/dockerless push --repository HOST/REPO IMAGE (from our store)",
+                      lambda: cli_push(ctx, store, ref, target), prepare=sink.reset),
             Contender("skopeo", "skopeo copy oci:<our store>:<ref> docker://… (same source)",
                       lambda: steps(SKOPEO + ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
-                                              f"oci:{store}:{ref}", f"docker://{target}:1"]),
+                                              f"oci:{store}:{ref}", f"docker://{target}:1"], cpu=True),
                       prepare=sink.reset),
         ]
         samples = alternate(contenders, ctx.rounds(4), log=ctx.log, title="push")
         labels = {c.key: c.label for c in contenders}
         size, nlayers = ctx.inputs["debian"].size()
         ctx.rows.append(row(f"push to an empty registry, Debian ({size / 1e6:.0f} MB, {nlayers} layers)", samples,
-                            "ours", "skopeo", labels, group="push"))
+                            "ours", "skopeo", labels, group="push", notes=cpu_note(samples, "ours", "skopeo")))
 
         # No-change re-push: the sink keeps what the last push stored.
         sink.reset()
@@ -534,19 +569,30 @@ def case_push(ctx: Context) -> None:
         counter = _SinkCounter(sink)
         repush_argv = SKOPEO + ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", f"oci:{store}:{ref}",
                                 f"docker://{target}:1"]
+        push_args = {"name": ref, "repository": target, "store": store}
         contenders = [
+            Contender("ours-ansible", "ours: ansible localhost -m dockerless.containers.image_push -a '{name, "
+                      "repository, store}', tag already there",
+                      counted(ctx, lambda: ansible_module(ctx, "image_push", push_args), counter)),
+            Contender("skopeo-ansible", "ansible localhost -m ansible.builtin.command -a 'skopeo copy oci:… "
+                      "docker://…' again",
+                      counted(ctx, lambda: ansible_module(ctx, "ansible.builtin.command", shlex.join(repush_argv)),
+                              counter)),
             Contender("ours", "ours: image_push module (AnsiballZ payload), tag already there",
                       counted(ctx, lambda: module_run(ctx, payload), counter)),
             Contender("skopeo", "skopeo copy oci:… docker://… again",
                       counted(ctx, lambda: steps(repush_argv), counter)),
         ]
         samples = alternate(contenders, ctx.rounds(5), log=ctx.log, title="re-push")
-        if any(s.extra.get("changed") for s in samples["ours"]):
+        if any(s.extra.get("changed") for k in ("ours", "ours-ansible") for s in samples[k]):
             raise BenchError("no-change re-push: image_push reported changed=true")
         labels = {c.key: c.label for c in contenders}
         notes = f"ours {_requests_summary(samples['ours'])}; skopeo {_requests_summary(samples['skopeo'])}"
+        ctx.rows.append(row("no-change re-push through ansible (image_push vs ansible.builtin.command running "
+                            "skopeo copy)", samples, "ours-ansible", "skopeo-ansible", labels, notes=notes,
+                            group="re-push-ansible"))
         ctx.rows.append(row("no-change re-push (module time)", samples, "ours", "skopeo", labels, notes=notes,
-                            group="re-push"))
+                            group="re-push", breakdown=True))
     finally:
         sink.stop()
         rmtree(store)
@@ -617,20 +663,6 @@ def _bash_ls_tree(ctx: Context) -> list[tuple[str, str]]:
     return [("/" + p, "/" + p) for p, e in sorted(plan.entries.items()) if e.kind != "dir"]
 
 
-def ours_build(ctx: Context, store: str, *args: str) -> Sample:
-    """``python -I -S bench/ours.py build``: the build engine is stdlib-only, so the lean interpreter start the
-    container start path uses (no site-packages, no argparse: bench/ours.py parses ``build`` by hand)."""
-    proc = timed([ctx.python, "-I", "-S", OURS, "build", "--store", store, "--name", "bench/built:1", *args],
-                 env=ctx.env())
-    try:
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise BenchError(f"bench/ours.py build: no JSON on stdout: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    extra = {k: v for k, v in out.items() if k in ("changed", "engine_s")}
-    extra["cpu_s"] = round(proc.cpu_s, 4)
-    return Sample(proc.seconds, proc.rss_kib, extra)
-
-
 def empty_store(store: str) -> None:
     """Untimed: an empty store (folders, ``oci-layout``, ``index.json``, lock file) made by the engine itself, as
     umoci's layout is made before its clock starts; the build then adds the image to it."""
@@ -657,13 +689,14 @@ def case_build(ctx: Context) -> None:
         ("bash+ls image (executables with their shared-library closure)", "bashls",
          ["--executable", "/bin/bash", "--executable", "/bin/ls"], _bash_ls_tree(ctx)),
         ("build of a directory: Debian's /usr (about 170 MB, 8,000 entries)", "usr",
-         ["--tree", f"{usr}:/usr"], [(usr, "/usr")]),
+         ["--file", f"{usr}:/usr"], [(usr, "/usr")]),
     ]
     for title, name, args, trees in cases:
         umoci = UmociRepack(ctx, name, trees, link=name == "usr")
         contenders = [
-            Contender("ours", "ours: python -I -S bench/ours.py build into an empty store made beforehand (gzip)",
-                      lambda a=args: ours_build(ctx, store, *a), prepare=lambda: empty_store(store)),
+            Contender("ours", "ours: bin/dockerless build [--executable PATH … | --file SRC:DEST] NAME into an empty "
+                      "store made beforehand (gzip)",
+                      lambda a=args: cli_build(ctx, store, "bench/built:1", *a), prepare=lambda: empty_store(store)),
             Contender("umoci", "umoci repack of the same tree (bundle and layout prepared beforehand)", umoci.run,
                       prepare=umoci.restore),
         ]
@@ -729,7 +762,7 @@ def case_run(ctx: Context) -> None:
     store = ctx.path("run-store")
     rmtree(store)
     for name in ("busybox", "small", "big"):
-        ours(ctx, "pull", "--store", store, "--name", ctx.refs[name])
+        cli_pull(ctx, store, ctx.refs[name])
     # Untimed: let the kernel write the 500 MB just unpacked back first; a start makes a few directories in the
     # store's filesystem, which otherwise wait behind that writeback (runc's state lives on a tmpfs).
     os.sync()
@@ -770,16 +803,130 @@ def case_run(ctx: Context) -> None:
         ctx.rows.append(row(f"container start: 500 MiB image ({bsize / 1e6:.0f} MB gzip) vs 5 MiB image "
                             f"({ssize / 1e6:.1f} MB gzip)", samples, "big", "small", labels,
                             notes="ours both sides", group="run"))
-        idle = []
-        for _round in range(ctx.rounds(3)):
-            proc = timed([ctx.python, OURS, "idle", "--store", store, "--image", ctx.refs["busybox"]], env=ctx.env())
-            idle.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        ctx.facts["supervisor_idle"] = idle
+        ctx.facts["supervisor_idle"] = idle = [supervisor_idle(ctx, store, ctx.refs["busybox"])
+                                               for _round in range(ctx.rounds(3))]
         ctx.log("  idle supervisor: " + ", ".join(f"RSS {i['supervisor_rss_kib'] / 1024:.1f} MiB / PSS "
                                                   f"{i['supervisor_pss_kib'] / 1024:.1f} MiB" for i in idle))
     finally:
         rmtree(bundle)
         rmtree(store)
+
+
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def supervisor_idle(ctx: Context, store: str, image: str, settle: float = 1.0) -> dict[str, Any]:
+    """Untimed: ``bin/dockerless run -d --name N IMAGE sleep 300``, then its supervisor's memory (the pid from
+    ``dockerless ps --json``) once it settled, then ``dockerless rm -f N``."""
+    name = f"bench-idle-{secrets.token_hex(4)}"
+    start_named(ctx, store, image, name, "sleep", "300")
+    try:
+        time.sleep(settle)
+        infos = json.loads(dockerless(ctx, "ps", "--json", "--store", store).stdout)
+        info = next(i for i in infos if i["name"] == name)
+        pid = info["supervisor_pid"]
+        return {"supervisor_pid": pid, "state": info["state"], "supervisor_rss_kib": _status_kib(pid, "VmRSS"),
+                "supervisor_hwm_kib": _status_kib(pid, "VmHWM"), "supervisor_pss_kib": _pss_kib(pid)}
+    finally:
+        stop_named(ctx, store, name)
+
+
+def remove_containers(ctx: Context, store: str) -> None:
+    """Untimed: ``dockerless rm -f`` of every container of the store (what a benchmarked playbook left)."""
+    proc = dockerless(ctx, "ps", "-a", "--json", "--store", store, check=False)
+    try:
+        names = [i["name"] for i in json.loads(proc.stdout)] if proc.rc == 0 else []
+    except ValueError:
+        names = []
+    if names:
+        dockerless(ctx, "rm", "-f", "--store", store, *names, check=False)
+
+
+def case_ansible(ctx: Context) -> None:
+    """container_run through ``ansible`` ad hoc, as users run it: a one-shot ``command: [/bin/true]`` vs
+    ``ansible.builtin.command`` running ``runc run`` of the same container (target ≤ 1.1×), and a named container
+    with no change vs ``ansible.builtin.stat`` (target ≤ 0.1 s above it). The payloads alone ("module time",
+    what the target spends) are the breakdown rows."""
+    if not engine_present("runtime/task"):
+        ctx.skipped.append(("container_run through ansible", "the runtime engine is not in this checkout yet"))
+        return
+    store = ctx.path("ansible-store")
+    rmtree(store)
+    image = ctx.refs["busybox"]
+    cli_pull(ctx, store, image)
+    os.sync()  # untimed, as in case_run
+    bundle = _runc_bundle(ctx, "ansible", ctx.inputs["busybox"].layout)
+    counter = [0]
+
+    def runc_command() -> str:
+        counter[0] += 1
+        return f"runc run --bundle {bundle} bench-ansible-{os.getpid()}-{counter[0]}"
+
+    oneshot = {"image": image, "command": ["/bin/true"], "store": store}
+    named = {"image": image, "name": f"bench-named-{os.getpid()}", "command": ["/bin/sleep", "3600"], "store": store}
+    try:
+        ansible_module(ctx, "container_run", named)  # untimed: creates and starts it; the rounds change nothing
+        payloads = {"oneshot": ansiballz(ctx, "container_run", oneshot, "oneshot"),
+                    "command": ansiballz(ctx, "ansible.builtin.command", runc_command(), "command"),
+                    "named": ansiballz(ctx, "container_run", named, "named")}
+        contenders = [
+            Contender("ours", "ours: ansible localhost -m dockerless.containers.container_run -a '{image, command: "
+                      "[/bin/true], store}' (one-shot, the image in the store)",
+                      lambda: ansible_module(ctx, "container_run", oneshot)),
+            Contender("runc-ansible", "ansible localhost -m ansible.builtin.command -a 'runc run --bundle B ID' (the "
+                      "bundle configured as our container, as in the container start row)",
+                      lambda: ansible_module(ctx, "ansible.builtin.command", runc_command())),
+            Contender("ours-named", "ours: ansible localhost -m dockerless.containers.container_run -a '{image, "
+                      "name, command, store}' of a running container with the same settings (no change)",
+                      lambda: ansible_module(ctx, "container_run", named)),
+            Contender("stat-ansible", "ansible localhost -m ansible.builtin.stat -a 'path=/' (every module's floor "
+                      "through ansible)", lambda: ansible_module(ctx, "ansible.builtin.stat", "path=/")),
+            Contender("ours-payload", "ours: container_run's AnsiballZ payload, one-shot /bin/true",
+                      lambda: module_run(ctx, payloads["oneshot"])),
+            Contender("command-payload", "ansible.builtin.command's AnsiballZ payload running runc run",
+                      lambda: module_run(ctx, payloads["command"])),
+            Contender("named-payload", "ours: container_run's AnsiballZ payload, named, no change",
+                      lambda: module_run(ctx, payloads["named"])),
+            stat_floor(ctx),
+        ]
+        samples = alternate(contenders, ctx.rounds(8), log=ctx.log, title="ansible")
+    finally:
+        remove_containers(ctx, store)
+        rmtree(bundle)
+        rmtree(store)
+    if any(s.extra.get("changed") for k in ("ours-named", "named-payload") for s in samples[k]):
+        raise BenchError("container_run of a named container with the same settings reported changed=true")
+    labels = {c.key: c.label for c in contenders}
+    ctx.rows.append(row("container_run one-shot of /bin/true through ansible vs ansible.builtin.command running runc "
+                        "run", samples, "ours", "runc-ansible", labels, group="ansible-oneshot",
+                        notes=f"ours {gap_ms(samples, 'ours', 'runc-ansible'):+.0f} ms (medians); of that, the payload "
+                              f"on the target {gap_ms(samples, 'ours-payload', 'command-payload'):+.0f} ms, the "
+                              "rest is the controller (ansible builds the payload: it parses every module_utils "
+                              "file the module can import)"))
+    ctx.rows.append(row("container_run of a named container, no change, through ansible vs ansible.builtin.stat",
+                        samples, "ours-named", "stat-ansible", labels, group="ansible-named",
+                        notes=f"ours {gap_ms(samples, 'ours-named', 'stat-ansible'):+.0f} ms above stat (medians); "
+                              f"the payloads alone {gap_ms(samples, 'named-payload', 'stat-module'):+.0f} ms"))
+    ctx.rows.append(row("container_run one-shot (module time: AnsiballZ payloads)", samples, "ours-payload",
+                        "command-payload", labels, group="ansible-oneshot", breakdown=True))
+    ctx.rows.append(row("container_run named, no change (module time: AnsiballZ payloads)", samples, "named-payload",
+                        "stat-module", labels, group="ansible-named", breakdown=True))
 
 
 def cli_exec(ctx: Context, store: str, name: str, *argv: str) -> Sample:
@@ -793,8 +940,7 @@ def cli_exec(ctx: Context, store: str, name: str, *argv: str) -> Sample:
 
 def start_named(ctx: Context, store: str, image: str, name: str, *argv: str) -> None:
     """Untimed: ``bin/dockerless run -d --name NAME IMAGE ARGV`` (a supervised container to exec into)."""
-    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
-    timed([DOCKERLESS, "run", "-d", "--name", name, "--store", store, image, *argv], env=env)
+    dockerless(ctx, "run", "-d", "--name", name, "--store", store, image, *argv)
 
 
 def stop_named(ctx: Context, store: str, name: str) -> None:
@@ -827,7 +973,7 @@ def case_exec(ctx: Context) -> None:
         return
     store = ctx.path("exec-store")
     rmtree(store)
-    ours(ctx, "pull", "--store", store, "--name", ctx.refs["busybox"])
+    cli_pull(ctx, store, ctx.refs["busybox"])
     os.sync()  # untimed, as in case_run
     name = f"bench-exec-{os.getpid()}"
     bundle = _runc_bundle(ctx, "exec", ctx.inputs["busybox"].layout, args=("/bin/sleep", "3600"))
@@ -884,7 +1030,7 @@ def case_seccomp(ctx: Context) -> None:
         return
     store = ctx.path("seccomp-store")
     rmtree(store)
-    ours(ctx, "pull", "--store", store, "--name", ctx.refs["busybox"])
+    cli_pull(ctx, store, ctx.refs["busybox"])
     os.sync()  # untimed, as in case_run
     try:
         contenders = [
@@ -977,7 +1123,7 @@ def case_playbook(ctx: Context) -> None:
                   check=False)
     if first.rc != 0:
         if os.path.isdir(store):
-            timed([ctx.python, OURS, "containers-rm", "--store", store], env=ctx.env(), check=False)
+            remove_containers(ctx, store)
         failed = [line for line in first.stdout.splitlines() if line.startswith(("fatal:", "TASK [", "ERROR"))]
         raise BenchError(f"playbooks/demo.yml failed (exit {first.rc}) on its first run, so there is no idempotent "
                          f"re-run to time: {' '.join(failed[-2:])[:600]}")
@@ -991,7 +1137,7 @@ def case_playbook(ctx: Context) -> None:
     finally:
         # The demo starts a detached container: remove whatever it left in its store.
         if os.path.isdir(store):
-            timed([ctx.python, OURS, "containers-rm", "--store", store], env=ctx.env(), check=False)
+            remove_containers(ctx, store)
         rmtree(store)
         rmtree(env["HOME"])
     changed = [s.extra["changed"] for s in samples["demo"]]
@@ -1008,6 +1154,7 @@ CASES: dict[str, Callable[[Context], None]] = {
     "repull": case_repull,
     "push": case_push,
     "run": case_run,
+    "ansible": case_ansible,
     "exec": case_exec,
     "seccomp": case_seccomp,
     "memory": case_memory,
@@ -1024,12 +1171,13 @@ def _profiled_pull(ctx: Context, store: str, ref: str, mode: str, into: dict[str
     spy = os.path.join(os.path.dirname(ctx.python), "py-spy")
     if not os.path.exists(spy):
         into["skipped"] = "py-spy is not installed in .venv (bench/requirements.txt)"
-        return ours(ctx, "pull", "--store", store, "--name", ref)
+        return cli_pull(ctx, store, ref)
     os.makedirs(ctx.results, exist_ok=True)
     raw = os.path.join(ctx.results, f"profile-pull-{mode}.txt")
+    # bin/dockerless pull as its shell prelude starts it (python -S on the same file): py-spy follows a python.
     proc = timed([spy, "record", "--rate", "100", "--format", "raw", "--nonblocking", "--full-filenames", "-o", raw,
-                  *PROFILE_MODES[mode], "--", ctx.python, OURS, "pull", "--store", store, "--name", ref],
-                 env=ctx.env())
+                  *PROFILE_MODES[mode], "--", ctx.python, "-S", DOCKERLESS, "pull", "--store", store, ref],
+                 env=cli_env(ctx))
     into[mode] = {"seconds": proc.seconds, **_aggregate(raw)}
     return Sample(proc.seconds, 0, {"profiled": mode})
 
@@ -1064,7 +1212,7 @@ def _aggregate(raw: str) -> dict[str, Any]:
             for fr in set(frames):
                 incl[fr] = incl.get(fr, 0) + count
     top_self = sorted(self_t.items(), key=lambda kv: -kv[1])[:12]
-    top_incl = sorted(((k, v) for k, v in incl.items() if "module_utils" in k or "ours.py" in k),
+    top_incl = sorted(((k, v) for k, v in incl.items() if "module_utils" in k or "dockerless" in k),
                       key=lambda kv: -kv[1])[:12]
     return {"samples": total, "self": [(k, v / total) for k, v in top_self] if total else [],
             "inclusive": [(k, v / total) for k, v in top_incl] if total else []}

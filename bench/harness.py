@@ -139,6 +139,7 @@ class Row:
     group: str = ""
     ours_key: str = "ours"
     peer_key: str = ""
+    breakdown: bool = False  # an engine-level timing shown under a shipped-front row, never as a headline
 
     @property
     def ratios(self) -> list[float]:
@@ -163,18 +164,20 @@ class Row:
             "ours_values": self.ours_values, "peer_values": self.peer_values, "ratios": self.ratios,
             "ratio_median": self.ratio, "ratio_min": min(self.ratios), "ratio_max": max(self.ratios),
             "ours_median": self.ours_median, "peer_median": self.peer_median, "notes": self.notes,
+            "breakdown": self.breakdown,
         }
 
 
 def row(case: str, samples: dict[str, list[Sample]], ours: str, peer: str, labels: dict[str, str],
-        unit: str = "s", notes: str = "", group: str = "") -> Row:
-    """A :class:`Row` from :func:`alternate`'s samples (``unit`` "s" for seconds, "MiB" for peak RSS)."""
+        unit: str = "s", notes: str = "", group: str = "", breakdown: bool = False) -> Row:
+    """A :class:`Row` from :func:`alternate`'s samples (``unit`` "s" for seconds, "MiB" for peak RSS;
+    ``breakdown``: an engine-level timing that explains a shipped-front row, not a headline)."""
     def values(key: str) -> list[float]:
         if unit == "MiB":
             return [s.rss_kib / 1024 for s in samples[key]]
         return [s.seconds for s in samples[key]]
 
-    return Row(case, labels[ours], labels[peer], values(ours), values(peer), unit, notes, group, ours, peer)
+    return Row(case, labels[ours], labels[peer], values(ours), values(peer), unit, notes, group, ours, peer, breakdown)
 
 
 @dataclass

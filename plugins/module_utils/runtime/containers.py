@@ -885,8 +885,9 @@ def image_for_run(store_root: str | None, ref, pull: str = "missing", registry=N
     """The image ``ref`` (an image.reference.Reference; a string is parsed) from the store, fetched per ``pull``
     by image.pull.ensure_image, with its layer folders top → bottom. In check mode nothing is downloaded: an
     image that would be pulled comes back with ``would_pull`` and no record. With ``pull: never`` (not in check
-    mode) the pull engine (registry client, TLS) is not even imported: the layer folders are made from the
-    store's blobs."""
+    mode), or ``missing`` and the image in the store, the pull engine (registry client, TLS) is not even
+    imported: the layer folders are made from the store's blobs. ``registry``: the RegistryOptions, or a callable
+    that makes them (called only when the registry is asked)."""
     from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
         Reference,
         parse_reference,
@@ -896,17 +897,21 @@ def image_for_run(store_root: str | None, ref, pull: str = "missing", registry=N
     if not isinstance(ref, Reference):
         ref = parse_reference(ref)
     store = Store(store_root)
-    if pull == "never" and not check_mode:
-        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
-            ensure_unpacked,
-        )
-
+    # What ensure_image does with ``missing`` and the image in the store, without importing the pull engine.
+    stored = pull == "missing" and store.exists() and store.resolve(ref.name) is not None
+    if stored or (pull == "never" and not check_mode):
         record = store.image(ref.name)
-        ensure_unpacked(store, record)
+        if not check_mode:
+            from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import (
+                ensure_unpacked,
+            )
+
+            ensure_unpacked(store, record)
     else:
         from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_image
 
-        record = ensure_image(store, ref, policy=pull, registry=registry, check_mode=check_mode)
+        record = ensure_image(store, ref, policy=pull, registry=registry() if callable(registry) else registry,
+                              check_mode=check_mode)
     if record is None:
         return ImageForRun(ref.name, None, [], True)
     return ImageForRun(ref.name, record, [store.layer_dir(layer["diff_id"]) for layer in reversed(record.layers)])

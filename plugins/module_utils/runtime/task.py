@@ -17,7 +17,6 @@ import contextlib
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import systemd as runtime_systemd
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
     ImageForRun,
     Plan,
@@ -168,12 +167,9 @@ class ContainerTask:
     def run(self, check_mode: bool = False) -> TaskResult:
         """Check the options, resolve the image (pulling it per ``pull`` unless ``check_mode``) and run or
         manage the container. Raises TaskFailed (or another DockerlessError) with the message to report."""
-        from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import parse_size
-
         self.check()
         opts = self.options
         name = opts.get("name")
-        log_max = parse_size(opts.get("log_max_size") or "10m")
         image = None
         # A named container's layers must not be garbage-collected between resolving the image and recording
         # them in its spec.json: hold the store's GC guard (shared; image_remove's GC waits) until then.
@@ -184,11 +180,16 @@ class ContainerTask:
             guard = Store(self.runtime.store_root).gc_guard()
         with guard:
             if opts.get("image") and opts["state"] != "absent":
+                # self.registry, not its result: the registry options (credentials…) are read only when the
+                # registry is asked, not for an image in the store.
                 image = image_for_run(self.runtime.store_root, opts["image"], opts.get("pull") or "missing",
-                                      self.registry(), check_mode=check_mode)
+                                      self.registry, check_mode=check_mode)
             if name is None:
                 return self.run_one_shot(image, check_mode)
-            return self.manage_named(image, log_max, check_mode)
+            # Here, not above: only a named container has logs to rotate (cgroups.limits, imported for the parser).
+            from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import parse_size
+
+            return self.manage_named(image, parse_size(opts.get("log_max_size") or "10m"), check_mode)
 
     def registry(self):
         if self._registry is None:
@@ -243,6 +244,9 @@ class ContainerTask:
     def unit_plan(self, plan: Plan):
         """Where systemd is PID 1: the container's unit (runtime/systemd.py) and what it takes to bring it in line
         with the container afterwards. (None, None) elsewhere: there the supervisor alone keeps it up."""
+        # Here, not at the top: a one-shot run has no unit (systemd.py and unit_boot.py stay unloaded).
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import systemd as runtime_systemd
+
         if not runtime_systemd.systemd_booted():
             return None, None
         opts = self.options

@@ -137,6 +137,26 @@ def test_an_image_to_pull_gets_the_pull_engine_and_site_packages_only_behind_a_p
     assert "site" in modules and "urllib3" in modules, proc.stderr[-2000:]
 
 
+def test_build_and_push_start_without_site(tmp_path):
+    """``build`` (stdlib-only) and ``push`` start with ``python -S`` as ``pull`` does: the build makes its image,
+    and a push to a registry that is not there fails naming it, neither having loaded site or requests."""
+    root = str(tmp_path / "store")
+    src = tmp_path / "hello.txt"
+    src.write_text("hello\n")
+    proc, modules = imports_of("build", "--file", f"{src}:/hello.txt", "--source-date-epoch", "0", "test/hello:1",
+                               store=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test/hello:1" in proc.stdout
+    assert Store(root).image("docker.io/test/hello:1").layers
+    assert "site" not in modules and "requests" not in modules
+    proc, modules = imports_of("push", "--timeout", "5", "--repository", "127.0.0.1:9/nothing/here:1", "test/hello:1",
+                               store=root)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "127.0.0.1:9" in proc.stderr
+    assert MU + "image.push" in modules
+    assert "site" not in modules and "requests" not in modules
+
+
 def test_run_with_help_still_goes_to_argparse():
     proc, modules = imports_of("run", "--help", store="/nonexistent")
     assert proc.returncode == 0

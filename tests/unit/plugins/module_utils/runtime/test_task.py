@@ -8,6 +8,8 @@ test_container_run.py runs it through Ansible)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from test_cli_run import BUSYBOX, IMAGE, make_image
@@ -164,3 +166,29 @@ def test_the_module_and_the_cli_build_the_same_spec(store):
     assert spec_for_image(module_image, command=["true"], name="x") == spec_for_image(cli_image, command=["true"],
                                                                                       name="x")
     assert module_image.lower_dirs == cli_image.lower_dirs and module_image.diff_ids == cli_image.diff_ids
+
+
+def test_a_one_shot_run_of_a_stored_image_loads_no_pull_engine_unit_or_limits(store):
+    """container_run's payload imports what its path uses: a one-shot run of an image in the store (pull:
+    missing, the default) reads no registry options and imports neither the pull engine and registry client,
+    nor systemd's unit code (only a named container has a unit), nor cgroups.limits (no limits, no logs to
+    rotate). A fresh interpreter, as the AnsiballZ payload is."""
+    code = (
+        "import sys\n"
+        "from ansible_collections.dockerless.containers.plugins.module_utils.runtime.task import ContainerTask\n"
+        f"opts = {options(pull='missing', command=['true'])!r}\n"
+        "task = ContainerTask(sys.argv[1], opts)\n"
+        "task.registry = lambda: 1 / 0  # asked for the registry options: ZeroDivisionError\n"
+        "result = task.run()\n"
+        "assert result.as_dict()['container']['exit_code'] == 0, result.as_dict()\n"
+        "mu = 'ansible_collections.dockerless.containers.plugins.module_utils.'\n"
+        "print(sorted(m[len(mu):] for m in sys.modules if m.startswith(mu)))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.run([sys.executable, "-c", code, store], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = proc.stdout.strip()
+    for module in ("image.pull", "registry.client", "registry.options", "registry.credentials", "runtime.systemd",
+                   "runtime.unit_boot", "cgroups.limits"):
+        assert f"'{module}'" not in loaded, (module, loaded)
+    assert "'runtime.spec'" in loaded and "'image.store'" in loaded
