@@ -33,10 +33,11 @@ CHECKOUT = os.path.dirname(HERE)
 WORK = os.environ.get("DOCKERLESS_BENCH_WORK", "/var/tmp/dockerless-bench-run")  # not bench/unpack_bench.py's dir
 # Seconds a case takes with two rounds on this 2-core machine while other jobs load it (measured): a case is
 # only started when it can end within --budget.
-COST_QUICK = {"pull": 210, "repull": 90, "push": 100, "run": 70, "seccomp": 20, "memory": 70, "build": 170,
-              "playbook": 250}
+COST_QUICK = {"pull": 210, "repull": 90, "push": 100, "run": 70, "exec": 30, "seccomp": 20, "memory": 70,
+              "build": 170, "playbook": 250}
 INPUTS_FOR = {"pull": ["debian"], "repull": ["debian"], "memory": ["debian", "big"], "push": ["debian"],
-              "build": ["busybox"], "run": ["busybox", "small", "big"], "seccomp": ["busybox"], "playbook": ["busybox"]}
+              "build": ["busybox"], "run": ["busybox", "small", "big"], "exec": ["busybox"], "seccomp": ["busybox"],
+              "playbook": ["busybox"]}
 
 
 def _log(text: str) -> None:
