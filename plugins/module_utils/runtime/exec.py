@@ -58,7 +58,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.proc
     set_rlimits,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spawn import InitProcess, relay
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spawn import InitProcess, monitor_child
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import (
     read_account_file,
     resolve_user,
@@ -357,27 +357,11 @@ def _monitor(target: Target, config: dict, joins: list, pidfd: int, root_fd: int
                                         "Run as the user that started the container.") from None
         _join_namespaces(target, joins, pidfd)
         os.close(pidfd)
-        child = os.fork()
     except BaseException as exc:
         report(status_w, error=f"entering container {target.name}: {exc}")
         os._exit(EXIT_SETUP_FAILED)
-    if child == 0:
-        try:
-            _process(config, root_fd, status_w, seccomp_filter, tiocsctty)
-        except BaseException as exc:
-            report(status_w, error=str(exc) or type(exc).__name__)
-        os._exit(EXIT_SETUP_FAILED)
-    os.close(root_fd)
-    report(status_w, pid=child)
-    os.close(status_w)
-    # The monitor keeps none of the process's stdio (its pipes would stay open after it exits).
-    for fd in (0, 1, 2):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-    relay(child)
+    monitor_child(status_w, lambda: _process(config, root_fd, status_w, seccomp_filter, tiocsctty),
+                  close_fds=(root_fd,))
 
 
 def _join_namespaces(target: Target, joins: list, pidfd: int) -> None:

@@ -229,25 +229,43 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
             linux.unshare(flags)
         if flags & linux.CLONE_NEWUSER:
             _map_ids(uid, gid)
-        child = os.fork()
     except BaseException as exc:
         report(status_w, error=f"creating the namespaces: {exc}")
         os._exit(EXIT_SETUP_FAILED)
+
+    def init_main() -> None:
+        for fd in hold_fds:
+            os.close(fd)
+        init(config, status_w, seccomp_filter, tiocsctty)
+
+    monitor_child(status_w, init_main)
+
+
+def monitor_child(status_w: int, child_main, close_fds: tuple = ()) -> None:
+    """The rest of a monitor's life, the container's (``spawn``) and an exec's (``exec.spawn``) alike: fork the
+    child, which runs ``child_main()`` (the init, or the exec'd process: it ends in execve, or its exception is
+    reported on the status pipe and it exits EXIT_SETUP_FAILED); report the child's host PID (the monitor is
+    outside the PID namespace), close the status pipe, ``close_fds`` and our stdio (our copies would hold the
+    child's pipes open after it exits), and ``relay`` until it ends. Never returns."""
+    try:
+        child = os.fork()
+    except OSError as exc:
+        report(status_w, error=f"forking the container's process: {exc.strerror}")
+        os._exit(EXIT_SETUP_FAILED)
     if child == 0:
         try:
-            for fd in hold_fds:
-                os.close(fd)
-            init(config, status_w, seccomp_filter, tiocsctty)
+            child_main()
         except BaseException as exc:
             report(status_w, error=str(exc) or type(exc).__name__)
         os._exit(EXIT_SETUP_FAILED)
-    report(status_w, pid=child)  # fork() in the monitor returns the host PID: the monitor is outside the ns
-    os.close(status_w)
-    # Our stdio copies would hold the container's pipes open after it exits.
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    report(status_w, pid=child)
+    # Closed, not pointed at /dev/null: an exec's monitor is in the container's mount namespace by now, where
+    # /dev/null is whatever the container made it. Nothing opens an fd in the monitor after this.
+    for fd in (status_w, *close_fds, 0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     relay(child)
 
 
