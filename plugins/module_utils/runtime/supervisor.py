@@ -412,7 +412,8 @@ class _Supervisor:
             cgroup.remove()
         if proc.error:
             return None, proc.error
-        self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None)
+        ended = {"health": health[0].stopped()} if health[0] is not None else {}
+        self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None, **ended)
         return rc, None
 
     def _start_probe(self, proc, health):
