@@ -14,7 +14,7 @@ import termios
 import time
 
 import pytest
-from test_container_run import BIN_DOCKERLESS, BUSYBOX, IMAGE, add_image, make_busybox_rootfs
+from test_container_run import BIN_DOCKERLESS, BUSYBOX, IMAGE, make_busybox_rootfs
 
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
@@ -24,23 +24,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups"),
     pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("store"))
-    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
-    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin", "IMAGE_VAR=1"], "Cmd": ["/bin/sh"]})
-    return root
-
-
-@pytest.fixture
-def cleanup(store):
-    names: list[str] = []
-    yield names
-    runtime = Runtime(store)
-    for name in names:
-        runtime.remove(name, force_kill=True)
 
 
 def test_exec_runs_inside_fails_on_rc_and_check_mode_runs_nothing(store, run_playbook, tmp_path, cleanup):
