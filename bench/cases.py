@@ -29,6 +29,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -954,9 +955,14 @@ class RuncContainer:
         self.bundle, self.name = bundle, name
 
     def start(self) -> None:
-        with open(os.devnull, "r+b") as null:
-            subprocess.run(["runc", "run", "-d", "--bundle", self.bundle, self.name], stdin=null, stdout=null,
-                           stderr=subprocess.PIPE, check=True, timeout=60)
+        # stderr to a file, not a pipe: the detached container inherits runc's stdio and would hold a pipe open
+        # for its whole life, so reading it to its end never returns.
+        with open(os.devnull, "r+b") as null, tempfile.TemporaryFile() as err:
+            proc = subprocess.run(["runc", "run", "-d", "--bundle", self.bundle, self.name], stdin=null, stdout=null,
+                                  stderr=err, check=False, timeout=60)
+            if proc.returncode != 0:
+                err.seek(0)
+                raise BenchError(f"runc run -d {self.name}: exited {proc.returncode}: {err.read()[-800:].decode(errors='replace')}")
 
     def exec(self, *argv: str) -> Sample:
         return steps(["runc", "exec", self.name, *argv], cpu=True)

@@ -234,7 +234,10 @@ PEER_TOOLS = ("skopeo", "skopeo+umoci", "skopeo-inspect", "umoci", "tar", "tar-f
 
 
 def chart(path: str, rows: list[Row]) -> bool:
-    """Horizontal bars of the median ratios (whiskers min–max), log scale, a line at 1.0."""
+    """Horizontal bars of the median ratios (whiskers min–max), log scale, a line at 1.0; False when there is
+    nothing to draw (no rows: every case failed or was skipped) or no matplotlib."""
+    if not rows:
+        return False
     try:
         import matplotlib
 

@@ -529,3 +529,12 @@ def test_the_pull_dest_target_is_checked_at_0_6():
 
     assert [t.met for t in targets([2.0, 2.2])] == [True]
     assert [t.met for t in targets([4.1, 4.3])] == [False]
+
+
+def test_every_case_has_its_inputs_and_its_time_budget():
+    """run.py looks every selected case up in INPUTS_FOR and COST_QUICK: a case missing there ends the whole run
+    with a KeyError before anything is measured (the exec case did)."""
+    import run
+
+    assert set(run.INPUTS_FOR) == set(cases.CASES) == set(run.COST_QUICK)
+    assert all(set(names) <= set(inputs.ALL) for names in run.INPUTS_FOR.values())

@@ -149,3 +149,30 @@ def run_module() -> Callable[..., harness.ModuleResult]:
 def run_playbook() -> Callable[..., harness.PlaybookResult]:
     """``run_playbook(path, extra_vars=None, *, check=False, diff=False, env=None) -> PlaybookResult``."""
     return harness.run_playbook
+
+
+# Named containers of a busybox image (test_container_run, test_container_exec, test_container_network).
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store of this module's own holding test_container_run.IMAGE: busybox-static with one symlink per
+    applet, /etc/passwd and /etc/group, ``Env: [PATH=/bin, IMAGE_VAR=1]``, ``Cmd: [/bin/sh]``."""
+    from test_container_run import IMAGE, add_image, make_busybox_rootfs
+
+    root = str(tmp_path_factory.mktemp("store"))
+    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
+    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin", "IMAGE_VAR=1"], "Cmd": ["/bin/sh"]})
+    return root
+
+
+@pytest.fixture
+def cleanup(store: str) -> Iterator[list[str]]:
+    """A list the test appends container names to; each is removed afterwards, killed first if it runs."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+
+    names: list[str] = []
+    yield names
+    runtime = Runtime(store)
+    for name in names:
+        runtime.remove(name, force_kill=True)

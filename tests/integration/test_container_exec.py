@@ -14,7 +14,7 @@ import termios
 import time
 
 import pytest
-from test_container_run import BIN_DOCKERLESS, BUSYBOX, IMAGE, add_image, make_busybox_rootfs
+from test_container_run import BIN_DOCKERLESS, BUSYBOX, IMAGE, make_busybox_rootfs
 
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
@@ -24,23 +24,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups"),
     pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("store"))
-    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
-    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin", "IMAGE_VAR=1"], "Cmd": ["/bin/sh"]})
-    return root
-
-
-@pytest.fixture
-def cleanup(store):
-    names: list[str] = []
-    yield names
-    runtime = Runtime(store)
-    for name in names:
-        runtime.remove(name, force_kill=True)
 
 
 def test_exec_runs_inside_fails_on_rc_and_check_mode_runs_nothing(store, run_playbook, tmp_path, cleanup):
@@ -107,12 +90,14 @@ def test_cli_exec_exit_code_env_and_tty(store, cleanup):
     fed = subprocess.run(cli + ["exec", "--store", store, "-i", name, "cat"], input=b"in\n", capture_output=True,
                          env=env, timeout=60, check=False)
     assert fed.stdout == b"in\n"
-    # -t: a real pty inside, of the caller's size; Ctrl-C through it ends the foreground command.
+    # -t: a real pty inside (the container's own), of the caller's size; Ctrl-C through it ends the foreground
+    # command.
     pid, master = pty.fork()
     if pid == 0:  # pragma: no cover - child
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         os.execv(cli[0], cli + ["exec", "--store", store, "-it", name, "sh", "-c",
-                                "[ -t 0 ] && echo on-a-terminal; stty size; trap 'echo caught; exit 9' INT; echo ready; read x"])
+                                "[ -t 0 ] && echo on-a-terminal; tty; stty size; trap 'echo caught; exit 9' INT; echo ready; "
+                                "read x"])
     output = b""
     while b"ready" not in output:
         output += os.read(master, 1024)
@@ -128,6 +113,7 @@ def test_cli_exec_exit_code_env_and_tty(store, cleanup):
     status = os.waitpid(pid, 0)[1]
     text = output.decode()
     assert "on-a-terminal" in text and "33 101" in text and "caught" in text, text
+    assert "/dev/pts/0\r\n" in text, text      # a pty of the container's own devpts, which it can name
     assert os.waitstatus_to_exitcode(status) == 9
     missing = subprocess.run(cli + ["exec", "--store", store, "ghost", "true"], capture_output=True, env=env,
                              timeout=60, check=False)

@@ -10,28 +10,11 @@ import os
 import secrets
 
 import pytest
-from test_container_run import IMAGE, add_image, make_busybox_rootfs
+from test_container_run import IMAGE
 
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts")]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("store"))
-    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
-    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]})
-    return root
-
-
-@pytest.fixture
-def cleanup(store):
-    names: list[str] = []
-    yield names
-    runtime = Runtime(store)
-    for name in names:
-        runtime.remove(name, force_kill=True)
 
 
 SHOW = "cat /etc/hostname /etc/hosts /etc/resolv.conf"

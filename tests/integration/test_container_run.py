@@ -77,23 +77,6 @@ def add_image(store_root: str, name: str, rootfs: str, config: dict) -> str:
     return digest
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("store"))
-    rootfs = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
-    add_image(root, IMAGE, rootfs, {"Env": ["PATH=/bin", "IMAGE_VAR=1"], "Cmd": ["/bin/sh"]})
-    return root
-
-
-@pytest.fixture
-def cleanup(store):
-    names: list[str] = []
-    yield names
-    runtime = Runtime(store)
-    for name in names:
-        runtime.remove(name)
-
-
 def test_one_shot_returns_output_like_command(store, run_module):
     result = run_module("container_run", {"image": IMAGE, "store": store, "pull": "never",
                                           "command": ["/bin/sh", "-c", "echo $IMAGE_VAR $FOO; hostname; echo e >&2"],

@@ -690,7 +690,7 @@ _FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
 
 def parse_run_fast(argv: list[str]):
     """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` and ``dockerless pull [OPTIONS] NAME`` read without argparse,
-    as build_parser's parser reads them: the same namespace (a types.SimpleNamespace with the same attributes),
+    as build_parser's parser reads them: the same namespace (a FastArgs with the same attributes),
     or None for anything this reader does not take on itself (another subcommand, -h, an unknown or abbreviated
     option, ``--``, a value that starts with ``-``, a bad type or choice, a missing or extra positional): main()
     then asks argparse, which accepts it or explains the mistake. Only the usual command lines go this way:
@@ -765,9 +765,19 @@ def parse_run_fast(argv: list[str]):
         if len(found_positionals) != 1:
             return None
         values["name"] = found_positionals[0]
-    import types
+    return FastArgs(**values)
 
-    return types.SimpleNamespace(**values)
+
+class FastArgs:
+    """What parse_run_fast returns: attributes as argparse's Namespace has them (``vars()`` gives the same dict).
+    A class of its own, not types.SimpleNamespace: ``import types`` is a measurable part of a ``dockerless
+    exec``."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return "FastArgs(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1148,11 +1158,11 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
 
 def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0, 1, 2)) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
-    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime, exec_target
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import containers_dir
 
     if not args.command:
         raise UsageError("no command given: dockerless exec NAME CMD [ARG...]")
-    target = exec_target(Runtime(args.store), args.container)
+    target = runtime_exec.find_target(containers_dir(args.store), args.container)
     config = runtime_exec.exec_config(target.config, args.command, env=parse_env(args.env), user=args.user,
                                       workdir=args.workdir, terminal=bool(args.tty))
     if args.detach:
@@ -1161,19 +1171,9 @@ def cmd_exec(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0
         return EXIT_OK
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    if not args.tty:  # the usual scripted exec: no terminal proxy (cli.run, termios, signal's enums) to import
-        null = None
-        if not args.interactive:
-            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return runtime_exec.run_attached(target, config, null if null is not None else stdio[0], stdio[1],
-                                             stdio[2])
-        finally:
-            if null is not None:
-                os.close(null)
     from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import exec_foreground
 
-    return exec_foreground(target, config, interactive=args.interactive, terminal=True, stdin=stdio[0],
+    return exec_foreground(target, config, interactive=args.interactive, terminal=bool(args.tty), stdin=stdio[0],
                            stdout=stdio[1], stderr=stdio[2])
 
 

@@ -26,24 +26,24 @@ only, which forwards it once; the monitor passes it on to the container's PID 1.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import select
-import signal
-import struct
-import termios
 import time
-import tty
+
+try:
+    import _signal as signal  # plain ints, no enum: ``dockerless exec`` comes this way (runtime/__init__.py)
+except ImportError:  # pragma: no cover - every CPython has it
+    import signal
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
-    Runtime,
-    new_id,
-    one_shot_config,
-)
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import ContainerSpec
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import ContainerCgroup
+
+# Only the foreground container needs the container engine, and only a terminal needs termios, tty and fcntl:
+# they are imported where used, so an exec without -t loads neither.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import ContainerSpec
 
 # Signals the CLI passes on to the container while it runs in the foreground (the monitor forwards them to PID 1).
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -54,6 +54,9 @@ class ForegroundContainer:
     """One foreground container: ``start()``, then ``wait()`` (or the terminal proxy), then ``close()``."""
 
     def __init__(self, runtime: Runtime, spec: ContainerSpec):
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import new_id
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import ContainerCgroup
+
         self.runtime = runtime
         self.spec = spec
         self.id = new_id()
@@ -65,6 +68,9 @@ class ForegroundContainer:
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
         Raises RuntimeSetupError (with the init's reason) when it could not be set up or executed."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import one_shot_config
+
         self.dir = self.folder.acquire({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True})
         self.cgroup.create(full=bool(self.spec.limits) or "pid" not in self.spec.namespaces)
         config = one_shot_config(self.spec, self.id, self.dir, self.folder.volatile)
@@ -82,6 +88,12 @@ class ForegroundContainer:
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")
         self.folder.rootfs_mounted()
+
+    @staticmethod
+    def open_pty() -> tuple[int, int]:
+        """The pty of ``run -t``: the container's devpts does not exist before its init mounts it, so it is one
+        of the host's (runc hands the console out of the container instead)."""
+        return os.openpty()
 
     def signal(self, sig: int) -> None:
         """Pass ``sig`` to the container's PID 1 (through its monitor)."""
@@ -127,14 +139,13 @@ class _SignalForwarding:
 
 
 def get_winsize(fd: int) -> bytes | None:
+    import fcntl
+    import termios
+
     try:
         return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
         return None
-
-
-def set_winsize(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -156,6 +167,9 @@ class TerminalProxy:
         self._pending = b""
 
     def copy_winsize(self, _signum: int = 0, _frame: object = None) -> None:
+        import fcntl
+        import termios
+
         size = None
         for fd in (self.stdin, self.stdout):
             if fd is not None and size is None:
@@ -168,6 +182,9 @@ class TerminalProxy:
 
     def run(self, container: ForegroundContainer) -> int:
         """Proxy until PID 1 exited and the pty is drained; returns the container's exit code."""
+        import termios
+        import tty
+
         if container.proc is None:
             raise RuntimeSetupError(f"container {container.id[:12]}: attached to before it was started.")
         pidfd = os.pidfd_open(container.proc.monitor_pid)
@@ -237,35 +254,44 @@ class TerminalProxy:
         return container.wait()
 
 
-def run_foreground(runtime: Runtime, spec: ContainerSpec, *, interactive: bool, terminal: bool,
-                   stdin: int = 0, stdout: int = 1, stderr: int = 2) -> int:
-    """Run ``spec`` attached to ``stdin``/``stdout``/``stderr`` (or a pty when ``terminal``); returns its exit
-    code. Raises RuntimeSetupError when the container could not start."""
-    container = ForegroundContainer(runtime, spec)
+def attach(session, *, interactive: bool, terminal: bool, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> int:
+    """Run ``session`` (a ForegroundContainer or an ExecSession: ``start``, ``open_pty``, ``signal``, ``wait``,
+    ``close``) attached to ``stdin``/``stdout``/``stderr``, or to a new pty of the caller's window size proxied
+    to them when ``terminal``; stdin is /dev/null unless ``interactive``. The signals a user sends the CLI go to
+    the session meanwhile. Returns its exit code; raises RuntimeSetupError when it could not start."""
     master = slave = null = None
     try:
-        with _SignalForwarding(container):
+        with _SignalForwarding(session):
             if terminal:
-                master, slave = os.openpty()
+                import fcntl
+                import termios
+
+                master, slave = session.open_pty()
                 proxy = TerminalProxy(master, stdin if interactive else None, stdout)
                 size = get_winsize(stdin) or get_winsize(stdout)
                 if size is not None:
                     fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
-                container.start(slave, slave, slave, read_stdin=True, terminal=True)
+                session.start(slave, slave, slave, read_stdin=True, terminal=True)
                 os.close(slave)
                 slave = None
-                return proxy.run(container)
-            if interactive:
-                container.start(stdin, stdout, stderr, read_stdin=True, terminal=False)
-            else:
+                return proxy.run(session)
+            if not interactive:
                 null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                container.start(null, stdout, stderr, read_stdin=False, terminal=False)
-            return container.wait()
+            session.start(stdin if null is None else null, stdout, stderr, read_stdin=interactive, terminal=False)
+            return session.wait()
     finally:
         for fd in (master, slave, null):
             if fd is not None:
                 os.close(fd)
-        container.close()
+        session.close()
+
+
+def run_foreground(runtime: Runtime, spec: ContainerSpec, *, interactive: bool, terminal: bool,
+                   stdin: int = 0, stdout: int = 1, stderr: int = 2) -> int:
+    """Run ``spec`` attached to ``stdin``/``stdout``/``stderr`` (or a pty when ``terminal``); returns its exit
+    code. Raises RuntimeSetupError when the container could not start."""
+    return attach(ForegroundContainer(runtime, spec), interactive=interactive, terminal=terminal, stdin=stdin,
+                  stdout=stdout, stderr=stderr)
 
 
 class ExecSession:
@@ -278,7 +304,16 @@ class ExecSession:
         self.id = target.name
         self.proc: spawn.InitProcess | None = None
 
-    def start(self, stdin: int, stdout: int, stderr: int) -> None:
+    def open_pty(self) -> tuple[int, int]:
+        """A pty of the container's own devpts (runtime_exec.open_pty), so the process's ``tty`` is a
+        ``/dev/pts/N`` it can see."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
+
+        return runtime_exec.open_pty(self.target)
+
+    def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
+        """Start the process on these fds (``terminal``: they are a pty's slave; ``config["terminal"]`` says so
+        already, as ``read_stdin`` is what the caller put on ``stdin``)."""
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
 
         self.proc = runtime_exec.spawn(self.target, self.config, stdin, stdout, stderr)
@@ -305,29 +340,8 @@ class ExecSession:
 
 def exec_foreground(target, config: dict, *, interactive: bool, terminal: bool, stdin: int = 0, stdout: int = 1,
                     stderr: int = 2) -> int:
-    """``dockerless exec``: run ``config["argv"]`` in ``target`` attached to these fds (or to a new pty, its size
-    the caller's, when ``terminal``); returns its exit code. Raises RuntimeSetupError when it could not start."""
-    session = ExecSession(target, config)
-    master = slave = null = None
-    try:
-        with _SignalForwarding(session):
-            if terminal:
-                master, slave = os.openpty()
-                proxy = TerminalProxy(master, stdin if interactive else None, stdout)
-                size = get_winsize(stdin) or get_winsize(stdout)
-                if size is not None:
-                    fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
-                session.start(slave, slave, slave)
-                os.close(slave)
-                slave = None
-                return proxy.run(session)
-            if not interactive:
-                null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                stdin = null
-            session.start(stdin, stdout, stderr)
-            return session.wait()
-    finally:
-        for fd in (master, slave, null):
-            if fd is not None:
-                os.close(fd)
-        session.close()
+    """``dockerless exec``: run ``config["argv"]`` in ``target`` attached to these fds (or to a new pty of the
+    container's, its size the caller's, when ``terminal``); returns its exit code. Raises RuntimeSetupError when it
+    could not start."""
+    return attach(ExecSession(target, config), interactive=interactive, terminal=terminal, stdin=stdin,
+                  stdout=stdout, stderr=stderr)

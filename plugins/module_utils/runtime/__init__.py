@@ -9,13 +9,15 @@ interpreter), ``state`` holds its records, ``image`` reads one image of the stor
 
 Import cost on the start path
 -----------------------------
-Two places start a fresh interpreter for one container: ``bin/dockerless run`` and the supervisor of a detached
-container. For ``dockerless run`` imports are a large share of the whole start, so the modules on that path
-(``spec``, ``containers``, ``image``, ``spawn``, ``init_sequence``, ``rootfs``, ``users``, ``capabilities``,
-``process``, ``state``, and ``records``, ``linux``, ``errors``, ``image.layers.whiteouts``, ``cgroups.devices``
-outside this folder) keep to these economies, and they are the only modules that do (the supervisor, which
-starts once per detached container, imports json and signal plainly; its modules come by source, in
-``supervisor.SUPERVISOR_MODULES``):
+Three places start a fresh interpreter for one process: ``bin/dockerless run``, ``bin/dockerless exec`` and the
+supervisor of a detached container. For ``dockerless run`` and ``exec`` imports are a large share of the whole
+command, so the modules on those paths (``spec``, ``containers``, ``image``, ``spawn``, ``init_sequence``,
+``rootfs``, ``users``, ``capabilities``, ``process``, ``state``, ``exec``, and ``records``, ``linux``, ``errors``,
+``image.layers.whiteouts``, ``cgroups.devices`` outside this folder) keep to these economies, and they are the
+only modules that do. ``exec`` goes further: it reads the container's records through ``state`` alone and never
+loads ``containers``, ``spec``, ``init_sequence`` or ``rootfs`` (``spawn`` imports ``init_sequence`` inside
+``spawn()``, before its fork). The supervisor, which starts once per detached container, imports json and
+signal plainly; its modules come by source, in ``supervisor.SUPERVISOR_MODULES``. The economies:
 
 * records derive from ``records.Record``, not ``dataclasses`` (which brings inspect, ast, dis, tokenize: about a
   fifth of the CPU time of a start, measured);
@@ -28,5 +30,6 @@ starts once per detached container, imports json and signal plainly; its modules
 
 The rest of the engine (the modules' other paths, pull, build, the registry client) uses the standard library
 plainly. The tests that hold the line: ``test_runtime.py`` (a one-shot start imports no json, re, enum, signal
-or ctypes), ``test_runtime_image.py`` and ``cli/test_cli_fast.py`` (what ``dockerless run`` imports).
+or ctypes), ``test_runtime_image.py`` and ``cli/test_cli_fast.py`` (what ``dockerless run`` and ``dockerless
+exec`` import).
 """

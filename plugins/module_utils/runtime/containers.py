@@ -36,20 +36,17 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec
     spec_diff,
     validate_name,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import ContainerCgroup
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import (  # noqa: F401 - default_store_root: the engine's name for it
+    ContainerCgroup,
+    containers_dir,
+    default_store_root,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the container start path
 if TYPE_CHECKING:
     from typing import Any
 
 OUTPUT_LIMIT = 64 << 20  # bytes kept per stream of a foreground run; the rest is counted and dropped
-
-
-def default_store_root() -> str:
-    if os.geteuid() == 0:
-        return "/var/lib/dockerless"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "dockerless")
 
 
 def new_id() -> str:
@@ -334,7 +331,7 @@ class Runtime:
 
     def __init__(self, store_root: str | None = None, cgroup_root: str = "/sys/fs/cgroup"):
         self.store_root = os.path.abspath(store_root or default_store_root())
-        self.containers_dir = os.path.join(self.store_root, "containers")
+        self.containers_dir = containers_dir(self.store_root)
         self.cgroup_root = cgroup_root
 
     # -- one-shot foreground runs ---------------------------------------------------------------------------
@@ -802,12 +799,8 @@ class ContainerInfo(Record):
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
-        recorded = state.get("state") or "created"
-        if not alive and recorded in ("running", "starting", "restarting"):
-            recorded = "dead"       # the supervisor vanished (killed, host reboot): so did the container
-        elif alive and recorded == "starting":
-            recorded = "running"
-        return cls(name=name, id=record.get("id", ""), path=cdir, state=recorded, supervised=alive,
+        return cls(name=name, id=record.get("id", ""), path=cdir, state=runtime_state.current_state(state, alive),
+                   supervised=alive,
                    pid=state.get("pid") if alive else None,
                    supervisor_pid=state.get("supervisor_pid") if alive else None,
                    exit_code=state.get("exit_code"), oom_killed=bool(state.get("oom_killed")),
@@ -918,26 +911,8 @@ def image_for_run(store_root: str | None, ref, pull: str = "missing", registry=N
 
 
 def exec_target(runtime, name: str):
-    """The running container ``name`` of ``runtime`` as exec.Target (what container_exec and ``dockerless exec``
-    enter), or RuntimeSetupError naming it and its state. Here, not in exec.py: the supervisor, which runs
-    healthchecks through exec.py, must not load this module."""
+    """The running container ``name`` of ``runtime`` as exec.Target (what container_exec enters), or
+    RuntimeSetupError naming it and its state (``exec.find_target`` in the runtime's containers folder)."""
     from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
 
-    if not runtime_exec.is_name(name):
-        raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), at "
-                                "most 128 characters.")
-    cdir = os.path.join(runtime.containers_dir, name)
-    record = runtime_state.read_json(os.path.join(cdir, runtime_state.SPEC_FILE))
-    info = None
-    if record is not None and not record.get("one_shot"):
-        state = runtime_state.read_json(os.path.join(cdir, runtime_state.STATE_FILE)) or {}
-        info = ContainerInfo.from_files(name, cdir, record, state, runtime_state.supervisor_alive(cdir))
-    if info is None:
-        raise RuntimeSetupError(f"container {name}: no such container in {runtime.containers_dir}. Create and start "
-                                "it first (container_run state: started).")
-    if info.state != "running" or not info.supervised or not info.pid:
-        detail = f"{info.state}" + (f", exit code {info.exit_code}" if info.exit_code is not None else "")
-        raise RuntimeSetupError(f"container {name} is not running ({detail}): a command can only be executed in "
-                                "a running container. Start it first (container_run state: started, dockerless "
-                                "start).")
-    return runtime_exec.Target(name=name, pid=int(info.pid), monitor_pid=state.get("monitor_pid"), config=record.get("config") or {})
+    return runtime_exec.find_target(runtime.containers_dir, name)

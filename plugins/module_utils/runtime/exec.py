@@ -19,8 +19,8 @@ The order follows runc's ``runc exec`` (nsexec.c, setns_init_linux.go), written 
    filter last, only fds 0-2, execve. Still non-dumpable until execve replaces the host Python
    (CVE-2019-5736: nothing in the container can ptrace it or open its /proc/PID/exe).
 
-The monitor forwards signals to the process and exits with its status, like the container's own monitor; the
-caller's handle is ``init_sequence.InitProcess`` (``pid``, ``error``, ``send``, ``kill``, ``wait``).
+The monitor forwards signals to the process and exits with its status: the container's own monitor's code
+(``spawn.relay``); the caller's handle is ``spawn.InitProcess`` (``pid``, ``error``, ``send``, ``kill``, ``wait``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - every CPython has it
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
 # The init's building blocks (capabilities, user resolution, fd closing, seccomp, process handle); they may move
 # between the runtime's files, so they are all taken here, in one place.
@@ -46,20 +47,18 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capa
     DEFAULT_CAPABILITIES,
     capability_mask,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.init_sequence import (
-    DEFAULT_PATH,
-    find_executable,
-    set_rlimits,
-)
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.process import (
+    DEFAULT_PATH,
     EXIT_SETUP_FAILED,
+    find_executable,
     keep_only_fds,
     report,
     reset_oom_score_adj,
     reset_signals,
+    set_rlimits,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spawn import KILL_REQUEST, InitProcess
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spawn import InitProcess, monitor_child
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import (
     read_account_file,
     resolve_user,
@@ -71,9 +70,6 @@ NS_ORDER = (("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("net", "net"), ("
             ("cgroup", "cgroup"), ("mount", "mnt"))
 EXEC_OUTPUT_LIMIT = 16 << 20      # bytes kept per stream of an exec run by a module
 STRAGGLER_GRACE = 0.2             # seconds a pipe is still read after the process exited (its own children)
-_FORWARDED = tuple(s for s in range(1, signal.NSIG) if s not in (
-    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGFPE, signal.SIGILL, signal.SIGSEGV, signal.SIGBUS,
-    signal.SIGTRAP, signal.SIGABRT, signal.SIGSYS, 32, 33))
 
 
 class ExecResult(Record):
@@ -103,6 +99,31 @@ def is_name(name) -> bool:
     """spec.NAME_RE without ``re`` (whose import is a sizeable part of a ``dockerless exec``)."""
     return (isinstance(name, str) and 0 < len(name) <= 128 and name[0] in _NAME_FIRST
             and all(c in _NAME_REST for c in name))
+
+
+def find_target(containers_dir: str, name: str) -> Target:
+    """The running container ``name`` in ``containers_dir`` (``state.containers_dir(store)``) as a Target, read
+    from its records (spec.json, state.json, the supervisor's lock), or RuntimeSetupError naming it and its
+    state. Only the records: ``dockerless exec`` loads nothing of the engine that creates containers."""
+    if not is_name(name):
+        raise RuntimeSetupError(f"container name {name!r}: use letters, digits, '_', '.' and '-' (not first), at "
+                                "most 128 characters.")
+    cdir = os.path.join(containers_dir, name)
+    record = runtime_state.read_json(os.path.join(cdir, runtime_state.SPEC_FILE))
+    if record is None or record.get("one_shot"):
+        raise RuntimeSetupError(f"container {name}: no such container in {containers_dir}. Create and start it "
+                                "first (container_run state: started).")
+    state = runtime_state.read_json(os.path.join(cdir, runtime_state.STATE_FILE)) or {}
+    alive = runtime_state.supervisor_alive(cdir)
+    current = runtime_state.current_state(state, alive)
+    if current != "running" or not alive or not state.get("pid"):
+        exit_code = state.get("exit_code")
+        detail = current + (f", exit code {exit_code}" if exit_code is not None else "")
+        raise RuntimeSetupError(f"container {name} is not running ({detail}): a command can only be executed in "
+                                "a running container. Start it first (container_run state: started, dockerless "
+                                "start).")
+    return Target(name=name, pid=int(state["pid"]), monitor_pid=state.get("monitor_pid"),
+                  config=record.get("config") or {})
 
 
 def exec_config(target_config: dict, argv: list[str], env: dict | None = None, user: str | None = None,
@@ -190,6 +211,80 @@ def _parent_of(pid: int) -> int | None:
     return int(data[data.rindex(b")") + 2:].split()[1])
 
 
+def _open_target(target: Target) -> tuple[int, int]:
+    """A pidfd on the container's PID 1 and an O_PATH fd on its root directory, both proved to be that process's:
+    the pidfd pins it, its parent is the monitor the supervisor recorded (a recycled PID would have another),
+    and it is still alive after the root was opened through /proc/PID (so /proc/PID was still it)."""
+    try:
+        pidfd = os.pidfd_open(target.pid)
+    except ProcessLookupError:
+        raise RuntimeSetupError(f"container {target.name}: its PID 1 ({target.pid}) is gone; it stopped. Start it "
+                                "again.") from None
+    try:
+        if target.monitor_pid and _parent_of(target.pid) != target.monitor_pid:
+            raise RuntimeSetupError(f"container {target.name}: PID {target.pid} is no longer its PID 1; it stopped "
+                                    "or restarted. Try again.")
+        root_fd = os.open(f"/proc/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            signal.pidfd_send_signal(pidfd, 0)
+        except BaseException:
+            os.close(root_fd)
+            raise
+    except ProcessLookupError:
+        os.close(pidfd)
+        raise RuntimeSetupError(f"container {target.name}: its PID 1 ({target.pid}) is gone; it stopped. Start it "
+                                "again.") from None
+    except BaseException:
+        os.close(pidfd)
+        raise
+    return pidfd, root_fd
+
+
+DEVPTS_SUPER_MAGIC = 0x1CD1
+PTMX_DEVICE = (5, 2)              # /dev/ptmx and every devpts instance's ptmx
+TIOCSPTLCK = 0x40045431           # _IOW('T', 0x31, int): unlock the slave
+TIOCGPTPEER = 0x5441              # _IO('T', 0x41), Linux 4.13: the slave's fd from the master, no path looked up
+
+
+def open_pty(target: Target) -> tuple[int, int]:
+    """A pty (master, slave) of the container's own devpts instance, for ``exec -t``: the process's terminal is
+    then a ``/dev/pts/N`` it can see (``tty`` names it), as with ``docker exec -t``, not one of the host's.
+
+    Everything under the container's root is the container's to change, so: its ``/dev/pts/ptmx`` is resolved
+    with openat2 ``RESOLVE_IN_ROOT`` from the root fd (its symlinks stay inside it) and opened O_PATH, which
+    opens nothing; only once fstatfs says devpts and fstat says the ptmx device is it reopened read-write; the
+    slave comes from the master (TIOCGPTPEER), never from a path. A container without a devpts of its own, or a
+    kernel without openat2 or TIOCGPTPEER, gets a pty of the host's (os.openpty), as before."""
+    import fcntl
+    import stat
+
+    pidfd, root_fd = _open_target(target)
+    try:
+        try:
+            path_fd = linux.openat2(root_fd, "dev/pts/ptmx", os.O_PATH, linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS)
+        except OSError:
+            return os.openpty()
+    finally:
+        os.close(pidfd)
+        os.close(root_fd)
+    master = None
+    try:
+        st = os.fstat(path_fd)
+        if (linux.fstatfs_type(path_fd) != DEVPTS_SUPER_MAGIC or not stat.S_ISCHR(st.st_mode)
+                or (os.major(st.st_rdev), os.minor(st.st_rdev)) != PTMX_DEVICE):
+            return os.openpty()
+        master = os.open(f"/proc/self/fd/{path_fd}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        if master is not None:
+            os.close(master)
+        return os.openpty()
+    finally:
+        os.close(path_fd)
+    return master, slave
+
+
 def spawn(target: Target, config: dict, stdin: int, stdout: int, stderr: int, detach: bool = False) -> InitProcess:
     """Start ``config["argv"]`` inside ``target`` with the given stdio fds (dup'ed, not closed); returns the
     monitor's handle once it runs: ``read_status()`` tells whether the command was executed."""
@@ -200,20 +295,9 @@ def spawn(target: Target, config: dict, stdin: int, stdout: int, stderr: int, de
         tiocsctty = termios.TIOCSCTTY
     seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
                                      privileged=bool(config.get("privileged")))
+    pidfd, root_fd = _open_target(target)
+    fds = [pidfd, root_fd]
     try:
-        pidfd = os.pidfd_open(target.pid)
-    except ProcessLookupError:
-        raise RuntimeSetupError(f"container {target.name}: its PID 1 ({target.pid}) is gone; it stopped. Start it "
-                                "again.") from None
-    fds = [pidfd]
-    try:
-        # The pidfd now pins the process; it is the container's PID 1 only if its parent is the monitor the
-        # supervisor recorded (a recycled PID would have another).
-        if target.monitor_pid and _parent_of(target.pid) != target.monitor_pid:
-            raise RuntimeSetupError(f"container {target.name}: PID {target.pid} is no longer its PID 1; it stopped "
-                                    "or restarted. Try again.")
-        root_fd = os.open(f"/proc/{target.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fds.append(root_fd)
         names = set(config.get("namespaces") or ())
         joins = [(name, file) for name, file in NS_ORDER if name in names]
         cgroups = cgroup_procs_files(target.pid)
@@ -228,15 +312,27 @@ def spawn(target: Target, config: dict, stdin: int, stdout: int, stderr: int, de
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         os.close(status_w)
+        _own_group(pid)
         return InitProcess(pid, status_r)
     finally:
         for fd in fds:
             os.close(fd)
 
 
+def _own_group(pid: int) -> None:
+    """The monitor in a process group of its own (set by both sides of the fork, as shells do, so no signal
+    falls between): a Ctrl-C typed at the caller's terminal reaches the caller only, which forwards it once,
+    instead of reaching the process twice (from the caller and from the monitor's relay)."""
+    try:
+        os.setpgid(pid, 0)
+    except OSError:     # the monitor already ended (ESRCH), or set it itself
+        pass
+
+
 def _monitor(target: Target, config: dict, joins: list, pidfd: int, root_fd: int, cgroups: list, stdio: tuple,
              status_w: int, seccomp_filter, tiocsctty, parent: int | None) -> None:
     try:
+        _own_group(0)
         if parent is not None:
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != parent:
@@ -261,50 +357,11 @@ def _monitor(target: Target, config: dict, joins: list, pidfd: int, root_fd: int
                                         "Run as the user that started the container.") from None
         _join_namespaces(target, joins, pidfd)
         os.close(pidfd)
-        child = os.fork()
     except BaseException as exc:
         report(status_w, error=f"entering container {target.name}: {exc}")
         os._exit(EXIT_SETUP_FAILED)
-    if child == 0:
-        try:
-            _process(config, root_fd, status_w, seccomp_filter, tiocsctty)
-        except BaseException as exc:
-            report(status_w, error=str(exc) or type(exc).__name__)
-        os._exit(EXIT_SETUP_FAILED)
-    os.close(root_fd)
-    report(status_w, pid=child)
-    os.close(status_w)
-    # The monitor keeps none of the process's stdio (its pipes would stay open after it exits).
-    for fd in (0, 1, 2):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-    def forward(signum, _frame):
-        try:
-            os.kill(child, signal.SIGKILL if signum == KILL_REQUEST else signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in _FORWARDED:
-        try:
-            signal.signal(sig, forward)
-        except (OSError, ValueError):
-            pass
-    while True:
-        try:
-            os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
-            break
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-    signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
-    status = os.waitpid(child, 0)[1]
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status))
+    monitor_child(status_w, lambda: _process(config, root_fd, status_w, seccomp_filter, tiocsctty),
+                  close_fds=(root_fd,))
 
 
 def _join_namespaces(target: Target, joins: list, pidfd: int) -> None:
@@ -500,30 +557,6 @@ def run(target: Target, config: dict, stdin_data: bytes | None = None, timeout: 
         raise RuntimeSetupError(f"container {target.name}: {proc.error}")
     return ExecResult(rc=rc, stdout=b"".join(chunks[out_r]), stderr=b"".join(chunks[err_r]), pid=proc.pid,
                       timed_out=timed_out, duration=time.monotonic() - began)
-
-
-ATTACHED_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-def run_attached(target: Target, config: dict, stdin: int, stdout: int, stderr: int) -> int:
-    """``dockerless exec`` without a terminal: the process on these fds, the signals a user sends to us passed to
-    it; returns its exit code. Raises RuntimeSetupError when it could not start."""
-    proc = spawn(target, config, stdin, stdout, stderr)
-    saved = {}
-    try:
-        for sig in ATTACHED_FORWARDED:
-            saved[sig] = signal.signal(sig, lambda signum, _frame: proc.send(signum))
-        proc.read_status()
-        if proc.error:
-            proc.wait()
-            raise RuntimeSetupError(f"container {target.name}: {proc.error}")
-        return proc.wait()
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-        proc.kill()
-        proc.wait()
-        proc.close()
 
 
 def start_detached(target: Target, config: dict) -> int:

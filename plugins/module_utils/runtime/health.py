@@ -168,6 +168,14 @@ class Health:
     def as_dict(self) -> dict:
         return {"status": self.status, "failing_streak": self.failing_streak, "log": list(self.log)}
 
+    def stopped(self) -> dict:
+        """The record once the container's run ended and its checks with it: ``unhealthy``, the streak and the
+        log kept, as Docker reports a stopped container (moby's Health.CloseMonitorChannel: "unhealthy when the
+        monitor has stopped"); a healthy status would outlive the service it spoke for. The next run starts
+        ``starting`` again."""
+        self.status = UNHEALTHY
+        return self.as_dict()
+
 
 class Probe:
     """One check running in the container: its combined output on one pipe, killed after the timeout."""

@@ -33,8 +33,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import resource
-import stat
 
 try:
     import _signal as signal  # plain ints, no enum: the start path's import economies (runtime/__init__.py)
@@ -45,24 +43,16 @@ from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import capabilities, rootfs
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.process import (
+    DEFAULT_PATH,
     Step,
+    find_executable,
     keep_only_fds,
     report,
     reset_oom_score_adj,
+    set_rlimits,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.users import read_account_file, resolve_user
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def set_rlimits(limits) -> None:
-    for item in limits or ():
-        name = item["name"].upper()
-        if not name.startswith("RLIMIT_"):
-            name = "RLIMIT_" + name
-        with Step(f"setting {name} to {item['soft']}:{item['hard']}"):
-            resource.setrlimit(getattr(resource, name), (item["soft"], item["hard"]))
 
 
 def apply_seccomp(compiled) -> None:
@@ -71,20 +61,6 @@ def apply_seccomp(compiled) -> None:
     (runc loads the filter as late as possible when no_new_privs is set). With no_new_privs off, ``run`` calls
     it before capabilities are dropped instead: loading a filter needs no_new_privs or CAP_SYS_ADMIN."""
     seccomp.apply(compiled)
-
-
-def find_executable(name: str, env: dict) -> str:
-    if "/" in name:
-        return name
-    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeSetupError(f"exec {name!r}: executable file not found in $PATH. Check 'command' and the image.")
 
 
 def run(config: dict, status_w: int, seccomp_filter=None, tiocsctty: int | None = None) -> None:

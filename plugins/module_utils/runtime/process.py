@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
+import stat
 
 try:
     import _signal as signal  # plain ints, no enum: the start path's import economies (runtime/__init__.py)
@@ -24,6 +26,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
 EXIT_SETUP_FAILED = 125
 PROC_SUPER_MAGIC = 0x9FA0
 OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX = -1000, 1000
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def open_proc_self(name: str, flags: int = os.O_RDONLY) -> int:
@@ -116,3 +119,29 @@ class Step:
         if exc is None or isinstance(exc, RuntimeSetupError):
             return False
         raise RuntimeSetupError(f"{self.what}: {exc}") from None
+
+
+def set_rlimits(limits) -> None:
+    """The container's rlimits (``[{"name", "soft", "hard"}]``, names with or without ``RLIMIT_``), set on
+    ourselves before execve: the init's and an exec'd process's."""
+    for item in limits or ():
+        name = item["name"].upper()
+        if not name.startswith("RLIMIT_"):
+            name = "RLIMIT_" + name
+        with Step(f"setting {name} to {item['soft']}:{item['hard']}"):
+            resource.setrlimit(getattr(resource, name), (item["soft"], item["hard"]))
+
+
+def find_executable(name: str, env: dict) -> str:
+    """``name`` looked up in ``env``'s PATH (DEFAULT_PATH without one), in the root we are in now."""
+    if "/" in name:
+        return name
+    for directory in (env.get("PATH") or DEFAULT_PATH).split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeSetupError(f"exec {name!r}: executable file not found in $PATH. Check 'command' and the image.")

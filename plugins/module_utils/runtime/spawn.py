@@ -38,7 +38,6 @@ except ImportError:  # pragma: no cover - every CPython has it
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.records import json_loads
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.process import (
     EXIT_SETUP_FAILED,
@@ -158,6 +157,11 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     # The seccomp filter is compiled here, before anything exists, so the init only loads it (seccomp.py).
     seccomp_filter = seccomp.prepare(config.get("seccomp"), config.get("capabilities", DEFAULT_CAPABILITIES),
                                      privileged=bool(config.get("privileged")))
+    # The init's code (and rootfs, users, the layer code behind it) is loaded here, in the caller before the fork
+    # (the init can import nothing after pivot_root), not at the top: an exec (runtime/exec.py) uses this
+    # module's monitor relay and InitProcess but never runs an init, and ``dockerless exec`` starts faster without.
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime import init_sequence
+
     sync_r, sync_w = os.pipe()
     status_r, status_w = os.pipe()
     parent = os.getpid()
@@ -166,8 +170,8 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         try:
             os.close(sync_w)
             os.close(status_r)
-            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds,
-                     tiocsctty)
+            _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, init_sequence.run,
+                     seccomp_filter, hold_fds, tiocsctty)
         finally:
             os._exit(EXIT_SETUP_FAILED)
     os.close(sync_r)
@@ -196,7 +200,7 @@ def _map_ids(uid: int, gid: int) -> None:
     linux.write_proc("/proc/self/gid_map", f"0 {gid} 1")
 
 
-def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
+def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int, init,
              seccomp_filter=None, hold_fds: tuple = (), tiocsctty: int | None = None) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
     try:
@@ -225,46 +229,69 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
             linux.unshare(flags)
         if flags & linux.CLONE_NEWUSER:
             _map_ids(uid, gid)
-        child = os.fork()
     except BaseException as exc:
         report(status_w, error=f"creating the namespaces: {exc}")
         os._exit(EXIT_SETUP_FAILED)
+
+    def init_main() -> None:
+        for fd in hold_fds:
+            os.close(fd)
+        init(config, status_w, seccomp_filter, tiocsctty)
+
+    monitor_child(status_w, init_main)
+
+
+def monitor_child(status_w: int, child_main, close_fds: tuple = ()) -> None:
+    """The rest of a monitor's life, the container's (``spawn``) and an exec's (``exec.spawn``) alike: fork the
+    child, which runs ``child_main()`` (the init, or the exec'd process: it ends in execve, or its exception is
+    reported on the status pipe and it exits EXIT_SETUP_FAILED); report the child's host PID (the monitor is
+    outside the PID namespace), close the status pipe, ``close_fds`` and our stdio (our copies would hold the
+    child's pipes open after it exits), and ``relay`` until it ends. Never returns."""
+    try:
+        child = os.fork()
+    except OSError as exc:
+        report(status_w, error=f"forking the container's process: {exc.strerror}")
+        os._exit(EXIT_SETUP_FAILED)
     if child == 0:
         try:
-            for fd in hold_fds:
-                os.close(fd)
-            init_sequence.run(config, status_w, seccomp_filter, tiocsctty)
+            child_main()
         except BaseException as exc:
             report(status_w, error=str(exc) or type(exc).__name__)
         os._exit(EXIT_SETUP_FAILED)
-    report(status_w, pid=child)  # fork() in the monitor returns the host PID: the monitor is outside the ns
-    os.close(status_w)
-    # Our stdio copies would hold the container's pipes open after it exits.
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    report(status_w, pid=child)
+    # Closed, not pointed at /dev/null: an exec's monitor is in the container's mount namespace by now, where
+    # /dev/null is whatever the container made it. Nothing opens an fd in the monitor after this.
+    for fd in (status_w, *close_fds, 0, 1, 2):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    relay(child)
 
+
+def relay(child: int) -> None:
+    """A monitor's life once its child runs, the container's (``spawn``) and an exec'd process's (``exec.spawn``)
+    alike: every signal the monitor gets goes to ``child`` (tini's set: all but SIGCHLD, SIGTTIN, SIGTTOU and the
+    synchronous fault signals; ``KILL_REQUEST`` becomes SIGKILL), so any signal a stop (the image's StopSignal),
+    ``dockerless kill -s`` or a Ctrl-C may ask for reaches it; then the monitor ends as ``child`` did: its exit
+    code, or killed by the same signal (no core dump). Never returns."""
     def forward(signum, _frame):
         try:
             os.kill(child, signal.SIGKILL if signum == KILL_REQUEST else signum)
         except ProcessLookupError:
             pass
 
-    # Any signal a stop (the image's StopSignal) or `dockerless kill -s` may ask for reaches the init.
     for sig in range(1, signal.NSIG):
         if sig not in _NOT_FORWARDED:
             try:
                 signal.signal(sig, forward)
-            except (OSError, ValueError):
+            except (OSError, ValueError):   # 32 and 33: glibc keeps them for its threads
                 pass
-    # WNOWAIT keeps the init a zombie, so its PID can't be reused while a forwarded signal may still come.
-    while True:
-        try:
-            os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
-            break
-        except ChildProcessError:
-            break
+    # WNOWAIT keeps the child a zombie, so its PID can't be reused while a forwarded signal may still come.
+    try:
+        os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
+    except ChildProcessError:
+        pass
     signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
     status = os.waitpid(child, 0)[1]
     if os.WIFSIGNALED(status):

@@ -26,6 +26,7 @@ import os
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps, json_loads
 
 SPEC_FILE = "spec.json"
 STATE_FILE = "state.json"
@@ -35,6 +36,30 @@ KILL_FILE = "kill.json"          # {"signal": name}: what to send to PID 1, writ
 START_FILE = "start.json"        # container_run asked the container's systemd unit to start it (runtime/systemd.py)
 LOG_FILES = ("stdout.log", "stderr.log")
 DEFAULT_LOG_MAX = 10 << 20
+
+
+def default_store_root() -> str:
+    """``/var/lib/dockerless`` as root, ``$XDG_DATA_HOME/dockerless`` (``~/.local/share/dockerless``) otherwise."""
+    if os.geteuid() == 0:
+        return "/var/lib/dockerless"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "dockerless")
+
+
+def containers_dir(store_root: str | None) -> str:
+    """``<store>/containers``: where named containers' folders are (the default store when None)."""
+    return os.path.join(os.path.abspath(store_root or default_store_root()), "containers")
+
+
+def current_state(state: dict, alive: bool) -> str:
+    """What a named container is doing, from its state.json and whether its supervisor holds the lock: created,
+    running, restarting, exited, or dead (recorded as running while no supervisor is alive)."""
+    recorded = state.get("state") or "created"
+    if not alive and recorded in ("running", "starting", "restarting"):
+        return "dead"       # the supervisor vanished (killed, host reboot): so did the container
+    if alive and recorded == "starting":
+        return "running"
+    return recorded
 
 
 def parse_signal(value) -> str:
@@ -87,12 +112,10 @@ def now_iso() -> str:
 
 
 def write_json(path: str, data: dict) -> None:
-    import json  # not on a one-shot container's start path (runtime/__init__.py)
-
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, json.dumps(data, indent=1, sort_keys=True).encode())
+        os.write(fd, json_dumps(data, indent=1, sort_keys=True).encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -100,11 +123,11 @@ def write_json(path: str, data: dict) -> None:
 
 
 def read_json(path: str) -> dict | None:
-    import json
-
+    """The JSON object in ``path`` (None when there is no such file). ``records.json_loads``, not json: a
+    ``dockerless exec`` reads the container's records, and ``import json`` brings ``re`` (runtime/__init__.py)."""
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read(16 << 20))
+            data = json_loads(handle.read(16 << 20))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -45,11 +45,11 @@ _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 # the order Python would finish loading them): the boot loader executes them in this order, with no import
 # system behind it. test_supervisor_boot.py computes this list from the sources and compares.
 SUPERVISOR_MODULES = ("linux", "errors", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
-                      "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default",
-                      "runtime.seccomp.filter", "runtime.users", "runtime.init_sequence", "runtime.spawn",
-                      "runtime.exec", "runtime.health", "cgroups.limits", "cgroups.devices", "cgroups.knob",
-                      "cgroups.cpu", "cgroups.cpuset", "cgroups.io", "cgroups.memory", "cgroups.pids",
-                      "cgroups.hierarchy", "cgroups.cgroup", "runtime.state", "runtime.supervisor")
+                      "runtime.seccomp.default", "runtime.seccomp.filter", "image.layers.whiteouts", "runtime.rootfs",
+                      "runtime.users", "runtime.init_sequence", "runtime.spawn", "cgroups.limits", "cgroups.devices",
+                      "cgroups.knob", "cgroups.cpu", "cgroups.cpuset", "cgroups.io", "cgroups.memory", "cgroups.pids",
+                      "cgroups.hierarchy", "cgroups.cgroup", "runtime.state", "runtime.exec", "runtime.health",
+                      "runtime.supervisor")
 
 # What `ps` shows: the loader itself (runtime/boot.py, compiled by the caller) comes with the payload.
 BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());g={};exec(p['boot'],g);g['run'](p)"
@@ -458,7 +458,8 @@ class _Supervisor:
             cgroup.remove()
         if proc.error:
             return None, proc.error
-        self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None)
+        ended = {"health": health[0].stopped()} if health[0] is not None else {}
+        self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None, **ended)
         return rc, None
 
     def _start_probe(self, proc, health):

@@ -157,6 +157,34 @@ def test_build_and_push_start_without_site(tmp_path):
     assert "site" not in modules and "requests" not in modules
 
 
+# What ``dockerless exec`` of a running container must not import, beyond NEVER_ON_START: ``re`` (and the enum,
+# functools and collections it brings) through json, the init's rootfs work and the layer code behind it, the
+# one-shot and named-container engine (containers.py, the spec, the container's /etc files), types, and without
+# -t the terminal's modules.
+NEVER_ON_EXEC = NEVER_ON_START + ("re", "enum", "functools", "collections", "types", MU + "image.store",
+                                  MU + "runtime.init_sequence", MU + "runtime.rootfs", MU + "image.layers.whiteouts",
+                                  MU + "runtime.containers", MU + "runtime.spec", MU + "network.etc_files",
+                                  "termios", "tty")
+
+
+@root_only
+def test_exec_imports_only_what_entering_a_container_needs(store):
+    name = f"fast-exec-{os.getpid()}"
+    env = dict(os.environ, DOCKERLESS_PYTHON=sys.executable)
+    subprocess.run([DOCKERLESS, "run", "-d", "--name", name, "--store", store, IMAGE, "sleep", "300"], env=env,
+                   capture_output=True, check=True, timeout=60)
+    try:
+        proc, modules = imports_of("exec", name, "sh", "-c", "echo in $(hostname); exit 4", store=store)
+        assert proc.returncode == 4, proc.stderr[-2000:]
+        assert proc.stdout.startswith("in ")
+        assert MU + "runtime.exec" in modules, sorted(modules)
+        assert sorted(m for m in NEVER_ON_EXEC if m in modules) == []
+        assert sorted(m for m in modules if m.startswith(MU + "registry.")) == []
+    finally:
+        subprocess.run([DOCKERLESS, "rm", "-f", "--store", store, name], env=env, capture_output=True, check=False,
+                       timeout=60)
+
+
 def test_run_with_help_still_goes_to_argparse():
     proc, modules = imports_of("run", "--help", store="/nonexistent")
     assert proc.returncode == 0

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from test_runtime import BUSYBOX, make_busybox_rootfs
@@ -37,6 +38,17 @@ def web(rootfs, tmp_path_factory):
     rt.apply(rt.plan("web", "started", spec))
     yield rt
     rt.remove("web", force_kill=True)
+
+
+@pytest.fixture(scope="module")
+def plain(rootfs, tmp_path_factory):
+    """A running container of its own for the tests that fork inside it (``web``'s pids end up held by the fork
+    bomb's zombies: its PID 1, sleep, reaps none)."""
+    rt = Runtime(str(tmp_path_factory.mktemp("store")))
+    spec = build_spec(image_config={"Env": ["PATH=/bin"]}, lower_dirs=[rootfs], name="plain", command=["sleep", "300"])
+    rt.apply(rt.plan("plain", "started", spec))
+    yield rt
+    rt.remove("plain", force_kill=True)
 
 
 def ex(rt, name, argv, **kwargs):
@@ -148,3 +160,73 @@ def test_missing_and_stopped_containers_are_named(rootfs, tmp_path):
     rt.create("done", spec)
     with pytest.raises(RuntimeSetupError, match=r"container done is not running \(created\)"):
         exec_target(rt, "done")
+
+
+def test_the_monitor_has_a_process_group_of_its_own(plain):
+    """A Ctrl-C typed at the caller's terminal goes to the caller's process group: the monitor is not in it, so
+    the process gets the signal once, as the caller forwards it, not a second time through the monitor."""
+    target = exec_target(plain, "plain")
+    with open(os.devnull, "r+b") as null:
+        proc = runtime_exec.spawn(target, runtime_exec.exec_config(target.config, ["sleep", "5"]), null.fileno(),
+                                  null.fileno(), null.fileno())
+    try:
+        proc.read_status()
+        assert proc.error is None
+        assert os.getpgid(proc.monitor_pid) == proc.monitor_pid != os.getpgrp()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.close()
+
+
+def test_exec_tty_is_a_pty_of_the_containers_own_devpts(plain):
+    """``exec -t``'s pty comes from the container's devpts instance (opened through its root, proved to be a
+    devpts ptmx): the process's terminal is a /dev/pts/N of the container, which ``tty`` names."""
+    target = exec_target(plain, "plain")
+    master, slave = runtime_exec.open_pty(target)
+    try:
+        assert os.fstat(slave).st_dev != os.stat("/dev/pts/ptmx").st_dev     # not of the host's devpts
+        config = runtime_exec.exec_config(target.config, ["sh", "-c", "tty; ls /dev/pts"], terminal=True)
+        proc = runtime_exec.spawn(target, config, slave, slave, slave)
+        os.close(slave)
+        slave = None
+        proc.read_status()
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:          # EIO: the last slave fd closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait() == 0, out
+        proc.close()
+        lines = out.decode().split()
+        assert lines[0] == "/dev/pts/0" and "0" in lines[1:], out
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+
+
+def test_exec_tty_falls_back_to_a_host_pty_when_the_containers_ptmx_is_not_devpts(plain):
+    """A ptmx that is not a devpts ptmx (here the container's /dev/pts made a tmpfs with a plain file named ptmx) is
+    never opened read-write: the pty is one of the host's."""
+    target = exec_target(plain, "plain")
+    # From the host, in the container's mount namespace and root (an exec'd process has no CAP_SYS_ADMIN).
+    setup = subprocess.run(["nsenter", "-t", str(target.pid), "-m", "-r", "sh", "-c", "mkdir -p /tmp/fake && "
+                            "touch /tmp/fake/ptmx && mount --bind /tmp/fake /dev/pts && echo bound"],
+                           capture_output=True, timeout=30, check=False)
+    assert setup.stdout == b"bound\n", setup.stderr
+    try:
+        master, slave = runtime_exec.open_pty(target)
+        try:
+            assert os.fstat(slave).st_dev == os.stat("/dev/pts/ptmx").st_dev  # the host's devpts
+        finally:
+            os.close(master)
+            os.close(slave)
+        assert ex(plain, "plain", ["cat", "/tmp/fake/ptmx"]).stdout == b""
+    finally:
+        subprocess.run(["nsenter", "-t", str(target.pid), "-m", "-r", "umount", "/dev/pts"], capture_output=True,
+                       timeout=30, check=True)

@@ -189,6 +189,22 @@ def test_health_on_failure_restart_restarts_and_timeout_counts_as_failure(runtim
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
+def test_a_stopped_container_is_no_longer_healthy_and_a_new_start_is_starting_again(runtime, rootfs):
+    check = {"test": ["CMD", "true"], "interval": 0.2, "retries": 1, "timeout": 2}
+    start(runtime, rootfs, "hs", ["sleep", "300"], healthcheck=check)
+    wait_for(lambda: (runtime.inspect("hs").health or {}).get("status") == "healthy", 5)
+    runtime.stop("hs", timeout=1)
+    stopped = runtime.inspect("hs")
+    assert stopped.state == "exited"
+    # Docker: unhealthy once the checks stopped with the container; the streak and the last results stay.
+    assert stopped.health["status"] == "unhealthy" and stopped.health["log"][-1]["exit_code"] == 0
+    assert stopped.as_dict()["health"]["status"] == "unhealthy"
+    again = start(runtime, rootfs, "hs", ["sleep", "300"], healthcheck=check)
+    assert again.health["status"] == "starting" and again.health["log"] == []
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
 def test_no_healthcheck_no_health(runtime, rootfs):
     info = start(runtime, rootfs, "plain", ["sleep", "300"])
     assert info.health is None and info.as_dict()["health"] is None

@@ -15,11 +15,11 @@ import os
 import re
 import stat
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from test_extract import IS_ROOT, T0, E, tar_bytes
 from tree_manifest import tree_manifest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import UnpackError
@@ -33,40 +33,6 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
     extract_layer,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import merge
-
-IS_ROOT = os.geteuid() == 0
-T0 = 1_600_000_000
-KIND = {
-    "f": tarfile.REGTYPE,
-    "d": tarfile.DIRTYPE,
-    "l": tarfile.SYMTYPE,
-    "h": tarfile.LNKTYPE,
-    "c": tarfile.CHRTYPE,
-    "b": tarfile.BLKTYPE,
-    "p": tarfile.FIFOTYPE,
-}
-
-
-def E(name, kind="f", data=b"", mode=None, uid=0, gid=0, link="", major=0, minor=0, pax=None):
-    ti = tarfile.TarInfo(name)
-    ti.type = KIND[kind]
-    ti.mode = mode if mode is not None else (0o755 if kind == "d" else 0o644)
-    ti.uid, ti.gid, ti.mtime = uid, gid, T0
-    ti.uname = ti.gname = ""
-    ti.linkname = link
-    ti.devmajor, ti.devminor = major, minor
-    ti.size = len(data) if kind == "f" else 0
-    if pax:
-        ti.pax_headers = dict(pax)
-    return ti, data
-
-
-def tar_bytes(*entries, fmt=tarfile.PAX_FORMAT) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
-        for ti, data in entries:
-            tf.addfile(ti, io.BytesIO(data) if ti.isreg() else None)
-    return buf.getvalue()
 
 
 def raw_header(name=b"f", typ=b"0", size=0, fields=None, magic=b"ustar\x0000") -> bytes:
@@ -206,28 +172,24 @@ def test_regular_file_replaces_a_symlink_instead_of_writing_through(area):
     area.intact()
 
 
+def planted_links(area) -> list:
+    """A first layer's symlinks to the victim (absolute and relative), for a second layer to write through."""
+    return [E("evil", "l", link=str(area.victim)), E("rel", "l", link="../victim"),
+            E("opq", "l", link=str(area.victim)), E("gone", "l", link=str(area.victim))]
+
+
+def through_planted_links() -> list:
+    """A second layer writing under planted_links' names: files, a whiteout, an opaque directory."""
+    return [E("evil/", "d"), E("evil/f", data=b"p"), E("evil/.wh.sub"), E("rel/new", data=b"q"), E("opq/", "d"),
+            E("opq/.wh..wh..opq"), E("gone/.wh.f")]
+
+
 def test_link_planted_in_layer_one_written_through_in_layer_two(area):
     l1 = area.base / "l1"
     l2 = area.base / "l2"
+    area.extract(tar_bytes(*planted_links(area)), dest=l1)
     area.extract(
-        tar_bytes(
-            E("evil", "l", link=str(area.victim)),
-            E("rel", "l", link="../victim"),
-            E("opq", "l", link=str(area.victim)),
-            E("gone", "l", link=str(area.victim)),
-        ),
-        dest=l1,
-    )
-    area.extract(
-        tar_bytes(
-            E("evil/", "d"),
-            E("evil/f", data=b"p"),
-            E("evil/.wh.sub"),
-            E("rel/new", data=b"q"),
-            E("opq/", "d"),
-            E("opq/.wh..wh..opq"),
-            E("gone/.wh.f"),
-        ),
+        tar_bytes(*through_planted_links()),
         dest=l2,
         as_root=False,
     )
@@ -720,23 +682,8 @@ AS_ROOT = [pytest.param(None, id="root"), pytest.param(False, id="as-user")]
 def test_merge_mode_never_writes_through_lower_links(area, as_root):
     if as_root is None and not IS_ROOT:
         pytest.skip("needs root")
-    l1 = tar_bytes(
-        E("evil", "l", link=str(area.victim)),
-        E("rel", "l", link="../victim"),
-        E("opq", "l", link=str(area.victim)),
-        E("gone", "l", link=str(area.victim)),
-        E("file", data=b"lower file"),
-    )
-    l2 = tar_bytes(
-        E("evil/", "d"),
-        E("evil/f", data=b"p"),
-        E("evil/.wh.sub"),
-        E("rel/new", data=b"q"),
-        E("opq/", "d"),
-        E("opq/.wh..wh..opq"),
-        E("gone/.wh.f"),
-        E("file/x", data=b"dir over a lower file"),
-    )
+    l1 = tar_bytes(*planted_links(area), E("file", data=b"lower file"))
+    l2 = tar_bytes(*through_planted_links(), E("file/x", data=b"dir over a lower file"))
     merged, direct = _layered(area, [l1, l2], as_root)
     assert (direct / "evil/f").read_bytes() == b"p" and not os.path.islink(direct / "evil")
     assert (direct / "rel/new").read_bytes() == b"q" and not os.path.islink(direct / "rel")
