@@ -18,18 +18,21 @@ import os
 import socket
 import struct
 
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
+
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
-RTM_NEWROUTE = 24
-NLMSG_ERROR = 2
+RTM_NEWROUTE, RTM_GETROUTE = 24, 26
+NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_REPLACE = 0x1, 0x4, 0x200, 0x400, 0x100
+NLM_F_DUMP = 0x300
 NLA_F_NESTED = 0x8000
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_PID, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 19, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
-RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
 _IFINFOMSG = "BxHiII"          # family, type, index, flags, change
@@ -62,8 +65,21 @@ class Netlink:
     """One NETLINK_ROUTE socket; ``with Netlink() as nl:`` closes it. Requests are sent one at a time and each
     waits for its acknowledgement."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    def __init__(self, netns_fd: int | None = None):
+        """``netns_fd``: an open ``/proc/PID/ns/net``; the socket is made in that network namespace (the calling
+        thread joins it for the ``socket`` call only and goes back) and every request acts there."""
+        if netns_fd is None:
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        else:
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(netns_fd, linux.CLONE_NEWNET)
+                try:
+                    self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+                finally:
+                    linux.setns(own, linux.CLONE_NEWNET)
+            finally:
+                os.close(own)
         self.sock.bind((0, 0))
         self.seq = 0
 
@@ -93,14 +109,49 @@ class Netlink:
                     return
                 offset += max(16, (length + 3) & ~3)
 
+    def dump(self, kind: int, body: bytes, what: str) -> list[tuple[int, bytes]]:
+        """A dump request: every answer as (message type, payload) until NLMSG_DONE."""
+        self.seq += 1
+        self.sock.send(struct.pack("IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, self.seq, 0) + body)
+        out = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, seq, _pid = struct.unpack_from("IHHII", data, offset)
+                if seq == self.seq:
+                    if msg_type == NLMSG_DONE:
+                        return out
+                    if msg_type == NLMSG_ERROR:
+                        code = -struct.unpack_from("i", data, offset + 16)[0]
+                        raise NetlinkError(code, f"{what}: {os.strerror(code)}")
+                    out.append((msg_type, data[offset + 16:offset + length]))
+                offset += max(16, (length + 3) & ~3)
+
+    def routes(self) -> list[tuple[str, int, int, int]]:
+        """The IPv4 routes of every table: (destination, prefix length, output link index, table)."""
+        body = struct.pack(_RTMSG, socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        out = []
+        for _kind, payload in self.dump(RTM_GETROUTE, body, "listing the IPv4 routes"):
+            _family, dst_len, _src, _tos, table, _proto, _scope, _type, _flags = struct.unpack_from(_RTMSG, payload)
+            attrs = _attrs(payload[12:])
+            dst = socket.inet_ntoa(attrs[RTA_DST][:4]) if RTA_DST in attrs else "0.0.0.0"
+            oif = struct.unpack("I", attrs[RTA_OIF][:4])[0] if RTA_OIF in attrs else 0
+            if RTA_TABLE in attrs:
+                table = struct.unpack("I", attrs[RTA_TABLE][:4])[0]
+            out.append((dst, dst_len, oif, table))
+        return out
+
     # -- links ----------------------------------------------------------------------------------------------
     def add_veth(self, name: str, peer: str, peer_netns_pid: int | None = None,
-                 peer_netns_fd: int | None = None) -> None:
+                 peer_netns_fd: int | None = None, peer_mac: bytes | None = None) -> None:
         """A veth pair ``name`` ↔ ``peer`` (both down), refused when either name exists. ``peer_netns_*``: the peer
         is made right in that network namespace (a process's, or a namespace fd's). Measured here: moving a
         link to another namespace afterwards costs ~29 ms (the kernel waits for RCU grace periods), making it
         there ~2 ms."""
         peer_info = _ifinfo() + _attr(IFLA_IFNAME, _name(peer))
+        if peer_mac is not None:
+            peer_info += _attr(IFLA_ADDRESS, peer_mac)
         if peer_netns_pid is not None:
             peer_info += _attr(IFLA_NET_NS_PID, struct.pack("I", peer_netns_pid))
         if peer_netns_fd is not None:
@@ -169,6 +220,18 @@ class Netlink:
                 + _attr(RTA_GATEWAY, socket.inet_aton(gateway))
                 + _attr(RTA_OIF, struct.pack("I", socket.if_nametoindex(name))))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, f"default route via {gateway} on {name}")
+
+
+def _attrs(data: bytes) -> dict[int, bytes]:
+    out = {}
+    offset = 0
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("HH", data, offset)
+        if length < 4:
+            break
+        out[kind & 0x3FFF] = data[offset + 4:offset + length]
+        offset += (length + 3) & ~3
+    return out
 
 
 def link_exists(name: str) -> bool:
