@@ -45,13 +45,13 @@ def resolve_etc_hosts(entries: dict, gateway: str | None) -> dict:
 
 def prepare(store, holder: str, cid: str, spec_networks, *, name: str | None = None, names=(), aliases=(),
             etc_dir: str | None = None, etc_hosts: dict | None = None, requested: str | None = None,
-            pid: int | None = None) -> list[dict]:
+            pid: int | None = None, published_ports=None) -> list[dict]:
     """Leases, bridges and ip_forward for a start of ``holder`` (see the module's docstring); returns the plan
     ``setup`` takes: one dict per network, in the container's order. ``name``: the container's name, which
     peers resolve with its ``aliases`` and short id; ``names``: its own names in its own /etc/hosts."""
     pairs = networks.leases_for(store, list(spec_networks), holder, cid=cid, names=names, aliases=aliases,
                                 etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested, pid=pid,
-                                resolve=[n for n in (name, *aliases, cid[:12]) if n])
+                                resolve=[n for n in (name, *aliases, cid[:12]) if n], published_ports=published_ports)
     plan = []
     for index, (record, lease) in enumerate(pairs):
         plan.append({"network": record["name"], "bridge": record["bridge"], "subnet": record["subnet"],

@@ -419,18 +419,19 @@ def _network_or_default(data: dict, name: str) -> dict:
 
 def lease(store, network: str, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
           etc_hosts: dict | None = None, requested: str | None = None, pid: int | None = None,
-          resolve=()) -> tuple[dict, dict]:
+          resolve=(), published_ports=None) -> tuple[dict, dict]:
     """The lease of ``holder`` on ``network`` (made when missing): (network record, lease). ``requested``: the
     address it must have (a lease on another address is moved; an address another holder has is refused, naming
     it). Stale leases of the network (holders gone) are dropped first."""
     with locked(store) as state:
         return _lease(store, state, network, holder, cid=cid, names=names, aliases=aliases, etc_dir=etc_dir,
-                      etc_hosts=etc_hosts, requested=requested, pid=pid, resolve=resolve, index=0)
+                      etc_hosts=etc_hosts, requested=requested, pid=pid, resolve=resolve, index=0,
+                      published_ports=published_ports)
 
 
 def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
                etc_hosts: dict | None = None, requested: str | None = None,
-               pid: int | None = None, resolve=()) -> list[tuple[dict, dict]]:
+               pid: int | None = None, resolve=(), published_ports=None) -> list[tuple[dict, dict]]:
     """``lease`` for each of ``networks`` in one locked read-modify-write; ``requested`` applies to the first
     network. Leases on networks the container is no longer on are dropped."""
     out = []
@@ -438,7 +439,7 @@ def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), 
         for index, network in enumerate(networks):
             out.append(_lease(store, state, network, holder, cid=cid, names=names, aliases=aliases,
                               etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested if index == 0 else None,
-                              pid=pid, resolve=resolve, index=index))
+                              pid=pid, resolve=resolve, index=index, published_ports=published_ports))
         for network, leases in state.data["leases"].items():
             if network not in networks and holder in leases:
                 del leases[holder]
@@ -447,7 +448,7 @@ def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), 
 
 
 def _lease(store, state: locked, network: str, holder: str, *, cid, names, aliases, etc_dir, etc_hosts,
-           requested, pid, resolve, index) -> tuple[dict, dict]:
+           requested, pid, resolve, index, published_ports=None) -> tuple[dict, dict]:
     data = state.data
     if network == DEFAULT_NETWORK and DEFAULT_NETWORK not in data["networks"]:
         state.save()
@@ -489,6 +490,8 @@ def _lease(store, state: locked, network: str, holder: str, *, cid, names, alias
              "resolve": list(resolve), "index": index}
     if pid is not None:
         entry["pid"], entry["pid_start"] = pid, _pid_start(pid)
+    if published_ports:   # a one-shot's (a named container's are in its spec.json)
+        entry["published_ports"] = list(published_ports)
     if entry != current:
         leases[holder] = entry
         state.save(durable=not holder.startswith("."))
@@ -536,9 +539,9 @@ def container_running(root: str, holder: str, lease: dict) -> bool:
     return False
 
 
-def _published_ports(root: str, holder: str) -> list:
+def _published_ports(root: str, holder: str, lease: dict) -> list:
     if holder.startswith("."):
-        return []
+        return list(lease.get("published_ports") or [])
     try:
         with open(os.path.join(root, "containers", holder, "spec.json"), "rb") as handle:
             record = json.loads(handle.read(16 << 20))
@@ -565,7 +568,7 @@ def attachments(store, data: dict | None = None) -> list[dict]:
                 continue
             out.append({"container": _shown_holder(holder), "network": network, "address": entry["address"],
                         "aliases": list(entry.get("aliases") or ()), "mac": entry.get("mac"),
-                        "published_ports": _published_ports(root, holder), "bridge": record["bridge"],
+                        "published_ports": _published_ports(root, holder, entry), "bridge": record["bridge"],
                         "subnet": record["subnet"], "gateway": record["gateway"],
                         "internal": bool(record.get("internal"))})
     return out

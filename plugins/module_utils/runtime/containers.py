@@ -376,9 +376,10 @@ class Runtime:
                     plan = attach.prepare(self.store_root, holder, cid, spec.networks, names=[
                         config.get("hostname") or "", cid[:12]], aliases=spec.network_aliases,
                         etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts, requested=spec.ipv4_address,
-                        pid=os.getpid())
-                    if any(n != "bridge" for n in spec.networks):
-                        attach.refresh(self.store_root, holder)
+                        pid=os.getpid(), published_ports=getattr(spec, "published_ports", None))
+                    # Peers of its user networks resolve it (its own file is written); the firewall's DNAT of
+                    # its published ports (part of attach.refresh).
+                    attach.refresh(self.store_root, holder)
 
                     def after_unshare(pid):
                         attach.setup(plan, pid)

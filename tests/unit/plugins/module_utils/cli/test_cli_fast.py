@@ -224,7 +224,7 @@ FAST = [
 SLOW = [  # parse_run_fast leaves these to argparse (help, abbreviations, "--", "=" in short options, bad values)
     ["run", "--help"], ["run", "-h", "busybox"], ["run", "--priv", "busybox"], ["run", "--", "busybox"],
     ["run", "busybox", "--", "ls"], ["run", "-e=A=1", "busybox"], ["run", "-eB=2", "busybox"], ["run", "--memory-swap", "-1", "busybox"],
-    ["run", "--cpus", "half", "busybox"], ["run", "--network", "bridge", "busybox"], ["run"], ["run", "-q"],
+    ["run", "--cpus", "half", "busybox"], ["run"], ["run", "-q"],
     ["run", "--rm=yes", "busybox"], ["run", "-d", "--restart", "sometimes", "busybox"],
     ["run", "-d", "--restart", "always:2", "busybox"], ["run", "-x", "busybox"], ["--version"], [],
     ["run", "-e"], ["run", "--name", "-d", "busybox"], ["push", "busybox"],
