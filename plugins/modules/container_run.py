@@ -250,7 +250,7 @@ options:
       - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
         C(172.17.0.0/16)), with an address of its own, the default route through the bridge, outbound traffic
         masqueraded.
-      - The name of a network made by M(dockerless.containers.container_network), or a list of names (the first
+      - The name of a network made by C(dockerless.containers.container_network), or a list of names (the first
         one carries the default route). On a user network containers resolve each other by name, alias and short
         id; on the default bridge they don't (as in Docker).
       - Default V(bridge) as root and V(none) for a rootless caller; a rootless caller asking for a bridge

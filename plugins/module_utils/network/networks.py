@@ -31,13 +31,14 @@ Stdlib only: the supervisor of a detached container imports it (runtime/supervis
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import struct
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+# Not the json package: it brings re onto the start path of every container on a bridge (records.py).
+from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps, json_loads
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "dockerless0"
@@ -99,7 +100,7 @@ class locked:  # noqa: N801 - used as ``with locked(store) as data``
                 tmp = f"{self.path}.tmp.{os.getpid()}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
                 try:
-                    os.write(fd, json.dumps(self.data, indent=1, sort_keys=True).encode())
+                    os.write(fd, json_dumps(self.data, sort_keys=True, indent=1).encode())
                     if self.durable:
                         os.fsync(fd)
                 finally:
@@ -115,7 +116,7 @@ class locked:  # noqa: N801 - used as ``with locked(store) as data``
 def _read(path: str) -> dict:
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read(16 << 20))
+            data = json_loads(handle.read(16 << 20))
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as exc:
@@ -401,7 +402,7 @@ def _holder_gone(root: str, holder: str, lease: dict) -> bool:
     if cid:  # a container removed and made again under the same name is another holder
         try:
             with open(spec, "rb") as handle:
-                return json.loads(handle.read(16 << 20)).get("id") != cid
+                return json_loads(handle.read(16 << 20)).get("id") != cid
         except (OSError, ValueError):
             return False
     return False
@@ -521,7 +522,7 @@ def container_running(root: str, holder: str, lease: dict) -> bool:
     cdir = os.path.join(root, "containers", holder)
     try:
         with open(os.path.join(cdir, "state.json"), "rb") as handle:
-            state = json.loads(handle.read(1 << 20))
+            state = json_loads(handle.read(1 << 20))
     except (OSError, ValueError):
         return False
     if state.get("state") != "running":
@@ -544,7 +545,7 @@ def _published_ports(root: str, holder: str, lease: dict) -> list:
         return list(lease.get("published_ports") or [])
     try:
         with open(os.path.join(root, "containers", holder, "spec.json"), "rb") as handle:
-            record = json.loads(handle.read(16 << 20))
+            record = json_loads(handle.read(16 << 20))
     except (OSError, ValueError):
         return []
     return list((record.get("spec") or {}).get("published_ports") or [])
