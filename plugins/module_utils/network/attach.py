@@ -218,10 +218,17 @@ def refresh(store, holder: str, release: bool = False) -> None:
     reconcile_firewall(store)
 
 
+_NO_FIREWALL = []
+
+
 def reconcile_firewall(store) -> None:
+    """Part B's firewall table (network/firewall.py) reconciled, when the collection has it."""
+    if _NO_FIREWALL:
+        return
     try:
         from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
     except ImportError:
+        _NO_FIREWALL.append(True)
         return
     firewall.reconcile(networks.store_root(store))
 

@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
+try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
+    import _socket as socket
+except ImportError:  # pragma: no cover - every CPython has it
+    import socket
 import struct
 import time
 

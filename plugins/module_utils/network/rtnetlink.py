@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
+    import _socket as socket
+except ImportError:  # pragma: no cover - every CPython has it
+    import socket
 import struct
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux

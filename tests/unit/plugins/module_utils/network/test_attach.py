@@ -78,10 +78,13 @@ def test_user_network_names_aliases_later_and_removed_containers(rootfs, tmp_pat
         out["first"] = (first.rc, first.stdout.decode(), first.stderr.decode())
         runtime.create("late", _spec(rootfs, ["sleep", "600"], name="late", network="app"))
         runtime.start("late")
-        check = "sleep 0.5; wget -q -O- http://web/late.txt"
-        out["after_late"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"), timeout=30).stdout.decode()
+        # web's answer, polled until it is the one expected (5 s at most: the machine may be loaded).
+        check = ("for i in $(seq 50); do v=$(wget -q -O- http://web/late.txt); [ \"$v\" = {} ] && break; sleep 0.1; "
+                 "done; echo $v")
+        out["after_late"] = runtime.run(_spec(rootfs, ["sh", "-c", check.format("yes")], network="app"),
+                                        timeout=30).stdout.decode()
         runtime.remove("late", force_kill=True)
-        out["after_removal"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"),
+        out["after_removal"] = runtime.run(_spec(rootfs, ["sh", "-c", check.format("no")], network="app"),
                                            timeout=30).stdout.decode()
         # The default bridge resolves no container names (as Docker's).
         on_bridge = runtime.run(_spec(rootfs, ["sh", "-c", "ping -c1 -W1 web"]), timeout=30)
