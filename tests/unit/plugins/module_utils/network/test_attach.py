@@ -133,6 +133,9 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
         out["addresses"] = sorted(i.networks["app"]["address"] for i in infos.values())
         out["a"] = infos["a"].networks["app"]["address"]
         out["states"] = sorted(i.state for i in infos.values())
+        with pytest.raises(RuntimeSetupError, match="network nowhere not found. Create it first"):
+            runtime.create("d", _spec(rootfs, ["sleep", "600"], name="d", network="nowhere"))
+        out["d"] = runtime.inspect("d")
         runtime.create("c", _spec(rootfs, ["sleep", "600"], name="c", network="app",
                                   ipv4_address=infos["a"].networks["app"]["address"]))
         with pytest.raises(RuntimeSetupError) as caught:
@@ -155,6 +158,7 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
     out = in_own_netns(work)
     assert out["addresses"] == ["10.55.0.2", "10.55.0.3"] and out["states"] == ["running", "running"]
     assert "network app gave it to container a already" in out["taken"]
+    assert out["d"] is None                    # an unknown network: nothing made
     assert out["dead"] == "dead" and out["veth_after_kill"] is False
     assert out["again"] == ["running", out["a"], True]     # the same lease after the SIGKILL
     assert out["leases"] == {"app": []}
