@@ -11,10 +11,10 @@
   of the image runs yet): per network a veth pair, the host end ``dl<id[:10]><n>`` on the bridge and up, the
   peer made right in the container's namespace as ``eth<n>`` with the lease's MAC (``02:42`` + the address,
   as Docker), its address, up, and the default route through the first network's gateway.
-* ``joined``/``left``: the /etc/hosts of every running container of the user networks the container is on is
+* ``refresh`` (after a start, after an end) and ``finish`` (after an end): the /etc/hosts of every running container of the user networks the container is on is
   rewritten (in place: the bind mount in each container sees the new content) so that they resolve each other by
   name, aliases and short id, a container started later included, a removed or stopped one no more; and part B's
-  firewall is reconciled when it is there. ``left`` deletes a host end that outlived its namespace (a process
+  firewall is reconciled when it is there. ``finish`` deletes a host end that outlived its namespace (a process
   of the host that holds it) and, for a one-shot, frees its leases.
 
 When the container's network namespace ends (its last process exits, or its supervisor was SIGKILLed and the
@@ -143,16 +143,6 @@ def _hosts_text(lease: dict, own: list[tuple[str, dict]], peers: list[tuple[str,
         if names:
             lines.append(f"{peer['address']}\t{' '.join(names)}\n")
     return text + "".join(sorted(set(lines)))
-
-
-def write_hosts(store, *holders: str, data: dict | None = None) -> None:
-    """Rewrite the /etc/hosts of ``holders`` (their own address, their running peers), when it differs."""
-    root = networks.store_root(store)
-    if data is None:
-        with networks.locked(store, write=False) as state:
-            data = state.data
-    for holder in holders:
-        _write_one(root, data, holder)
 
 
 def _holder_leases(data: dict, holder: str) -> list[tuple[str, str, dict]]:
