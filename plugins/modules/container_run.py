@@ -247,9 +247,27 @@ options:
     description:
       - V(none) gives the container its own network namespace with only the loopback interface, up.
       - V(host) shares the host's network.
+      - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
+        C(172.17.0.0/16)), with an address of its own, the default route through the bridge, outbound traffic
+        masqueraded.
+      - The name of a network made by C(dockerless.containers.container_network), or a list of names (the first
+        one carries the default route). On a user network containers resolve each other by name, alias and short
+        id; on the default bridge they don't (as in Docker).
+      - Default V(bridge) as root and V(none) for a rootless caller; a rootless caller asking for a bridge
+        network gets an error (rootless networking is not there yet). A container recorded before bridge
+        networks existed keeps its network (V(none)) while this option is not given.
+    type: raw
+  network_aliases:
+    description:
+      - More names the container is resolved by on its user networks (Docker's C(--network-alias)).
+    type: list
+    elements: str
+  ipv4_address:
+    description:
+      - The container's address on its first network, a user network (Docker's C(--ip)); an address another
+        container holds is refused, naming it. Without it the network hands out the lowest free address, which
+        the container keeps while it exists.
     type: str
-    choices: [none, host]
-    default: none
   dns_servers:
     description:
       - Nameservers of the container's C(/etc/resolv.conf), in place of the host's.
@@ -268,7 +286,8 @@ options:
     aliases: [dns_search]
   etc_hosts:
     description:
-      - Extra C(/etc/hosts) entries, host name to IP address (Docker's C(--add-host)).
+      - Extra C(/etc/hosts) entries, host name to IP address (Docker's C(--add-host)). V(host-gateway) as the
+        address means the host's address on the container's first bridge network (its gateway).
       - Every container gets its own C(/etc/hostname), C(/etc/hosts) (localhost, these entries, its hostname, name
         and short id) and C(/etc/resolv.conf), written in the store and bind-mounted; a volume on one of these
         paths replaces that file.
@@ -512,6 +531,9 @@ container:
     health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
     healthcheck: {test: [CMD-SHELL, "wget -q -O /dev/null http://127.0.0.1:8080/"], interval: 10.0, timeout: 30.0,
                   retries: 3, start_period: 0.0, start_interval: 5.0}
+    network: [bridge]
+    networks:
+      bridge: {address: 172.17.0.2, prefix: 16, gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", aliases: [], interface: eth0}
     log_paths:
       stdout: /var/lib/dockerless/containers/web/stdout.log
       stderr: /var/lib/dockerless/containers/web/stderr.log
@@ -560,7 +582,9 @@ def main() -> None:
         isolation=dict(type="str", choices=["container", "chroot"], default="container"),
         namespaces=dict(type="list", elements="str", choices=list(ALL_NAMESPACES), default=list(ALL_NAMESPACES)),
         userns=dict(type="bool"),
-        network=dict(type="str", choices=["none", "host"], default="none"),
+        network=dict(type="raw"),
+        network_aliases=dict(type="list", elements="str"),
+        ipv4_address=dict(type="str"),
         dns_servers=dict(type="list", elements="str", aliases=["dns"]),
         dns_search_domains=dict(type="list", elements="str", aliases=["dns_search"]),
         etc_hosts=dict(type="dict"),

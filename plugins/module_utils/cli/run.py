@@ -64,12 +64,16 @@ class ForegroundContainer:
         self.dir = ""
         self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root, devices=not spec.privileged)
         self.proc: spawn.InitProcess | None = None
+        self.network = (None, None)   # the holder and plan of its bridge networks (runtime.containers.one_shot_network)
 
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
         Raises RuntimeSetupError (with the init's reason) when it could not be set up or executed."""
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
-        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import one_shot_config
+        from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
+            one_shot_config,
+            one_shot_network,
+        )
 
         self.dir = self.folder.acquire({"id": self.id, "diff_ids": self.spec.diff_ids, "one_shot": True})
         self.cgroup.create(full=bool(self.spec.limits) or "pid" not in self.spec.namespaces)
@@ -82,8 +86,10 @@ class ForegroundContainer:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once
             self.cgroup.join(pid)
 
+        holder, plan, after_unshare = one_shot_network(self.runtime.store_root, self.spec, self.id, self.dir, config)
+        self.network = (holder, plan)
         self.proc = spawn.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
-                                hold_fds=self.folder.hold_fds)
+                                hold_fds=self.folder.hold_fds, after_unshare=after_unshare)
         self.proc.read_status()
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")
@@ -118,7 +124,14 @@ class ForegroundContainer:
                 self.proc.close()
             self.cgroup.remove()
         finally:
-            self.folder.release()
+            try:
+                from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import (
+                    one_shot_network_done,
+                )
+
+                one_shot_network_done(self.runtime.store_root, *self.network)
+            finally:
+                self.folder.release()
 
 
 class _SignalForwarding:

@@ -269,14 +269,49 @@ def one_shot_config(spec: ContainerSpec, cid: str, cdir: str, volatile: bool = F
 ETC_SUFFIX = ".etc"
 
 
+def one_shot_network(store_root: str, spec: ContainerSpec, cid: str, cdir: str, config: dict):
+    """A one-shot's bridge networks (network/attach.py): ``(holder, plan, after_unshare)`` for spawn, all None
+    without networks (nothing of the network room is imported then). Its leases hold the caller's pid: freed by
+    ``one_shot_network_done``, or taken back after the caller's end however it ended."""
+    if not spec.networks:
+        return None, None, None
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+    from ansible_collections.dockerless.containers.plugins.module_utils.network.networks import one_shot_holder
+
+    holder = one_shot_holder(cid)
+    plan = attach.prepare(store_root, holder, cid, spec.networks, names=[config.get("hostname") or "", cid[:12]],
+                          aliases=spec.network_aliases, etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts,
+                          requested=spec.ipv4_address, pid=os.getpid(),
+                          published_ports=getattr(spec, "published_ports", None))
+    if any(n != "bridge" for n in spec.networks):
+        attach.refresh(store_root, holder)   # peers of its user networks resolve it; then the firewall
+    else:
+        attach.reconcile_firewall(store_root)   # its published ports, the bridge's masquerade
+
+    def after_unshare(pid: int) -> None:
+        attach.setup(plan, pid)
+
+    return holder, plan, after_unshare
+
+
+def one_shot_network_done(store_root: str, holder: str | None, plan) -> None:
+    """After a one-shot's end: its leases freed, leftovers deleted, peers told (network/attach.py finish)."""
+    if holder is not None:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+
+        attach.finish(store_root, holder, plan or [], one_shot=True)
+
+
 def with_etc_files(config: dict, spec: ContainerSpec, etc_dir: str, cid: str, name: str | None = None) -> dict:
     """Write the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into ``etc_dir`` and add their bind
     mounts to ``config``'s volumes (mounted by the init's volume path, after the user's shallower ones)."""
     own_network = "net" in spec.namespaces
     hostname = config.get("hostname") if "uts" in spec.namespaces else None
+    # host-gateway entries wait for the network's gateway (network/attach.py rewrites hosts at each start).
+    etc_hosts = {k: v for k, v in spec.etc_hosts.items() if v != "host-gateway"}
     etc_files.write(etc_dir, hostname=hostname or os.uname().nodename,
                     own_names=[hostname or "", name or "", cid[:12]], own_network=own_network,
-                    dns_servers=spec.dns_servers, dns_search=spec.dns_search_domains, etc_hosts=spec.etc_hosts)
+                    dns_servers=spec.dns_servers, dns_search=spec.dns_search_domains, etc_hosts=etc_hosts)
     taken = [v["target"] for v in spec.volumes] + [t["target"] for t in spec.tmpfs]
     config["volumes"] = list(config.get("volumes") or ()) + etc_files.etc_mounts(etc_dir, taken)
     return config
@@ -346,6 +381,7 @@ class Runtime:
         # spec.json: so store GC keeps the layers while we run.
         cdir = folder.acquire({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True})
         proc = None
+        holder = plan = None
         try:
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
             # (chroot isolation has no PID namespace). Otherwise the PID namespace is enough, and the start
@@ -358,8 +394,9 @@ class Runtime:
             try:
                 config = one_shot_config(spec, cid, cdir, folder.volatile)
                 config["join_tasks"] = cgroup.join_tasks
+                holder, plan, after_unshare = one_shot_network(self.store_root, spec, cid, cdir, config)
                 proc = spawn.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
-                                   hold_fds=folder.hold_fds)
+                                   hold_fds=folder.hold_fds, after_unshare=after_unshare)
             except BaseException:
                 os.close(out_r)
                 os.close(err_r)
@@ -383,7 +420,10 @@ class Runtime:
                     proc.close()
                 cgroup.remove()
             finally:
-                folder.release()
+                try:
+                    one_shot_network_done(self.store_root, holder, plan)
+                finally:
+                    folder.release()
 
     def one_shot_dir(self, spec: ContainerSpec, cid: str) -> OneShotDir:
         """The folder (``OneShotDir``) a one-shot container of ``spec`` runs in: a pool slot when the container
@@ -472,6 +512,14 @@ class Runtime:
     def create(self, name: str, spec: ContainerSpec, log_max_size: int = runtime_state.DEFAULT_LOG_MAX) -> None:
         """Record container ``name`` (spec.json, state created); refuses when it exists."""
         cdir = self.container_dir(name)
+        missing = [n for n in spec.networks if n != "bridge"]
+        if missing:   # Docker's create refuses an unknown network too: nothing is made
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
+
+            missing = [n for n in missing if networks.get_network(self.store_root, n) is None]
+            if missing:
+                raise RuntimeSetupError(f"container {name}: network {', '.join(missing)} not found. Create it "
+                                        "first (container_network, dockerless network create).")
         os.makedirs(self.containers_dir, mode=0o700, exist_ok=True)
         try:
             os.mkdir(cdir, 0o700)
@@ -690,6 +738,10 @@ class Runtime:
             pass
         runtime_state.remove_device_cgroup(name, self.cgroup_root)
         remove_tree(cdir)
+        if os.path.exists(os.path.join(self.store_root, "networks")):
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
+
+            networks.release(self.store_root, name)   # its addresses are free again
         return True
 
     def logs(self, name: str, max_bytes: int = 1 << 20) -> tuple[bytes, bytes]:
@@ -796,6 +848,7 @@ class ContainerInfo(Record):
     spec: dict
     stopped_by_user: bool = False   # its last end came from stop/kill (unless-stopped, start --all)
     health: dict | None = None      # runtime/health.py: status, failing_streak, log (with a healthcheck)
+    networks: dict | None = None    # network/attach.py shown(): per network address, prefix, gateway, mac, aliases
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
@@ -808,7 +861,8 @@ class ContainerInfo(Record):
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
                    spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")),
-                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None)
+                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None,
+                   networks=state.get("networks") if (record.get("spec") or {}).get("networks") else None)
 
     @property
     def running(self) -> bool:
@@ -835,7 +889,15 @@ class ContainerInfo(Record):
             "path": self.path,
             "health": self.health,
             "healthcheck": self.spec.get("healthcheck"),
+            "network": self._network_mode(),
+            "networks": self.networks or {},
         }
+
+    def _network_mode(self) -> str | list:
+        names = self.spec.get("networks")
+        if names:
+            return list(names)
+        return "none" if "net" in (self.spec.get("namespaces") or ()) else "host"
 
 
 class Plan(Record):
