@@ -1,0 +1,259 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The collection's nftables table ``inet dockerless``: NAT, forwarding and published ports of the bridge networks.
+
+The whole table is derived from the store's state (its networks, and the attachments of its running
+containers) and written as ONE ``nft -f -`` batch that deletes and re-adds the table: the kernel applies the
+batch atomically, so no packet ever sees half a ruleset, and no other table is read or touched.
+
+``reconcile`` compares ``nft list table inet dockerless`` with what it would write, written in nft's own listing
+form so the comparison is exact text (one ``nft`` run, a few ms): a table flushed by an admin, deleted, edited,
+or gone after a reboot is rewritten and reported as a change; a table that is right is left alone.
+
+Chains (see docs/networking.md "Firewall"):
+
+* ``prerouting``/``output`` (nat, dstnat): traffic to a local address (``fib daddr type local``: the host's
+  addresses and 127.0.0.1) jumps to ``published``, one DNAT rule per published port. ``output`` catches the
+  host's own connections, ``prerouting`` those of other hosts and of containers (hairpin).
+* ``postrouting`` (nat, srcnat): masquerade of each non-internal network's subnet out of other interfaces; the
+  127.0.0.0/8 source of a DNATed local connection masqueraded to the bridge address (with
+  ``route_localnet=1`` on that bridge, else the kernel drops a 127.x source leaving it as a martian); hairpin:
+  a container reaching a published port of its own network gets the bridge address as source, so the reply
+  comes back through the host and is un-NATed.
+* ``forward`` (filter): internal networks cut from every other interface, networks cut from each other, then
+  established/related, DNATed (published ports) and bridge-originated traffic accepted. The chain's policy is
+  accept: a host firewall's own drop policy in its own table still applies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+
+from ..errors import DockerlessError
+
+FAMILY = "inet"
+TABLE = "dockerless"
+NFT = "nft"
+SBIN = ("/usr/sbin", "/sbin")  # an Ansible task's PATH may lack sbin, where nftables installs nft
+_PUBLISHED = re.compile(r"^(?:ip daddr (?P<ip>[\d.]+) )?(?P<proto>tcp|udp|sctp) dport (?P<port>\d+) "
+                        r"dnat ip to (?P<address>[\d.]+):(?P<cport>\d+)$")
+
+
+class FirewallError(DockerlessError):
+    """nft refused the ruleset, or is missing."""
+
+
+def _published(networks_by_name: dict, attachments: list[dict]) -> list[dict]:
+    """DNAT targets: one per host socket, the first attachment naming it wins (the store refuses a second)."""
+    seen = set()
+    out = []
+    for attachment in attachments:
+        network = networks_by_name.get(attachment.get("network"))
+        if network is None or network.get("internal") or not attachment.get("address"):
+            continue
+        for mapping in attachment.get("published_ports") or ():
+            if not mapping.get("host_port"):
+                continue
+            key = (mapping.get("host_ip") or "0.0.0.0", int(mapping["host_port"]), mapping.get("proto") or "tcp")
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append({"host_ip": key[0], "host_port": key[1], "proto": key[2], "address": attachment["address"],
+                        "container_port": int(mapping["container_port"]), "bridge": network["bridge"]})
+    return sorted(out, key=lambda p: (p["proto"], p["host_port"], p["host_ip"]))
+
+
+def _quoted(names) -> str:
+    names = sorted(names)
+    if len(names) == 1:
+        return f'"{names[0]}"'
+    return "{ " + ", ".join(f'"{name}"' for name in names) + " }"
+
+
+def _subnet(network: dict) -> str:
+    return str(ipaddress.IPv4Network(network["subnet"], strict=False))
+
+
+def render(networks: list[dict], attachments: list[dict]) -> str:
+    """The table as ``nft list table inet dockerless`` prints it (nftables 1.0): also what ``nft -f`` reads."""
+    networks = sorted(networks, key=lambda n: n["name"])
+    by_name = {network["name"]: network for network in networks}
+    published = _published(by_name, attachments)
+    bridges = [network["bridge"] for network in networks]
+    lines = [f"table {FAMILY} {TABLE} {{"]
+
+    def chain(name, head, rules):
+        if len(lines) > 1:
+            lines.append("")
+        lines.append(f"\tchain {name} {{")
+        if head:
+            lines.append(f"\t\t{head}")
+        lines.extend(f"\t\t{rule}" for rule in rules)
+        lines.append("\t}")
+
+    jump = ["fib daddr type local jump published"] if published else []
+    chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", jump)
+    # nft 1.0 knows "dstnat" only on prerouting; -100 is its value.
+    chain("output", "type nat hook output priority -100; policy accept;", jump)
+    chain("published", "", [
+        f"{'ip daddr ' + p['host_ip'] + ' ' if p['host_ip'] != '0.0.0.0' else ''}{p['proto']} dport {p['host_port']} "
+        f"dnat ip to {p['address']}:{p['container_port']}" for p in published])
+    post = []
+    published_bridges = {p["bridge"] for p in published}
+    for network in networks:
+        bridge, subnet = network["bridge"], _subnet(network)
+        if not network.get("internal"):
+            post.append(f'ip saddr {subnet} oifname != "{bridge}" masquerade')
+        if bridge in published_bridges:
+            post.append(f'oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade')
+            post.append(f'oifname "{bridge}" ct status dnat ip saddr {subnet} masquerade')
+    chain("postrouting", "type nat hook postrouting priority srcnat; policy accept;", post)
+    forward = []
+    for network in networks:
+        if network.get("internal"):
+            bridge = network["bridge"]
+            forward.append(f'iifname "{bridge}" oifname != "{bridge}" drop')
+            forward.append(f'oifname "{bridge}" iifname != "{bridge}" drop')
+    for network in networks:
+        others = [bridge for bridge in bridges if bridge != network["bridge"]]
+        if others and not network.get("internal"):
+            forward.append(f'iifname "{network["bridge"]}" oifname {_quoted(others)} drop')
+    if networks:
+        forward.append("ct state established,related accept")
+    if published:
+        forward.append("ct status dnat accept")
+    outward = [network["bridge"] for network in networks if not network.get("internal")]
+    if outward:
+        forward.append(f"iifname {_quoted(outward)} accept")
+    chain("forward", "type filter hook forward priority filter; policy accept;", forward)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def nft_path() -> str | None:
+    """Where ``nft`` is, or None."""
+    return shutil.which(NFT) or shutil.which(NFT, path=os.pathsep.join(SBIN))
+
+
+def _nft(args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([nft_path() or NFT, *args], input=script, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise FirewallError("nft (nftables) is not installed: install the nftables package for bridge networks "
+                            "and published ports") from None
+
+
+def current() -> str | None:
+    """The listing of the collection's table, or None when there is none."""
+    result = _nft(["list", "table", FAMILY, TABLE])
+    if result.returncode:
+        if "No such file or directory" in result.stderr:
+            return None
+        raise FirewallError(f"listing nftables table {FAMILY} {TABLE}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _normal(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def _published_in(listing: str | None) -> dict:
+    """``{(proto, host_port): {(address, container_port)}}`` of the DNAT rules in a listing."""
+    out: dict = {}
+    for line in _normal(listing):
+        match = _PUBLISHED.match(line)
+        if match:
+            out.setdefault((match["proto"], int(match["port"])), set()).add((match["address"], int(match["cport"])))
+    return out
+
+
+def apply(rendered: str | None) -> None:
+    """Replace the table by ``rendered`` (None: remove it) in one atomic batch."""
+    # "add" first so the "delete" never fails on a missing table; both in the batch, so the swap is atomic.
+    script = f"add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n" + (rendered or "")
+    result = _nft(["-f", "-"], script)
+    if result.returncode:
+        raise FirewallError(f"writing nftables table {FAMILY} {TABLE}: {result.stderr.strip()}. "
+                            "Nothing was changed (the batch is atomic); check that the kernel has nf_tables and nf_nat")
+
+
+def _write_sysctl(path: str, value: str) -> bool:
+    try:
+        with open(path, encoding="ascii") as handle:
+            if handle.read().strip() == value:
+                return False
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(value)
+    except FileNotFoundError:
+        return False  # the bridge is not there (yet): its attach sets it up and reconciles again
+    except OSError as exc:
+        raise FirewallError(f"setting {path} to {value}: {exc.strerror}") from None
+    return True
+
+
+def sysctls(networks: list[dict], attachments: list[dict]) -> list[tuple[str, str]]:
+    """The kernel settings the rules need: forwarding when a network routes out, route_localnet per publishing bridge."""
+    out = []
+    if any(not network.get("internal") for network in networks):
+        out.append(("/proc/sys/net/ipv4/ip_forward", "1"))
+    by_name = {network["name"]: network for network in networks}
+    for bridge in sorted({p["bridge"] for p in _published(by_name, attachments)}):
+        out.append((f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1"))
+    return out
+
+
+def _source(source) -> tuple[list[dict], list[dict]]:
+    if isinstance(source, tuple):
+        return list(source[0]), list(source[1])
+    from . import networks as network_records
+
+    return network_records.list_networks(source), network_records.attachments(source)
+
+
+def reconcile(source, check_mode: bool = False) -> bool:
+    """Make the table (and the sysctls it needs) match ``source``: a store, or ``(networks, attachments)``.
+
+    Returns whether anything was (or, in check mode, would be) changed. A table already right is not rewritten.
+    Conntrack entries of UDP ports whose target changed are deleted (see ``conntrack``).
+    """
+    networks, attachments = _source(source)
+    rendered = render(networks, attachments) if networks else None
+    before = current()
+    changed = _normal(before) != _normal(rendered)
+    settings = sysctls(networks, attachments)
+    if check_mode:
+        pending = False
+        for path, value in settings:
+            try:
+                with open(path, encoding="ascii") as handle:
+                    pending = pending or handle.read().strip() != value
+            except OSError:
+                continue
+        return changed or pending
+    for path, value in settings:
+        changed = _write_sysctl(path, value) or changed
+    if _normal(before) != _normal(rendered):
+        apply(rendered)
+        _flush_udp(_published_in(before), _published_in(rendered))
+    return changed
+
+
+def _flush_udp(old: dict, new: dict) -> None:
+    from .conntrack import flush_port
+
+    for key in sorted(set(old) | set(new)):
+        proto, port = key
+        if proto == "udp" and old.get(key) != new.get(key):
+            flush_port(proto, port, keep=frozenset(new.get(key, ())))
+
+
+def remove() -> bool:
+    """Delete the table (no network left); whether it was there."""
+    if current() is None:
+        return False
+    apply(None)
+    return True
