@@ -260,6 +260,20 @@ options:
     type: list
     elements: str
     aliases: [dns]
+  published_ports:
+    description:
+      - Ports of the container published on the host, in Docker's C(-p) forms, TCP unless C(/udp) or C(/sctp)
+        follows; V(8080:80), V(127.0.0.1:8080:80), V(8080:80/udp), V(80) (a free host port, chosen when the
+        container is created and kept by later runs), V(127.0.0.1::80), V(8000-8010:80-90) (equal ranges).
+        IPv4 only.
+      - A published port answers on the host's addresses (or the one given) and on C(127.0.0.1), through DNAT rules
+        in the nftables table C(inet dockerless); a host port another process listens on, or another container
+        publishes, is refused, naming it.
+      - Needs a bridge network (not V(none) or V(host)). V(8080:80) and V(0.0.0.0:8080:80/tcp) are the same
+        mapping; another list recreates the container. See C(docs/networking.md).
+    type: list
+    elements: str
+    aliases: [publish]
   dns_search_domains:
     description:
       - Search domains of the container's C(/etc/resolv.conf), in place of the host's. V(.) alone means none.
@@ -497,6 +511,7 @@ container:
     restart_count: 0
     restart_policy: unless-stopped
     restart_retries: 0
+    published_ports: [{host_ip: 0.0.0.0, host_port: 8080, container_port: 80, proto: tcp}]
     stop_signal: SIGTERM
     stopped_by_user: false
     image: 127.0.0.1:5000/team/web:1
@@ -562,6 +577,7 @@ def main() -> None:
         network=dict(type="str", choices=["none", "host"], default="none"),
         dns_servers=dict(type="list", elements="str", aliases=["dns"]),
         dns_search_domains=dict(type="list", elements="str", aliases=["dns_search"]),
+        published_ports=dict(type="list", elements="str", aliases=["publish"]),
         etc_hosts=dict(type="dict"),
         volumes=dict(type="list", elements="str"),
         tmpfs=dict(type="list", elements="str"),

@@ -280,3 +280,69 @@ def allocate(requested: list[dict], taken: list[dict], owners: dict | None = Non
                 raise PortError(f"publishing {format_mapping(want)}: found no free host port in {attempts} tries")
         chosen.append(mapping)
     return chosen
+
+
+LOCK_NAME = "ports.lock"
+
+
+class reserved:  # noqa: N801 - used as ``with reserved(store_root):``
+    """The store's port lock (``<store>/networks/ports.lock``), held from the choice of host ports until the
+    container that gets them is recorded: two containers asking for one port at once, one wins, the other sees
+    the first's record. Separate from the networks file's lock, which the start path takes inside it."""
+
+    def __init__(self, store_root: str):
+        self.dir = os.path.join(store_root, "networks")
+        self.fd = -1
+
+    def __enter__(self):
+        import fcntl
+
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+        self.fd = -1
+
+
+def published_in_store(store_root: str, exclude: str | None = None) -> tuple[list[dict], dict]:
+    """The mappings recorded by the store's named containers (all of them, running or not: a stopped container
+    keeps its ports for its next start, as its address) and by running one-shots, with their owners."""
+    import json
+
+    taken: list[dict] = []
+    owners: dict = {}
+    folder = os.path.join(store_root, "containers")
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        names = []
+    for name in names:
+        if name == exclude or name.startswith("."):
+            continue
+        try:
+            with open(os.path.join(folder, name, "spec.json"), "rb") as handle:
+                record = json.loads(handle.read(16 << 20))
+        except (OSError, ValueError):
+            continue
+        if record.get("one_shot"):
+            continue
+        for mapping in (record.get("spec") or {}).get("published_ports") or ():
+            if mapping.get("host_port"):
+                taken.append(mapping)
+                owners[(mapping["host_ip"], mapping["host_port"], mapping["proto"])] = name
+    try:
+        from . import networks
+
+        for attachment in networks.attachments(store_root):
+            if attachment["container"] == exclude:
+                continue
+            for mapping in attachment.get("published_ports") or ():
+                if mapping.get("host_port") and mapping not in taken:
+                    taken.append(mapping)
+                    owners[(mapping["host_ip"], mapping["host_port"], mapping["proto"])] = attachment["container"]
+    except (ImportError, OSError, ValueError, KeyError):
+        pass
+    return taken, owners

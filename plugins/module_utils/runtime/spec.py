@@ -41,10 +41,12 @@ LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hostname", "namespaces", "userns",
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
-                 "seccomp", "dns_servers", "dns_search_domains", "etc_hosts", "healthcheck", "health_on_failure")
+                 "seccomp", "dns_servers", "dns_search_domains", "etc_hosts", "healthcheck", "health_on_failure",
+                 "published_ports")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0, "dns_servers": [],
-                      "dns_search_domains": [], "etc_hosts": {}, "healthcheck": None, "health_on_failure": "none"}
+                      "dns_search_domains": [], "etc_hosts": {}, "healthcheck": None, "health_on_failure": "none",
+                      "published_ports": []}
 # Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -101,6 +103,9 @@ class ContainerSpec(Record):
     etc_hosts: dict[str, str] = Factory(dict)
     healthcheck: dict | None = None         # runtime/health.py resolve(): the option merged with the image's
     health_on_failure: str = "none"         # none, kill, restart (on unhealthy)
+    # network.ports mappings {host_ip, host_port, container_port, proto}, normalised; host_port 0 until a free
+    # one is chosen when the container is created (task.py), then the chosen one is recorded.
+    published_ports: list[dict] = Factory(list)
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
@@ -424,6 +429,7 @@ def build_spec(
     dns_servers: list[str] | None = None,
     dns_search_domains: list[str] | None = None,
     etc_hosts: dict | None = None,
+    published_ports: list | None = None,
 ) -> ContainerSpec:
     """Validate options and merge them with the image config (the ``config`` object of an OCI image config)."""
     cfg = dict(image_config or {})
@@ -456,6 +462,14 @@ def build_spec(
         raise RuntimeSetupError(f"rootfs mode {rootfs_mode!r}: use one of {', '.join(ROOTFS_MODES)}")
     if network not in ("none", "host"):
         raise RuntimeSetupError(f"network {network!r}: use 'none' (own namespace, loopback only) or 'host'")
+    published = []
+    if published_ports:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports as ports_lib
+
+        if network in ("none", "host"):
+            raise RuntimeSetupError(f"published_ports: a container on network {network!r} has no address to publish to; "
+                                    "use network: bridge (or a network of container_network), or drop published_ports")
+        published = ports_lib.normalise(published_ports)
     if not lower_dirs:
         raise RuntimeSetupError(f"image {image or '?'}: no layer folders to build a rootfs from. Pull it again.")
 
@@ -564,6 +578,7 @@ def build_spec(
         dns_servers=[_ip_address(s, "dns_servers") for s in dns_servers or ()],
         dns_search_domains=[_search_domain(d) for d in dns_search_domains or ()],
         etc_hosts=parse_etc_hosts(etc_hosts),
+        published_ports=published,
     )
 
 

@@ -37,7 +37,8 @@ LIMIT_OPTIONS = ("memory", "memory_swap", "cpus", "cpu_weight", "pids_limit")
 SPEC_OPTIONS = ("command", "entrypoint", "env", "workdir", "user", "hostname", "name", "namespaces", "network",
                 "userns", "volumes", "tmpfs", "read_only", "cap_add", "cap_drop", "no_new_privileges", "privileged",
                 "isolation", "ulimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
-                "stop_timeout", "rootfs_mode", "seccomp", "dns_servers", "dns_search_domains", "etc_hosts")
+                "stop_timeout", "rootfs_mode", "seccomp", "dns_servers", "dns_search_domains", "etc_hosts",
+                "published_ports")
 # A spec needs layer folders; an image without any layer gets one that can't exist (the run then says so).
 NO_LAYERS = "/nonexistent-until-pulled"
 STATE_AFTER = {"started": "running", "stopped": "exited"}
@@ -221,6 +222,14 @@ class ContainerTask:
             result.actions.insert(0, f"pull {image.name}")
         if check_mode:
             return result
+        if spec.published_ports:
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+            # A one-shot's ports are recorded with its network lease when it starts; the lock covers the choice.
+            with ports.reserved(self.runtime.store_root):
+                taken, owners = ports.published_in_store(self.runtime.store_root)
+                spec.published_ports = ports.allocate(spec.published_ports, taken, owners)
+            result.container["published_ports"] = spec.published_ports
         run = self.runtime.run(spec, timeout=self.options.get("run_timeout"))
         result.container.update(id=run.id, pid=run.pid, rootfs_mode=run.rootfs_mode, cgroup=run.cgroup,
                                 state="exited", exit_code=run.rc, oom_killed=run.oom_killed)
@@ -238,7 +247,31 @@ class ContainerTask:
         if pending and opts["state"] != "absent":
             return _pending_plan(self.runtime, opts["name"], opts["state"])
         spec = self.spec(image) if image is not None and not pending else None
+        if spec is not None and spec.published_ports:
+            self._keep_chosen_ports(spec)
         return self.runtime.plan(opts["name"], opts["state"], spec, recreate=bool(opts.get("recreate")) or pending)
+
+    def _keep_chosen_ports(self, spec: ContainerSpec) -> None:
+        """A requested free port (host_port 0) equals the port chosen for it when the container was made: the
+        recorded mappings stand in for the request when they satisfy it, so a re-run compares equal."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+        before = self.runtime.inspect(self.options["name"])
+        recorded = list((before.spec.get("published_ports") or []) if before is not None else [])
+        if recorded and ports.matches(spec.published_ports, recorded):
+            spec.published_ports = recorded
+
+    def _apply_with_ports(self, plan: Plan, **kwargs):
+        """runtime.apply; a container to be created with published ports gets its host ports chosen and checked
+        under the store's port lock, held until its record is written: of two runs asking one port, one wins."""
+        if "create" not in plan.actions or not plan.spec.published_ports:
+            return self.runtime.apply(plan, **kwargs)
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+        with ports.reserved(self.runtime.store_root):
+            taken, owners = ports.published_in_store(self.runtime.store_root, exclude=plan.name)
+            plan.spec.published_ports = ports.allocate(plan.spec.published_ports, taken, owners)
+            return self.runtime.apply(plan, **kwargs)
 
     def unit_plan(self, plan: Plan):
         """Where systemd is PID 1: the container's unit (runtime/systemd.py) and what it takes to bring it in line
@@ -285,8 +318,8 @@ class ContainerTask:
             self.restart_and_wait_healthy(plan, result, check_mode)
             return result
         try:
-            after = runtime.apply(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
-                                  force_kill=bool(opts.get("force_kill")), units=units, unit_plan=unit_plan)
+            after = self._apply_with_ports(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
+                                           force_kill=bool(opts.get("force_kill")), units=units, unit_plan=unit_plan)
         except DockerlessError as exc:
             raise TaskFailed(str(exc), {"actions": actions}) from exc
         if after is not None:
