@@ -247,9 +247,26 @@ options:
     description:
       - V(none) gives the container its own network namespace with only the loopback interface, up.
       - V(host) shares the host's network.
+      - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
+        C(172.17.0.0/16)): its own address, the default route through the bridge, outbound traffic masqueraded.
+      - The name of a network made by M(dockerless.containers.container_network), or a list of names (the first
+        one carries the default route). On a user network containers resolve each other by name, alias and short
+        id; on the default bridge they don't (as in Docker).
+      - Default V(bridge) as root and V(none) for a rootless caller; a rootless caller asking for a bridge
+        network gets an error (rootless networking is not there yet). A container recorded before bridge
+        networks existed keeps its network (V(none)) while this option is not given.
+    type: raw
+  network_aliases:
+    description:
+      - More names the container is resolved by on its user networks (Docker's C(--network-alias)).
+    type: list
+    elements: str
+  ipv4_address:
+    description:
+      - The container's address on its first network, a user network (Docker's C(--ip)); an address another
+        container holds is refused, naming it. Without it the network hands out the lowest free address, which
+        the container keeps while it exists.
     type: str
-    choices: [none, host]
-    default: none
   dns_servers:
     description:
       - Nameservers of the container's C(/etc/resolv.conf), in place of the host's.
@@ -282,7 +299,8 @@ options:
     aliases: [dns_search]
   etc_hosts:
     description:
-      - Extra C(/etc/hosts) entries, host name to IP address (Docker's C(--add-host)).
+      - Extra C(/etc/hosts) entries, host name to IP address (Docker's C(--add-host)). V(host-gateway) as the
+        address means the host's address on the container's first bridge network (its gateway).
       - Every container gets its own C(/etc/hostname), C(/etc/hosts) (localhost, these entries, its hostname, name
         and short id) and C(/etc/resolv.conf), written in the store and bind-mounted; a volume on one of these
         paths replaces that file.
@@ -574,7 +592,9 @@ def main() -> None:
         isolation=dict(type="str", choices=["container", "chroot"], default="container"),
         namespaces=dict(type="list", elements="str", choices=list(ALL_NAMESPACES), default=list(ALL_NAMESPACES)),
         userns=dict(type="bool"),
-        network=dict(type="str", choices=["none", "host"], default="none"),
+        network=dict(type="raw"),
+        network_aliases=dict(type="list", elements="str"),
+        ipv4_address=dict(type="str"),
         dns_servers=dict(type="list", elements="str", aliases=["dns"]),
         dns_search_domains=dict(type="list", elements="str", aliases=["dns_search"]),
         published_ports=dict(type="list", elements="str", aliases=["publish"]),

@@ -338,8 +338,12 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("-u", "--user", help="user[:group] (names or ids of the image)")
     g.add_argument("--hostname", help="host name inside the container")
     g.add_argument("--entrypoint", help="replace the image's entrypoint (a JSON list or a string)")
-    g.add_argument("--network", choices=["none", "host"], default="none",
-                   help="none: own network namespace with loopback only (default); host: the host's network")
+    g.add_argument("--network", action="append", metavar="NETWORK",
+                   help="none (own network namespace, loopback only), host (the host's network), bridge (the default "
+                   "network; the default as root) or a network's name (repeat, or a comma list)")
+    g.add_argument("--network-alias", action="append", metavar="ALIAS",
+                   help="another name the container is resolved by on its user networks (repeat)")
+    g.add_argument("--ip", metavar="ADDRESS", help="the container's IPv4 address on its first (user) network")
     g.add_argument("--dns", action="append", metavar="ADDRESS", help="nameserver of /etc/resolv.conf (repeat)")
     g.add_argument("--dns-search", action="append", metavar="DOMAIN",
                    help="search domain of /etc/resolv.conf (repeat; '.' for none)")
@@ -650,7 +654,9 @@ _RUN_OPTIONS = (
     (("-u", "--user"), "user", str),
     (("--hostname",), "hostname", str),
     (("--entrypoint",), "entrypoint", str),
-    (("--network",), "network", ("none", "host")),
+    (("--network",), "network", "append"),
+    (("--network-alias",), "network_alias", "append"),
+    (("--ip",), "ip", str),
     (("--dns",), "dns", "append"),
     (("--dns-search",), "dns_search", "append"),
     (("--add-host",), "add_host", "append"),
@@ -674,7 +680,7 @@ _RUN_OPTIONS = (
     (("--cpu-weight",), "cpu_weight", int),
     (("--pids-limit",), "pids_limit", int),
 )
-_RUN_DEFAULTS = {"timeout": 60, "network": "none", "isolation": "container", "restart": ("no", 0), "stop_timeout": 10,
+_RUN_DEFAULTS = {"timeout": 60, "isolation": "container", "restart": ("no", 0), "stop_timeout": 10,
                  "pull": "missing"}
 
 
@@ -1056,7 +1062,9 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
     return spec_for_image(
         image, command=list(args.command) if args.command else None,
         entrypoint=parse_command(args.entrypoint, "--entrypoint"), env=parse_env(args.env),
-        workdir=args.workdir, user=args.user, hostname=args.hostname, name=name, network=args.network,
+        workdir=args.workdir, user=args.user, hostname=args.hostname, name=name,
+        network=[n for item in args.network for n in item.split(",")] if args.network else None,
+        network_aliases=getattr(args, "network_alias", None), ipv4_address=getattr(args, "ip", None),
         volumes=[_absolute_volume(v) for v in args.volume or []], tmpfs=args.tmpfs, read_only=args.read_only,
         limits=limits, cap_add=args.cap_add, cap_drop=args.cap_drop, privileged=args.privileged,
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart[0],
@@ -1226,9 +1234,10 @@ def cmd_ps(args, out: Output, stdin: IO[str]) -> int:
     infos = [i for i in Runtime(args.store).list() if args.all or i.running]
     # Docker's way: the health in parentheses after the state, for containers with a healthcheck.
     rows = [[i.name, i.state + (f" ({i.health['status']})" if i.health and i.running else ""), str(i.pid or ""), str(i.spec.get("image") or ""),
-             shlex.join(i.spec.get("argv") or []), i.started_at or ""] for i in infos]
+             shlex.join(i.spec.get("argv") or []), i.started_at or "",
+             ",".join(v["address"] for v in (i.networks or {}).values()) if i.running else ""] for i in infos]
     if not out.quiet:
-        out.info(table(rows, ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED"]).rstrip("\n"))
+        out.info(table(rows, ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED", "ADDRESSES"]).rstrip("\n"))
     for info in infos:
         out.value(info.name)
     out.document([i.as_dict() for i in infos])

@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 
-from ..errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1

@@ -33,7 +33,7 @@ import re
 import shutil
 import subprocess
 
-from ..errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
 FAMILY = "inet"
 TABLE = "dockerless"
@@ -209,7 +209,7 @@ def sysctls(networks: list[dict], attachments: list[dict]) -> list[tuple[str, st
 def _source(source) -> tuple[list[dict], list[dict]]:
     if isinstance(source, tuple):
         return list(source[0]), list(source[1])
-    from . import networks as network_records
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import networks as network_records
 
     return network_records.list_networks(source), network_records.attachments(source)
 
@@ -243,7 +243,7 @@ def reconcile(source, check_mode: bool = False) -> bool:
 
 
 def _flush_udp(old: dict, new: dict) -> None:
-    from .conntrack import flush_port
+    from ansible_collections.dockerless.containers.plugins.module_utils.network.conntrack import flush_port
 
     for key in sorted(set(old) | set(new)):
         proto, port = key

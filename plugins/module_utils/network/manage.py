@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import RuntimeSetupError
-from . import firewall, networks
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, networks
 
 SHOWN_KEYS = ("name", "id", "bridge", "subnet", "gateway", "internal", "created")
 

@@ -318,8 +318,12 @@ def ensure_network(store, name: str, subnet: str | None = None, gateway: str | N
                 raise RuntimeSetupError(f"network {name}: {', '.join(sorted(differs))} differ from the network's "
                                         f"({', '.join(f'{k} {before.get(k)}' for k in sorted(differs))}) and "
                                         f"containers are attached: {', '.join(holders)}. Remove them first.")
+        if name != DEFAULT_NETWORK and DEFAULT_NETWORK not in data["networks"] and not check_mode:
+            _default_record(data)   # Docker's 172.17.0.0/16 stays the default network's
         routes = host_routes([n["bridge"] for n in data["networks"].values()])
         others = {k: v for k, v in data["networks"].items() if k != name}
+        if name != DEFAULT_NETWORK and DEFAULT_NETWORK not in others:
+            others[DEFAULT_NETWORK] = {"name": DEFAULT_NETWORK, "subnet": DEFAULT_SUBNET}
         if wanted_subnet is None:
             wanted_subnet = before["subnet"] if before else _free_subnet(name, others, routes)
             if before and wanted_gateway is None:
@@ -414,31 +418,36 @@ def _network_or_default(data: dict, name: str) -> dict:
 
 
 def lease(store, network: str, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
-          etc_hosts: dict | None = None, requested: str | None = None, pid: int | None = None) -> tuple[dict, dict]:
+          etc_hosts: dict | None = None, requested: str | None = None, pid: int | None = None,
+          resolve=()) -> tuple[dict, dict]:
     """The lease of ``holder`` on ``network`` (made when missing): (network record, lease). ``requested``: the
     address it must have (a lease on another address is moved; an address another holder has is refused, naming
     it). Stale leases of the network (holders gone) are dropped first."""
     with locked(store) as state:
         return _lease(store, state, network, holder, cid=cid, names=names, aliases=aliases, etc_dir=etc_dir,
-                      etc_hosts=etc_hosts, requested=requested, pid=pid)
+                      etc_hosts=etc_hosts, requested=requested, pid=pid, resolve=resolve, index=0)
 
 
 def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
                etc_hosts: dict | None = None, requested: str | None = None,
-               pid: int | None = None) -> list[tuple[dict, dict]]:
-    """``lease`` for each of ``networks`` in one locked read-modify-write; ``requested`` applies to the first user
-    network."""
+               pid: int | None = None, resolve=()) -> list[tuple[dict, dict]]:
+    """``lease`` for each of ``networks`` in one locked read-modify-write; ``requested`` applies to the first
+    network. Leases on networks the container is no longer on are dropped."""
     out = []
     with locked(store) as state:
         for index, network in enumerate(networks):
             out.append(_lease(store, state, network, holder, cid=cid, names=names, aliases=aliases,
                               etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested if index == 0 else None,
-                              pid=pid))
+                              pid=pid, resolve=resolve, index=index))
+        for network, leases in state.data["leases"].items():
+            if network not in networks and holder in leases:
+                del leases[holder]
+                state.save()
     return out
 
 
 def _lease(store, state: locked, network: str, holder: str, *, cid, names, aliases, etc_dir, etc_hosts,
-           requested, pid) -> tuple[dict, dict]:
+           requested, pid, resolve, index) -> tuple[dict, dict]:
     data = state.data
     if network == DEFAULT_NETWORK and DEFAULT_NETWORK not in data["networks"]:
         state.save()
@@ -476,7 +485,8 @@ def _lease(store, state: locked, network: str, holder: str, *, cid, names, alias
             raise RuntimeSetupError(f"network {network}: no free address left in {record['subnet']}. Remove "
                                     "containers from it or use a larger subnet.")
     entry = {"address": address, "mac": mac_for(address), "id": cid, "aliases": list(aliases),
-             "names": [n for n in dict.fromkeys(names) if n], "etc_dir": etc_dir, "etc_hosts": dict(etc_hosts or {})}
+             "names": [n for n in dict.fromkeys(names) if n], "etc_dir": etc_dir, "etc_hosts": dict(etc_hosts or {}),
+             "resolve": list(resolve), "index": index}
     if pid is not None:
         entry["pid"], entry["pid_start"] = pid, _pid_start(pid)
     if entry != current:

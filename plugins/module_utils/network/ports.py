@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 
-from ..errors import DockerlessError
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 ALL_ADDRESSES = "0.0.0.0"
@@ -334,7 +334,7 @@ def published_in_store(store_root: str, exclude: str | None = None) -> tuple[lis
                 taken.append(mapping)
                 owners[(mapping["host_ip"], mapping["host_port"], mapping["proto"])] = name
     try:
-        from . import networks
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
 
         for attachment in networks.attachments(store_root):
             if attachment["container"] == exclude:

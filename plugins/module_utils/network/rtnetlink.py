@@ -82,6 +82,7 @@ class Netlink:
                 os.close(own)
         self.sock.bind((0, 0))
         self.seq = 0
+        self.foreign = netns_fd is not None
 
     def __enter__(self) -> Netlink:
         return self
@@ -107,6 +108,26 @@ class Netlink:
                     if code:
                         raise NetlinkError(code, f"{what}: {os.strerror(code)}")
                     return
+                offset += max(16, (length + 3) & ~3)
+
+    def index(self, name: str) -> int:
+        """The index of link ``name`` in the socket's network namespace (if_nametoindex asks the caller's)."""
+        if not self.foreign:
+            return socket.if_nametoindex(name)
+        self.seq += 1
+        body = _ifinfo() + _attr(IFLA_IFNAME, _name(name))
+        self.sock.send(struct.pack("IHHII", 16 + len(body), RTM_GETLINK, NLM_F_REQUEST, self.seq, 0) + body)
+        while True:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, seq, _pid = struct.unpack_from("IHHII", data, offset)
+                if seq == self.seq:
+                    if msg_type == NLMSG_ERROR:
+                        code = -struct.unpack_from("i", data, offset + 16)[0]
+                        raise NetlinkError(code, f"looking up link {name}: {os.strerror(code)}")
+                    if msg_type == RTM_NEWLINK:
+                        return struct.unpack_from(_IFINFOMSG, data, offset + 16)[2]
                 offset += max(16, (length + 3) & ~3)
 
     def dump(self, kind: int, body: bytes, what: str) -> list[tuple[int, bytes]]:
@@ -187,9 +208,9 @@ class Netlink:
         body = _ifinfo(0, flags, change) + _attr(IFLA_IFNAME, _name(name))
         if new_name is not None:
             # Renaming is by index: IFLA_IFNAME then carries the new name.
-            body = _ifinfo(socket.if_nametoindex(name), flags, change) + _attr(IFLA_IFNAME, _name(new_name))
+            body = _ifinfo(self.index(name), flags, change) + _attr(IFLA_IFNAME, _name(new_name))
         if master is not None:
-            body += _attr(IFLA_MASTER, struct.pack("I", socket.if_nametoindex(master)))
+            body += _attr(IFLA_MASTER, struct.pack("I", self.index(master)))
         if mtu is not None:
             body += _attr(IFLA_MTU, struct.pack("I", mtu))
         if netns_pid is not None:
@@ -201,7 +222,7 @@ class Netlink:
     # -- addresses and routes -------------------------------------------------------------------------------
     def add_address(self, name: str, address: str, prefix: int) -> None:
         """IPv4 ``address/prefix`` on link ``name`` (with its broadcast address); an existing one is kept."""
-        index = socket.if_nametoindex(name)
+        index = self.index(name)
         raw = socket.inet_aton(address)
         host_bits = (1 << (32 - prefix)) - 1
         broadcast = struct.pack("!I", struct.unpack("!I", raw)[0] | host_bits)
@@ -218,7 +239,7 @@ class Netlink:
         body = (struct.pack(_RTMSG, socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
                             RTN_UNICAST, 0)
                 + _attr(RTA_GATEWAY, socket.inet_aton(gateway))
-                + _attr(RTA_OIF, struct.pack("I", socket.if_nametoindex(name))))
+                + _attr(RTA_OIF, struct.pack("I", self.index(name))))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, f"default route via {gateway} on {name}")
 
 

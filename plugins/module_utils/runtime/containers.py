@@ -277,9 +277,11 @@ def with_etc_files(config: dict, spec: ContainerSpec, etc_dir: str, cid: str, na
     mounts to ``config``'s volumes (mounted by the init's volume path, after the user's shallower ones)."""
     own_network = "net" in spec.namespaces
     hostname = config.get("hostname") if "uts" in spec.namespaces else None
+    # host-gateway entries wait for the network's gateway (network/attach.py rewrites hosts at each start).
+    etc_hosts = {k: v for k, v in spec.etc_hosts.items() if v != "host-gateway"}
     etc_files.write(etc_dir, hostname=hostname or os.uname().nodename,
                     own_names=[hostname or "", name or "", cid[:12]], own_network=own_network,
-                    dns_servers=spec.dns_servers, dns_search=spec.dns_search_domains, etc_hosts=spec.etc_hosts)
+                    dns_servers=spec.dns_servers, dns_search=spec.dns_search_domains, etc_hosts=etc_hosts)
     taken = [v["target"] for v in spec.volumes] + [t["target"] for t in spec.tmpfs]
     config["volumes"] = list(config.get("volumes") or ()) + etc_files.etc_mounts(etc_dir, taken)
     return config
@@ -349,6 +351,8 @@ class Runtime:
         # spec.json: so store GC keeps the layers while we run.
         cdir = folder.acquire({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True})
         proc = None
+        plan = None
+        holder = None
         try:
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
             # (chroot isolation has no PID namespace). Otherwise the PID namespace is enough, and the start
@@ -361,8 +365,25 @@ class Runtime:
             try:
                 config = one_shot_config(spec, cid, cdir, folder.volatile)
                 config["join_tasks"] = cgroup.join_tasks
+                after_unshare = None
+                if spec.networks:
+                    from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+                    from ansible_collections.dockerless.containers.plugins.module_utils.network.networks import (
+                        one_shot_holder,
+                    )
+
+                    holder = one_shot_holder(cid)
+                    plan = attach.prepare(self.store_root, holder, cid, spec.networks, names=[
+                        config.get("hostname") or "", cid[:12]], aliases=spec.network_aliases,
+                        etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts, requested=spec.ipv4_address,
+                        pid=os.getpid())
+                    if any(n != "bridge" for n in spec.networks):
+                        attach.refresh(self.store_root, holder)
+
+                    def after_unshare(pid):
+                        attach.setup(plan, pid)
                 proc = spawn.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
-                                   hold_fds=folder.hold_fds)
+                                   hold_fds=folder.hold_fds, after_unshare=after_unshare)
             except BaseException:
                 os.close(out_r)
                 os.close(err_r)
@@ -386,7 +407,13 @@ class Runtime:
                     proc.close()
                 cgroup.remove()
             finally:
-                folder.release()
+                try:
+                    if holder is not None:
+                        from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+
+                        attach.finish(self.store_root, holder, plan or [], one_shot=True)
+                finally:
+                    folder.release()
 
     def one_shot_dir(self, spec: ContainerSpec, cid: str) -> OneShotDir:
         """The folder (``OneShotDir``) a one-shot container of ``spec`` runs in: a pool slot when the container
@@ -678,6 +705,10 @@ class Runtime:
             pass
         runtime_state.remove_device_cgroup(name, self.cgroup_root)
         remove_tree(cdir)
+        if os.path.exists(os.path.join(self.store_root, "networks")):
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
+
+            networks.release(self.store_root, name)   # its addresses are free again
         return True
 
     def logs(self, name: str, max_bytes: int = 1 << 20) -> tuple[bytes, bytes]:
@@ -784,6 +815,7 @@ class ContainerInfo(Record):
     spec: dict
     stopped_by_user: bool = False   # its last end came from stop/kill (unless-stopped, start --all)
     health: dict | None = None      # runtime/health.py: status, failing_streak, log (with a healthcheck)
+    networks: dict | None = None    # network/attach.py shown(): per network address, prefix, gateway, mac, aliases
 
     @classmethod
     def from_files(cls, name: str, cdir: str, record: dict, state: dict, alive: bool) -> ContainerInfo:
@@ -800,7 +832,8 @@ class ContainerInfo(Record):
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
                    spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")),
-                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None)
+                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None,
+                   networks=state.get("networks") if (record.get("spec") or {}).get("networks") else None)
 
     @property
     def running(self) -> bool:
@@ -828,7 +861,15 @@ class ContainerInfo(Record):
             "path": self.path,
             "health": self.health,
             "healthcheck": self.spec.get("healthcheck"),
+            "network": self._network_mode(),
+            "networks": self.networks or {},
         }
+
+    def _network_mode(self) -> str | list:
+        names = self.spec.get("networks")
+        if names:
+            return list(names)
+        return "none" if "net" in (self.spec.get("namespaces") or ()) else "host"
 
 
 class Plan(Record):

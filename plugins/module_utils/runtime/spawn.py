@@ -141,12 +141,15 @@ def namespace_flags(config: dict) -> int:
 
 
 def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=None,
-          hold_fds: tuple = ()) -> InitProcess:
+          hold_fds: tuple = (), after_unshare=None) -> InitProcess:
     """Start the container described by ``config`` with the given stdio fds (they are dup'ed, not closed).
     ``before_unshare(monitor_pid)`` runs in the caller after the fork, before any namespace exists (the
     cgroup is joined there). ``hold_fds`` stay open in the monitor until it exits (after the container's
     namespaces are gone): a one-shot's slot lock (runtime.OneShotDir); the init closes them first thing.
-    Returns once the monitor runs; call ``read_status`` to learn how setup went."""
+    ``after_unshare(monitor_pid)`` runs in the caller once the monitor has its namespaces and before it forks
+    the init: ``/proc/<monitor_pid>/ns/net`` is then the container's network namespace, where the network
+    attach (network/attach.py) makes eth0 before any process of the image runs. Returns once the monitor
+    runs; call ``read_status`` to learn how setup went."""
     flags = namespace_flags(config)
     # A container on a terminal needs TIOCSCTTY: looked up here, before the fork (the init must not import after
     # pivot_root), and only then (termios is a shared library to load: 0.3 ms of every other start).
@@ -160,23 +163,33 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
                                      privileged=bool(config.get("privileged")))
     sync_r, sync_w = os.pipe()
     status_r, status_w = os.pipe()
+    # The monitor says "namespaces made" on ready_w and waits for a second "g" before it forks the init.
+    ready_r, ready_w = os.pipe() if after_unshare is not None else (None, None)
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, observed through its effects
         try:
             os.close(sync_w)
             os.close(status_r)
+            if ready_r is not None:
+                os.close(ready_r)
             _monitor(config, flags, parent, (stdin, stdout, stderr), sync_r, status_w, seccomp_filter, hold_fds,
-                     tiocsctty)
+                     tiocsctty, ready_w)
         finally:
             os._exit(EXIT_SETUP_FAILED)
     os.close(sync_r)
     os.close(status_w)
+    if ready_w is not None:
+        os.close(ready_w)
     proc = InitProcess(pid, status_r)
     try:
         if before_unshare is not None:
             before_unshare(pid)
         os.write(sync_w, b"g")
+        # End of file on ready_r: the monitor failed making the namespaces; its report on the status pipe says why.
+        if ready_r is not None and os.read(ready_r, 1) == b"n":
+            after_unshare(pid)
+            os.write(sync_w, b"g")
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         proc.wait()
@@ -184,6 +197,8 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         raise
     finally:
         os.close(sync_w)
+        if ready_r is not None:
+            os.close(ready_r)
     return proc
 
 
@@ -197,7 +212,8 @@ def _map_ids(uid: int, gid: int) -> None:
 
 
 def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, status_w: int,
-             seccomp_filter=None, hold_fds: tuple = (), tiocsctty: int | None = None) -> None:
+             seccomp_filter=None, hold_fds: tuple = (), tiocsctty: int | None = None,
+             ready_w: int | None = None) -> None:
     """The monitor: namespaces, fork the init, forward signals to it, exit with its status."""
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -207,10 +223,9 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
         for target, fd in enumerate(stdio):
             if fd != target:
                 os.dup2(fd, target)
-        keep_only_fds({0, 1, 2, sync_r, status_w, *hold_fds})
+        keep_only_fds({0, 1, 2, sync_r, status_w, *hold_fds} | ({ready_w} if ready_w is not None else set()))
         if os.read(sync_r, 1) != b"g":
             os._exit(EXIT_SETUP_FAILED)
-        os.close(sync_r)
         # cgroup v1 directories the monitor joins itself ("0" to ``tasks``, before the cgroup namespace): a thread
         # that moves itself skips the kernel's global threadgroup lock, whose RCU grace period (5-27 ms here) a
         # pid written by the caller waits for. The monitor is a fork, single-threaded: its thread is the process.
@@ -225,6 +240,13 @@ def _monitor(config: dict, flags: int, parent: int, stdio: tuple, sync_r: int, s
             linux.unshare(flags)
         if flags & linux.CLONE_NEWUSER:
             _map_ids(uid, gid)
+        if ready_w is not None:
+            # The caller attaches the network namespace now (eth0, its address and route), then lets us go.
+            os.write(ready_w, b"n")
+            os.close(ready_w)
+            if os.read(sync_r, 1) != b"g":
+                os._exit(EXIT_SETUP_FAILED)
+        os.close(sync_r)
         child = os.fork()
     except BaseException as exc:
         report(status_w, error=f"creating the namespaces: {exc}")

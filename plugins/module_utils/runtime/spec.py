@@ -42,11 +42,11 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
                  "seccomp", "dns_servers", "dns_search_domains", "etc_hosts", "healthcheck", "health_on_failure",
-                 "published_ports")
+                 "networks", "network_aliases", "ipv4_address", "published_ports")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0, "dns_servers": [],
                       "dns_search_domains": [], "etc_hosts": {}, "healthcheck": None, "health_on_failure": "none",
-                      "published_ports": []}
+                      "networks": [], "network_aliases": [], "ipv4_address": None, "published_ports": []}
 # Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -103,6 +103,15 @@ class ContainerSpec(Record):
     etc_hosts: dict[str, str] = Factory(dict)
     healthcheck: dict | None = None         # runtime/health.py resolve(): the option merged with the image's
     health_on_failure: str = "none"         # none, kill, restart (on unhealthy)
+    # Bridge networks (network/networks.py) in order: eth0 on the first, the default route through its gateway.
+    # Empty: `none` (loopback only, "net" in namespaces) or `host` (no "net").
+    networks: list[str] = Factory(list)
+    network_aliases: list[str] = Factory(list)
+    ipv4_address: str | None = None
+    # Not compared, not an option: True when `network` was not given and the default applied. A container
+    # recorded before networks existed (no "networks" key: it runs with `none`, the old default) is then not
+    # recreated by an upgrade alone (spec_diff).
+    network_defaulted: bool = False
     # network.ports mappings {host_ip, host_port, container_port, proto}, normalised; host_port 0 until a free
     # one is chosen when the container is created (task.py), then the chosen one is recorded.
     published_ports: list[dict] = Factory(list)
@@ -194,6 +203,9 @@ def spec_diff(before: dict | None, after: ContainerSpec) -> dict[str, dict]:
     if before is None:
         return {k: {"before": None, "after": _shown(k, v)} for k, v in wanted.items()}
     recorded = _comparable({**_RECORDED_DEFAULTS, **before})
+    if after.network_defaulted and "networks" not in before:
+        # Recorded before bridge networks existed, and the caller doesn't say: it keeps the network it runs with.
+        wanted = {k: v for k, v in wanted.items() if k not in ("networks", "network_aliases", "ipv4_address")}
     return {k: {"before": _shown(k, recorded.get(k)), "after": _shown(k, v)}
             for k, v in wanted.items() if recorded.get(k) != v}
 
@@ -407,7 +419,9 @@ def build_spec(
     hostname: str | None = None,
     name: str | None = None,
     namespaces: list[str] | None = None,
-    network: str = "none",
+    network: str | list | None = None,
+    network_aliases: list[str] | None = None,
+    ipv4_address: str | None = None,
     userns: bool | None = False,
     volumes: list[str] | None = None,
     tmpfs: list[str] | None = None,
@@ -460,14 +474,13 @@ def build_spec(
             raise RuntimeSetupError(f"{source}: {exc}") from None
     if rootfs_mode not in ROOTFS_MODES:
         raise RuntimeSetupError(f"rootfs mode {rootfs_mode!r}: use one of {', '.join(ROOTFS_MODES)}")
-    if network not in ("none", "host"):
-        raise RuntimeSetupError(f"network {network!r}: use 'none' (own namespace, loopback only) or 'host'")
+    mode, bridge_networks = resolve_network(network)
     published = []
     if published_ports:
         from ansible_collections.dockerless.containers.plugins.module_utils.network import ports as ports_lib
 
-        if network in ("none", "host"):
-            raise RuntimeSetupError(f"published_ports: a container on network {network!r} has no address to publish to; "
+        if not bridge_networks:
+            raise RuntimeSetupError(f"published_ports: a container on network {mode!r} has no address to publish to; "
                                     "use network: bridge (or a network of container_network), or drop published_ports")
         published = ports_lib.normalise(published_ports)
     if not lower_dirs:
@@ -494,7 +507,7 @@ def build_spec(
             raise RuntimeSetupError(f"namespaces {unknown}: unknown; use some of {', '.join(ALL_NAMESPACES)}")
         if "mount" not in ns:
             raise RuntimeSetupError("namespaces: 'mount' is required for isolation 'container' (pivot_root needs it)")
-        if network == "host":
+        if mode == "host":
             ns = [n for n in ns if n != "net"]
         elif "net" not in ns:
             raise RuntimeSetupError("namespaces: without 'net' the host network is used; say network: host")
@@ -577,9 +590,64 @@ def build_spec(
         seccomp=seccomp_lib.check_spec(seccomp),
         dns_servers=[_ip_address(s, "dns_servers") for s in dns_servers or ()],
         dns_search_domains=[_search_domain(d) for d in dns_search_domains or ()],
-        etc_hosts=parse_etc_hosts(etc_hosts),
+        etc_hosts=parse_etc_hosts(etc_hosts, bridge=bool(bridge_networks)),
+        networks=bridge_networks,
+        network_aliases=_aliases(network_aliases, bridge_networks),
+        ipv4_address=_ipv4_on_user_network(ipv4_address, bridge_networks),
+        network_defaulted=network is None,
         published_ports=published,
     )
+
+
+def resolve_network(network) -> tuple[str, list[str]]:
+    """The ``network`` option → (mode, bridge networks): ``none`` and ``host`` alone, else ``bridge`` (the default
+    network) or user networks' names, one or a list (a comma list too). Not given: ``bridge`` for root, ``none``
+    for a rootless caller. A rootless caller asking for a bridge gets an error: rootless networking (slirp or
+    pasta) is not there yet."""
+    if network is None or network == "" or network == []:
+        return ("bridge", ["bridge"]) if os.geteuid() == 0 else ("none", [])
+    items = network if isinstance(network, (list, tuple)) else str(network).split(",")
+    names = [str(n).strip() for n in items if str(n).strip()]
+    if not names:
+        return ("bridge", ["bridge"]) if os.geteuid() == 0 else ("none", [])
+    for mode in ("none", "host"):
+        if mode in names:
+            if len(names) > 1:
+                raise RuntimeSetupError(f"network {names}: {mode!r} can't be combined with other networks")
+            return mode, []
+    for name in names:
+        if not _match(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            raise RuntimeSetupError(f"network {name!r}: use none, host, bridge or the name of a network (letters, "
+                                    "digits, '_', '.', '-').")
+    if len(set(names)) != len(names):
+        raise RuntimeSetupError(f"network {names}: a network is named twice")
+    if os.geteuid() != 0:
+        raise RuntimeSetupError(f"network {', '.join(names)}: bridge networks need root; rootless networking is not "
+                                "there yet. Use network: none (loopback only) or network: host.")
+    return "bridge", names
+
+
+def _aliases(aliases, networks: list[str]) -> list[str]:
+    out = [str(a).strip() for a in aliases or ()]
+    if out and not [n for n in networks if n != "bridge"]:
+        raise RuntimeSetupError("network_aliases: only on a user network (container_network); the default bridge "
+                                "resolves no names, as in Docker.")
+    for alias in out:
+        if not _match(_HOSTNAME_RE, alias):
+            raise RuntimeSetupError(f"network_aliases {alias!r}: use a host name (letters, digits, '.' and '-').")
+    return sorted(set(out))
+
+
+def _ipv4_on_user_network(address, networks: list[str]) -> str | None:
+    if address in (None, ""):
+        return None
+    if not networks or networks[0] == "bridge":
+        raise RuntimeSetupError(f"ipv4_address {address}: only on a user network (the first one the container is "
+                                "on), not on bridge, none or host (as in Docker).")
+    text = _ip_address(address, "ipv4_address")
+    if ":" in text:
+        raise RuntimeSetupError(f"ipv4_address {address}: an IPv4 address is expected")
+    return text
 
 
 def _ip_address(text, what: str) -> str:
@@ -600,9 +668,10 @@ def _search_domain(text) -> str:
     return text
 
 
-def parse_etc_hosts(entries) -> dict[str, str]:
+def parse_etc_hosts(entries, bridge: bool = False) -> dict[str, str]:
     """``etc_hosts`` as ``{name: address}``: a dict, or Docker's ``--add-host`` forms ``name:address`` and
-    ``name=address`` (split at the first separator, so an IPv6 address keeps its colons)."""
+    ``name=address`` (split at the first separator, so an IPv6 address keeps its colons). ``host-gateway`` (on a
+    bridge network only: ``bridge``) is kept as is and becomes the first network's gateway at start."""
     if not entries:
         return {}
     if isinstance(entries, dict):
@@ -620,6 +689,9 @@ def parse_etc_hosts(entries) -> dict[str, str]:
         name = str(name).strip()
         if not _match(_HOSTNAME_RE, name):
             raise RuntimeSetupError(f"etc_hosts {name!r}: use a host name (letters, digits, '.' and '-').")
+        if str(address).strip() == "host-gateway" and bridge:
+            out[name] = "host-gateway"
+            continue
         if str(address).strip() == "host-gateway":
             raise RuntimeSetupError(f"etc_hosts {name}: 'host-gateway' needs a bridge network, which this "
                                     "container doesn't have; give the address.")

@@ -33,6 +33,7 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError, RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import boot, process, spawn
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import health as runtime_health
@@ -42,7 +43,8 @@ _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 # Every module the supervisor imports, each after the modules it imports (its module-level imports first, in
 # the order Python would finish loading them): the boot loader executes them in this order, with no import
 # system behind it. test_supervisor_boot.py computes this list from the sources and compares.
-SUPERVISOR_MODULES = ("linux", "errors", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
+SUPERVISOR_MODULES = ("linux", "errors", "network.etc_files", "network.rtnetlink", "network.networks",
+                      "network.conntrack", "network.firewall", "network.attach", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
                       "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default",
                       "runtime.seccomp.filter", "runtime.users", "runtime.init_sequence", "runtime.spawn",
                       "runtime.exec", "runtime.health", "cgroups.limits", "cgroups.devices", "cgroups.knob",
@@ -212,6 +214,7 @@ def launch(container_dir: str, python: str | None = None, timeout: float = START
 class _Supervisor:
     def __init__(self, container_dir: str, notify_fd: int | None, restart_count: int = 0):
         self.dir = container_dir
+        self.store = os.path.dirname(os.path.dirname(os.path.abspath(container_dir)))
         self.first_restart_count = max(0, int(restart_count))
         self.notify_fd = notify_fd
         self.record = runtime_state.read_json(os.path.join(container_dir, runtime_state.SPEC_FILE)) or {}
@@ -295,8 +298,23 @@ class _Supervisor:
             pass
 
     # -- one run of the container ----------------------------------------------------------------------------
+    def network_plan(self) -> list[dict] | None:
+        """Leases and bridges of the container's networks (network/attach.py), at each run: the same lease every
+        time, bridges made again after a reboot or an ``ip link del``."""
+        spec = self.record.get("spec") or {}
+        if not spec.get("networks"):
+            return None
+        cid = self.record.get("id") or ""
+        etc_dir = os.path.join(self.dir, "etc")
+        return attach.prepare(self.store, self.name, cid, spec["networks"], name=self.name,
+                              names=[self.config.get("hostname") or "", self.name, cid[:12]],
+                              aliases=spec.get("network_aliases") or (),
+                              etc_dir=etc_dir if os.path.isdir(etc_dir) else None,
+                              etc_hosts=spec.get("etc_hosts") or {}, requested=spec.get("ipv4_address"))
+
     def run_once(self) -> tuple[int | None, str | None]:
         self.pending.clear()  # a signal meant for the previous run (the container was restarting) is dropped
+        plan = self.network_plan()
         cgroup = runtime_state.ContainerCgroup(self.name, self.limits, devices=not self.config.get("privileged"))
         cgroup.create()
         self.config["join_tasks"] = cgroup.join_tasks
@@ -304,7 +322,8 @@ class _Supervisor:
         err_r, err_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            proc = spawn.spawn(self.config, null, out_w, err_w, before_unshare=cgroup.join)
+            proc = spawn.spawn(self.config, null, out_w, err_w, before_unshare=cgroup.join,
+                               after_unshare=(lambda pid: attach.setup(plan, pid)) if plan else None)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
@@ -326,7 +345,10 @@ class _Supervisor:
             health[0] = runtime_health.Health(self.check) if self.check else None
             self.save(state="running", pid=proc.pid, monitor_pid=proc.monitor_pid, started_at=self.now(),
                       finished_at=None, exit_code=None, rootfs_mode=proc.rootfs_mode, cgroup=cgroup.path,
-                      oom_killed=False, error=None, health=health[0].as_dict() if health[0] else None)
+                      oom_killed=False, error=None, health=health[0].as_dict() if health[0] else None,
+                      networks=attach.shown(plan) if plan else None)
+            if plan:  # its peers resolve it from now on (it is recorded as running)
+                attach.refresh(self.store, self.name)
             self.notify(state="running", pid=proc.pid)
 
         health: list = [None]     # this run's Health, once the command runs
@@ -410,9 +432,13 @@ class _Supervisor:
             proc.close()
             oom = cgroup.oom_kills() > 0
             cgroup.remove()
+            if plan:
+                attach.cleanup_links(plan)
         if proc.error:
             return None, proc.error
         self.save(state="exited", exit_code=rc, finished_at=self.now(), oom_killed=oom, monitor_pid=None)
+        if plan:  # recorded as exited: its peers stop resolving it
+            attach.refresh(self.store, self.name)
         return rc, None
 
     def _start_probe(self, proc, health):

@@ -38,7 +38,7 @@ SPEC_OPTIONS = ("command", "entrypoint", "env", "workdir", "user", "hostname", "
                 "userns", "volumes", "tmpfs", "read_only", "cap_add", "cap_drop", "no_new_privileges", "privileged",
                 "isolation", "ulimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
                 "stop_timeout", "rootfs_mode", "seccomp", "dns_servers", "dns_search_domains", "etc_hosts",
-                "published_ports")
+                "network_aliases", "ipv4_address", "published_ports")
 # A spec needs layer folders; an image without any layer gets one that can't exist (the run then says so).
 NO_LAYERS = "/nonexistent-until-pulled"
 STATE_AFTER = {"started": "running", "stopped": "exited"}

@@ -116,6 +116,7 @@ def rootfs(tmp_path_factory):
 
 
 def _spec(rootfs, command, **kwargs):
+    kwargs.setdefault("network", "none")   # the files without a bridge (test_attach.py has them with one)
     return build_spec(lower_dirs=[rootfs], image_config={"Env": ["PATH=/bin"]}, command=command, **kwargs)
 
 

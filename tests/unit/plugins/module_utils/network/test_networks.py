@@ -36,12 +36,12 @@ def test_networks_subnets_and_routes(tmp_path):
         record, changed, diff = networks.ensure_network(store, "front")
         out["front"] = (record["subnet"], record["gateway"], record["bridge"], changed, diff["before"])
         out["again"] = networks.ensure_network(store, "front")[1]
-        # 172.18/16 overlaps the host's route to 172.18.5.0/24: the next /16 after front's 172.17 is 172.19.
+        # The default network keeps Docker's 172.17/16; 172.18/16 overlaps the host's route to 172.18.5.0/24.
         out["back"] = networks.ensure_network(store, "back", internal=True)[0]["subnet"]
         with pytest.raises(RuntimeSetupError, match="overlaps the host's route to 172.18.5.0/24"):
             networks.ensure_network(store, "clash", subnet="172.18.0.0/16")
         with pytest.raises(RuntimeSetupError, match="overlaps network front"):
-            networks.ensure_network(store, "clash", subnet="172.17.3.0/24")
+            networks.ensure_network(store, "clash", subnet="172.19.3.0/24")
         with pytest.raises(RuntimeSetupError, match="host bits set"):
             networks.ensure_network(store, "clash", subnet="10.1.2.3/16")
         check = networks.ensure_network(store, "planned", subnet="10.9.0.0/24", check_mode=True)
@@ -51,12 +51,12 @@ def test_networks_subnets_and_routes(tmp_path):
         return out
 
     out = in_own_netns(work)
-    assert out["front"][0:2] == ["172.17.0.0/16", "172.17.0.1"] and out["front"][3] is True
+    assert out["front"][0:2] == ["172.19.0.0/16", "172.19.0.1"] and out["front"][3] is True
     assert out["front"][2].startswith("dl-") and len(out["front"][2]) == 15 and out["front"][4] is None
     assert out["again"] is False
-    assert out["back"] == "172.19.0.0/16"
+    assert out["back"] == "172.20.0.0/16"
     assert out["check"] == ["10.9.0.1", True, None]
-    assert out["names"] == ["back", "front"]
+    assert out["names"] == ["back", "bridge", "front"]
     assert out["removed"] == [True, False]
 
 

@@ -176,7 +176,7 @@ def test_chroot_isolation_never_grants_cap_sys_chroot():
     ({"limits": {"swap": 1}}, "unknown"),
     ({"user": "99999999999"}, "out of range"),
     ({"lower_dirs": []}, "no layer folders"),
-    ({"published_ports": ["8080:80"]}, "published_ports: a container on network 'none' has no address to publish to"),
+    ({"published_ports": ["8080:80"], "network": "none"}, "published_ports: a container on network .none. has no address to publish to"),
     ({"published_ports": ["8080:80"], "network": "host"}, "on network 'host' has no address"),
 ])
 def test_build_spec_refuses(kwargs, match):

@@ -1,0 +1,236 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's attachment to its bridge networks, at every start of it, and what is left after its end.
+
+* ``prepare`` (before the container's processes exist): a lease per network (network/networks.py, under the
+  networks lock), the container's own /etc/hosts rewritten with its address, and each network's bridge made
+  when it is missing (first use, after a reboot, after ``ip link del``): created, the gateway address on it,
+  up. ``net.ipv4.ip_forward`` is set to 1 (through ``linux.write_proc``) only when a network that is not
+  ``internal`` is attached and it is 0: containers of such a network reach beyond the host.
+* ``setup(plan, monitor_pid)`` (spawn's ``after_unshare``: the container's network namespace exists, no process
+  of the image runs yet): per network a veth pair, the host end ``dl<id[:10]><n>`` on the bridge and up, the
+  peer made right in the container's namespace as ``eth<n>`` with the lease's MAC (``02:42`` + the address,
+  as Docker), its address, up, and the default route through the first network's gateway.
+* ``joined``/``left``: the /etc/hosts of every running container of the user networks the container is on is
+  rewritten (in place: the bind mount in each container sees the new content) so that they resolve each other by
+  name, aliases and short id, a container started later included, a removed or stopped one no more; and part B's
+  firewall is reconciled when it is there. ``left`` deletes a host end that outlived its namespace (a process
+  of the host that holds it) and, for a one-shot, frees its leases.
+
+When the container's network namespace ends (its last process exits, or its supervisor was SIGKILLed and the
+monitor and init went with it), the kernel deletes the veth pair with it: nothing is left on the host but the
+lease, which the container keeps while it exists.
+
+Stdlib only: the supervisor of a detached container imports it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils.network import etc_files, networks, rtnetlink
+
+
+def host_ifname(cid: str, index: int) -> str:
+    """The host end of a container's ``index``-th veth pair: 15 bytes at most (the kernel's IFNAMSIZ - 1)."""
+    return f"dl{cid[:10]}{index}"
+
+
+def resolve_etc_hosts(entries: dict, gateway: str | None) -> dict:
+    """``host-gateway`` entries → the first network's gateway (the host's address on the bridge), others kept."""
+    return {name: (gateway if value == "host-gateway" else value) for name, value in (entries or {}).items()
+            if value != "host-gateway" or gateway}
+
+
+def prepare(store, holder: str, cid: str, spec_networks, *, name: str | None = None, names=(), aliases=(),
+            etc_dir: str | None = None, etc_hosts: dict | None = None, requested: str | None = None,
+            pid: int | None = None) -> list[dict]:
+    """Leases, bridges and ip_forward for a start of ``holder`` (see the module's docstring); returns the plan
+    ``setup`` takes: one dict per network, in the container's order. ``name``: the container's name, which
+    peers resolve with its ``aliases`` and short id; ``names``: its own names in its own /etc/hosts."""
+    pairs = networks.leases_for(store, list(spec_networks), holder, cid=cid, names=names, aliases=aliases,
+                                etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested, pid=pid,
+                                resolve=[n for n in (name, *aliases, cid[:12]) if n])
+    plan = []
+    for index, (record, lease) in enumerate(pairs):
+        plan.append({"network": record["name"], "bridge": record["bridge"], "subnet": record["subnet"],
+                     "prefix": networks.prefix_of(record), "gateway": record["gateway"],
+                     "internal": bool(record.get("internal")), "address": lease["address"], "mac": lease["mac"],
+                     "aliases": list(aliases), "ifname": f"eth{index}", "host_if": host_ifname(cid, index)})
+    ensure_bridges(plan)
+    if any(not a["internal"] for a in plan):
+        ensure_ip_forward()
+    if etc_dir:
+        write_hosts(store, holder)
+    return plan
+
+
+def ensure_bridges(plan) -> bool:
+    """Each network's bridge, made when missing; True when one was made."""
+    made = False
+    done = set()
+    with rtnetlink.Netlink() as nl:
+        for attachment in plan:
+            bridge = attachment["bridge"]
+            if bridge in done:
+                continue
+            done.add(bridge)
+            if rtnetlink.link_exists(bridge):
+                continue
+            try:
+                nl.add_bridge(bridge)
+            except rtnetlink.NetlinkError as exc:
+                if exc.errno != 17:  # EEXIST: another start made it meanwhile
+                    raise
+            nl.add_address(bridge, attachment["gateway"], attachment["prefix"])
+            nl.set_link(bridge, up=True)
+            made = True
+    return made
+
+
+def ensure_ip_forward(proc: str = "/proc") -> bool:
+    """``net.ipv4.ip_forward`` = 1 when it is 0; True when it was changed."""
+    path = os.path.join(proc, "sys/net/ipv4/ip_forward")
+    with open(path, "rb") as handle:
+        if handle.read(4).strip() == b"1":
+            return False
+    linux.write_proc(path, "1", proc)
+    return True
+
+
+def setup(plan, monitor_pid: int) -> None:
+    """The veth pairs, addresses and default route of a container whose monitor is ``monitor_pid``."""
+    with rtnetlink.Netlink() as nl:
+        for attachment in plan:
+            host_if = attachment["host_if"]
+            if rtnetlink.link_exists(host_if):
+                nl.delete_link(host_if)   # left by an earlier run whose namespace a host process still holds
+            nl.add_veth(host_if, attachment["ifname"], peer_netns_pid=monitor_pid,
+                        peer_mac=bytes.fromhex(attachment["mac"].replace(":", "")))
+            nl.set_link(host_if, master=attachment["bridge"], up=True)
+    fd = os.open(f"/proc/{monitor_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with rtnetlink.Netlink(netns_fd=fd) as inner:
+            for attachment in plan:
+                inner.add_address(attachment["ifname"], attachment["address"], attachment["prefix"])
+                inner.set_link(attachment["ifname"], up=True)
+            if plan:
+                inner.add_default_route(plan[0]["gateway"], plan[0]["ifname"])
+    finally:
+        os.close(fd)
+
+
+def cleanup_links(plan) -> None:
+    """Host ends that outlived the container's namespace (a host process holds it), deleted."""
+    leftovers = [a["host_if"] for a in plan if rtnetlink.link_exists(a["host_if"])]
+    if leftovers:
+        with rtnetlink.Netlink() as nl:
+            for name in leftovers:
+                nl.delete_link(name)
+
+
+def _hosts_text(lease: dict, own: list[tuple[str, dict]], peers: list[tuple[str, dict]]) -> str:
+    """A container's /etc/hosts: etc_files' head, its extra entries, its own names on its first address, then
+    one line per peer (address, name, aliases, short id)."""
+    first = own[0][1] if own else lease
+    gateway = own[0][0] if own else None
+    text = etc_files.hosts(own_names=lease.get("names") or (), address=first.get("address"),
+                           extra=resolve_etc_hosts(lease.get("etc_hosts") or {}, gateway))
+    lines = []
+    for _holder, peer in peers:
+        names = list(dict.fromkeys(peer.get("resolve") or ()))
+        if names:
+            lines.append(f"{peer['address']}\t{' '.join(names)}\n")
+    return text + "".join(sorted(set(lines)))
+
+
+def write_hosts(store, *holders: str, data: dict | None = None) -> None:
+    """Rewrite the /etc/hosts of ``holders`` (their own address, their running peers), when it differs."""
+    root = networks.store_root(store)
+    if data is None:
+        with networks.locked(store, write=False) as state:
+            data = state.data
+    for holder in holders:
+        _write_one(root, data, holder)
+
+
+def _holder_leases(data: dict, holder: str) -> list[tuple[str, str, dict]]:
+    """(network, gateway, lease) of ``holder``, in the container's order of networks."""
+    out = []
+    for network, leases in data["leases"].items():
+        if holder in leases and network in data["networks"]:
+            out.append((network, data["networks"][network]["gateway"], leases[holder]))
+    return sorted(out, key=lambda item: item[2].get("index", 0))
+
+
+def _write_one(root: str, data: dict, holder: str) -> None:
+    mine = _holder_leases(data, holder)
+    if not mine or not mine[0][2].get("etc_dir"):
+        return
+    lease = mine[0][2]
+    peers = []
+    for network, _gateway, _lease in mine:
+        if network == networks.DEFAULT_NETWORK:
+            continue   # the default bridge resolves no container names, as Docker's
+        for other, entry in data["leases"][network].items():
+            if other != holder and networks.container_running(root, other, entry):
+                peers.append((other, entry))
+    text = _hosts_text(lease, [(g, entry) for _n, g, entry in mine], peers)
+    etc_dir = lease["etc_dir"]
+    try:
+        with open(os.path.join(etc_dir, "hosts"), "rb") as handle:
+            if handle.read(1 << 20) == text.encode():
+                return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        dir_fd = os.open(etc_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return   # the holder's folder is gone (removed meanwhile)
+    try:
+        etc_files._write(dir_fd, "hosts", text)
+    finally:
+        os.close(dir_fd)
+
+
+def refresh(store, holder: str) -> None:
+    """After ``holder`` joined or left: the hosts files of it and of every running container that shares a user
+    network with it, then part B's firewall when it is there."""
+    root = networks.store_root(store)
+    with networks.locked(store, write=False) as state:
+        data = state.data
+        targets = {holder}
+        for network, leases in data["leases"].items():
+            if network == networks.DEFAULT_NETWORK or holder not in leases:
+                continue
+            targets.update(h for h, entry in leases.items() if networks.container_running(root, h, entry))
+        for target in sorted(targets):
+            _write_one(root, data, target)
+    reconcile_firewall(store)
+
+
+def reconcile_firewall(store) -> None:
+    try:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+    except ImportError:
+        return
+    firewall.reconcile(networks.store_root(store))
+
+
+def finish(store, holder: str, plan, one_shot: bool = False) -> None:
+    """After the container's end: leftover host ends deleted, a one-shot's leases freed, peers' hosts files
+    rewritten without it."""
+    cleanup_links(plan)
+    if one_shot:
+        networks.release(store, holder)
+    refresh(store, holder)
+
+
+def shown(plan) -> dict:
+    """What results and container_info show of each network: {name: {address, prefix, gateway, mac, aliases}}."""
+    return {a["network"]: {"address": a["address"], "prefix": a["prefix"], "gateway": a["gateway"],
+                           "mac": a["mac"], "aliases": list(a.get("aliases") or ()), "interface": a["ifname"]}
+            for a in plan}

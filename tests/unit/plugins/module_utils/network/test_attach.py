@@ -1,0 +1,213 @@
+# Copyright: dockerless.containers contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Containers on bridge networks on the real kernel (busybox httpd and wget), each test in a network namespace
+of its own: resolution by name and alias on a user network, a container started later, a removed one, two
+starts at once, a taken ipv4_address, the supervisor SIGKILLed, and nothing left after removal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from test_rtnetlink import in_own_netns
+from test_runtime import BUSYBOX, make_busybox_rootfs
+
+from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec, resolve_network
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, bridges"),
+    pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="needs Debian's busybox-static (/bin/busybox)"),
+]
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory) -> str:
+    root = make_busybox_rootfs(str(tmp_path_factory.mktemp("image") / "rootfs"))
+    os.makedirs(os.path.join(root, "www"))
+    with open(os.path.join(root, "www", "index.html"), "w") as handle:
+        handle.write("hello from web\n")
+    return root
+
+
+def _spec(rootfs, command, **kwargs):
+    return build_spec(lower_dirs=[rootfs], image_config={"Env": ["PATH=/bin"]}, command=command, **kwargs)
+
+
+def _links() -> list[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return sorted(link["ifname"] for link in json.loads(out))
+
+
+def _leases(store) -> dict:
+    with open(os.path.join(store, "networks", "networks.json")) as handle:
+        return {net: sorted(holders) for net, holders in json.load(handle)["leases"].items()}
+
+
+def _wait_gone(name: str) -> None:
+    for _attempt in range(300):
+        if name not in _links():
+            return
+        time.sleep(0.01)
+
+
+def test_user_network_names_aliases_later_and_removed_containers(rootfs, tmp_path):
+    store = str(tmp_path / "store")
+
+    def work():
+        out = {}
+        runtime = Runtime(store)
+        networks.ensure_network(store, "app")
+        # web serves HTTP and, every 0.1 s, writes whether it resolves "late" (started after it) into a page.
+        web = ["sh", "-c", "httpd -p 80 -h /www; while :; do if ping -c1 -W1 late >/dev/null 2>&1; "
+                           "then echo yes; else echo no; fi > /tmp/late; mv /tmp/late /www/late.txt; sleep 0.1; done"]
+        # A nameserver that refuses at once (nothing listens on its loopback): a name not in /etc/hosts fails fast.
+        runtime.create("web", _spec(rootfs, web, name="web", network="app", network_aliases=["www"],
+                                    dns_servers=["127.0.0.1"]))
+        info = runtime.start("web")
+        out["web"] = info.networks["app"]
+        fetch = "wget -q -O- http://web/; wget -q -O- http://www/; sleep 0.5; wget -q -O- http://web/late.txt"
+        first = runtime.run(_spec(rootfs, ["sh", "-c", fetch], network="app"), timeout=30)
+        out["first"] = (first.rc, first.stdout.decode(), first.stderr.decode())
+        runtime.create("late", _spec(rootfs, ["sleep", "600"], name="late", network="app"))
+        runtime.start("late")
+        check = "sleep 0.5; wget -q -O- http://web/late.txt"
+        out["after_late"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"), timeout=30).stdout.decode()
+        runtime.remove("late", force_kill=True)
+        out["after_removal"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"),
+                                           timeout=30).stdout.decode()
+        # The default bridge resolves no container names (as Docker's).
+        on_bridge = runtime.run(_spec(rootfs, ["sh", "-c", "ping -c1 -W1 web"]), timeout=30)
+        out["bridge_rc"] = on_bridge.rc
+        out["web_hosts"] = open(os.path.join(store, "containers", "web", "etc", "hosts")).read()
+        runtime.remove("web", force_kill=True)
+        _wait_gone("dl" + info.id[:10] + "0")
+        out["links"] = _links()
+        out["leases"] = _leases(store)
+        return out
+
+    out = in_own_netns(work)
+    assert out["web"]["address"] == "172.18.0.2" and out["web"]["gateway"] == "172.18.0.1"
+    assert out["web"]["mac"] == "02:42:ac:12:00:02" and out["web"]["interface"] == "eth0"
+    assert out["first"][0] == 0, out["first"]
+    assert out["first"][1] == "hello from web\nhello from web\nno\n"
+    assert out["after_late"] == "yes\n"          # resolvable by web without a restart of web
+    assert out["after_removal"] == "no\n"        # and no more once removed
+    assert out["bridge_rc"] != 0
+    assert "late" not in out["web_hosts"] and "172.18.0.2\tweb" in out["web_hosts"]
+    assert not [n for n in out["links"] if n.startswith("dl") and not n.startswith("dl-")]   # no veth left
+    assert out["leases"] == {"app": [], "bridge": []}
+
+
+def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
+    store = str(tmp_path / "store")
+
+    def work():
+        out = {}
+        runtime = Runtime(store)
+        networks.ensure_network(store, "app", subnet="10.55.0.0/24")
+        for name in ("a", "b"):
+            runtime.create(name, _spec(rootfs, ["sleep", "600"], name=name, network="app"))
+        pids = []
+        for name in ("a", "b"):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    Runtime(store).start(name)
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        infos = {n: runtime.inspect(n) for n in ("a", "b")}
+        out["addresses"] = sorted(i.networks["app"]["address"] for i in infos.values())
+        out["states"] = sorted(i.state for i in infos.values())
+        runtime.create("c", _spec(rootfs, ["sleep", "600"], name="c", network="app",
+                                  ipv4_address=infos["a"].networks["app"]["address"]))
+        with pytest.raises(RuntimeSetupError) as caught:
+            runtime.start("c")
+        out["taken"] = str(caught.value)
+        runtime.remove("c")
+        # The supervisor of a is SIGKILLed: the monitor and the container go with it, so does its netns and veth.
+        os.kill(infos["a"].supervisor_pid, signal.SIGKILL)
+        host_if = "dl" + infos["a"].id[:10] + "0"
+        _wait_gone(host_if)
+        out["dead"] = runtime.inspect("a").state
+        out["veth_after_kill"] = host_if in _links()
+        again = runtime.start("a")
+        out["again"] = (again.state, again.networks["app"]["address"], host_if in _links())
+        for name in ("a", "b"):
+            runtime.remove(name, force_kill=True)
+        out["leases"] = _leases(store)
+        return out
+
+    out = in_own_netns(work)
+    assert out["addresses"] == ["10.55.0.2", "10.55.0.3"] and out["states"] == ["running", "running"]
+    assert "network app gave it to container a already" in out["taken"]
+    assert out["dead"] == "dead" and out["veth_after_kill"] is False
+    assert out["again"] == ["running", out["addresses"][0], True]
+    assert out["leases"] == {"app": []}
+
+
+def test_host_gateway_and_bridge_reboot(rootfs, tmp_path):
+    """etc_hosts host-gateway is the bridge's address; a bridge deleted (``ip link del``, a reboot) is made again
+    at the next start."""
+    store = str(tmp_path / "store")
+
+    def work():
+        runtime = Runtime(store)
+        spec = _spec(rootfs, ["sh", "-c", "grep gw /etc/hosts; ping -c1 -W1 gw >/dev/null && echo reached"],
+                     etc_hosts={"gw": "host-gateway"})
+        first = runtime.run(spec, timeout=30).stdout.decode()
+        subprocess.run(["ip", "link", "del", "dockerless0"], check=True)
+        second = runtime.run(spec, timeout=30).stdout.decode()
+        return first, second, "dockerless0" in _links()
+
+    first, second, bridge = in_own_netns(work)
+    assert first == second == "172.17.0.1\tgw\nreached\n"
+    assert bridge is True
+
+
+def test_rootless_callers_get_none_and_an_error_for_a_bridge():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            default = resolve_network(None)
+            try:
+                resolve_network("bridge")
+                message = "no error"
+            except RuntimeSetupError as exc:
+                message = str(exc)
+            os.write(write, json.dumps([default, message]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    data = os.read(read, 65536)
+    os.waitpid(pid, 0)
+    default, message = json.loads(data)
+    assert default == ["none", []]
+    assert "rootless networking is not there yet" in message and "network: none" in message
+
+
+def test_network_option_values():
+    assert resolve_network(None) == ("bridge", ["bridge"])
+    assert resolve_network("host") == ("host", [])
+    assert resolve_network("front,back") == ("bridge", ["front", "back"])
+    assert resolve_network(["front"]) == ("bridge", ["front"])
+    with pytest.raises(RuntimeSetupError, match="can't be combined"):
+        resolve_network(["none", "front"])
+    with pytest.raises(RuntimeSetupError, match="only on a user network"):
+        build_spec(lower_dirs=["/x"], image_config={}, command=["true"], ipv4_address="172.17.0.9")
+    with pytest.raises(RuntimeSetupError, match="only on a user network"):
+        build_spec(lower_dirs=["/x"], image_config={}, command=["true"], network_aliases=["x"])
