@@ -261,6 +261,20 @@ class ContainerTask:
         if recorded and ports.matches(spec.published_ports, recorded):
             spec.published_ports = recorded
 
+    def _reconcile_firewall(self, plan: Plan, result: TaskResult, check_mode: bool) -> None:
+        """A container on bridge networks: the nftables table checked against the store at every run, so rules
+        an admin flushed (or a reboot lost) are put back by a re-run, which then reports a change. A run that
+        starts, stops or removes the container has reconciled it already (network/attach.py)."""
+        specs = [s for s in (plan.spec.as_dict() if plan.spec is not None else None,
+                             plan.before.spec if plan.before is not None else None) if s]
+        if not any(s.get("networks") for s in specs) or (check_mode and result.changed):
+            return
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+
+        if firewall.reconcile(self.runtime.store_root, check_mode=check_mode):
+            result.changed = True
+            result.actions.append("write firewall rules")
+
     def _apply_with_ports(self, plan: Plan, **kwargs):
         """runtime.apply; a container to be created with published ports gets its host ports chosen and checked
         under the store's port lock, held until its record is written: of two runs asking one port, one wins."""
@@ -315,6 +329,7 @@ class ContainerTask:
             result.systemd_unit = units.unit_path(name)
         self._units = units if unit_plan is not None and unit_plan.after is not None else None
         if check_mode:
+            self._reconcile_firewall(plan, result, check_mode)
             self.restart_and_wait_healthy(plan, result, check_mode)
             return result
         try:
@@ -324,6 +339,7 @@ class ContainerTask:
             raise TaskFailed(str(exc), {"actions": actions}) from exc
         if after is not None:
             result.container = after.as_dict()
+        self._reconcile_firewall(plan, result, check_mode)
         self.restart_and_wait_healthy(plan, result, check_mode)
         if opts["detach"] is False and "start" in plan.actions:
             timed_out = False
