@@ -95,6 +95,14 @@ def render(networks: list[dict], attachments: list[dict]) -> str:
         lines.extend(f"\t\t{rule}" for rule in rules)
         lines.append("\t}")
 
+    published_bridges = sorted({p["bridge"] for p in published})
+    if published_bridges:
+        # route_localnet=1 on a bridge (for 127.0.0.1 published ports) would also let its containers reach the
+        # host's loopback services, or pass as 127.0.0.1 to them (CVE-2020-8558): 127/8 from a bridge is dropped
+        # before conntrack sees it. Replies of those connections come to the bridge address (masquerade below).
+        chain("guard", "type filter hook prerouting priority raw; policy accept;", [
+            f"iifname {_quoted(published_bridges)} ip daddr 127.0.0.0/8 drop",
+            f"iifname {_quoted(published_bridges)} ip saddr 127.0.0.0/8 drop"])
     jump = ["fib daddr type local jump published"] if published else []
     chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", jump)
     # nft 1.0 knows "dstnat" only on prerouting; -100 is its value.
@@ -103,7 +111,6 @@ def render(networks: list[dict], attachments: list[dict]) -> str:
         f"{'ip daddr ' + p['host_ip'] + ' ' if p['host_ip'] != '0.0.0.0' else ''}{p['proto']} dport {p['host_port']} "
         f"dnat ip to {p['address']}:{p['container_port']}" for p in published])
     post = []
-    published_bridges = {p["bridge"] for p in published}
     for network in networks:
         bridge, subnet = network["bridge"], _subnet(network)
         if not network.get("internal"):

@@ -232,6 +232,36 @@ def test_published_ports_reconcile_idempotence_restore_and_removal():
     assert results["removed"] is True and results["tables_left"] == "" and results["removed_again"] is False
 
 
+def test_containers_cannot_reach_the_hosts_loopback_through_route_localnet():
+    """route_localnet=1 on the bridge (for 127.0.0.1 published ports) must not open the host's 127.0.0.1 services
+    to the bridge's containers (CVE-2020-8558): the guard chain drops 127/8 arriving from a bridge."""
+    def work():
+        topology = Topology()
+        try:
+            firewall.reconcile(([NETWORK], [attachment(PUBLISHED)]))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service:
+                # A UDP service of the host's, on loopback only: it trusts whoever reaches it.
+                service.bind(("127.0.0.1", 0))
+                service.settimeout(1)
+                port = service.getsockname()[1]
+                pid = topology.pid
+                # The container routes 127/8 to the host, as a hostile one can in its own namespace.
+                sh("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.vc0.route_localnet=1", pid=pid)
+                sh("ip", "route", "del", "table", "local", "local", "127.0.0.0/8", "dev", "lo", pid=pid)
+                sh("ip", "route", "del", "table", "local", "local", "127.0.0.1", "dev", "lo", pid=pid)
+                sh("ip", "route", "add", "127.0.0.0/8", "via", "172.30.0.1", "dev", "vc0", pid=pid)
+                code = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'in', ('127.0.0.1', {port}))"
+                sh(sys.executable, "-c", code, pid=pid)
+                try:
+                    return service.recvfrom(100)[1][0]
+                except OSError as exc:
+                    return type(exc).__name__
+        finally:
+            topology.close()
+
+    assert in_own_netns(work) in ("TimeoutError", "timeout")   # without the guard: received from 172.30.0.2
+
+
 def test_removed_udp_mapping_flushes_its_conntrack_entries():
     """netavark#1045: a UDP flow keeps its DNAT in conntrack; removing the mapping must drop the entry."""
     def work():
