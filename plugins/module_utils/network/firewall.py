@@ -43,6 +43,13 @@ _PUBLISHED = re.compile(r"^(?:ip daddr (?P<ip>[\d.]+) )?(?P<proto>tcp|udp|sctp) 
                         r"dnat ip to (?P<address>[\d.]+):(?P<cport>\d+)$")
 
 
+STATE_FILE = "firewall.json"   # in the store's networks/ folder: the last generation found right
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
+NFTA_GEN_ID = 1
+
+
 class FirewallError(DockerlessError):
     """nft refused the ruleset, or is missing."""
 
@@ -213,25 +220,122 @@ def sysctls(networks: list[dict], attachments: list[dict]) -> list[tuple[str, st
     return out
 
 
-def _source(source) -> tuple[list[dict], list[dict]]:
+def _source(source) -> tuple[list[dict], list[dict], str | None]:
     if isinstance(source, tuple):
-        return list(source[0]), list(source[1])
+        return list(source[0]), list(source[1]), (source[2] if len(source) > 2 else None)
     from ansible_collections.dockerless.containers.plugins.module_utils.network import networks as network_records
 
-    return network_records.list_networks(source), network_records.attachments(source)
+    root = network_records.store_root(source)
+    return (network_records.list_networks(source), network_records.attachments(source),
+            os.path.join(root, network_records.NETWORKS_DIR, STATE_FILE))
+
+
+def generation() -> int | None:
+    """The nftables ruleset's generation id in this network namespace (NFT_MSG_GETGEN over nfnetlink): the
+    kernel adds one at every committed change of any table, so an unchanged id means an unchanged ruleset. None
+    when it can't be read."""
+    import socket
+    import struct
+
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+    except OSError:
+        return None
+    with sock:
+        try:
+            sock.bind((0, 0))
+            body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+            sock.send(struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 1, 1, 0) + body)
+            data = sock.recv(4096)
+        except OSError:
+            return None
+    if len(data) < 20 or struct.unpack_from("=H", data, 4)[0] != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
+        return None
+    offset = 20
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            break
+        if kind & 0x3FFF == NFTA_GEN_ID and length >= 8:
+            return struct.unpack_from(">I", data, offset + 4)[0]
+        offset += (length + 3) & ~3
+    return None
+
+
+def _where() -> str:
+    """This boot and network namespace: a generation id is only comparable within them."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        boot = ""
+    try:
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        netns = 0
+    return f"{boot}/{netns}"
+
+
+def _read_state(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            import json
+
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(path: str | None, rendered: str | None, gen: int | None) -> None:
+    """Remember that the ruleset of generation ``gen`` holds ``rendered``: temp file + rename, best effort (a
+    lost or stale state only costs the next run one ``nft list``)."""
+    if not path or gen is None:
+        return
+    import hashlib
+    import json
+
+    state = {"where": _where(), "generation": gen, "sha256": hashlib.sha256((rendered or "").encode()).hexdigest()}
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+        os.rename(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _known_right(state: dict, rendered: str | None, gen: int | None) -> bool:
+    import hashlib
+
+    return (gen is not None and state.get("generation") == gen and state.get("where") == _where()
+            and state.get("sha256") == hashlib.sha256((rendered or "").encode()).hexdigest())
 
 
 def reconcile(source, check_mode: bool = False) -> bool:
-    """Make the table (and the sysctls it needs) match ``source``: a store, or ``(networks, attachments)``.
+    """Make the table (and the sysctls it needs) match ``source``: a store, or ``(networks, attachments)``
+    (optionally a third item: the state file's path).
 
     Returns whether anything was (or, in check mode, would be) changed. A table already right is not rewritten.
     Conntrack entries of UDP ports whose target changed are deleted (see ``conntrack``).
+
+    ``nft list`` costs about as much as a container's start (a process, libnftables, a full ruleset dump); when
+    the ruleset's generation id (one netlink round trip) and what would be written are those of the last check
+    that found the table right, nothing in any table changed since, and the listing is skipped.
     """
-    networks, attachments = _source(source)
+    networks, attachments, state_path = _source(source)
     rendered = render(networks, attachments) if networks else None
-    before = current()
-    changed = _normal(before) != _normal(rendered)
+    gen = generation()
     settings = sysctls(networks, attachments)
+    if _known_right(_read_state(state_path), rendered, gen):
+        before = rendered
+    else:
+        before = current()
+    changed = _normal(before) != _normal(rendered)
     if check_mode:
         pending = False
         for path, value in settings:
@@ -245,7 +349,12 @@ def reconcile(source, check_mode: bool = False) -> bool:
         changed = _write_sysctl(path, value) or changed
     if _normal(before) != _normal(rendered):
         apply(rendered)
+        after = generation()
+        # Our batch is one generation; another writer between the two reads leaves the state unwritten.
+        _write_state(state_path, rendered, after if gen is not None and after == gen + 1 else None)
         _flush_udp(_published_in(before), _published_in(rendered))
+    elif before is not rendered:
+        _write_state(state_path, rendered, gen if generation() == gen else None)
     return changed
 
 

@@ -232,6 +232,49 @@ def test_published_ports_reconcile_idempotence_restore_and_removal():
     assert results["removed"] is True and results["tables_left"] == "" and results["removed_again"] is False
 
 
+def test_an_unchanged_generation_skips_the_listing_and_any_change_brings_it_back(tmp_path):
+    """The state file says which generation was found right: while the ruleset's generation id stays, reconcile
+    runs no nft at all; a change in any table (ours deleted, another added) makes it list and compare again."""
+    state = str(tmp_path / "firewall.json")
+
+    def work():
+        calls = []
+        real = firewall._nft
+
+        def counted(args, script=None):
+            calls.append(args[0])
+            return real(args, script)
+
+        firewall._nft = counted
+        source = ([NETWORK], [attachment(PUBLISHED)], state)
+        out = {"first": firewall.reconcile(source), "first_calls": list(calls)}
+        del calls[:]
+        out["second"] = firewall.reconcile(source)
+        out["third"] = firewall.reconcile(source)
+        out["quiet_calls"] = list(calls)
+        sh(firewall.nft_path(), "add", "table", "ip", "someone_elses")
+        del calls[:]
+        out["other_table"] = firewall.reconcile(source)
+        out["other_calls"] = list(calls)
+        del calls[:]
+        out["after_other"] = firewall.reconcile(source)
+        out["after_other_calls"] = list(calls)
+        sh(firewall.nft_path(), "delete", "table", "inet", "dockerless")
+        out["deleted"] = firewall.reconcile(source)
+        out["listing_restored"] = firewall.current() == firewall.render(*source[:2])
+        out["unpublished"] = firewall.reconcile(([NETWORK], [attachment([])], state))
+        out["tables"] = sh(firewall.nft_path(), "list", "tables")
+        return out
+
+    out = in_own_netns(work)
+    assert out["first"] is True and out["first_calls"] == ["list", "-f"]
+    assert out["second"] is False and out["third"] is False and out["quiet_calls"] == []
+    assert out["other_table"] is False and out["other_calls"] == ["list"]
+    assert out["after_other"] is False and out["after_other_calls"] == []
+    assert out["deleted"] is True and out["listing_restored"] is True
+    assert out["unpublished"] is True and "table ip someone_elses" in out["tables"]
+
+
 def test_containers_cannot_reach_the_hosts_loopback_through_route_localnet():
     """route_localnet=1 on the bridge (for 127.0.0.1 published ports) must not open the host's 127.0.0.1 services
     to the bridge's containers (CVE-2020-8558): the guard chain drops 127/8 arriving from a bridge."""
