@@ -248,7 +248,7 @@ options:
       - V(none) gives the container its own network namespace with only the loopback interface, up.
       - V(host) shares the host's network.
       - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
-        C(172.17.0.0/16)): its own address, the default route through the bridge, outbound traffic masqueraded.
+        C(172.17.0.0/16)) with its own address, the default route through the bridge, outbound traffic masqueraded.
       - The name of a network made by M(dockerless.containers.container_network), or a list of names (the first
         one carries the default route). On a user network containers resolve each other by name, alias and short
         id; on the default bridge they don't (as in Docker).
