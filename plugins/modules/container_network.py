@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: container_network
 short_description: Create or remove a bridge network for containers of the local store
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - A network is a Linux bridge with an IPv4 subnet; P(dockerless.containers.container_run#module) attaches a
     container to it with O(dockerless.containers.container_run#module:network). Containers on one network reach
