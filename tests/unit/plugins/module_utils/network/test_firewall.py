@@ -149,7 +149,7 @@ def test_render_is_what_nft_lists_back():
     internal = {"name": "back", "subnet": "172.31.0.0/16", "gateway": "172.31.0.1", "internal": True, "bridge": "dl-test1"}
     other = {"name": "side", "subnet": "172.29.0.0/16", "gateway": "172.29.0.1", "internal": False, "bridge": "dl-test2"}
     source = ([NETWORK, internal, other], [attachment(PUBLISHED), {"container": "db", "network": "back", "address": "172.31.0.2",
-                                                                     "published_ports": [PUBLISHED[0] | {"host_port": 9999}]}])
+                                                                   "published_ports": [PUBLISHED[0] | {"host_port": 9999}]}])
 
     def work():
         rendered = firewall.render(*source)
@@ -321,7 +321,7 @@ def test_removed_udp_mapping_flushes_its_conntrack_entries():
             before = ours()
             # Another mapping's change keeps this port's entries: only the ports that changed are flushed.
             firewall.reconcile(([NETWORK], [attachment(PUBLISHED + [{"host_ip": "0.0.0.0", "host_port": 6000,
-                                                                      "container_port": 53, "proto": "udp"}])]))
+                                                                     "container_port": 53, "proto": "udp"}])]))
             kept = ours()
             with open("/proc/net/nf_conntrack", encoding="ascii") as handle:
                 proc_before = [line for line in handle if "dport=5353" in line]
