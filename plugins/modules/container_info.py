@@ -111,6 +111,9 @@ containers:
       stats: {memory_usage: 4194304, memory_peak: 5242880, oom_kills: 0, pids_current: 2, cpu_usage_usec: 81234}
       health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
       healthcheck: {test: [CMD, /usr/bin/web, --check], interval: 30.0, timeout: 30.0, retries: 3, start_period: 0.0, start_interval: 5.0}
+      network: [backend]
+      networks:
+        backend: {address: 172.18.0.2, prefix: 16, gateway: 172.18.0.1, mac: "02:42:ac:12:00:02", aliases: [api], interface: eth0}
 """
 
 from ansible.module_utils.basic import AnsibleModule

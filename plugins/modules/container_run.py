@@ -248,7 +248,8 @@ options:
       - V(none) gives the container its own network namespace with only the loopback interface, up.
       - V(host) shares the host's network.
       - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
-        C(172.17.0.0/16)) with its own address, the default route through the bridge, outbound traffic masqueraded.
+        C(172.17.0.0/16)), with an address of its own, the default route through the bridge, outbound traffic
+        masqueraded.
       - The name of a network made by M(dockerless.containers.container_network), or a list of names (the first
         one carries the default route). On a user network containers resolve each other by name, alias and short
         id; on the default bridge they don't (as in Docker).
@@ -544,6 +545,9 @@ container:
     health: {status: healthy, failing_streak: 0, log: [{start: "2026-11-28T07:59:35.1Z", end: "2026-11-28T07:59:35.2Z", exit_code: 0, output: ""}]}
     healthcheck: {test: [CMD-SHELL, "wget -q -O /dev/null http://127.0.0.1:8080/"], interval: 10.0, timeout: 30.0,
                   retries: 3, start_period: 0.0, start_interval: 5.0}
+    network: [bridge]
+    networks:
+      bridge: {address: 172.17.0.2, prefix: 16, gateway: 172.17.0.1, mac: "02:42:ac:11:00:02", aliases: [], interface: eth0}
     log_paths:
       stdout: /var/lib/dockerless/containers/web/stdout.log
       stderr: /var/lib/dockerless/containers/web/stderr.log

@@ -41,6 +41,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.cont
     Runtime,
     new_id,
     one_shot_config,
+    one_shot_network,
+    one_shot_network_done,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import ContainerSpec
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.state import ContainerCgroup
@@ -61,6 +63,7 @@ class ForegroundContainer:
         self.dir = ""
         self.cgroup = ContainerCgroup(self.id, spec.limits, runtime.cgroup_root, devices=not spec.privileged)
         self.proc: spawn.InitProcess | None = None
+        self.network = (None, None)   # the holder and plan of its bridge networks (runtime.containers.one_shot_network)
 
     def start(self, stdin: int, stdout: int, stderr: int, *, read_stdin: bool, terminal: bool) -> None:
         """Create the container with the given fds as its 0, 1, 2 and wait until its command runs.
@@ -76,8 +79,10 @@ class ForegroundContainer:
             os.setpgid(pid, pid)  # terminal signals reach the CLI only; it forwards them once
             self.cgroup.join(pid)
 
+        holder, plan, after_unshare = one_shot_network(self.runtime.store_root, self.spec, self.id, self.dir, config)
+        self.network = (holder, plan)
         self.proc = spawn.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
-                                hold_fds=self.folder.hold_fds)
+                                hold_fds=self.folder.hold_fds, after_unshare=after_unshare)
         self.proc.read_status()
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")
@@ -106,7 +111,10 @@ class ForegroundContainer:
                 self.proc.close()
             self.cgroup.remove()
         finally:
-            self.folder.release()
+            try:
+                one_shot_network_done(self.runtime.store_root, *self.network)
+            finally:
+                self.folder.release()
 
 
 class _SignalForwarding:
@@ -277,6 +285,7 @@ class ExecSession:
         self.config = config
         self.id = target.name
         self.proc: spawn.InitProcess | None = None
+        self.network = (None, None)   # the holder and plan of its bridge networks (runtime.containers.one_shot_network)
 
     def start(self, stdin: int, stdout: int, stderr: int) -> None:
         from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec

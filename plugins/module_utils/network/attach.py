@@ -45,13 +45,15 @@ def resolve_etc_hosts(entries: dict, gateway: str | None) -> dict:
 
 def prepare(store, holder: str, cid: str, spec_networks, *, name: str | None = None, names=(), aliases=(),
             etc_dir: str | None = None, etc_hosts: dict | None = None, requested: str | None = None,
-            pid: int | None = None) -> list[dict]:
+            pid: int | None = None, published_ports=None) -> list[dict]:
     """Leases, bridges and ip_forward for a start of ``holder`` (see the module's docstring); returns the plan
     ``setup`` takes: one dict per network, in the container's order. ``name``: the container's name, which
     peers resolve with its ``aliases`` and short id; ``names``: its own names in its own /etc/hosts."""
+    root = networks.store_root(store)
     pairs = networks.leases_for(store, list(spec_networks), holder, cid=cid, names=names, aliases=aliases,
                                 etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested, pid=pid,
-                                resolve=[n for n in (name, *aliases, cid[:12]) if n])
+                                resolve=[n for n in (name, *aliases, cid[:12]) if n], published_ports=published_ports,
+                                after=(lambda state: _write_one(root, state.data, holder)) if etc_dir else None)
     plan = []
     for index, (record, lease) in enumerate(pairs):
         plan.append({"network": record["name"], "bridge": record["bridge"], "subnet": record["subnet"],
@@ -61,8 +63,6 @@ def prepare(store, holder: str, cid: str, spec_networks, *, name: str | None = N
     ensure_bridges(plan)
     if any(not a["internal"] for a in plan):
         ensure_ip_forward()
-    if etc_dir:
-        write_hosts(store, holder)
     return plan
 
 
@@ -196,15 +196,21 @@ def _write_one(root: str, data: dict, holder: str) -> None:
         os.close(dir_fd)
 
 
-def refresh(store, holder: str) -> None:
+def refresh(store, holder: str, release: bool = False) -> None:
     """After ``holder`` joined or left: the hosts files of it and of every running container that shares a user
-    network with it, then part B's firewall when it is there."""
+    network with it, then part B's firewall when it is there. ``release``: its leases are dropped first (in the
+    same locked read-modify-write)."""
     root = networks.store_root(store)
-    with networks.locked(store, write=False) as state:
+    with networks.locked(store, write=release) as state:
         data = state.data
-        targets = {holder}
+        targets = set() if release else {holder}
         for network, leases in data["leases"].items():
-            if network == networks.DEFAULT_NETWORK or holder not in leases:
+            if holder not in leases:
+                continue
+            if release:
+                del leases[holder]
+                state.save(durable=not holder.startswith("."))
+            if network == networks.DEFAULT_NETWORK:
                 continue
             targets.update(h for h, entry in leases.items() if networks.container_running(root, h, entry))
         for target in sorted(targets):
@@ -212,10 +218,17 @@ def refresh(store, holder: str) -> None:
     reconcile_firewall(store)
 
 
+_NO_FIREWALL = []
+
+
 def reconcile_firewall(store) -> None:
+    """Part B's firewall table (network/firewall.py) reconciled, when the collection has it."""
+    if _NO_FIREWALL:
+        return
     try:
         from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
     except ImportError:
+        _NO_FIREWALL.append(True)
         return
     firewall.reconcile(networks.store_root(store))
 
@@ -224,9 +237,7 @@ def finish(store, holder: str, plan, one_shot: bool = False) -> None:
     """After the container's end: leftover host ends deleted, a one-shot's leases freed, peers' hosts files
     rewritten without it."""
     cleanup_links(plan)
-    if one_shot:
-        networks.release(store, holder)
-    refresh(store, holder)
+    refresh(store, holder, release=one_shot)
 
 
 def shown(plan) -> dict:

@@ -27,11 +27,7 @@ Chains (see docs/networking.md "Firewall"):
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-import shutil
-import subprocess
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
@@ -39,11 +35,11 @@ FAMILY = "inet"
 TABLE = "dockerless"
 NFT = "nft"
 SBIN = ("/usr/sbin", "/sbin")  # an Ansible task's PATH may lack sbin, where nftables installs nft
-_PUBLISHED = re.compile(r"^(?:ip daddr (?P<ip>[\d.]+) )?(?P<proto>tcp|udp|sctp) dport (?P<port>\d+) "
-                        r"dnat ip to (?P<address>[\d.]+):(?P<cport>\d+)$")
+_PUBLISHED = (r"^(?:ip daddr (?P<ip>[\d.]+) )?(?P<proto>tcp|udp|sctp) dport (?P<port>\d+) "
+              r"dnat ip to (?P<address>[\d.]+):(?P<cport>\d+)$")
 
 
-STATE_FILE = "firewall.json"   # in the store's networks/ folder: the last generation found right
+STATE_FILE = "firewall.state"   # in the store's networks/ folder: the last generation found right
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
@@ -82,7 +78,8 @@ def _quoted(names) -> str:
 
 
 def _subnet(network: dict) -> str:
-    return str(ipaddress.IPv4Network(network["subnet"], strict=False))
+    # networks.py records subnets in their one spelling (base address, prefix length); nft prints them so.
+    return network["subnet"]
 
 
 def render(networks: list[dict], attachments: list[dict]) -> str:
@@ -150,10 +147,17 @@ def render(networks: list[dict], attachments: list[dict]) -> str:
 
 def nft_path() -> str | None:
     """Where ``nft`` is, or None."""
-    return shutil.which(NFT) or shutil.which(NFT, path=os.pathsep.join(SBIN))
+    for folder in os.environ.get("PATH", "").split(os.pathsep) + list(SBIN):
+        path = os.path.join(folder or ".", NFT)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
 
 
-def _nft(args: list[str], script: str | None = None) -> subprocess.CompletedProcess:
+def _nft(args: list[str], script: str | None = None):
+    # Imported here: a start whose table is known right (the generation shortcut) runs no nft.
+    import subprocess
+
     try:
         return subprocess.run([nft_path() or NFT, *args], input=script, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -177,9 +181,11 @@ def _normal(text: str | None) -> list[str]:
 
 def _published_in(listing: str | None) -> dict:
     """``{(proto, host_port): {(address, container_port)}}`` of the DNAT rules in a listing."""
+    import re
+
     out: dict = {}
     for line in _normal(listing):
-        match = _PUBLISHED.match(line)
+        match = re.match(_PUBLISHED, line)
         if match:
             out.setdefault((match["proto"], int(match["port"])), set()).add((match["address"], int(match["cport"])))
     return out
@@ -276,16 +282,17 @@ def _where() -> str:
     return f"{boot}/{netns}"
 
 
-def _read_state(path: str | None) -> dict:
+def _read_state(path: str | None) -> tuple[str, str, str] | None:
+    """(where, generation, table) of the last check that found the table right; a plain text file (no json on a
+    container's start path): two lines, then the table's text."""
     if not path:
-        return {}
+        return None
     try:
         with open(path, encoding="utf-8") as handle:
-            import json
-
-            return json.load(handle)
+            where, gen, table = handle.read(1 << 20).split("\n", 2)
     except (OSError, ValueError):
-        return {}
+        return None
+    return where, gen, table
 
 
 def _write_state(path: str | None, rendered: str | None, gen: int | None) -> None:
@@ -293,14 +300,10 @@ def _write_state(path: str | None, rendered: str | None, gen: int | None) -> Non
     lost or stale state only costs the next run one ``nft list``)."""
     if not path or gen is None:
         return
-    import hashlib
-    import json
-
-    state = {"where": _where(), "generation": gen, "sha256": hashlib.sha256((rendered or "").encode()).hexdigest()}
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle)
+            handle.write(f"{_where()}\n{gen}\n{rendered or ''}")
         os.rename(tmp, path)
     except OSError:
         try:
@@ -309,11 +312,8 @@ def _write_state(path: str | None, rendered: str | None, gen: int | None) -> Non
             pass
 
 
-def _known_right(state: dict, rendered: str | None, gen: int | None) -> bool:
-    import hashlib
-
-    return (gen is not None and state.get("generation") == gen and state.get("where") == _where()
-            and state.get("sha256") == hashlib.sha256((rendered or "").encode()).hexdigest())
+def _known_right(state: tuple[str, str, str] | None, rendered: str | None, gen: int | None) -> bool:
+    return gen is not None and state is not None and state == (_where(), str(gen), rendered or "")
 
 
 def reconcile(source, check_mode: bool = False) -> bool:

@@ -31,13 +31,17 @@ Stdlib only: the supervisor of a detached container imports it (runtime/supervis
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import socket
+try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
+    import _socket as socket
+except ImportError:  # pragma: no cover - every CPython has it
+    import socket
 import struct
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+# Not the json package: it brings re onto the start path of every container on a bridge (records.py).
+from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps, json_loads
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "dockerless0"
@@ -88,18 +92,30 @@ class locked:  # noqa: N801 - used as ``with locked(store) as data``
         return self
 
     def save(self, durable: bool = True) -> None:
-        """Mark the data to be written at the end of the block; ``durable``: fsync'ed (a network's record). A
-        one-shot's lease is not worth an fsync (a lost lease of a process that is gone anyway costs nothing)."""
+        """Mark the data to be written at the end of the block; ``durable``: a new file fsync'ed and renamed over
+        the old one (a network's record, a named container's lease). A one-shot's lease only is written in place
+        without fsync (a lease lost in a crash belongs to a process that is gone anyway)."""
         self.dirty = True
         self.durable = self.durable or durable
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            if self.dirty and exc_type is None and self.fd >= 0:
+            if self.dirty and exc_type is None and self.fd >= 0 and not self.durable:
+                # A one-shot's lease: written in place (we hold the lock, every reader takes it too). A rename
+                # frees the old file's block, and on a file system mounted with discard that waits for the device
+                # (3.5 ms a rename on the test machine, twice per one-shot run).
+                from ansible_collections.dockerless.containers.plugins.module_utils.network.etc_files import write_over
+
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+                try:
+                    write_over(fd, json_dumps(self.data, sort_keys=True, indent=1).encode())
+                finally:
+                    os.close(fd)
+            elif self.dirty and exc_type is None and self.fd >= 0:
                 tmp = f"{self.path}.tmp.{os.getpid()}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
                 try:
-                    os.write(fd, json.dumps(self.data, indent=1, sort_keys=True).encode())
+                    os.write(fd, json_dumps(self.data, sort_keys=True, indent=1).encode())
                     if self.durable:
                         os.fsync(fd)
                 finally:
@@ -115,7 +131,7 @@ class locked:  # noqa: N801 - used as ``with locked(store) as data``
 def _read(path: str) -> dict:
     try:
         with open(path, "rb") as handle:
-            data = json.loads(handle.read(16 << 20))
+            data = json_loads(handle.read(16 << 20))
     except FileNotFoundError:
         data = {}
     except (OSError, ValueError) as exc:
@@ -401,7 +417,7 @@ def _holder_gone(root: str, holder: str, lease: dict) -> bool:
     if cid:  # a container removed and made again under the same name is another holder
         try:
             with open(spec, "rb") as handle:
-                return json.loads(handle.read(16 << 20)).get("id") != cid
+                return json_loads(handle.read(16 << 20)).get("id") != cid
         except (OSError, ValueError):
             return False
     return False
@@ -419,35 +435,39 @@ def _network_or_default(data: dict, name: str) -> dict:
 
 def lease(store, network: str, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
           etc_hosts: dict | None = None, requested: str | None = None, pid: int | None = None,
-          resolve=()) -> tuple[dict, dict]:
+          resolve=(), published_ports=None) -> tuple[dict, dict]:
     """The lease of ``holder`` on ``network`` (made when missing): (network record, lease). ``requested``: the
     address it must have (a lease on another address is moved; an address another holder has is refused, naming
     it). Stale leases of the network (holders gone) are dropped first."""
     with locked(store) as state:
         return _lease(store, state, network, holder, cid=cid, names=names, aliases=aliases, etc_dir=etc_dir,
-                      etc_hosts=etc_hosts, requested=requested, pid=pid, resolve=resolve, index=0)
+                      etc_hosts=etc_hosts, requested=requested, pid=pid, resolve=resolve, index=0,
+                      published_ports=published_ports)
 
 
 def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), etc_dir: str | None = None,
                etc_hosts: dict | None = None, requested: str | None = None,
-               pid: int | None = None, resolve=()) -> list[tuple[dict, dict]]:
+               pid: int | None = None, resolve=(), published_ports=None, after=None) -> list[tuple[dict, dict]]:
     """``lease`` for each of ``networks`` in one locked read-modify-write; ``requested`` applies to the first
-    network. Leases on networks the container is no longer on are dropped."""
+    network. Leases on networks the container is no longer on are dropped. ``after(state)`` runs last, under the
+    lock."""
     out = []
     with locked(store) as state:
         for index, network in enumerate(networks):
             out.append(_lease(store, state, network, holder, cid=cid, names=names, aliases=aliases,
                               etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested if index == 0 else None,
-                              pid=pid, resolve=resolve, index=index))
+                              pid=pid, resolve=resolve, index=index, published_ports=published_ports))
         for network, leases in state.data["leases"].items():
             if network not in networks and holder in leases:
                 del leases[holder]
                 state.save()
+        if after is not None:
+            after(state)   # still under the lock (attach.prepare writes the container's /etc/hosts)
     return out
 
 
 def _lease(store, state: locked, network: str, holder: str, *, cid, names, aliases, etc_dir, etc_hosts,
-           requested, pid, resolve, index) -> tuple[dict, dict]:
+           requested, pid, resolve, index, published_ports=None) -> tuple[dict, dict]:
     data = state.data
     if network == DEFAULT_NETWORK and DEFAULT_NETWORK not in data["networks"]:
         state.save()
@@ -489,6 +509,8 @@ def _lease(store, state: locked, network: str, holder: str, *, cid, names, alias
              "resolve": list(resolve), "index": index}
     if pid is not None:
         entry["pid"], entry["pid_start"] = pid, _pid_start(pid)
+    if published_ports:   # a one-shot's (a named container's are in its spec.json)
+        entry["published_ports"] = list(published_ports)
     if entry != current:
         leases[holder] = entry
         state.save(durable=not holder.startswith("."))
@@ -518,7 +540,7 @@ def container_running(root: str, holder: str, lease: dict) -> bool:
     cdir = os.path.join(root, "containers", holder)
     try:
         with open(os.path.join(cdir, "state.json"), "rb") as handle:
-            state = json.loads(handle.read(1 << 20))
+            state = json_loads(handle.read(1 << 20))
     except (OSError, ValueError):
         return False
     if state.get("state") != "running":
@@ -536,12 +558,12 @@ def container_running(root: str, holder: str, lease: dict) -> bool:
     return False
 
 
-def _published_ports(root: str, holder: str) -> list:
+def _published_ports(root: str, holder: str, lease: dict) -> list:
     if holder.startswith("."):
-        return []
+        return list(lease.get("published_ports") or [])
     try:
         with open(os.path.join(root, "containers", holder, "spec.json"), "rb") as handle:
-            record = json.loads(handle.read(16 << 20))
+            record = json_loads(handle.read(16 << 20))
     except (OSError, ValueError):
         return []
     return list((record.get("spec") or {}).get("published_ports") or [])
@@ -565,7 +587,7 @@ def attachments(store, data: dict | None = None) -> list[dict]:
                 continue
             out.append({"container": _shown_holder(holder), "network": network, "address": entry["address"],
                         "aliases": list(entry.get("aliases") or ()), "mac": entry.get("mac"),
-                        "published_ports": _published_ports(root, holder), "bridge": record["bridge"],
+                        "published_ports": _published_ports(root, holder, entry), "bridge": record["bridge"],
                         "subnet": record["subnet"], "gateway": record["gateway"],
                         "internal": bool(record.get("internal"))})
     return out

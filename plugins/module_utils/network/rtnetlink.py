@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
+    import _socket as socket
+except ImportError:  # pragma: no cover - every CPython has it
+    import socket
 import struct
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
@@ -178,7 +181,7 @@ class Netlink:
         if peer_netns_fd is not None:
             peer_info += _attr(IFLA_NET_NS_FD, struct.pack("I", peer_netns_fd))
         info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA | NLA_F_NESTED,
-                                                         _attr(VETH_INFO_PEER | NLA_F_NESTED, peer_info))
+                                                        _attr(VETH_INFO_PEER | NLA_F_NESTED, peer_info))
         body = _ifinfo() + _attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"creating veth pair {name}/{peer}")
 

@@ -272,6 +272,39 @@ def one_shot_config(spec: ContainerSpec, cid: str, cdir: str, volatile: bool = F
 ETC_SUFFIX = ".etc"
 
 
+def one_shot_network(store_root: str, spec: ContainerSpec, cid: str, cdir: str, config: dict):
+    """A one-shot's bridge networks (network/attach.py): ``(holder, plan, after_unshare)`` for spawn, all None
+    without networks (nothing of the network room is imported then). Its leases hold the caller's pid: freed by
+    ``one_shot_network_done``, or taken back after the caller's end however it ended."""
+    if not spec.networks:
+        return None, None, None
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+    from ansible_collections.dockerless.containers.plugins.module_utils.network.networks import one_shot_holder
+
+    holder = one_shot_holder(cid)
+    plan = attach.prepare(store_root, holder, cid, spec.networks, names=[config.get("hostname") or "", cid[:12]],
+                          aliases=spec.network_aliases, etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts,
+                          requested=spec.ipv4_address, pid=os.getpid(),
+                          published_ports=getattr(spec, "published_ports", None))
+    if any(n != "bridge" for n in spec.networks):
+        attach.refresh(store_root, holder)   # peers of its user networks resolve it; then the firewall
+    else:
+        attach.reconcile_firewall(store_root)   # its published ports, the bridge's masquerade
+
+    def after_unshare(pid: int) -> None:
+        attach.setup(plan, pid)
+
+    return holder, plan, after_unshare
+
+
+def one_shot_network_done(store_root: str, holder: str | None, plan) -> None:
+    """After a one-shot's end: its leases freed, leftovers deleted, peers told (network/attach.py finish)."""
+    if holder is not None:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+
+        attach.finish(store_root, holder, plan or [], one_shot=True)
+
+
 def with_etc_files(config: dict, spec: ContainerSpec, etc_dir: str, cid: str, name: str | None = None) -> dict:
     """Write the container's /etc/hostname, /etc/hosts and /etc/resolv.conf into ``etc_dir`` and add their bind
     mounts to ``config``'s volumes (mounted by the init's volume path, after the user's shallower ones)."""
@@ -351,8 +384,7 @@ class Runtime:
         # spec.json: so store GC keeps the layers while we run.
         cdir = folder.acquire({"id": cid, "diff_ids": spec.diff_ids, "one_shot": True})
         proc = None
-        plan = None
-        holder = None
+        holder = plan = None
         try:
             # A one-shot gets a cgroup when it has limits, or when nothing else holds its processes together
             # (chroot isolation has no PID namespace). Otherwise the PID namespace is enough, and the start
@@ -365,23 +397,7 @@ class Runtime:
             try:
                 config = one_shot_config(spec, cid, cdir, folder.volatile)
                 config["join_tasks"] = cgroup.join_tasks
-                after_unshare = None
-                if spec.networks:
-                    from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
-                    from ansible_collections.dockerless.containers.plugins.module_utils.network.networks import (
-                        one_shot_holder,
-                    )
-
-                    holder = one_shot_holder(cid)
-                    plan = attach.prepare(self.store_root, holder, cid, spec.networks, names=[
-                        config.get("hostname") or "", cid[:12]], aliases=spec.network_aliases,
-                        etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts, requested=spec.ipv4_address,
-                        pid=os.getpid())
-                    if any(n != "bridge" for n in spec.networks):
-                        attach.refresh(self.store_root, holder)
-
-                    def after_unshare(pid):
-                        attach.setup(plan, pid)
+                holder, plan, after_unshare = one_shot_network(self.store_root, spec, cid, cdir, config)
                 proc = spawn.spawn(config, null, out_w, err_w, before_unshare=cgroup.join,
                                    hold_fds=folder.hold_fds, after_unshare=after_unshare)
             except BaseException:
@@ -408,10 +424,7 @@ class Runtime:
                 cgroup.remove()
             finally:
                 try:
-                    if holder is not None:
-                        from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
-
-                        attach.finish(self.store_root, holder, plan or [], one_shot=True)
+                    one_shot_network_done(self.store_root, holder, plan)
                 finally:
                     folder.release()
 

@@ -616,7 +616,9 @@ def resolve_network(network) -> tuple[str, list[str]]:
                 raise RuntimeSetupError(f"network {names}: {mode!r} can't be combined with other networks")
             return mode, []
     for name in names:
-        if not _match(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        # Without re (runtime/__init__.py: `dockerless run --network bridge` checks names on the start path).
+        if not (name.isascii() and name[0].isalnum() and len(name) <= 64
+                and all(c.isalnum() or c in "_.-" for c in name)):
             raise RuntimeSetupError(f"network {name!r}: use none, host, bridge or the name of a network (letters, "
                                     "digits, '_', '.', '-').")
     if len(set(names)) != len(names):

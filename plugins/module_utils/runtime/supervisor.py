@@ -43,8 +43,8 @@ _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 # Every module the supervisor imports, each after the modules it imports (its module-level imports first, in
 # the order Python would finish loading them): the boot loader executes them in this order, with no import
 # system behind it. test_supervisor_boot.py computes this list from the sources and compares.
-SUPERVISOR_MODULES = ("linux", "errors", "network.etc_files", "network.rtnetlink", "network.networks",
-                      "network.conntrack", "network.firewall", "network.attach", "runtime.boot", "records", "runtime.process", "runtime.capabilities",
+SUPERVISOR_MODULES = ("linux", "errors", "network.etc_files", "records", "network.rtnetlink", "network.networks",
+                      "network.conntrack", "network.firewall", "network.attach", "runtime.boot", "runtime.process", "runtime.capabilities",
                       "image.layers.whiteouts", "runtime.rootfs", "runtime.seccomp.default",
                       "runtime.seccomp.filter", "runtime.users", "runtime.init_sequence", "runtime.spawn",
                       "runtime.exec", "runtime.health", "cgroups.limits", "cgroups.devices", "cgroups.knob",

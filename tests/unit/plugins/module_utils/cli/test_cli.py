@@ -47,7 +47,7 @@ def run_main(argv, prog="dockerless", stdin_text=""):
     (["run", "busybox", "ls", "-l", "--color"], {"interactive": False, "tty": False, "command": ["ls", "-l", "--color"]}),
     (["run", "-d", "--name", "web", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20", "--network", "host",
       "-e", "A=1", "-e", "B", "-v", "/srv:/data:ro", "img"],
-     {"detach": True, "name": "web", "memory": "64m", "cpus": 0.5, "pids_limit": 20, "network": "host",
+     {"detach": True, "name": "web", "memory": "64m", "cpus": 0.5, "pids_limit": 20, "network": ["host"],
       "env": ["A=1", "B"], "volume": ["/srv:/data:ro"], "command": []}),
     (["run", "--isolation", "chroot", "--pull", "never", "--store", "/s", "img", "true"],
      {"isolation": "chroot", "pull": "never", "store": "/s", "command": ["true"]}),
@@ -378,7 +378,7 @@ def test_rm_and_stop_of_unknown_containers(tmp_path):
     code, unused, err = run_main(["stop", "--store", store, "nope"])
     assert code == cli.EXIT_ERROR and "container nope: not found" in err
     code, out, unused = run_main(["ps", "-a", "--store", store])
-    assert (code, out) == (0, "NAME  STATE  PID  IMAGE  COMMAND  STARTED\n")
+    assert (code, out) == (0, "NAME  STATE  PID  IMAGE  COMMAND  STARTED  ADDRESSES\n")
 
 
 def test_password_stdin_reads_one_line_and_refuses_empty():

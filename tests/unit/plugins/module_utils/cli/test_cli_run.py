@@ -300,9 +300,10 @@ def test_detached_ps_stop_rm(store):
         proc = dockerless("ps", store=store)
         assert proc.returncode == 0
         header, *rows = proc.stdout.splitlines()
-        assert header.split() == ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED"]
+        assert header.split() == ["NAME", "STATE", "PID", "IMAGE", "COMMAND", "STARTED", "ADDRESSES"]
         row = next(r for r in rows if r.startswith(name + " "))
         assert row.split()[1] == "running" and IMAGE in row
+        assert row.split()[-1].startswith("172.17.0.")      # on the default bridge (root's default)
         listed = json.loads(dockerless("ps", "--json", store=store).stdout)
         mine = next(c for c in listed if c["name"] == name)
         assert mine["running"] is True and mine["pid"] > 1 and mine["image"] == IMAGE

@@ -78,10 +78,13 @@ def test_user_network_names_aliases_later_and_removed_containers(rootfs, tmp_pat
         out["first"] = (first.rc, first.stdout.decode(), first.stderr.decode())
         runtime.create("late", _spec(rootfs, ["sleep", "600"], name="late", network="app"))
         runtime.start("late")
-        check = "sleep 0.5; wget -q -O- http://web/late.txt"
-        out["after_late"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"), timeout=30).stdout.decode()
+        # web's answer, polled until it is the one expected (5 s at most: the machine may be loaded).
+        check = ("for i in $(seq 50); do v=$(wget -q -O- http://web/late.txt); [ \"$v\" = {} ] && break; sleep 0.1; "
+                 "done; echo $v")
+        out["after_late"] = runtime.run(_spec(rootfs, ["sh", "-c", check.format("yes")], network="app"),
+                                        timeout=30).stdout.decode()
         runtime.remove("late", force_kill=True)
-        out["after_removal"] = runtime.run(_spec(rootfs, ["sh", "-c", check], network="app"),
+        out["after_removal"] = runtime.run(_spec(rootfs, ["sh", "-c", check.format("no")], network="app"),
                                            timeout=30).stdout.decode()
         # The default bridge resolves no container names (as Docker's).
         on_bridge = runtime.run(_spec(rootfs, ["sh", "-c", "ping -c1 -W1 web"]), timeout=30)
@@ -128,6 +131,7 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
             os.waitpid(pid, 0)
         infos = {n: runtime.inspect(n) for n in ("a", "b")}
         out["addresses"] = sorted(i.networks["app"]["address"] for i in infos.values())
+        out["a"] = infos["a"].networks["app"]["address"]
         out["states"] = sorted(i.state for i in infos.values())
         runtime.create("c", _spec(rootfs, ["sleep", "600"], name="c", network="app",
                                   ipv4_address=infos["a"].networks["app"]["address"]))
@@ -152,7 +156,7 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
     assert out["addresses"] == ["10.55.0.2", "10.55.0.3"] and out["states"] == ["running", "running"]
     assert "network app gave it to container a already" in out["taken"]
     assert out["dead"] == "dead" and out["veth_after_kill"] is False
-    assert out["again"] == ["running", out["addresses"][0], True]
+    assert out["again"] == ["running", out["a"], True]     # the same lease after the SIGKILL
     assert out["leases"] == {"app": []}
 
 

@@ -235,7 +235,7 @@ def test_published_ports_reconcile_idempotence_restore_and_removal():
 def test_an_unchanged_generation_skips_the_listing_and_any_change_brings_it_back(tmp_path):
     """The state file says which generation was found right: while the ruleset's generation id stays, reconcile
     runs no nft at all; a change in any table (ours deleted, another added) makes it list and compare again."""
-    state = str(tmp_path / "firewall.json")
+    state = str(tmp_path / "firewall.state")
 
     def work():
         calls = []

@@ -69,6 +69,7 @@ def runtime(tmp_path) -> Runtime:
 
 def spec_for(rootfs: str, command, **kwargs):
     kwargs.setdefault("image_config", {"Env": ["PATH=/bin"]})
+    kwargs.setdefault("network", "none")   # the engine's walls, not networking (network/test_attach.py)
     return build_spec(lower_dirs=[rootfs], command=command, **kwargs)
 
 

@@ -119,7 +119,7 @@ def answers(tmp_path_factory):
     assert theirs.returncode == 0, theirs.stderr
     ours = Runtime(str(base / "store")).run(
         build_spec(image_config={"Env": ["PATH=/bin"]}, lower_dirs=[image], command=["/bin/sh", "-c", PROBE],
-                   hostname="box"), timeout=60)
+                   hostname="box", network="none"), timeout=60)   # runc's default: a netns with lo only
     assert ours.rc == 0, ours.stderr
     return sections(ours.stdout.decode()), sections(theirs.stdout.decode())
 
