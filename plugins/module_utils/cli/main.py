@@ -1344,7 +1344,7 @@ def cmd_port(args, out: Output, stdin: IO[str]) -> int:
             raise RuntimeSetupError(f"container {args.container}: port {args.port} is not published.")
     for mapping in mappings:
         text = ports.format_mapping(mapping)
-        line = text if not args.port else text.split("->")[0]   # docker port NAME 80: the host side alone
+        line = text if not args.port else text.split("->", maxsplit=1)[0]   # docker port NAME 80: the host side alone
         out.info(line)
         out.value(line)
     out.document(mappings)
