@@ -11,8 +11,8 @@ again. Only IPv4 entries are read, as only IPv4 ports are published.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module alone: socket.py brings enum and selectors onto a container's start path
 import os
-import socket
 import struct
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError

@@ -35,8 +35,6 @@ FAMILY = "inet"
 TABLE = "dockerless"
 NFT = "nft"
 SBIN = ("/usr/sbin", "/sbin")  # an Ansible task's PATH may lack sbin, where nftables installs nft
-_PUBLISHED = (r"^(?:ip daddr (?P<ip>[\d.]+) )?(?P<proto>tcp|udp|sctp) dport (?P<port>\d+) "
-              r"dnat ip to (?P<address>[\d.]+):(?P<cport>\d+)$")
 
 
 STATE_FILE = "firewall.state"   # in the store's networks/ folder: the last generation found right
@@ -154,15 +152,51 @@ def nft_path() -> str | None:
     return None
 
 
-def _nft(args: list[str], script: str | None = None):
-    # Imported here: a start whose table is known right (the generation shortcut) runs no nft.
-    import subprocess
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
-    try:
-        return subprocess.run([nft_path() or NFT, *args], input=script, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _nft(args: list[str], script: str | None = None) -> _Result:
+    """``nft ARGS`` with ``script`` on its stdin: posix_spawn and pipes, not subprocess, which brings signal,
+    selectors and threading onto a container's start path (this runs there, at a bridge container's start).
+    nft reads its whole input before it writes, so the input is written first, then the outputs read."""
+    path = nft_path()
+    if path is None:
         raise FirewallError("nft (nftables) is not installed: install the nftables package for bridge networks "
-                            "and published ports") from None
+                            "and published ports")
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawn(path, [path, *args], dict(os.environ, LC_ALL="C"), file_actions=[
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    try:
+        try:
+            data = memoryview((script or "").encode())
+            while data:
+                data = data[os.write(in_w, data):]
+        finally:
+            os.close(in_w)
+        stdout = _read_all(out_r)
+        stderr = _read_all(err_r)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        status = os.waitpid(pid, 0)[1]
+    return _Result(os.waitstatus_to_exitcode(status), stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
 
 def current() -> str | None:
@@ -180,14 +214,19 @@ def _normal(text: str | None) -> list[str]:
 
 
 def _published_in(listing: str | None) -> dict:
-    """``{(proto, host_port): {(address, container_port)}}`` of the DNAT rules in a listing."""
-    import re
-
+    """``{(proto, host_port): {(address, container_port)}}`` of the DNAT rules in a listing: lines of the form
+    ``[ip daddr A ]PROTO dport N dnat ip to ADDRESS:PORT`` (render's; no ``re`` on the start path)."""
     out: dict = {}
     for line in _normal(listing):
-        match = re.match(_PUBLISHED, line)
-        if match:
-            out.setdefault((match["proto"], int(match["port"])), set()).add((match["address"], int(match["cport"])))
+        words = line.split()
+        if words[:2] == ["ip", "daddr"]:
+            words = words[3:]
+        if (len(words) != 7 or words[0] not in ("tcp", "udp", "sctp") or words[1] != "dport"
+                or words[3:6] != ["dnat", "ip", "to"] or not words[2].isdigit()):
+            continue
+        address, _colon, port = words[6].rpartition(":")
+        if address and port.isdigit():
+            out.setdefault((words[0], int(words[2])), set()).add((address, int(port)))
     return out
 
 
@@ -240,21 +279,22 @@ def generation() -> int | None:
     """The nftables ruleset's generation id in this network namespace (NFT_MSG_GETGEN over nfnetlink): the
     kernel adds one at every committed change of any table, so an unchanged id means an unchanged ruleset. None
     when it can't be read."""
-    import socket
+    import _socket as socket  # the C module alone: socket.py brings enum and selectors onto the start path
     import struct
 
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
     except OSError:
         return None
-    with sock:
-        try:
-            sock.bind((0, 0))
-            body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
-            sock.send(struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 1, 1, 0) + body)
-            data = sock.recv(4096)
-        except OSError:
-            return None
+    try:
+        sock.bind((0, 0))
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+        sock.send(struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, 1, 1, 0) + body)
+        data = sock.recv(4096)
+    except OSError:
+        return None
+    finally:
+        sock.close()
     if len(data) < 20 or struct.unpack_from("=H", data, 4)[0] != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN:
         return None
     offset = 20
@@ -359,12 +399,13 @@ def reconcile(source, check_mode: bool = False) -> bool:
 
 
 def _flush_udp(old: dict, new: dict) -> None:
+    changed = [key for key in sorted(set(old) | set(new)) if key[0] == "udp" and old.get(key) != new.get(key)]
+    if not changed:
+        return
     from ansible_collections.dockerless.containers.plugins.module_utils.network.conntrack import flush_port
 
-    for key in sorted(set(old) | set(new)):
-        proto, port = key
-        if proto == "udp" and old.get(key) != new.get(key):
-            flush_port(proto, port, keep=frozenset(new.get(key, ())))
+    for proto, port in changed:
+        flush_port(proto, port, keep=frozenset(new.get((proto, port), ())))
 
 
 def remove() -> bool:
