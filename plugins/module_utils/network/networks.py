@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+
 try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
     import _socket as socket
 except ImportError:  # pragma: no cover - every CPython has it
@@ -40,6 +41,7 @@ import struct
 import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
+
 # Not the json package: it brings re onto the start path of every container on a bridge (records.py).
 from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps, json_loads
 

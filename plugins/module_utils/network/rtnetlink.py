@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+
 try:  # the C module alone: socket.py brings selectors, math, array and collections.abc onto the start path
     import _socket as socket
 except ImportError:  # pragma: no cover - every CPython has it

@@ -515,6 +515,14 @@ class Runtime:
     def create(self, name: str, spec: ContainerSpec, log_max_size: int = runtime_state.DEFAULT_LOG_MAX) -> None:
         """Record container ``name`` (spec.json, state created); refuses when it exists."""
         cdir = self.container_dir(name)
+        missing = [n for n in spec.networks if n != "bridge"]
+        if missing:   # Docker's create refuses an unknown network too: nothing is made
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
+
+            missing = [n for n in missing if networks.get_network(self.store_root, n) is None]
+            if missing:
+                raise RuntimeSetupError(f"container {name}: network {', '.join(missing)} not found. Create it "
+                                        "first (container_network, dockerless network create).")
         os.makedirs(self.containers_dir, mode=0o700, exist_ok=True)
         try:
             os.mkdir(cdir, 0o700)

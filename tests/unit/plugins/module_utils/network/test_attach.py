@@ -133,6 +133,9 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
         out["addresses"] = sorted(i.networks["app"]["address"] for i in infos.values())
         out["a"] = infos["a"].networks["app"]["address"]
         out["states"] = sorted(i.state for i in infos.values())
+        with pytest.raises(RuntimeSetupError, match="network nowhere not found. Create it first"):
+            runtime.create("d", _spec(rootfs, ["sleep", "600"], name="d", network="nowhere"))
+        out["d"] = runtime.inspect("d")
         runtime.create("c", _spec(rootfs, ["sleep", "600"], name="c", network="app",
                                   ipv4_address=infos["a"].networks["app"]["address"]))
         with pytest.raises(RuntimeSetupError) as caught:
@@ -155,6 +158,7 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
     out = in_own_netns(work)
     assert out["addresses"] == ["10.55.0.2", "10.55.0.3"] and out["states"] == ["running", "running"]
     assert "network app gave it to container a already" in out["taken"]
+    assert out["d"] is None                    # an unknown network: nothing made
     assert out["dead"] == "dead" and out["veth_after_kill"] is False
     assert out["again"] == ["running", out["a"], True]     # the same lease after the SIGKILL
     assert out["leases"] == {"app": []}
@@ -215,3 +219,26 @@ def test_network_option_values():
         build_spec(lower_dirs=["/x"], image_config={}, command=["true"], ipv4_address="172.17.0.9")
     with pytest.raises(RuntimeSetupError, match="only on a user network"):
         build_spec(lower_dirs=["/x"], image_config={}, command=["true"], network_aliases=["x"])
+
+
+def test_restarts_by_the_supervisor_reattach_with_the_same_lease(rootfs, tmp_path):
+    store = str(tmp_path / "store")
+
+    def work():
+        runtime = Runtime(store)
+        command = ["sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}' >> /seen; sleep 0.2; exit 1"]
+        runtime.create("flaky", _spec(rootfs, command, name="flaky", restart_policy="on-failure", restart_retries=3))
+        info = runtime.start("flaky")
+        for _attempt in range(300):
+            info = runtime.inspect("flaky")
+            if not info.supervised:
+                break
+            time.sleep(0.05)
+        with open(os.path.join(store, "containers", "flaky", "upper", "seen")) as handle:
+            seen = handle.read().split()
+        runtime.remove("flaky", force_kill=True)
+        return seen, info.restart_count, [n for n in _links() if n.startswith("dl") and not n.startswith("dl-")]
+
+    seen, restarts, veths = in_own_netns(work)
+    assert restarts == 3 and seen == ["172.17.0.2/16"] * 4
+    assert veths == []
