@@ -98,6 +98,18 @@ def http(address, port):
         return type(exc).__name__
 
 
+def http_when_up(address, port, seconds=15.0):
+    """The first fetch: container_run returns once the container runs, httpd may not listen yet."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = http(address, port)
+        if answer == "hello-from-web" or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
 def udp(address, port):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
@@ -120,7 +132,8 @@ def test_published_ports_through_container_run(store, run_module):
         out["table_after_check"] = table()
         out["run"] = run_module("container_run", base)
         udp_port = [m for m in out["run"]["container"]["published_ports"] if m["proto"] == "udp"][0]["host_port"]
-        out["http_local"] = http("127.0.0.1", 18080)
+        out["table_after_run"] = table()
+        out["http_local"] = http_when_up("127.0.0.1", 18080)
         out["http_host_address"] = http(HOST_ADDRESS, 18080)
         out["http_local_only"] = http("127.0.0.1", 18081)
         out["udp"] = udp("127.0.0.1", udp_port)
@@ -136,7 +149,7 @@ def test_published_ports_through_container_run(store, run_module):
         out["http_after_delete"] = http("127.0.0.1", 18080)
         out["restore_check"] = run_module("container_run", base, check=True)
         out["restore"] = run_module("container_run", base)
-        out["http_restored"] = http("127.0.0.1", 18080)
+        out["http_restored"] = http_when_up("127.0.0.1", 18080)
         out["clash"] = run_module("container_run", dict(base, name="web2", published_ports=["18080:80"]))
         with socket.socket() as listener:
             listener.bind(("0.0.0.0", 18090))
@@ -162,7 +175,7 @@ def test_published_ports_through_container_run(store, run_module):
     run = out["run"]
     assert not run["failed"], run["msg"]
     assert 1024 < out["udp_port"] <= 65535
-    assert out["http_local"] == "hello-from-web" and out["http_host_address"] == "hello-from-web"
+    assert out["http_local"] == "hello-from-web" and out["http_host_address"] == "hello-from-web", out["table_after_run"]
     assert out["http_local_only"] == "hello-from-web"
     assert out["udp"] == "udp:ping" and out["udp_host_address"] == "udp:ping"
     again = out["again"]
