@@ -265,9 +265,13 @@ class ContainerTask:
         """A container on bridge networks: the nftables table checked against the store at every run, so rules
         an admin flushed (or a reboot lost) are put back by a re-run, which then reports a change. A run that
         starts, stops or removes the container has reconciled it already (network/attach.py)."""
-        specs = [s for s in (plan.spec.as_dict() if plan.spec is not None else None,
-                             plan.before.spec if plan.before is not None else None) if s]
-        if not any(s.get("networks") for s in specs) or (check_mode and result.changed):
+        # The spec the container runs with: the new one when it is (re)created, else its record (a container
+        # recorded before networks existed keeps none, whatever the default now is).
+        if "create" in plan.actions and plan.spec is not None:
+            spec = plan.spec.as_dict()
+        else:
+            spec = plan.before.spec if plan.before is not None else {}
+        if not (spec or {}).get("networks") or (check_mode and result.changed):
             return
         from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
 
