@@ -1154,6 +1154,63 @@ def case_playbook(ctx: Context) -> None:
                         group="playbook"))
 
 
+def cli_run_network(ctx: Context, store: str, image: str, network: str, *argv: str) -> Sample:
+    """``bin/dockerless run --rm --network NETWORK IMAGE ARGV`` as a user types it (the image in ``store``)."""
+    env = dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python)
+    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, "--network", network, image, *argv], env=env, check=False)
+    if proc.rc != 0:
+        raise BenchError(f"bin/dockerless run --network {network} {image}: exited {proc.rc}: {proc.stderr[-800:]}")
+    return Sample(proc.seconds, proc.rss_kib, {"rc": proc.rc, "cpu_s": round(proc.cpu_s, 4)})
+
+
+def case_network(ctx: Context) -> None:
+    """The default bridge's cost: start-to-exit of /bin/true on ``bridge`` vs ``none`` (target: at most 10 ms
+    more), and a no-change re-run of a named container with two published ports through ``ansible localhost -m
+    container_run`` vs ``ansible.builtin.stat`` (target: at most 0.1 s more). Root only; makes the
+    ``dockerless0`` bridge and the ``inet dockerless`` table in the namespace it runs in, and removes them."""
+    if not engine_present("network/firewall") or os.geteuid() != 0:
+        ctx.skipped.append(("network", "needs root and the network room's firewall"))
+        return
+    store = ctx.path("net-store")
+    rmtree(store)
+    ours(ctx, "pull", "--store", store, "--name", ctx.refs["busybox"])
+    name = f"bench-web-{os.getpid()}"
+    args = {"name": name, "image": ctx.refs["busybox"], "pull": "never", "store": store, "network": "bridge",
+            "command": ["sleep", "100000"], "published_ports": ["18431:80", "18432:81/udp"]}
+    try:
+        contenders = [
+            Contender("bridge", "ours: bin/dockerless run --rm --network bridge IMAGE /bin/true",
+                      lambda: cli_run_network(ctx, store, ctx.refs["busybox"], "bridge", "/bin/true")),
+            Contender("none", "ours: bin/dockerless run --rm --network none IMAGE /bin/true",
+                      lambda: cli_run_network(ctx, store, ctx.refs["busybox"], "none", "/bin/true")),
+        ]
+        samples = alternate(contenders, ctx.rounds(20), log=ctx.log, title="bridge vs none")
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row("start-to-exit of /bin/true on bridge vs none (target: at most 10 ms more)", samples,
+                            "bridge", "none", labels, group="network", notes=cpu_note(samples, "bridge", "none")))
+        ansible_module(ctx, "container_run", args)      # untimed: creates and starts it
+        stat_argv = [os.path.join(os.path.dirname(ctx.python), "ansible"), "localhost", "-m", "ansible.builtin.stat",
+                     "-a", json.dumps({"path": "/"}), "-e", f"ansible_python_interpreter={ctx.python}"]
+        contenders = [
+            Contender("rerun", "ours: ansible localhost -m dockerless.containers.container_run (a running container "
+                               "with two published ports, unchanged)", lambda: ansible_module(ctx, "container_run", args)),
+            Contender("stat", "ansible localhost -m ansible.builtin.stat -a path=/ (any module's floor)",
+                      lambda: steps(stat_argv, env=ctx.env(bytecode=False), cpu=True)),
+        ]
+        samples = alternate(contenders, ctx.rounds(5), log=ctx.log, title="published re-run")
+        if any(s.extra.get("changed") for s in samples["rerun"]):
+            raise BenchError("no-change re-run of a container with published ports reported changed=true")
+        labels = {c.key: c.label for c in contenders}
+        ctx.rows.append(row("no-change container_run with two published ports vs ansible.builtin.stat (target: at "
+                            "most 0.1 s more)", samples, "rerun", "stat", labels, group="network"))
+    finally:
+        subprocess.run([DOCKERLESS, "rm", "-f", "--store", store, name], env=dict(ctx.env(), DOCKERLESS_PYTHON=ctx.python),
+                       capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", "inet", "dockerless"], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "delete", "dockerless0"], capture_output=True, check=False)
+        rmtree(store)
+
+
 # In order of importance: when the time budget runs out, the last ones are left out (and the report says so).
 CASES: dict[str, Callable[[Context], None]] = {
     "pull": case_pull,
@@ -1166,6 +1223,7 @@ CASES: dict[str, Callable[[Context], None]] = {
     "memory": case_memory,
     "build": case_build,
     "playbook": case_playbook,
+    "network": case_network,
 }
 
 

@@ -92,6 +92,7 @@ containers:
       created_at: "2026-11-28T07:59:24.159338Z"
       restart_count: 0
       restart_policy: on-failure
+      published_ports: [{host_ip: 0.0.0.0, host_port: 8080, container_port: 80, proto: tcp}]
       image: 127.0.0.1:5000/team/web:1
       image_digest: sha256:9234e8fb04c47cfe0f49931e4ac7eb76fa904e33b7f8576aec0501c085f02516
       command: [/usr/bin/web, --port, "8080"]

@@ -250,7 +250,7 @@ options:
       - V(bridge) (the default for root) puts it on the default bridge network (C(dockerless0), Docker's
         C(172.17.0.0/16)), with an address of its own, the default route through the bridge, outbound traffic
         masqueraded.
-      - The name of a network made by C(dockerless.containers.container_network), or a list of names (the first
+      - The name of a network made by M(dockerless.containers.container_network), or a list of names (the first
         one carries the default route). On a user network containers resolve each other by name, alias and short
         id; on the default bridge they don't (as in Docker).
       - Default V(bridge) as root and V(none) for a rootless caller; a rootless caller asking for a bridge
@@ -278,6 +278,20 @@ options:
     type: list
     elements: str
     aliases: [dns]
+  published_ports:
+    description:
+      - Ports of the container published on the host, in Docker's C(-p) forms, TCP unless C(/udp) or C(/sctp)
+        follows; V(8080:80), V(127.0.0.1:8080:80), V(8080:80/udp), V(80) (a free host port, chosen when the
+        container is created and kept by later runs), V(127.0.0.1::80), V(8000-8010:80-90) (equal ranges).
+        IPv4 only.
+      - A published port answers on the host's addresses (or the one given) and on C(127.0.0.1), through DNAT rules
+        in the nftables table C(inet dockerless); a host port another process listens on, or another container
+        publishes, is refused, naming it.
+      - Needs a bridge network (not V(none) or V(host)). V(8080:80) and V(0.0.0.0:8080:80/tcp) are the same
+        mapping; another list recreates the container. See C(docs/networking.md).
+    type: list
+    elements: str
+    aliases: [publish]
   dns_search_domains:
     description:
       - Search domains of the container's C(/etc/resolv.conf), in place of the host's. V(.) alone means none.
@@ -517,6 +531,7 @@ container:
     restart_count: 0
     restart_policy: unless-stopped
     restart_retries: 0
+    published_ports: [{host_ip: 0.0.0.0, host_port: 8080, container_port: 80, proto: tcp}]
     stop_signal: SIGTERM
     stopped_by_user: false
     image: 127.0.0.1:5000/team/web:1
@@ -587,6 +602,7 @@ def main() -> None:
         ipv4_address=dict(type="str"),
         dns_servers=dict(type="list", elements="str", aliases=["dns"]),
         dns_search_domains=dict(type="list", elements="str", aliases=["dns_search"]),
+        published_ports=dict(type="list", elements="str", aliases=["publish"]),
         etc_hosts=dict(type="dict"),
         volumes=dict(type="list", elements="str"),
         tmpfs=dict(type="list", elements="str"),

@@ -22,6 +22,7 @@ import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import ensure_image, pull_image
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
+from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import build_spec
 
@@ -234,11 +235,15 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         ],
         "dockerless_containers_store": store,
         "dockerless_containers_exclusive": True,
+        "dockerless_containers_networks": [{"name": f"t-net-{suffix}", "subnet": "172.29.0.0/16"},
+                                           {"name": f"t-net-gone-{suffix}", "state": "absent"}],
         "dockerless_containers": [
             {"name": web, "image": busybox, "command": ["sleep", "600"], "memory": "32m", "pids_limit": 16,
-             "restart_policy": "on-failure", "boot": True, "env": {"MODE": "test"}, "stop_timeout": 1},
+             "restart_policy": "on-failure", "boot": True, "env": {"MODE": "test"}, "stop_timeout": 1,
+             "published_ports": ["18480:80", "53/udp"]},
             {"name": batch, "image": busybox, "command": ["ls", "/"], "state": "stopped", "boot": False},
-            {"name": f"{batch}-b", "image": busybox, "command": ["sleep", "600"], "boot": True, "stop_timeout": 1},
+            {"name": f"{batch}-b", "image": busybox, "command": ["sleep", "600"], "boot": True, "stop_timeout": 1,
+             "network": f"t-net-{suffix}", "network_aliases": ["bee"]},
             {"name": f"t-gone-{suffix}", "state": "absent"},
         ],
     }
@@ -252,7 +257,7 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         assert [c.name for c in Runtime(store).list()] == [extra]
         assert {n.split(" : ")[-1] for n in changed_tasks(check)} == {
             "Build images", "Remove images", "Remove the containers that are not in the list",
-            "Bring each container to its state"}
+            "Make the networks of the list", "Bring each container to its state"}
         # busybox is up to date; the tools image is not built yet, so its push can't be judged.
         assert task(check, "Pull images").status == "ok" and task(check, "Push images").status == "skipped"
 
@@ -277,6 +282,14 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         # this host has none, so the supervisor and `dockerless start --all` keep it up).
         assert runtime.inspect(f"{batch}-b").spec["restart_policy"] == "unless-stopped"
         assert info.spec["restart_policy"] == "on-failure"
+        # Networks: web on the default bridge with its ports (a free one chosen for 53/udp), batch-b on the list's
+        # network with its alias.
+        assert info.spec["networks"] == ["bridge"]
+        ports = {(m["container_port"], m["proto"]): m["host_port"] for m in info.spec["published_ports"]}
+        assert ports[(80, "tcp")] == 18480 and 1024 < ports[(53, "udp")] <= 65535
+        bee = runtime.inspect(f"{batch}-b").spec
+        assert bee["networks"] == [f"t-net-{suffix}"] and bee["network_aliases"] == ["bee"]
+        assert networks.get_network(store, f"t-net-{suffix}")["subnet"] == "172.29.0.0/16"
         pid = info.pid
         again = run_playbook(playbook, extra_vars)
         assert_ran(again)
@@ -285,6 +298,7 @@ def test_images_and_containers_roles_converge_and_are_idempotent(run_playbook, s
         assert_ran(again_check)
         assert changed_tasks(again_check) == []
         assert runtime.inspect(web).pid == pid  # not recreated by the re-runs
+        assert runtime.inspect(web).spec["published_ports"] == info.spec["published_ports"]   # the chosen port kept
     finally:
         remove_containers(store)
 

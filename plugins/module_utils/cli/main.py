@@ -348,6 +348,8 @@ def _add_run_options(p: argparse.ArgumentParser, seed: bool = False) -> None:
     g.add_argument("--dns-search", action="append", metavar="DOMAIN",
                    help="search domain of /etc/resolv.conf (repeat; '.' for none)")
     g.add_argument("--add-host", action="append", metavar="NAME:ADDRESS", help="extra /etc/hosts entry (repeat)")
+    g.add_argument("-p", "--publish", action="append", metavar="[IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]",
+                   help="publish a container port on the host (repeat; ranges, /udp; no HOST_PORT: a free one)")
     g.add_argument("--isolation", choices=["container", "chroot"], default="chroot" if seed == "chroot" else "container",
                    help="container: namespaces + pivot_root (default); chroot: only a private mount namespace "
                    "and chroot, NOT a security boundary (the host's processes, network and hostname; "
@@ -533,6 +535,33 @@ def build_parser(prog: str = "dockerless", only: str | None = None) -> argparse.
     p.add_argument("-f", "--force", action="store_true", help="kill a running container (SIGKILL) first")
     p.add_argument("names", nargs="+", metavar="NAME")
 
+    p = sub.add_parser("port", parents=[store, output], formatter_class=_FORMATTER,
+                       help="list a container's published ports",
+                       description="The published ports of a named container, as docker port prints them.",
+                       epilog=_examples(f"{prog} port web", f"{prog} port web 80/tcp"))
+    p.add_argument("container", help="container name")
+    p.add_argument("port", nargs="?", metavar="PORT[/PROTO]", help="only this container port")
+
+    # The options belong to the commands (network ls --json): a subparser's defaults would overwrite the parent's.
+    p = sub.add_parser("network", formatter_class=_FORMATTER,
+                       help="create, list and remove bridge networks",
+                       description="Bridge networks for containers (as container_network makes them): their record "
+                       "in the store, their firewall rules in the nftables table inet dockerless.",
+                       epilog=_examples(f"{prog} network create app", f"{prog} network create --subnet "
+                                        "172.30.0.0/16 --internal backend", f"{prog} network ls",
+                                        f"{prog} network rm app"))
+    net = p.add_subparsers(dest="network_command", metavar="COMMAND")
+    net.required = True
+    q = net.add_parser("create", parents=[store, output], formatter_class=_FORMATTER, help="create a network")
+    q.add_argument("--subnet", help="IPv4 subnet, CIDR (default: the next free /16 of 172.17-31.0.0)")
+    q.add_argument("--gateway", help="the bridge's address (default: the subnet's first)")
+    q.add_argument("--internal", action="store_true", help="no route out of the network")
+    q.add_argument("name", help="network name")
+    q = net.add_parser("ls", parents=[store, output], formatter_class=_FORMATTER, help="list networks")
+    q = net.add_parser("rm", parents=[store, output], formatter_class=_FORMATTER,
+                       help="remove networks (refused while containers are attached)")
+    q.add_argument("names", nargs="+", metavar="NAME")
+
     p = sub.add_parser("images", parents=[store, output], formatter_class=_FORMATTER, help="list images in the store",
                        description="List the images of the store (never contacts a registry).",
                        epilog=_examples(f"{prog} images", f"{prog} images --json alpine:3.20"))
@@ -638,6 +667,7 @@ _RUN_OPTIONS = (
     (("--dns",), "dns", "append"),
     (("--dns-search",), "dns_search", "append"),
     (("--add-host",), "add_host", "append"),
+    (("-p", "--publish"), "publish", "append"),
     (("--isolation",), "isolation", ("container", "chroot")),
     (("--read-only",), "read_only", "flag"),
     (("--cap-add",), "cap_add", "append"),
@@ -1057,7 +1087,7 @@ def _run_spec(args, store_root: str | None, image, name: str | None):
         isolation=args.isolation, ulimits=args.ulimit, restart_policy=args.restart[0],
         restart_retries=args.restart[1], stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         dns_servers=getattr(args, "dns", None), dns_search_domains=getattr(args, "dns_search", None),
-        etc_hosts=getattr(args, "add_host", None), **extra)
+        etc_hosts=getattr(args, "add_host", None), published_ports=getattr(args, "publish", None), **extra)
 
 
 def _stored_image(store_root: str, name: str, pull: str, platform: str | None):
@@ -1146,7 +1176,15 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
     if args.detach:
         name = args.name or default_container_name(args.image)
         spec = _run_spec(args, args.store, image, name)
-        runtime.create(name, spec)
+        if spec.published_ports:
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+            with ports.reserved(runtime.store_root):   # the choice and the record under one lock
+                taken, owners = ports.published_in_store(runtime.store_root, exclude=name)
+                spec.published_ports = ports.allocate(spec.published_ports, taken, owners)
+                runtime.create(name, spec)
+        else:
+            runtime.create(name, spec)
         try:
             info = runtime.start(name)
         except DockerlessError:
@@ -1158,6 +1196,12 @@ def cmd_run(args, out: Output, stdin: IO[str], stdio: tuple[int, int, int] = (0,
     from ansible_collections.dockerless.containers.plugins.module_utils.cli.run import run_foreground
 
     spec = _run_spec(args, args.store, image, None)
+    if spec.published_ports:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+        with ports.reserved(runtime.store_root):
+            taken, owners = ports.published_in_store(runtime.store_root)
+            spec.published_ports = ports.allocate(spec.published_ports, taken, owners)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     return run_foreground(runtime, spec, interactive=args.interactive, terminal=bool(args.tty),
@@ -1312,6 +1356,67 @@ def cmd_rm(args, out: Output, stdin: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_port(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+
+    runtime = Runtime(args.store)
+    info = runtime.inspect(args.container)
+    if info is None:
+        raise RuntimeSetupError(f"container {args.container}: no such container in {runtime.containers_dir}. "
+                                "See dockerless ps -a.")
+    mappings = list(info.spec.get("published_ports") or [])
+    if args.port:
+        number, _sep, proto = args.port.partition("/")
+        if not number.isdigit():
+            raise UsageError(f"port {args.port!r}: give a container port, as 80 or 80/udp.")
+        mappings = [m for m in mappings if m["container_port"] == int(number) and m["proto"] == (proto or "tcp")]
+        if not mappings:
+            raise RuntimeSetupError(f"container {args.container}: port {args.port} is not published.")
+    for mapping in mappings:
+        text = ports.format_mapping(mapping)
+        line = text if not args.port else text.split("->", maxsplit=1)[0]   # docker port NAME 80: the host side alone
+        out.info(line)
+        out.value(line)
+    out.document(mappings)
+    return EXIT_OK
+
+
+def cmd_network(args, out: Output, stdin: IO[str]) -> int:
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import manage, networks
+    from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
+
+    root = Runtime(args.store).store_root
+    if args.network_command == "ls":
+        records = [manage.shown(r) for r in networks.list_networks(root)]
+        if not out.quiet:
+            rows = [[r["name"], r["bridge"], r["subnet"], r["gateway"], "yes" if r["internal"] else "no"] for r in records]
+            out.info(table(rows, ["NAME", "BRIDGE", "SUBNET", "GATEWAY", "INTERNAL"]).rstrip("\n"))
+        for record in records:
+            out.value(record["name"])
+        out.document(records)
+        return EXIT_OK
+    if args.network_command == "create":
+        if networks.get_network(root, args.name) is not None:
+            raise RuntimeSetupError(f"network {args.name}: exists already. See dockerless network ls; remove it "
+                                    "first to make it anew.")
+        result = manage.manage_network(root, args.name, "present", args.subnet, args.gateway, args.internal)
+        out.info(f"{args.name}: created ({result['network']['subnet']}, bridge {result['network']['bridge']})")
+        out.value(args.name)
+        out.document(result["network"])
+        return EXIT_OK
+    done = []
+    for name in args.names:
+        result = manage.manage_network(root, name, "absent")
+        if result["network"] is None:
+            raise RuntimeSetupError(f"removing network {name}: no such network. See dockerless network ls.")
+        done.append({"name": name, "removed": True})
+        out.info(f"{name}: removed")
+        out.value(name)
+    out.document(done)
+    return EXIT_OK
+
+
 def cmd_images(args, out: Output, stdin: IO[str]) -> int:
     from ansible_collections.dockerless.containers.plugins.module_utils.cli.progress import human_size
     from ansible_collections.dockerless.containers.plugins.module_utils.image.store import describe_images
@@ -1356,7 +1461,7 @@ def cmd_export_wsl(args, out: Output, stdin: IO[str]) -> int:
 HANDLERS = {
     "pull": cmd_pull, "push": cmd_push, "build": cmd_build, "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "stop": cmd_stop,
     "start": cmd_start, "kill": cmd_kill, "rm": cmd_rm, "images": cmd_images, "export-wsl": cmd_export_wsl,
-    "image-download": cmd_image_download, "image-upload": cmd_image_upload,
+    "image-download": cmd_image_download, "image-upload": cmd_image_upload, "port": cmd_port, "network": cmd_network,
 }
 
 

@@ -881,6 +881,7 @@ class ContainerInfo(Record):
             "error": self.error, "image": self.spec.get("image"), "image_digest": self.spec.get("image_digest"),
             "command": self.spec.get("argv"), "env": env_digests(self.spec.get("env")),
             "restart_policy": self.spec.get("restart_policy"),
+            "published_ports": list(self.spec.get("published_ports") or []),
             "restart_retries": self.spec.get("restart_retries") or 0,
             "stop_signal": self.spec.get("stop_signal") or "SIGTERM", "stopped_by_user": self.stopped_by_user,
             "capabilities": spec.effective_capabilities() if spec else [],

@@ -42,11 +42,11 @@ COMPARED_KEYS = ("image", "image_digest", "argv", "env", "workdir", "user", "hos
                  "volumes", "tmpfs", "read_only", "limits", "capabilities", "no_new_privileges", "privileged",
                  "isolation", "rlimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
                  "seccomp", "dns_servers", "dns_search_domains", "etc_hosts", "healthcheck", "health_on_failure",
-                 "networks", "network_aliases", "ipv4_address")
+                 "networks", "network_aliases", "ipv4_address", "published_ports")
 # Compared keys a container recorded by an older version lacks, with the value it ran with: no recreate for them.
 _RECORDED_DEFAULTS = {"restart_retries": 0, "stop_signal": "SIGTERM", "oom_score_adj": 0, "dns_servers": [],
                       "dns_search_domains": [], "etc_hosts": {}, "healthcheck": None, "health_on_failure": "none",
-                      "networks": [], "network_aliases": [], "ipv4_address": None}
+                      "networks": [], "network_aliases": [], "ipv4_address": None, "published_ports": []}
 # Patterns, compiled by re's cache on first use (``_match``).
 # Matched whole (fullmatch): "$" also matches before a trailing newline, so "web\n" would pass a "^...$" check.
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
@@ -112,6 +112,9 @@ class ContainerSpec(Record):
     # recorded before networks existed (no "networks" key: it runs with `none`, the old default) is then not
     # recreated by an upgrade alone (spec_diff).
     network_defaulted: bool = False
+    # network.ports mappings {host_ip, host_port, container_port, proto}, normalised; host_port 0 until a free
+    # one is chosen when the container is created (task.py), then the chosen one is recorded.
+    published_ports: list[dict] = Factory(list)
 
     @classmethod
     def from_dict(cls, data: dict) -> ContainerSpec:
@@ -440,6 +443,7 @@ def build_spec(
     dns_servers: list[str] | None = None,
     dns_search_domains: list[str] | None = None,
     etc_hosts: dict | None = None,
+    published_ports: list | None = None,
 ) -> ContainerSpec:
     """Validate options and merge them with the image config (the ``config`` object of an OCI image config)."""
     cfg = dict(image_config or {})
@@ -471,6 +475,14 @@ def build_spec(
     if rootfs_mode not in ROOTFS_MODES:
         raise RuntimeSetupError(f"rootfs mode {rootfs_mode!r}: use one of {', '.join(ROOTFS_MODES)}")
     mode, bridge_networks = resolve_network(network)
+    published = []
+    if published_ports:
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports as ports_lib
+
+        if not bridge_networks:
+            raise RuntimeSetupError(f"published_ports: a container on network {mode!r} has no address to publish to; "
+                                    "use network: bridge (or a network of container_network), or drop published_ports")
+        published = ports_lib.normalise(published_ports)
     if not lower_dirs:
         raise RuntimeSetupError(f"image {image or '?'}: no layer folders to build a rootfs from. Pull it again.")
 
@@ -583,6 +595,7 @@ def build_spec(
         network_aliases=_aliases(network_aliases, bridge_networks),
         ipv4_address=_ipv4_on_user_network(ipv4_address, bridge_networks),
         network_defaulted=network is None,
+        published_ports=published,
     )
 
 

@@ -46,12 +46,12 @@ _PKG = "ansible_collections.dockerless.containers.plugins.module_utils."
 # the order Python would finish loading them): the boot loader executes them in this order, with no import
 # system behind it. test_supervisor_boot.py computes this list from the sources and compares.
 SUPERVISOR_MODULES = ("linux", "errors", "network.etc_files", "records", "network.rtnetlink", "network.networks",
-                      "network.attach", "runtime.boot", "runtime.process", "runtime.capabilities",
-                      "runtime.seccomp.default", "runtime.seccomp.filter", "image.layers.whiteouts",
-                      "runtime.rootfs", "runtime.users", "runtime.init_sequence", "runtime.spawn", "cgroups.limits",
-                      "cgroups.devices", "cgroups.knob", "cgroups.cpu", "cgroups.cpuset", "cgroups.io",
-                      "cgroups.memory", "cgroups.pids", "cgroups.hierarchy", "cgroups.cgroup", "runtime.state",
-                      "runtime.exec", "runtime.health", "runtime.supervisor")
+                      "network.conntrack", "network.firewall", "network.attach", "runtime.boot", "runtime.process",
+                      "runtime.capabilities", "runtime.seccomp.default", "runtime.seccomp.filter",
+                      "image.layers.whiteouts", "runtime.rootfs", "runtime.users", "runtime.init_sequence",
+                      "runtime.spawn", "cgroups.limits", "cgroups.devices", "cgroups.knob", "cgroups.cpu",
+                      "cgroups.cpuset", "cgroups.io", "cgroups.memory", "cgroups.pids", "cgroups.hierarchy",
+                      "cgroups.cgroup", "runtime.state", "runtime.exec", "runtime.health", "runtime.supervisor")
 
 # What `ps` shows: the loader itself (runtime/boot.py, compiled by the caller) comes with the payload.
 BOOT = "import sys,marshal;p=marshal.loads(sys.stdin.buffer.read());g={};exec(p['boot'],g);g['run'](p)"

@@ -37,7 +37,7 @@ SPEC_OPTIONS = ("command", "entrypoint", "env", "workdir", "user", "hostname", "
                 "userns", "volumes", "tmpfs", "read_only", "cap_add", "cap_drop", "no_new_privileges", "privileged",
                 "isolation", "ulimits", "restart_policy", "restart_retries", "stop_signal", "oom_score_adj",
                 "stop_timeout", "rootfs_mode", "seccomp", "dns_servers", "dns_search_domains", "etc_hosts",
-                "network_aliases", "ipv4_address")
+                "network_aliases", "ipv4_address", "published_ports")
 # A spec needs layer folders; an image without any layer gets one that can't exist (the run then says so).
 NO_LAYERS = "/nonexistent-until-pulled"
 STATE_AFTER = {"started": "running", "stopped": "exited"}
@@ -223,6 +223,14 @@ class ContainerTask:
             result.actions.insert(0, f"pull {image.name}")
         if check_mode:
             return result
+        if spec.published_ports:
+            from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+            # A one-shot's ports are recorded with its network lease when it starts; the lock covers the choice.
+            with ports.reserved(self.runtime.store_root):
+                taken, owners = ports.published_in_store(self.runtime.store_root)
+                spec.published_ports = ports.allocate(spec.published_ports, taken, owners)
+            result.container["published_ports"] = spec.published_ports
         run = self.runtime.run(spec, timeout=self.options.get("run_timeout"))
         result.container.update(id=run.id, pid=run.pid, rootfs_mode=run.rootfs_mode, cgroup=run.cgroup,
                                 state="exited", exit_code=run.rc, oom_killed=run.oom_killed)
@@ -240,7 +248,49 @@ class ContainerTask:
         if pending and opts["state"] != "absent":
             return _pending_plan(self.runtime, opts["name"], opts["state"])
         spec = self.spec(image) if image is not None and not pending else None
+        if spec is not None and spec.published_ports:
+            self._keep_chosen_ports(spec)
         return self.runtime.plan(opts["name"], opts["state"], spec, recreate=bool(opts.get("recreate")) or pending)
+
+    def _keep_chosen_ports(self, spec: ContainerSpec) -> None:
+        """A requested free port (host_port 0) equals the port chosen for it when the container was made: the
+        recorded mappings stand in for the request when they satisfy it, so a re-run compares equal."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+        before = self.runtime.inspect(self.options["name"])
+        recorded = list((before.spec.get("published_ports") or []) if before is not None else [])
+        if recorded and ports.matches(spec.published_ports, recorded):
+            spec.published_ports = recorded
+
+    def _reconcile_firewall(self, plan: Plan, result: TaskResult, check_mode: bool) -> None:
+        """A container on bridge networks: the nftables table checked against the store at every run, so rules
+        an admin flushed (or a reboot lost) are put back by a re-run, which then reports a change. A run that
+        starts, stops or removes the container has reconciled it already (network/attach.py)."""
+        # The spec the container runs with: the new one when it is (re)created, else its record (a container
+        # recorded before networks existed keeps none, whatever the default now is).
+        if "create" in plan.actions and plan.spec is not None:
+            spec = plan.spec.as_dict()
+        else:
+            spec = plan.before.spec if plan.before is not None else {}
+        if not (spec or {}).get("networks") or (check_mode and result.changed):
+            return
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+
+        if firewall.reconcile(self.runtime.store_root, check_mode=check_mode):
+            result.changed = True
+            result.actions.append("write firewall rules")
+
+    def _apply_with_ports(self, plan: Plan, **kwargs):
+        """runtime.apply; a container to be created with published ports gets its host ports chosen and checked
+        under the store's port lock, held until its record is written: of two runs asking one port, one wins."""
+        if "create" not in plan.actions or not plan.spec.published_ports:
+            return self.runtime.apply(plan, **kwargs)
+        from ansible_collections.dockerless.containers.plugins.module_utils.network import ports
+
+        with ports.reserved(self.runtime.store_root):
+            taken, owners = ports.published_in_store(self.runtime.store_root, exclude=plan.name)
+            plan.spec.published_ports = ports.allocate(plan.spec.published_ports, taken, owners)
+            return self.runtime.apply(plan, **kwargs)
 
     def unit_plan(self, plan: Plan):
         """Where systemd is PID 1: the container's unit (runtime/systemd.py) and what it takes to bring it in line
@@ -287,15 +337,17 @@ class ContainerTask:
             result.systemd_unit = units.unit_path(name)
         self._units = units if unit_plan is not None and unit_plan.after is not None else None
         if check_mode:
+            self._reconcile_firewall(plan, result, check_mode)
             self.restart_and_wait_healthy(plan, result, check_mode)
             return result
         try:
-            after = runtime.apply(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
-                                  force_kill=bool(opts.get("force_kill")), units=units, unit_plan=unit_plan)
+            after = self._apply_with_ports(plan, log_max_size=log_max, stop_timeout=opts.get("stop_timeout"),
+                                           force_kill=bool(opts.get("force_kill")), units=units, unit_plan=unit_plan)
         except DockerlessError as exc:
             raise TaskFailed(str(exc), {"actions": actions}) from exc
         if after is not None:
             result.container = after.as_dict()
+        self._reconcile_firewall(plan, result, check_mode)
         self.restart_and_wait_healthy(plan, result, check_mode)
         if opts["detach"] is False and "start" in plan.actions:
             timed_out = False

@@ -23,7 +23,8 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.store 
 
 CHECKOUT = Path(__file__).resolve().parents[5]
 BIN = CHECKOUT / "bin"
-SUBCOMMANDS = ("pull", "push", "build", "run", "exec", "ps", "start", "stop", "kill", "rm", "images", "export-wsl")
+SUBCOMMANDS = ("pull", "push", "build", "run", "exec", "ps", "start", "stop", "kill", "rm", "images", "export-wsl", "port",
+               "network")
 
 
 def run_main(argv, prog="dockerless", stdin_text=""):

@@ -275,6 +275,7 @@ FAST = [
     ["run", "-d", "--restart=unless-stopped", "busybox"],
     ["run", "--dns", "192.0.2.1", "--dns=192.0.2.2", "--dns-search", "example.org", "--add-host", "db:10.0.0.5",
      "--add-host=v6=2001:db8::1", "busybox"],
+    ["run", "-p", "8080:80", "--publish=127.0.0.1::53/udp", "-p80", "-dp", "9000-9001:90-91", "busybox"],
     ["pull", "busybox"],
     ["pull", "--dest", "/tmp/r", "--dest-mode", "0755", "busybox"],
     ["pull", "-q", "--pull", "missing", "--platform", "linux/arm64", "--dest", "/tmp/r", "alpine:3.20"],

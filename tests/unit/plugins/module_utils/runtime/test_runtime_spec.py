@@ -138,6 +138,11 @@ def test_build_spec_merges_image_config():
     assert config["env"] == ["PATH=/usr/bin:/bin", "A=2"]
 
 
+def test_build_spec_without_published_ports_records_none():
+    spec = build_spec(image_config=IMAGE, lower_dirs=["/l"])
+    assert spec.published_ports == [] and spec.compared()["published_ports"] == []
+
+
 def test_build_spec_network_host_and_chroot():
     assert "net" not in build_spec(image_config=IMAGE, lower_dirs=["/l"], network="host").namespaces
     assert build_spec(image_config=IMAGE, lower_dirs=["/l"], isolation="chroot").namespaces == ["mount"]
@@ -171,6 +176,8 @@ def test_chroot_isolation_never_grants_cap_sys_chroot():
     ({"limits": {"swap": 1}}, "unknown"),
     ({"user": "99999999999"}, "out of range"),
     ({"lower_dirs": []}, "no layer folders"),
+    ({"published_ports": ["8080:80"], "network": "none"}, "published_ports: a container on network .none. has no address to publish to"),
+    ({"published_ports": ["8080:80"], "network": "host"}, "on network 'host' has no address"),
 ])
 def test_build_spec_refuses(kwargs, match):
     args = {"image_config": IMAGE, "lower_dirs": ["/l"]}
