@@ -33,11 +33,11 @@ CHECKOUT = os.path.dirname(HERE)
 WORK = os.environ.get("DOCKERLESS_BENCH_WORK", "/var/tmp/dockerless-bench-run")  # not bench/unpack_bench.py's dir
 # Seconds a case takes with two rounds on this 2-core machine while other jobs load it (measured): a case is
 # only started when it can end within --budget.
-COST_QUICK = {"pull": 210, "repull": 110, "push": 120, "run": 70, "ansible": 60, "exec": 40, "seccomp": 20,
+COST_QUICK = {"pull": 210, "repull": 110, "push": 120, "run": 70, "ansible": 60, "exec": 40, "bridge": 60, "seccomp": 20,
               "memory": 70, "build": 170, "playbook": 250}
 INPUTS_FOR = {"pull": ["debian"], "repull": ["debian"], "memory": ["debian", "big"], "push": ["debian"],
               "build": ["busybox"], "run": ["busybox", "small", "big"], "ansible": ["busybox"],
-              "exec": ["busybox"], "seccomp": ["busybox"], "playbook": ["busybox"]}
+              "exec": ["busybox"], "bridge": ["busybox"], "seccomp": ["busybox"], "playbook": ["busybox"]}
 
 
 def _log(text: str) -> None:
