@@ -303,7 +303,9 @@ def test_what_the_unit_runs_starts_restores_and_stops_like_docker(fake_systemd, 
                 assert units.entry.encode() in handle.read().split(b"\0")
             with open(f"/proc/{info.supervisor_pid}/status") as handle:
                 ignored = int(next(line for line in handle if line.startswith("SigIgn:")).split()[1], 16)
-            assert ignored == (1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGXFSZ - 1)), hex(ignored)
+            # Signals 1-31 only: glibc keeps 32 and 33 for itself (sigaction refuses them), so a disposition of
+            # theirs inherited from whatever started this test (a background shell) can't be reset by anyone.
+            assert ignored & 0x7FFFFFFF == (1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGXFSZ - 1)), hex(ignored)
         assert calls(log) == ["daemon-reload", "start dockerless-us.service", "daemon-reload",
                               "start dockerless-al.service"]
         # Running: a second start (an admin's systemctl start) leaves it alone.
