@@ -8,11 +8,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import traceback
 
 import pytest
+from netns import in_own_netns
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.cli import main as cli
 from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, networks
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
@@ -23,29 +22,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and nftables"),
     pytest.mark.skipif(firewall.nft_path() is None, reason="needs nft (nftables)"),
 ]
-
-
-def in_own_netns(work):
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            out = {"ok": work()}
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            out = {"error": traceback.format_exc()}
-        os.write(write, json.dumps(out).encode())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out.get("error")
-    return out["ok"]
 
 
 def run_main(*argv):

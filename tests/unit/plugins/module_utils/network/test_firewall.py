@@ -8,18 +8,16 @@ it; the "host's own address" is a dummy interface's."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-import traceback
 
 import pytest
+from netns import in_own_netns
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import conntrack, firewall
 
 pytestmark = [
@@ -46,30 +44,6 @@ SERVER = textwrap.dedent("""
         conn, peer = tcp.accept()
         conn.sendall(("hello " + peer[0]).encode()); conn.close()
 """)
-
-
-def in_own_netns(work):
-    """Run ``work()`` in a forked child in a new network namespace; returns its JSON-able result."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            out = {"ok": work()}
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            out = {"error": traceback.format_exc()}
-        os.write(write, json.dumps(out).encode())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out.get("error")
-    return out["ok"]
 
 
 def sh(*args, pid=None):

@@ -10,9 +10,9 @@ import json
 import os
 import shutil
 import subprocess
-import traceback
 
 import pytest
+from netns import in_own_netns
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import rtnetlink
@@ -22,30 +22,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces"),
     pytest.mark.skipif(not shutil.which("ip") or not shutil.which("nsenter"), reason="needs iproute2 and nsenter"),
 ]
-
-
-def in_own_netns(work):
-    """Run ``work()`` in a forked child in a new network namespace; returns its JSON-able result."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            out = {"ok": work()}
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            out = {"error": traceback.format_exc()}
-        os.write(write, json.dumps(out).encode())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out.get("error")
-    return out["ok"]
 
 
 def ip_json(*args, pid=None):
