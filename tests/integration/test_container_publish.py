@@ -47,7 +47,9 @@ int main(void) {
     }
 }
 """
-SERVE = "mkdir -p /tmp/www && echo hello-from-web > /tmp/www/index.html && /udpecho & exec httpd -f -p 80 -h /tmp/www"
+# The page exists before httpd starts (``a && b & c`` would put the page's making in the background with the
+# UDP server, racing httpd's chdir).
+SERVE = "mkdir -p /tmp/www; echo hello-from-web > /tmp/www/index.html; /udpecho & exec httpd -f -p 80 -h /tmp/www"
 
 
 @pytest.fixture(scope="module")
