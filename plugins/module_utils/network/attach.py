@@ -13,8 +13,8 @@
   as Docker), its address, up, and the default route through the first network's gateway.
 * ``refresh`` (after a start, after an end) and ``finish`` (after an end): the /etc/hosts of every running container of the user networks the container is on is
   rewritten (in place: the bind mount in each container sees the new content) so that they resolve each other by
-  name, aliases and short id, a container started later included, a removed or stopped one no more; and part B's
-  firewall is reconciled when it is there. ``finish`` deletes a host end that outlived its namespace (a process
+  name, aliases and short id, a container started later included, a removed or stopped one no more; and the
+  firewall is reconciled. ``finish`` deletes a host end that outlived its namespace (a process
   of the host that holds it) and, for a one-shot, frees its leases.
 
 When the container's network namespace ends (its last process exits, or its supervisor was SIGKILLed and the
@@ -188,7 +188,7 @@ def _write_one(root: str, data: dict, holder: str) -> None:
 
 def refresh(store, holder: str, release: bool = False) -> None:
     """After ``holder`` joined or left: the hosts files of it and of every running container that shares a user
-    network with it, then part B's firewall when it is there. ``release``: its leases are dropped first (in the
+    network with it, then the firewall. ``release``: its leases are dropped first (in the
     same locked read-modify-write)."""
     root = networks.store_root(store)
     with networks.locked(store, write=release) as state:
@@ -208,18 +208,11 @@ def refresh(store, holder: str, release: bool = False) -> None:
     reconcile_firewall(store)
 
 
-_NO_FIREWALL = []
-
-
 def reconcile_firewall(store) -> None:
-    """Part B's firewall table (network/firewall.py) reconciled, when the collection has it."""
-    if _NO_FIREWALL:
-        return
-    try:
-        from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
-    except ImportError:
-        _NO_FIREWALL.append(True)
-        return
+    """The firewall table (network/firewall.py) reconciled with the store. Imported here, not at the top: a start
+    on network none never needs it."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+
     firewall.reconcile(networks.store_root(store))
 
 
