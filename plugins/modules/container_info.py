@@ -19,17 +19,8 @@ description:
     digests by trying candidates; set the task keyword C(no_log) where that matters.
   - Changes nothing.
 extends_documentation_fragment:
+  - dockerless.containers.info_module
   - dockerless.containers.store
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs the same in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to show.
-  idempotent:
-    support: full
-    description: Read-only.
 options:
   name:
     description:

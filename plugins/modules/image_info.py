@@ -12,17 +12,8 @@ description:
   - Read-only. Without O(name), lists every image in the store; with O(name), inspects those images.
   - Never contacts a registry.
 extends_documentation_fragment:
+  - dockerless.containers.info_module
   - dockerless.containers.store
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Reading the store changes nothing.
 options:
   name:
     description:

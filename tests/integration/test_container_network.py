@@ -10,12 +10,11 @@ import json
 import os
 import secrets
 import subprocess
-import traceback
 
 import pytest
+from netns import in_netns
 from test_container_run import IMAGE
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
@@ -89,30 +88,7 @@ def netns():
             break
         os.sched_yield()
 
-    def run(fn):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            try:
-                fd = os.open(f"/proc/{holder.pid}/ns/net", os.O_RDONLY)
-                linux.setns(fd, linux.CLONE_NEWNET)
-                out = {"ok": fn()}
-            except BaseException:  # noqa: BLE001 - reported to the parent
-                out = {"error": traceback.format_exc()}
-            os.write(write, json.dumps(out, default=str).encode())
-            os._exit(0)
-        os.close(write)
-        data = b""
-        while chunk := os.read(read, 65536):
-            data += chunk
-        os.close(read)
-        os.waitpid(pid, 0)
-        out = json.loads(data)
-        assert "error" not in out, out.get("error")
-        return out["ok"]
-
-    yield run
+    yield lambda fn: in_netns(fn, join=holder.pid)
     holder.kill()
     holder.wait()
 

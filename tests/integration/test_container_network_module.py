@@ -6,14 +6,12 @@ forked child in a network namespace of its own, so the nftables table it writes 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import traceback
 
 import pytest
+from netns import in_netns
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, networks
 
 pytestmark = [
@@ -23,29 +21,7 @@ pytestmark = [
 ]
 
 
-def in_own_netns(work):
-    """Run ``work()`` in a forked child in a new network namespace; returns its JSON-able result."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-            out = {"ok": work()}
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            out = {"error": traceback.format_exc()}
-        os.write(write, json.dumps(out, default=str).encode())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out.get("error")
-    return out["ok"]
+LO_UP = (["ip", "link", "set", "lo", "up"],)
 
 
 def nft(*args):
@@ -77,7 +53,7 @@ def test_create_check_diff_idempotence_restore_and_remove(tmp_path, run_module):
         out["table_after_remove"] = firewall.current()
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work, setup=LO_UP)
     check = out["check"]
     assert not check["failed"], check["msg"]
     assert check["changed"] is True and check["actions"] == ["create", "write firewall rules"]
@@ -124,7 +100,7 @@ def test_remove_with_a_container_attached_is_refused_naming_it(tmp_path, run_mod
         removed = run_module("container_network", dict(args, state="absent"))
         return created, refused, refused_check, changed, removed, networks.get_network(store, "back")
 
-    created, refused, refused_check, changed, removed, left = in_own_netns(work)
+    created, refused, refused_check, changed, removed, left = in_netns(work, setup=LO_UP)
     assert not created["failed"], created["msg"]
     assert refused["failed"] and "containers are attached: 0123456789ab" in refused["msg"]
     assert refused_check["failed"] and "0123456789ab" in refused_check["msg"]

@@ -8,18 +8,16 @@ child in a network namespace of its own; a veth end there holds "the host's own 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import subprocess
-import traceback
 import urllib.request
 
 import pytest
+from netns import in_netns
 from test_container_run import IMAGE, add_image, make_busybox_rootfs
 
-from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
 
 pytestmark = [
@@ -63,33 +61,11 @@ def store(tmp_path_factory) -> str:
     return root
 
 
-def in_own_netns(work):
-    """Run ``work()`` in a forked child in a new network namespace; returns its JSON-able result."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read)
-        try:
-            linux.unshare(linux.CLONE_NEWNET)
-            for command in (["ip", "link", "set", "lo", "up"],
-                            ["ip", "link", "add", "hx0", "type", "veth", "peer", "name", "hx1"],
-                            ["ip", "addr", "add", f"{HOST_ADDRESS}/24", "dev", "hx0"],
-                            ["ip", "link", "set", "hx0", "up"], ["ip", "link", "set", "hx1", "up"]):
-                subprocess.run(command, check=True)
-            out = {"ok": work()}
-        except BaseException:  # noqa: BLE001 - reported to the parent
-            out = {"error": traceback.format_exc()}
-        os.write(write, json.dumps(out, default=str).encode())
-        os._exit(0)
-    os.close(write)
-    data = b""
-    while chunk := os.read(read, 65536):
-        data += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    out = json.loads(data)
-    assert "error" not in out, out.get("error")
-    return out["ok"]
+# The test's namespace: loopback up and a veth pair whose host end has HOST_ADDRESS (not a loopback address).
+HOST_LINK = (["ip", "link", "set", "lo", "up"],
+             ["ip", "link", "add", "hx0", "type", "veth", "peer", "name", "hx1"],
+             ["ip", "addr", "add", f"{HOST_ADDRESS}/24", "dev", "hx0"],
+             ["ip", "link", "set", "hx0", "up"], ["ip", "link", "set", "hx1", "up"])
 
 
 def http(address, port):
@@ -165,7 +141,7 @@ def test_published_ports_through_container_run(store, run_module):
         out["udp_port"] = udp_port
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work, setup=HOST_LINK)
     check = out["check"]
     assert not check["failed"], check["msg"]
     assert check["changed"] is True

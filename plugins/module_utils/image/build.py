@@ -38,6 +38,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.tarwri
     SYMLINK,
     ArchiveResult,
     TarEntry,
+    path_parts,
     sort_key,
     write_archive,
 )
@@ -172,13 +173,9 @@ def image_path(dest: str, what: str) -> str:
     """An absolute image path → its archive form (``usr/bin/x``); '' for the root. ``..`` is refused."""
     if not isinstance(dest, str) or not dest.startswith("/"):
         raise BuildError(f"{what}: dest {dest!r} is not an absolute path. Write it like '/usr/local/bin/tool'.")
-    parts = []
-    for comp in dest.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            raise BuildError(f"{what}: dest {dest!r} contains '..'. Give the plain absolute path inside the image.")
-        parts.append(comp)
+    parts = path_parts(dest)
+    if parts is None:
+        raise BuildError(f"{what}: dest {dest!r} contains '..'. Give the plain absolute path inside the image.")
     if "\0" in dest:
         raise BuildError(f"{what}: dest contains a NUL byte.")
     return "/".join(parts)

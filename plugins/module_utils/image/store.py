@@ -39,6 +39,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     json_dumps,
     json_loads,
 )
+from ansible_collections.dockerless.containers.plugins.module_utils.store_root import default_store_root
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -51,14 +52,6 @@ if TYPE_CHECKING:
 ANNOTATION_REMOTE_DIGEST = "io.dockerless.remote-digest"   # what the registry answered for the tag (may be an index)
 ANNOTATION_SOURCE = "io.dockerless.source"                 # the reference the image was pulled from / pushed to
 _CHUNK = 1 << 20
-
-
-def default_store_root() -> str:
-    """``/var/lib/dockerless`` as root, ``$XDG_DATA_HOME/dockerless`` (``~/.local/share/dockerless``) otherwise."""
-    if os.geteuid() == 0:
-        return "/var/lib/dockerless"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "dockerless")
 
 
 def _fsync_dir(path: str) -> None:

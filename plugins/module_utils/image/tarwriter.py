@@ -118,15 +118,23 @@ class TarEntry:
         return "TarEntry(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS) + ")"
 
 
-def normalize_member(path: str) -> str:
-    """``/usr//bin/./x`` -> ``usr/bin/x``; refuses ``..`` and empty paths."""
+def path_parts(path: str) -> list[str] | None:
+    """The components of ``path`` without the empty and ``.`` ones (``/usr//bin/./x`` -> ``[usr, bin, x]``);
+    None when one is ``..``: an archive member and a path inside an image never climb out of the root."""
     parts = []
     for comp in path.split("/"):
-        if comp in ("", "."):
-            continue
         if comp == "..":
-            raise DockerlessError(f"writing archive member {path!r}: '..' is not allowed. Use a path inside the root.")
-        parts.append(comp)
+            return None
+        if comp not in ("", "."):
+            parts.append(comp)
+    return parts
+
+
+def normalize_member(path: str) -> str:
+    """``/usr//bin/./x`` -> ``usr/bin/x``; refuses ``..`` and empty paths."""
+    parts = path_parts(path)
+    if parts is None:
+        raise DockerlessError(f"writing archive member {path!r}: '..' is not allowed. Use a path inside the root.")
     if not parts:
         raise DockerlessError(f"writing archive member {path!r}: empty path. Name a file below the root.")
     return "/".join(parts)

@@ -13,8 +13,8 @@ Three places start a fresh interpreter for one process: ``bin/dockerless run``, 
 supervisor of a detached container. For ``dockerless run`` and ``exec`` imports are a large share of the whole
 command, so the modules on those paths (``spec``, ``containers``, ``image``, ``spawn``, ``init_sequence``,
 ``rootfs``, ``users``, ``capabilities``, ``process``, ``state``, ``exec``, and ``records``, ``linux``, ``errors``,
-``image.layers.whiteouts``, ``cgroups.devices`` outside this folder) keep to these economies, and they are the
-only modules that do. ``exec`` goes further: it reads the container's records through ``state`` alone and never
+``store_root``, ``image.layers.whiteouts``, ``cgroups.devices`` outside this folder) keep to these economies, and
+they are the only modules that do. ``exec`` goes further: it reads the container's records through ``state`` alone and never
 loads ``containers``, ``spec``, ``init_sequence`` or ``rootfs`` (``spawn`` imports ``init_sequence`` inside
 ``spawn()``, before its fork). The supervisor, which starts once per detached container, imports json and
 signal plainly; its modules come by source, in ``supervisor.SUPERVISOR_MODULES``. The economies:

@@ -27,6 +27,7 @@ import time
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import CgroupError, RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import json_dumps, json_loads
+from ansible_collections.dockerless.containers.plugins.module_utils.store_root import default_store_root
 
 SPEC_FILE = "spec.json"
 STATE_FILE = "state.json"
@@ -36,14 +37,6 @@ KILL_FILE = "kill.json"          # {"signal": name}: what to send to PID 1, writ
 START_FILE = "start.json"        # container_run asked the container's systemd unit to start it (runtime/systemd.py)
 LOG_FILES = ("stdout.log", "stderr.log")
 DEFAULT_LOG_MAX = 10 << 20
-
-
-def default_store_root() -> str:
-    """``/var/lib/dockerless`` as root, ``$XDG_DATA_HOME/dockerless`` (``~/.local/share/dockerless``) otherwise."""
-    if os.geteuid() == 0:
-        return "/var/lib/dockerless"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "dockerless")
 
 
 def containers_dir(store_root: str | None) -> str:

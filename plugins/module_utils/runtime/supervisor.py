@@ -49,7 +49,7 @@ SUPERVISOR_MODULES = ("linux", "errors", "network.etc_files", "records", "networ
                       "network.conntrack", "network.firewall", "network.attach", "runtime.boot", "runtime.process",
                       "runtime.capabilities", "runtime.seccomp.default", "runtime.seccomp.filter",
                       "image.layers.whiteouts", "runtime.rootfs", "runtime.users", "runtime.init_sequence",
-                      "runtime.spawn", "cgroups.limits", "cgroups.devices", "cgroups.knob", "cgroups.cpu",
+                      "runtime.spawn", "store_root", "cgroups.limits", "cgroups.devices", "cgroups.knob", "cgroups.cpu",
                       "cgroups.cpuset", "cgroups.io", "cgroups.memory", "cgroups.pids", "cgroups.hierarchy",
                       "cgroups.cgroup", "runtime.state", "runtime.exec", "runtime.health", "runtime.supervisor")
 

@@ -10,7 +10,7 @@ import json
 import os
 
 import pytest
-from netns import in_own_netns
+from netns import in_netns
 
 from ansible_collections.dockerless.containers.plugins.module_utils.cli import main as cli
 from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, networks
@@ -47,7 +47,7 @@ def test_network_create_ls_rm(tmp_path):
         out["usage"] = run_main("network", "--store", store)
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     code, text, err = out["create"]
     assert code == 0, err
     assert text.startswith("app: created (172.25.0.0/16, bridge dl-")

@@ -186,6 +186,24 @@ def test_source_file_checks(tmp_path):
         tw.write_entries([E("f", tw.FILE, size=5, source=str(f), inode=(st.st_dev, st.st_ino + 1))], io.BytesIO())
 
 
+@pytest.mark.parametrize("path, parts", [
+    ("/usr//bin/./x", ["usr", "bin", "x"]), ("usr/bin/", ["usr", "bin"]), ("/", []), ("", []), ("./.", []),
+    ("a/../b", None), ("..", None), ("/a/b/..", None), ("a/..b/.c", ["a", "..b", ".c"]),
+])
+def test_path_parts_one_rule_for_members_and_image_paths(path, parts):
+    """The archive members' and build's image paths share the rule: empty and '.' dropped, '..' refused."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image import build
+
+    assert tw.path_parts(path) == parts
+    if parts is None:
+        with pytest.raises(DockerlessError, match="'..' is not allowed"):
+            tw.normalize_member(path)
+        with pytest.raises(DockerlessError, match="contains '..'"):
+            build.image_path("/" + path, "t")
+    elif parts:
+        assert tw.normalize_member(path) == build.image_path("/" + path, "t") == "/".join(parts)
+
+
 def test_refusals():
     with pytest.raises(DockerlessError, match="listed twice"):
         tw.write_entries([E("a", tw.FILE, data=b""), E("a", tw.FILE, data=b"")], io.BytesIO())

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from test_rtnetlink import in_own_netns
+from netns import in_netns
 from test_runtime import BUSYBOX, make_busybox_rootfs
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
@@ -96,7 +96,7 @@ def test_user_network_names_aliases_later_and_removed_containers(rootfs, tmp_pat
         out["leases"] = _leases(store)
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["web"]["address"] == "172.18.0.2" and out["web"]["gateway"] == "172.18.0.1"
     assert out["web"]["mac"] == "02:42:ac:12:00:02" and out["web"]["interface"] == "eth0"
     assert out["first"][0] == 0, out["first"]
@@ -155,7 +155,7 @@ def test_concurrent_starts_taken_address_killed_supervisor(rootfs, tmp_path):
         out["leases"] = _leases(store)
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["addresses"] == ["10.55.0.2", "10.55.0.3"] and out["states"] == ["running", "running"]
     assert "network app gave it to container a already" in out["taken"]
     assert out["d"] is None                    # an unknown network: nothing made
@@ -178,7 +178,7 @@ def test_host_gateway_and_bridge_reboot(rootfs, tmp_path):
         second = runtime.run(spec, timeout=30).stdout.decode()
         return first, second, "dockerless0" in _links()
 
-    first, second, bridge = in_own_netns(work)
+    first, second, bridge = in_netns(work)
     assert first == second == "172.17.0.1\tgw\nreached\n"
     assert bridge is True
 
@@ -239,6 +239,6 @@ def test_restarts_by_the_supervisor_reattach_with_the_same_lease(rootfs, tmp_pat
         runtime.remove("flaky", force_kill=True)
         return seen, info.restart_count, [n for n in _links() if n.startswith("dl") and not n.startswith("dl-")]
 
-    seen, restarts, veths = in_own_netns(work)
+    seen, restarts, veths = in_netns(work)
     assert restarts == 3 and seen == ["172.17.0.2/16"] * 4
     assert veths == []

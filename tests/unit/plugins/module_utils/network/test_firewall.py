@@ -16,7 +16,7 @@ import textwrap
 import time
 
 import pytest
-from netns import in_own_netns
+from netns import in_netns
 
 from ansible_collections.dockerless.containers.plugins.module_utils.network import conntrack, firewall
 
@@ -130,7 +130,7 @@ def test_render_is_what_nft_lists_back():
         firewall.apply(rendered)
         return rendered, firewall.current()
 
-    rendered, listed = in_own_netns(work)
+    rendered, listed = in_netns(work)
     assert listed.strip() == rendered.strip()
     # Internal networks publish nothing and route nowhere; networks are cut from each other.
     assert "9999" not in rendered
@@ -188,7 +188,7 @@ def test_published_ports_reconcile_idempotence_restore_and_removal():
         finally:
             topology.close()
 
-    results = in_own_netns(work)
+    results = in_netns(work)
     assert results["first"] is True
     assert results["local"] == "hello 172.30.0.1"          # 127.0.0.1 masqueraded to the bridge address
     assert results["host_address"] == f"hello {HOST_ADDRESS}"
@@ -240,7 +240,7 @@ def test_an_unchanged_generation_skips_the_listing_and_any_change_brings_it_back
         out["tables"] = sh(firewall.nft_path(), "list", "tables")
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["first"] is True and out["first_calls"] == ["list", "-f"]
     assert out["second"] is False and out["third"] is False and out["quiet_calls"] == []
     assert out["other_table"] is False and out["other_calls"] == ["list"]
@@ -276,7 +276,7 @@ def test_containers_cannot_reach_the_hosts_loopback_through_route_localnet():
         finally:
             topology.close()
 
-    assert in_own_netns(work) in ("TimeoutError", "timeout")   # without the guard: received from 172.30.0.2
+    assert in_netns(work) in ("TimeoutError", "timeout")   # without the guard: received from 172.30.0.2
 
 
 def test_removed_udp_mapping_flushes_its_conntrack_entries():
@@ -307,7 +307,7 @@ def test_removed_udp_mapping_flushes_its_conntrack_entries():
         finally:
             topology.close()
 
-    answer, before, kept, proc_before, after, proc_after = in_own_netns(work)
+    answer, before, kept, proc_before, after, proc_after = in_netns(work)
     assert answer == "udp:ping"
     assert sorted(e["orig"]["sport"] for e in before) == [40123, 40124]
     assert all(e["reply"]["src"] == CONTAINER and e["reply"]["sport"] == 53 for e in before)

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 import pytest
-from test_rtnetlink import in_own_netns
+from netns import in_netns
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.network import networks
@@ -50,7 +50,7 @@ def test_networks_subnets_and_routes(tmp_path):
         out["removed"] = networks.remove_network(store, "back"), networks.remove_network(store, "back")
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["front"][0:2] == ["172.19.0.0/16", "172.19.0.1"] and out["front"][3] is True
     assert out["front"][2].startswith("dl-") and len(out["front"][2]) == 15 and out["front"][4] is None
     assert out["again"] is False
@@ -94,7 +94,7 @@ def test_leases_stale_holders_and_removal(tmp_path):
         out["released"] = networks.release(store, "db"), networks.release(store, "db")
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["web"] == out["web_again"] == "10.77.0.2"
     assert out["db"]["address"] == "10.77.0.9" and out["db"]["mac"] == "02:42:0a:4d:00:09"
     assert out["shot"] == "10.77.0.3"
@@ -126,5 +126,5 @@ def test_two_allocations_at_once_get_two_addresses(tmp_path):
         with open(os.path.join(store, "networks", "networks.json")) as handle:
             return sorted(e["address"] for e in json.load(handle)["leases"]["race"].values())
 
-    addresses = in_own_netns(work)
+    addresses = in_netns(work)
     assert len(addresses) == 8 and len(set(addresses)) == 8

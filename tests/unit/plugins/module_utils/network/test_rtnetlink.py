@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from netns import in_own_netns
+from netns import in_netns
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
 from ansible_collections.dockerless.containers.plugins.module_utils.network import rtnetlink
@@ -82,7 +82,7 @@ def test_bridge_veth_address_route_and_move_to_another_namespace():
             sleeper.kill()
             sleeper.wait()
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["links"]["dlbr0"] == {"kind": "bridge", "master": None, "up": True}
     assert out["links"]["dlv0"] == {"kind": "veth", "master": "dlbr0", "up": True}
     assert "dlv0p" not in out["links"]                        # moved out of this namespace
@@ -123,5 +123,5 @@ def test_a_veth_peer_made_right_in_another_namespace():
             subprocess.run(["sleep", "0.01"], check=True)
         return {"inside": inside, "here": here, "after": rtnetlink.link_exists("dlv1")}
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out == {"inside": ["eth0", "lo"], "here": [True, False], "after": False}
