@@ -130,11 +130,11 @@ def client_hello(host: str) -> bytes:
 
     suites = (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0x009C, 0x009D, 0x002F, 0x0035)
     extensions = [
-        ext(0x000A, vector((0x001D, 0x0017, 0x0018))),   # supported_groups: x25519, P-256, P-384
-        ext(0x000B, b"\x01\x00"),                              # ec_point_formats: uncompressed
-        ext(0x000D, vector((0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601))),
-        ext(0x002B, b"\x04\x03\x04\x03\x03"),                  # supported_versions: TLS 1.3, 1.2
-        ext(0x0033, b"\x00\x00"),                              # key_share, empty: TLS 1.3 asks for one (HRR)
+        ext(0x000A, vector((0x001D, 0x0017, 0x0018))),  # supported_groups: x25519, P-256, P-384
+        ext(0x000B, b"\x01\x00"),  # ec_point_formats: uncompressed
+        ext(0x000D, vector((0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601))),  # signatures
+        ext(0x002B, b"\x04\x03\x04\x03\x03"),  # supported_versions: TLS 1.3, 1.2
+        ext(0x0033, b"\x00\x00"),  # key_share, empty: a TLS 1.3 server asks for one (HelloRetryRequest)
     ]
     if host and not host.replace(".", "").isdigit() and ":" not in host:  # SNI names a host, never an address
         name = host.encode("idna") if not host.isascii() else host.encode("ascii")
