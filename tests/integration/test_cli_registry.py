@@ -318,3 +318,54 @@ def test_images_export_wsl_and_build_on_a_pulled_base(seeded_registry, tmp_path)
     assert (proc.returncode, proc.stdout) == (0, "hello from /hello.sh\n"), proc.stderr
     proc = cli(d, "push", "-q", "--store", store, built)
     assert proc.returncode == 0 and proc.stdout.startswith("sha256:"), proc.stderr
+
+
+# -- what a pull imports ---------------------------------------------------------------------------------------
+
+def _pull_imports(*argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``bin/dockerless pull ARGV`` with Python's import report (-X importtime): the process and its modules."""
+    env = dict(env or os.environ, PYTHONPROFILEIMPORTTIME="1")
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        env.pop(name, None)
+    proc = cli(str(BIN / "dockerless"), "pull", *argv, env=env)
+    return proc, {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                  if line.startswith("import time:") and line.count("|") == 2}
+
+
+# Neither TLS nor http.client (which brings ssl and the email package) for a registry spoken to in plain http,
+# nor hashlib (OpenSSL's libcrypto) for a pull that downloads nothing: what a no-change pull spent most on.
+NOT_FOR_PLAIN_HTTP = ("ssl", "_ssl", "http.client", "email", "email.utils", "hashlib", "_hashlib", "certifi",
+                      "requests", "random")
+
+
+def test_a_no_change_pull_over_plain_http_loads_no_tls_http_client_or_libcrypto(seeded_registry, tmp_path):
+    store = str(tmp_path / "s")
+    ref = seeded_registry.ref("layers")
+    first, modules = _pull_imports("--store", store, ref)
+    assert first.returncode == 0 and "pulled" in first.stdout, first.stderr[-2000:]
+    # a download hashes its layers (hashlib) and names temporary files (random): the rest stays out
+    assert [m for m in NOT_FOR_PLAIN_HTTP if m in modules and m not in ("hashlib", "_hashlib", "random")] == []
+    again, modules = _pull_imports("--store", store, ref)
+    assert again.returncode == 0 and "is up to date" in again.stdout, again.stderr[-2000:]
+    assert [m for m in NOT_FOR_PLAIN_HTTP if m in modules] == []
+    assert Store(store).image(ref).layers  # the first pull's layers, verified against their digests
+
+
+def test_a_pull_from_a_tls_registry_still_verifies_its_certificate(seeded_registry, registry_tls, tmp_path):
+    """https goes through http.client and ssl as before: the CA given is used, and without it the pull fails
+    on the certificate, never falling back to plain http."""
+    store = str(tmp_path / "s")
+    env = dict(os.environ, DOCKER_USERNAME=registry_tls.username, DOCKER_PASSWORD=registry_tls.password)
+    source = seeded_registry.ref("layers")
+    first = cli(str(BIN / "dockerless"), "pull", "--store", store, source)
+    assert first.returncode == 0, first.stderr[-2000:]
+    target = f"{registry_tls.host}/test/layers:tls"
+    pushed = cli(str(BIN / "dockerless"), "push", "--store", store, "--ca-path", registry_tls.ca_path,
+                 "--repository", target, source, env=env)
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    other = str(tmp_path / "t")
+    proc, modules = _pull_imports("--store", other, "--ca-path", registry_tls.ca_path, target, env=env)
+    assert proc.returncode == 0 and "pulled" in proc.stdout, proc.stderr[-2000:]
+    assert "ssl" in modules and "http.client" in modules
+    refused = cli(str(BIN / "dockerless"), "pull", "--store", str(tmp_path / "u"), target, env=env)
+    assert refused.returncode != 0 and "certif" in refused.stderr.lower(), refused.stderr[-2000:]

@@ -719,13 +719,37 @@ _EXEC_OPTIONS = (
     (("-u", "--user"), "user", str),
     (("-w", "--workdir"), "workdir", str),
 )
+# ``dockerless build``'s options (the store and output groups and its own), as _RUN_OPTIONS: argparse and its
+# parsers were a fifth of a small build's time.
+_BUILD_OPTIONS = (
+    (("--store",), "store", str),
+    (("-q", "--quiet"), "quiet", "flag"),
+    (("--json",), "json", "flag"),
+    (("--executable",), "executables", "append"),
+    (("--file",), "files", "append"),
+    (("--rootfs",), "rootfs", str),
+    (("--base",), "base", str),
+    (("-e", "--env"), "env", "append"),
+    (("--entrypoint",), "entrypoint", str),
+    (("--cmd",), "cmd", str),
+    (("-w", "--workdir"), "workdir", str),
+    (("-u", "--user"), "user", str),
+    (("--label",), "label", "append"),
+    (("--expose",), "exposed_ports", "append"),
+    (("--volume",), "volumes", "append"),
+    (("--compression",), "compression", ("gzip", "zstd")),
+    (("--compression-level",), "compression_level", int),
+    (("--source-date-epoch",), "source_date_epoch", int),
+)
 _FAST_SUBCOMMANDS = {"run": (_RUN_OPTIONS, _RUN_DEFAULTS, "image+command"),
                      "pull": (_PULL_OPTIONS, _PULL_DEFAULTS, "name"),
+                     "build": (_BUILD_OPTIONS, {"compression": "gzip"}, "name"),
                      "exec": (_EXEC_OPTIONS, {}, "container+command")}
 
 
 def parse_run_fast(argv: list[str]):
-    """``dockerless run [OPTIONS] IMAGE [COMMAND…]`` and ``dockerless pull [OPTIONS] NAME`` read without argparse,
+    """``dockerless run [OPTIONS] IMAGE [COMMAND…]``, ``dockerless pull [OPTIONS] NAME``, ``dockerless build
+    [OPTIONS] NAME`` and ``dockerless exec [OPTIONS] CONTAINER COMMAND…`` read without argparse,
     as build_parser's parser reads them: the same namespace (a FastArgs with the same attributes),
     or None for anything this reader does not take on itself (another subcommand, -h, an unknown or abbreviated
     option, ``--``, a value that starts with ``-``, a bad type or choice, a missing or extra positional): main()
@@ -741,7 +765,7 @@ def parse_run_fast(argv: list[str]):
             table[option] = (dest, kind)
         values[dest] = False if kind == "flag" else defaults.get(dest)
     values["store"] = os.environ.get(ENV_STORE)
-    if argv[0] != "exec":
+    if argv[0] in ("run", "pull"):  # the registry options' group
         values["ca_path"] = os.environ.get(ENV_CA_PATH)
     found_positionals: list[str] = []
     i = 1

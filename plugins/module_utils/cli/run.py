@@ -90,10 +90,11 @@ class ForegroundContainer:
         self.network = (holder, plan)
         self.proc = spawn.spawn(config, stdin, stdout, stderr, before_unshare=before_unshare,
                                 hold_fds=self.folder.hold_fds, after_unshare=after_unshare)
-        self.proc.read_status()
+        # The work dirs earlier runs left go while the init sets up the rest of the container (Runtime.run does
+        # the same): a short command is often over before the parent would otherwise have started on them.
+        self.proc.read_status(on_rootfs=self.folder.rootfs_mounted)
         if self.proc.error:
             raise RuntimeSetupError(f"container {self.id[:12]} ({self.spec.image or '?'}): {self.proc.error}")
-        self.folder.rootfs_mounted()
 
     @staticmethod
     def open_pty() -> tuple[int, int]:

@@ -10,7 +10,6 @@ store while they are decompressed, hashed (diff_id) and extracted. Layers downlo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     Record,
     json_dumps,
     json_loads,
+    sha256_hex,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import (  # noqa: F401 - re-exported
     RegistryOptions,
@@ -218,7 +218,7 @@ def pull_image(
         # Stored as OCI so skopeo/umoci read the layout; the registry's digest stays in the annotations.
         body = oci.docker_to_oci_manifest(doc)
         media_type, doc = oci.classify(body, oci.OCI_MANIFEST, f"{ref.familiar} manifest (as OCI)")
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = "sha256:" + sha256_hex(body)
 
     result.after = digest
     if check_mode:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import stat
 
@@ -38,6 +37,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     Record,
     json_dumps,
     json_loads,
+    sha256_hex,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.store_root import default_store_root
 
@@ -124,6 +124,7 @@ class BlobWriter:
         self._store = store
         self.expected_digest = expected_digest
         self.expected_size = expected_size
+        import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
         self._hash = hashlib.sha256()
         self.size = 0
         fd, self._tmp = make_temp_file(store.tmp_dir, "blob-")
@@ -333,7 +334,7 @@ class Store:
             data = handle.read(max_size + 1)
         if len(data) > max_size:
             raise StoreError(f"store {self.root}: blob {digest} is larger than {max_size} bytes; refusing to read it.")
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if "sha256:" + sha256_hex(data) != digest:
             raise StoreError(f"store {self.root}: blob {digest} is corrupt on disk; remove it and pull again.")
         return data
 
@@ -343,7 +344,7 @@ class Store:
         return _Ingest(self, expected_digest, expected_size)
 
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = "sha256:" + sha256_hex(data)
         if expected_digest is not None and digest != expected_digest:
             raise DigestMismatchError(f"blob {expected_digest}: content hashes to {digest}; nothing was stored.")
         if not self.has_blob(digest, len(data)):

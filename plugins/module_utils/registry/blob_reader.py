@@ -5,7 +5,6 @@ hands it out). Nothing it delivers counts until EOF, where the size and the sha2
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 
@@ -45,6 +44,7 @@ class BlobReader(io.RawIOBase):
         self.bytes_read = 0
         self.resumes = 0
         self.verified = False
+        import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
         self._hasher = hashlib.sha256()
         self._resp: Any = None
         self._use_range = True
@@ -94,6 +94,7 @@ class BlobReader(io.RawIOBase):
 
     def _skip_prefix(self, resp: Any, offset: int) -> None:
         """Re-read the ``offset`` bytes already delivered and check they are the same bytes (by hash)."""
+        import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
         prefix = hashlib.sha256()
         skipped = 0
         while skipped < offset:

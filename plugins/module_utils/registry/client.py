@@ -24,10 +24,9 @@ the protocol.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import re
-import ssl
+import sys
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -42,7 +41,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.oci im
     MANIFEST_MEDIA_TYPES as _OCI_MANIFEST_MEDIA_TYPES,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import validate_digest
-from ansible_collections.dockerless.containers.plugins.module_utils.records import json_loads
+from ansible_collections.dockerless.containers.plugins.module_utils.records import json_loads, sha256_hex
 from ansible_collections.dockerless.containers.plugins.module_utils.registry.auth import (
     Auth,
     Challenge,
@@ -135,7 +134,8 @@ class _LimitedReader:
         """Send the body on ``direct_http``'s connection: by sendfile(2) from a file to a plain socket (the bytes
         never pass through Python), else in ``SEND_BLOCK_SIZE`` blocks."""
         fileno = None
-        if sock is not None and not isinstance(sock, ssl.SSLSocket):
+        ssl = sys.modules.get("ssl")  # a TLS socket exists only once ssl is loaded; plain http never loads it
+        if sock is not None and not (ssl is not None and isinstance(sock, ssl.SSLSocket)):
             try:
                 fileno = self._stream.fileno()
                 offset = self._stream.tell()
@@ -318,7 +318,7 @@ class RegistryClient:
                 media_type = media_type_of(resp.headers.get("Content-Type"))
                 header_digest = resp.headers.get("Docker-Content-Digest")
             break
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = "sha256:" + sha256_hex(body)
         if ":" in reference and digest != reference:
             raise DigestMismatchError(
                 f"{op}: the registry served content whose digest is {digest}, not the one asked for; refusing it. "
@@ -566,7 +566,7 @@ class RegistryClient:
         op = f"putting manifest {self._name(repository, reference)}"
         if len(body) > MAX_MANIFEST_SIZE:
             raise RegistryError(f"{op}: the manifest is {len(body)} bytes, over the 4 MiB registries accept.")
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = "sha256:" + sha256_hex(body)
         if ":" in reference and reference != digest:
             raise DigestMismatchError(f"{op}: the manifest's digest is {digest}, not the reference; refusing.")
         resp = self._send("PUT", self._url(repository, "manifests", reference), op,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import threading
 from urllib.parse import urlsplit
 
@@ -68,16 +67,15 @@ class Endpoint:
     def _detect_scheme(self) -> str:
         """https, unless the registry may use http (loopback or insecure) and its server does not speak TLS.
 
-        The probe is a TLS handshake without verification that sends nothing else: a plain-http server answers
-        it with an HTTP error, which is the only case where http is chosen. Certificate problems are found
-        later, by the verified request, and are errors.
+        The probe is a TLS ClientHello that sends nothing else: a TLS server answers it with a TLS record (its
+        ServerHello, or an alert), a plain-http server with an HTTP error, which is the only case where http is
+        chosen (as are a server that closes, resets or says nothing). Certificate problems are found later, by the
+        verified request, and are errors. The hello is made here, not by ``ssl``: a pull from a plain-http
+        registry then never loads ssl and OpenSSL.
         """
         if not (self.loopback or self.insecure):
             return "https"
         host, port = split_host_port(self.registry)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA store to load: nothing is verified here
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
         probe_timeout = min(self.timeout, 10.0)
         try:
             sock = socket.create_connection((host, port or 443), timeout=probe_timeout)
@@ -94,12 +92,58 @@ class Endpoint:
                 "the port and the network."
             ) from None
         try:
-            with context.wrap_socket(sock, server_hostname=host):
-                return "https"
-        except (ssl.SSLError, socket.timeout, ConnectionResetError):
+            sock.sendall(client_hello(host))
+            answer = b""
+            while len(answer) < 3:
+                part = sock.recv(3 - len(answer))
+                if not part:
+                    break
+                answer += part
+        except (socket.timeout, ConnectionResetError, BrokenPipeError):
             return "http"
         finally:
             sock.close()
+        return "https" if is_tls_record(answer) else "http"
+
+
+# TLS record content types a server answers a ClientHello with: alert (21), handshake (22).
+_TLS_ANSWERS = (21, 22)
+
+
+def is_tls_record(head: bytes) -> bool:
+    """Whether ``head`` (a reply's first 3 bytes) starts a TLS record: an alert or handshake of TLS 1.x (3, x)."""
+    return len(head) == 3 and head[0] in _TLS_ANSWERS and head[1] == 3 and head[2] <= 4
+
+
+def client_hello(host: str) -> bytes:
+    """A TLS 1.2/1.3 ClientHello (RFC 8446 4.1.2) that any TLS server answers with a TLS record: the cipher
+    suites, groups and signature schemes of common clients, SNI for a host name. It is only ever a probe: the
+    connection is closed after the reply's first bytes."""
+    import os  # pylint: disable=import-outside-toplevel
+    import struct  # pylint: disable=import-outside-toplevel
+
+    def ext(kind: int, body: bytes) -> bytes:
+        return struct.pack("!HH", kind, len(body)) + body
+
+    def vector(items: tuple[int, ...]) -> bytes:  # a list of 16-bit values behind its 16-bit length
+        return struct.pack(f"!H{len(items)}H", 2 * len(items), *items)
+
+    suites = (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8, 0x009C, 0x009D, 0x002F, 0x0035)
+    extensions = [
+        ext(0x000A, vector((0x001D, 0x0017, 0x0018))),  # supported_groups: x25519, P-256, P-384
+        ext(0x000B, b"\x01\x00"),  # ec_point_formats: uncompressed
+        ext(0x000D, vector((0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601))),  # signatures
+        ext(0x002B, b"\x04\x03\x04\x03\x03"),  # supported_versions: TLS 1.3, 1.2
+        ext(0x0033, b"\x00\x00"),  # key_share, empty: a TLS 1.3 server asks for one (HelloRetryRequest)
+    ]
+    if host and not host.replace(".", "").isdigit() and ":" not in host:  # SNI names a host, never an address
+        name = host.encode("idna") if not host.isascii() else host.encode("ascii")
+        entry = b"\x00" + struct.pack("!H", len(name)) + name
+        extensions.insert(0, ext(0x0000, struct.pack("!H", len(entry)) + entry))
+    body = (b"\x03\x03" + os.urandom(32) + b"\x00" + vector(suites) + b"\x01\x00"
+            + struct.pack("!H", sum(map(len, extensions))) + b"".join(extensions))
+    handshake = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
 
 
 def ping(endpoint: Endpoint, send: Callable[..., Any], raise_for: Callable[..., None]) -> Challenge:

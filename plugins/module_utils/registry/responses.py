@@ -9,7 +9,6 @@ go-containerregistry's ``transport/error.go`` (``CheckError``) has the same role
 
 from __future__ import annotations
 
-import http.client
 import re
 import socket
 import sys
@@ -102,7 +101,8 @@ def describe_exc(exc: BaseException) -> str:
         loaded = sys.modules.get("requests")  # never imported just to classify an error
         if isinstance(current, socket.timeout) or (loaded and isinstance(current, loaded.exceptions.Timeout)):
             return "timed out"
-        if isinstance(current, http.client.RemoteDisconnected):
+        client = sys.modules.get("http.client")  # https only: plain http raises ConnectionResetError subclasses
+        if client is not None and isinstance(current, client.RemoteDisconnected):
             return "the server closed the connection without answering"
         nxt = current.__cause__ or current.__context__
         if nxt is None and current.args and isinstance(current.args[0], BaseException):
@@ -122,7 +122,8 @@ def read_errors() -> tuple[type[BaseException], ...]:
     clause is evaluated, and on a host without urllib3 a cut download of the direct transport would then fail
     with ModuleNotFoundError instead of resuming."""
     loaded = sys.modules.get("urllib3.exceptions")
-    base: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+    client = sys.modules.get("http.client")  # the same for http.client: only https connections load it
+    base: tuple[type[BaseException], ...] = (OSError, client.HTTPException) if client is not None else (OSError,)
     return (*base, loaded.HTTPError) if loaded is not None else base
 
 
@@ -228,6 +229,8 @@ def raise_for(resp: Any, op: str, what: str, tried: Callable[[], str], *, token:
     hints = " ".join(dict.fromkeys(_CODE_HINTS[c] for c in codes if c in _CODE_HINTS))
     if status == 415 and not hints:
         hints = "The registry refuses this media type."
+    import http.client  # pylint: disable=import-outside-toplevel  # the reason phrase, on this error path only
+
     raise RegistryError(
         f"{op}: the registry answered {detail} {http.client.responses.get(status, '')}.{said} "
         f"{hints or 'See the registry documentation for this status.'}".rstrip(),

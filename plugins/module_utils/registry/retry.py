@@ -10,8 +10,6 @@ go-containerregistry's ``transport/retry.go`` has the same role."""
 
 from __future__ import annotations
 
-import email.utils
-import random
 import time
 from urllib.parse import urlsplit
 
@@ -39,6 +37,8 @@ class Backoff:
         self.retry_after_cap = float(retry_after_cap)
 
     def sleep(self, attempt: int) -> None:
+        import random  # pylint: disable=import-outside-toplevel  # only a retry waits; random and email cost a pull
+
         delay = min(self.backoff_base * (2**attempt), 30.0)
         time.sleep(delay * (1 + random.random() * 0.1))
 
@@ -51,6 +51,8 @@ class Backoff:
             if value.isdigit():
                 delay = float(value)
             else:
+                import email.utils  # pylint: disable=import-outside-toplevel  # an HTTP date: rare, and on a retry
+
                 try:
                     when = email.utils.parsedate_to_datetime(value)
                     delay = when.timestamp() - time.time()

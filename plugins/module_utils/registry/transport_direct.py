@@ -1,6 +1,9 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""HTTP/1.1 through ``http.client`` for a registry reached directly: kept-alive connections, sendfile bodies.
+"""HTTP/1.1 for a registry reached directly: kept-alive connections, sendfile bodies. ``https`` goes through
+``http.client`` and ``ssl``; plain ``http`` (a loopback or ``insecure`` registry) through ``PlainConnection`` below,
+so a pull from such a registry imports neither: ``http.client`` brings ``ssl`` and the ``email`` package with it,
+about as much CPU as everything else a no-change ``dockerless pull`` does.
 
 The transport stack (``registry.transport``) sends every request here unless a proxy is set in the environment (``HTTP_PROXY``,
 ``HTTPS_PROXY``, ``ALL_PROXY``, any case): requests and urllib3 decide proxies and ``NO_PROXY``, and are imported
@@ -26,16 +29,15 @@ What this transport does, and how it maps onto what the client expects of a requ
 * any failure before a response arrives (connect, TLS handshake, send, a broken status line) is raised as
   ``TransportError`` with the original exception as its ``__cause__``; the client retries or reports it as it
   does requests' connection errors. Failures while reading a body are the ``OSError``/``HTTPException`` of
-  ``http.client``, which the client's readers already handle.
+  ``http.client`` (an ``OSError`` on plain http: ``ResponseError``), which the client's readers already handle.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import select
 import socket
-import ssl
+import sys
 import threading
 import zlib
 from urllib.parse import urlsplit
@@ -51,6 +53,15 @@ _READ_SIZE = 2**16
 # transport's connections use it.
 SEND_BLOCK_SIZE = 2**20
 _MAX_IDLE = 16  # idle connections kept per origin
+_MAX_LINE = 65536  # a status, header or chunk-size line longer than this is refused (http.client's limit)
+_MAX_HEADERS = 100  # http.client's limit too
+
+
+def _http_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a request or a body read fails with: ``OSError``, and ``http.client``'s only when an https
+    connection loaded it (naming it in an ``except`` clause would import it for plain http)."""
+    loaded = sys.modules.get("http.client")
+    return (OSError, loaded.HTTPException) if loaded is not None else (OSError,)
 
 
 class TransportError(Exception):
@@ -59,8 +70,204 @@ class TransportError(Exception):
 
     def __init__(self, exc: BaseException, ca_file: str | None = None):
         super().__init__(str(exc) or type(exc).__name__)
-        self.tls = isinstance(exc, ssl.SSLError)
+        ssl = sys.modules.get("ssl")  # only https loads it; a plain-http failure is never a TLS one
+        self.tls = ssl is not None and isinstance(exc, ssl.SSLError)
         self.ca_file = ca_file
+
+
+class ResponseError(ConnectionError):
+    """Plain http: a malformed or cut answer (http.client's BadStatusLine, IncompleteRead…); an ``OSError``, so
+    the client retries or resumes it as it does a reset connection."""
+
+
+class RemoteDisconnected(ConnectionResetError):
+    """Plain http: the server closed the connection before a status line (a kept-alive socket it dropped)."""
+
+
+class PlainResponse:
+    """The part of ``http.client.HTTPResponse`` this module uses (``status``, ``getheaders()``, ``read(amt)``,
+    ``isclosed()``, ``chunked``, ``length``, ``close()``), for plain http. Bodies are framed as RFC 9112 says:
+    none for HEAD, 1xx, 204 and 304; chunked; Content-Length; else up to the end of the connection."""
+
+    def __init__(self, fp: Any, method: str):
+        self._fp = fp
+        while True:
+            version, self.status = self._status_line()
+            self._headers = self._header_lines()
+            if not 100 <= self.status < 200 or self.status == 101:
+                break  # interim answers (100 Continue) are skipped, as http.client does
+        lower = {}
+        for name, value in self._headers:
+            lower[name.lower()] = value
+        connection = lower.get("connection", "").lower()
+        self.will_close = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        self.chunked = "chunked" in lower.get("transfer-encoding", "").lower()
+        self._chunk_left: int | None = None
+        self.length: int | None = None
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self.length = 0
+        elif not self.chunked:
+            declared = lower.get("content-length", "").strip()
+            if declared.isdigit():
+                self.length = int(declared)
+            else:
+                self.will_close = True  # the body ends with the connection
+        if self.length == 0:
+            self.close()
+
+    def _line(self) -> bytes:
+        line = self._fp.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise ResponseError("the registry sent a line longer than 64 KiB")
+        return line
+
+    def _status_line(self) -> tuple[str, int]:
+        line = self._line()
+        if not line:
+            raise RemoteDisconnected("Remote end closed connection without response")
+        parts = line.decode("iso-8859-1").split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ResponseError(f"not an HTTP/1.x status line: {line[:80]!r}")
+        return parts[0], int(parts[1])
+
+    def _header_lines(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        while True:
+            line = self._line()
+            if line in (b"\r\n", b"\n", b""):
+                return headers
+            text = line.decode("iso-8859-1").rstrip("\r\n")
+            if text[:1] in (" ", "\t") and headers:  # obsolete line folding: part of the previous value
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {text.strip()}")
+                continue
+            name, sep, value = text.partition(":")
+            if not sep or not name or name != name.strip():
+                raise ResponseError(f"not an HTTP header line: {line[:80]!r}")
+            headers.append((name, value.strip()))
+            if len(headers) > _MAX_HEADERS:
+                raise ResponseError(f"the registry sent more than {_MAX_HEADERS} headers")
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return list(self._headers)
+
+    def isclosed(self) -> bool:
+        return self._fp is None
+
+    def close(self) -> None:
+        fp, self._fp = self._fp, None
+        if fp is not None:
+            fp.close()
+
+    def _exact(self, n: int) -> bytes:
+        data = self._fp.read(n)
+        if len(data) < n:
+            self.close()
+            raise ResponseError(f"the connection ended {n - len(data)} bytes before the end of the body")
+        return data
+
+    def read(self, amt: int | None = None) -> bytes:
+        if self._fp is None:
+            return b""
+        if self.chunked:
+            return self._read_chunked(amt)
+        if self.length is None:  # up to the end of the connection
+            data = self._fp.read() if amt is None else self._fp.read(amt)
+            if amt is None or not data:
+                self.close()
+            return data
+        data = self._exact(self.length if amt is None else min(amt, self.length))
+        self.length -= len(data)
+        if self.length == 0:
+            self.close()
+        return data
+
+    def _read_chunked(self, amt: int | None) -> bytes:
+        parts = []
+        got = 0
+        while amt is None or got < amt:
+            if self._chunk_left is None:
+                line = self._line()
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    self.close()
+                    raise ResponseError(f"not a chunk size line: {line[:80]!r}") from None
+                if size == 0:
+                    self._header_lines()  # trailers, up to the blank line
+                    self.close()
+                    break
+                self._chunk_left = size
+            n = self._chunk_left if amt is None else min(self._chunk_left, amt - got)
+            parts.append(self._exact(n))
+            got += n
+            self._chunk_left -= n
+            if self._chunk_left == 0:
+                self._exact(2)  # the chunk's CRLF
+                self._chunk_left = None
+        return b"".join(parts)
+
+
+class PlainConnection:
+    """The part of ``http.client.HTTPConnection`` this module uses, for plain http: ``putrequest``/``putheader``/
+    ``endheaders``/``send``/``getresponse``/``close`` and ``sock``; after ``close()`` the next request opens a
+    new socket, as http.client's does."""
+
+    def __init__(self, host: str, port: int | None, timeout: float):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.sock: Any = None
+        self._lines: list[str] = []
+        self._method = "GET"
+
+    def putrequest(self, method: str, path: str, skip_accept_encoding: bool = True) -> None:  # pylint: disable=unused-argument
+        if self.sock is None:
+            sock = socket.create_connection((self.host, self.port or 80), self.timeout)
+            # As urllib3 does: headers and body go out in separate sends, and Nagle's algorithm would hold the
+            # body's first segment until the server acknowledges the headers (a delayed ACK: up to 40 ms).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = sock
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None and self.port != 80:
+            host = f"{host}:{self.port}"
+        self._method = method
+        self._lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+        self._check(self._lines[0])
+
+    @staticmethod
+    def _check(text: str) -> None:
+        if "\r" in text or "\n" in text:  # http.client refuses these too: no header injection
+            raise ValueError(f"invalid character in an HTTP request line or header: {text!r}")
+
+    def putheader(self, name: str, value: str) -> None:
+        line = f"{name}: {value}"
+        self._check(line)
+        self._lines.append(line)
+
+    def endheaders(self) -> None:
+        data = ("\r\n".join(self._lines) + "\r\n\r\n").encode("iso-8859-1")
+        self._lines = []
+        self.sock.sendall(data)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def getresponse(self) -> PlainResponse:
+        fp = self.sock.makefile("rb")
+        try:
+            answer = PlainResponse(fp, self._method)
+        except BaseException:
+            fp.close()
+            raise
+        if answer.will_close:
+            self.close()  # the response's file keeps the socket open until its body is read
+        return answer
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
 
 
 class Headers(dict):
@@ -84,7 +291,7 @@ class _Request:
 class _Body:
     """``resp.raw``: reads the body, decoding a gzip/deflate Content-Encoding."""
 
-    def __init__(self, answer: http.client.HTTPResponse, encoding: str | None):
+    def __init__(self, answer: Any, encoding: str | None):
         self._answer = answer
         self._encoding = (encoding or "").strip().lower()
         self._decoder: Any = None
@@ -128,8 +335,7 @@ class Response:
 
     attempts = 1
 
-    def __init__(self, pool: Pool, key: tuple, conn: http.client.HTTPConnection, answer: http.client.HTTPResponse,
-                 url: str, method: str):
+    def __init__(self, pool: Pool, key: tuple, conn: Any, answer: Any, url: str, method: str):
         self._pool = pool
         self._key = key
         self._conn = conn
@@ -156,7 +362,7 @@ class Response:
                     and answer.length <= _DRAIN_LIMIT:
                 answer.read()
             reusable = answer.isclosed()
-        except (OSError, http.client.HTTPException):
+        except _http_errors():
             reusable = False
         if not reusable:
             answer.close()
@@ -164,18 +370,22 @@ class Response:
         self._pool.release(self._key, self._conn)
 
 
-class _Connection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        # As urllib3 does: a request's headers and body go out in separate sends, and Nagle's algorithm would hold
-        # the body's first segment until the server acknowledges the headers (a delayed ACK: up to 40 ms).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+_TLS_CONNECTION: list[Any] = []
 
 
-class _TLSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _tls_connection(host: str, port: int | None, timeout: float, context: Any) -> Any:
+    """An ``http.client.HTTPSConnection`` with TCP_NODELAY (see ``PlainConnection.putrequest``); its class is made
+    at the first https request, so plain http never imports http.client."""
+    if not _TLS_CONNECTION:
+        import http.client  # pylint: disable=import-outside-toplevel
+
+        class _TLSConnection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        _TLS_CONNECTION.append(_TLSConnection)
+    return _TLS_CONNECTION[0](host, port, timeout=timeout, context=context)
 
 
 class Pool:
@@ -185,10 +395,12 @@ class Pool:
         self.timeout = timeout
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
-        self._contexts: dict[bool | str, ssl.SSLContext] = {}
+        self._idle: dict[tuple, list[Any]] = {}
+        self._contexts: dict[bool | str, Any] = {}
 
-    def _context(self, verify: bool | str) -> ssl.SSLContext:
+    def _context(self, verify: bool | str) -> Any:
+        import ssl  # pylint: disable=import-outside-toplevel  # https only
+
         with self._lock:
             context = self._contexts.get(verify)
             if context is None:
@@ -208,7 +420,7 @@ class Pool:
             return context
 
     def _take(self, key: tuple, scheme: str, host: str, port: int | None,
-              verify: bool | str) -> http.client.HTTPConnection:
+              verify: bool | str) -> Any:
         with self._lock:
             idle = self._idle.get(key)
             conn = idle.pop() if idle else None
@@ -223,10 +435,10 @@ class Pool:
                     conn.close()  # closed by the server while idle (or it sent something unasked): reconnect
             return conn
         if scheme == "https":
-            return _TLSConnection(host, port, timeout=self.timeout, context=self._context(verify))
-        return _Connection(host, port, timeout=self.timeout)
+            return _tls_connection(host, port, self.timeout, self._context(verify))
+        return PlainConnection(host, port, self.timeout)
 
-    def release(self, key: tuple, conn: http.client.HTTPConnection) -> None:
+    def release(self, key: tuple, conn: Any) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < _MAX_IDLE:
@@ -262,7 +474,7 @@ class Pool:
                 else:
                     body.stream_to(conn.sock, conn.send)
             answer = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+        except _http_errors() as exc:
             conn.close()
             self.release(key, conn)
             raise TransportError(exc) from exc
@@ -280,13 +492,15 @@ class Pool:
             conn.close()
 
 
-def _add_certifi(context: ssl.SSLContext) -> None:
+def _add_certifi(context: Any) -> None:
     """A system without a CA bundle file (only a hashed directory, loaded lazily, or nothing at all): add certifi's
     bundle when it is installed, the one requests would have used."""
     try:
         import certifi  # pylint: disable=import-outside-toplevel
     except ImportError:
         return
+    import ssl  # pylint: disable=import-outside-toplevel  # loaded already: the context is ssl's
+
     try:
         context.load_verify_locations(cafile=certifi.where())
     except (OSError, ssl.SSLError):

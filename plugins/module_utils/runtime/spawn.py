@@ -47,6 +47,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.runtime.proc
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.seccomp import filter as seccomp
 
+TYPE_CHECKING = False  # typing only annotates here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # What the caller sends the monitor to have the init SIGKILLed (the only signal it does not forward as is).
 KILL_REQUEST = signal.SIGRTMAX
 # Not forwarded by the monitor: SIGCHLD is its own business; the fault signals are raised by the kernel for the
@@ -68,9 +72,10 @@ class InitProcess:
         self._buffer = b""
         self.exit_status: int | None = None
 
-    def read_status(self, timeout: float | None = None) -> bool:
+    def read_status(self, timeout: float | None = None, on_rootfs: Callable[[], None] | None = None) -> bool:
         """Read the init's reports until end of file (exec done or setup failed). Returns False when
-        ``timeout`` seconds passed first."""
+        ``timeout`` seconds passed first. ``on_rootfs`` is called once the init reported its rootfs mounted,
+        while it goes on setting up the container (the caller's own work then overlaps it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.status_fd is not None:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -86,6 +91,9 @@ class InitProcess:
             while b"\n" in self._buffer:
                 line, self._buffer = self._buffer.split(b"\n", 1)
                 self._message(json_loads(line))
+            if on_rootfs is not None and self.rootfs_mode is not None:
+                on_rootfs()
+                on_rootfs = None
         return True
 
     def _message(self, msg: dict) -> None:

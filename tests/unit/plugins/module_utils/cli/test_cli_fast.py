@@ -164,6 +164,8 @@ def test_build_and_push_start_without_site(tmp_path):
     assert "test/hello:1" in proc.stdout
     assert Store(root).image("docker.io/test/hello:1").layers
     assert "site" not in modules and "requests" not in modules
+    # parse_run_fast reads build's command line: no argparse, and none of re, enum and locale it brings
+    assert [m for m in ("argparse", "gettext", "re", "enum", "locale") if m in modules] == []
     proc, modules = imports_of("push", "--timeout", "5", "--repository", "127.0.0.1:9/nothing/here:1", "test/hello:1",
                                store=root)
     assert proc.returncode == 1, proc.stderr[-2000:]
@@ -281,6 +283,12 @@ FAST = [
     ["pull", "-q", "--pull", "missing", "--platform", "linux/arm64", "--dest", "/tmp/r", "alpine:3.20"],
     ["pull", "alpine:3.20", "--json", "--store=/s", "--timeout", "5", "--insecure", "--ca-path", "/c.pem"],
     ["pull", "--username", "me", "--password-stdin", "--auth-file", "/a.json", "x", "-q"],
+    ["build", "--executable", "/bin/bash", "--executable", "/bin/ls", "--source-date-epoch", "946684800", "b:1"],
+    ["build", "--store=/s", "-q", "--json", "--file", "./a:/a:0755", "--file=/b:/b", "--rootfs", "/r", "--base", "x",
+     "-e", "A=1", "-eB", "--entrypoint", "[\"/bin/sh\", \"-c\"]", "--cmd", "/app", "-w", "/srv", "-u", "1:1",
+     "--label", "a=b", "--expose", "80/tcp", "--volume", "/data", "--compression", "zstd", "--compression-level",
+     "3", "app:1"],
+    ["build", "app:1", "--compression=gzip", "-wsrv"],
     ["exec", "web", "/bin/true"],
     ["exec", "-it", "-e", "A=1", "-eB", "--env=C=3", "-u", "app", "-w/srv", "--store", "/s", "web", "sh", "-c", "x -i"],
     ["exec", "-d", "--user=0:0", "--workdir", "/tmp", "web", "sleep", "9", "-t"],
@@ -296,6 +304,8 @@ SLOW = [  # parse_run_fast leaves these to argparse (help, abbreviations, "--", 
     ["pull", "-qj", "a"], ["pull", "--", "a"],
     ["exec", "-h"], ["exec"], ["exec", "-i"], ["exec", "--", "web", "true"], ["exec", "-x", "web", "true"],
     ["exec", "-e"], ["exec", "-q", "web", "true"],
+    ["build"], ["build", "-h"], ["build", "a", "b"], ["build", "--compression", "xz", "a"], ["build", "--exec", "x", "a"],
+    ["build", "--source-date-epoch", "soon", "a"], ["build", "--cmd", "-x", "a"], ["build", "--", "a"],
 ]
 
 

@@ -472,3 +472,30 @@ def test_the_device_controller_holds_a_cli_container_and_its_terminal_still_work
     check_probe(probe_in(os.path.join(directory, "cgroup.procs"), node), node)
     s.send("\r")
     assert s.wait() == 0
+
+
+def test_the_work_dir_an_earlier_run_left_goes_before_the_container_is_done(store):
+    """A foreground run removes the overlay work dir the slot's last run left (``work/stale-*``) while its own
+    container sets up and runs, never after its command ended (a short command would wait for it)."""
+    assert dockerless("run", "--rm", "--network", "none", IMAGE, "true", store=store).returncode == 0
+    slots = [os.path.join(store, "containers", n) for n in os.listdir(os.path.join(store, "containers"))
+             if n.startswith(".one-shot-") and n[len(".one-shot-"):].isdigit()]
+    before = {slot: set(os.listdir(os.path.join(slot, "work"))) for slot in slots}
+    left = {name for names in before.values() for name in names}
+    assert left and all(name.startswith("stale-") for name in left), before
+    argv = [str(BIN / "dockerless"), "run", "--store", store, "--rm", "-i", "--network", "none", IMAGE, "sh", "-c",
+            "read line; echo got $line"]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(
+                left & set(os.listdir(os.path.join(slot, "work"))) for slot in slots):
+            time.sleep(0.02)
+        assert proc.poll() is None  # still waiting for its line
+        assert not any(left & set(os.listdir(os.path.join(slot, "work"))) for slot in slots)
+        out, _err = proc.communicate("x\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out) == (0, "got x\n")
