@@ -361,8 +361,21 @@ def ansiballz(ctx: Context, module: str, args: Any, name: str) -> str:
     return found[0]
 
 
+def engine_digest() -> str:
+    """The digest our action plugins hand a module (plugins/plugin_utils/engine_action.py): a payload run alone
+    needs it to find the engine that the ``ansible`` run before it installed on this host."""
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.dockerless.containers.plugins.plugin_utils import engine_action
+
+    return engine_action.engine_digest()
+
+
 def module_run(ctx: Context, payload: str) -> Sample:
-    proc = timed([ctx.python, payload], env=ctx.env(bytecode=False))
+    env = ctx.env(bytecode=False)
+    if os.path.exists(os.path.join(CHECKOUT, "plugins", "plugin_utils", "engine_action.py")):
+        env["DOCKERLESS_ENGINE_DIGEST"] = engine_digest()
+    proc = timed([ctx.python, payload], env=env)
     try:
         result = json.loads(proc.stdout[proc.stdout.index("{"):])
     except ValueError:

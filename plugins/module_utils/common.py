@@ -1,13 +1,9 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers shared by the module fronts (argument specs of shared options). No AnsibleModule import here."""
+"""Argument specs of the options that several modules share. In every module's payload (with engine_loader and
+errors): no import of the engine here, not even for typing, since Ansible ships whatever a module imports."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the registry client is imported by the modules that talk to registries, not by every module
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import RegistryOptions
 
 REGISTRY_ARGS = dict(
     username=dict(type="str"),
@@ -20,17 +16,8 @@ REGISTRY_ARGS = dict(
 
 STORE_ARGS = dict(store=dict(type="path"))
 
+# Where image_build looks for executables named without a path (its search_path option; image/elf.py).
+DEFAULT_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
-def registry_options(params: dict) -> RegistryOptions:
-    from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import (  # pylint: disable=import-outside-toplevel
-        RegistryOptions,
-    )
-
-    return RegistryOptions(
-        username=params.get("username"),
-        password=params.get("password"),
-        auth_file=params.get("auth_file"),
-        insecure=bool(params.get("insecure")),
-        ca_path=params.get("ca_path"),
-        timeout=params.get("timeout") or 60,
-    )
+# The namespaces a container can have (container_run's namespaces option; runtime/spec.py builds them).
+ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")

@@ -267,8 +267,7 @@ pids_added:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.limits import LIMIT_KEYS, Limits
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.manage import apply_limits
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
 
 _RATE = dict(type="str")
@@ -296,11 +295,12 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def _limits(params: dict) -> Limits:
-    values = {key: params[key] for key in LIMIT_KEYS}
+def _limits(limits, params: dict):
+    """The engine's ``Limits`` (``limits``: cgroups.limits) of the module's parameters."""
+    values = {key: params[key] for key in limits.LIMIT_KEYS}
     if values["io_max"] is not None:
         values["io_max"] = [{k: v for k, v in entry.items() if v is not None} for entry in values["io_max"]]
-    return Limits(**values)
+    return limits.Limits(**values)
 
 
 def main() -> None:
@@ -310,10 +310,11 @@ def main() -> None:
         required_one_of=[("path", "container")],
         supports_check_mode=True,
     )
+    limits, manage = engine_loader.load_for(module, "cgroups.limits", "cgroups.manage")
     p = module.params
     try:
-        result = apply_limits(
-            _limits(p),
+        result = manage.apply_limits(
+            _limits(limits, p),
             path=p["path"],
             container=p["container"],
             state=p["state"],

@@ -164,10 +164,9 @@ cmd:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime import exec as runtime_exec
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime, exec_target
 
 
 def argv_of(command) -> list[str]:
@@ -194,14 +193,15 @@ def main() -> None:
             **STORE_ARGS),
         supports_check_mode=True,
     )
+    runtime_exec, containers = engine_loader.load_for(module, "runtime.exec", "runtime.containers")
     p = module.params
     try:
         argv = argv_of(p["command"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    runtime = Runtime(p["store"])
+    runtime = containers.Runtime(p["store"])
     try:
-        target = exec_target(runtime, p["container"])
+        target = containers.exec_target(runtime, p["container"])
         config = runtime_exec.exec_config(target.config, argv, env=p["env"], user=p["user"], workdir=p["workdir"])
         if module.check_mode:
             module.exit_json(changed=True, cmd=argv, msg=f"check mode: {argv!r} would run in container "

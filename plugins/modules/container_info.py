@@ -109,13 +109,13 @@ containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.cgroups.cgroup import Cgroup
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
 
 
-def describe(runtime: Runtime, info, logs: int, stats: bool) -> dict:
+def describe(runtime, info, logs: int, stats: bool, cgroup=None) -> dict:
+    """One container as the module returns it (``runtime``: a Runtime; ``cgroup``: the engine's cgroups.cgroup)."""
     item = info.as_dict()
     if logs > 0:
         stdout, stderr = runtime.logs(info.name)
@@ -125,7 +125,7 @@ def describe(runtime: Runtime, info, logs: int, stats: bool) -> dict:
         item["stats"] = {}
         if info.running and info.cgroup:
             try:
-                item["stats"] = Cgroup(info.cgroup).stats()
+                item["stats"] = cgroup.Cgroup(info.cgroup).stats()
             except (DockerlessError, OSError):
                 item["stats"] = {}
     return item
@@ -137,15 +137,16 @@ def main() -> None:
                            stats=dict(type="bool", default=False), **STORE_ARGS),
         supports_check_mode=True,
     )
+    cgroup, containers = engine_loader.load_for(module, "cgroups.cgroup", "runtime.containers")
     params = module.params
-    runtime = Runtime(params["store"])
+    runtime = containers.Runtime(params["store"])
     try:
         if params["name"]:
             info = runtime.inspect(params["name"])
             found = [info] if info is not None else []
         else:
             found = runtime.list()
-        containers = [describe(runtime, info, params["logs"], params["stats"]) for info in found]
+        containers = [describe(runtime, info, params["logs"], params["stats"], cgroup) for info in found]
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, exists=bool(containers), containers=containers)

@@ -104,10 +104,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.network.manage import manage_network
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import default_store_root
 
 
 def main() -> None:
@@ -118,10 +117,11 @@ def main() -> None:
                            internal=dict(type="bool", default=False), **STORE_ARGS),
         supports_check_mode=True,
     )
+    manage, containers = engine_loader.load_for(module, "network.manage", "runtime.containers")
     params = module.params
     try:
-        result = manage_network(params["store"] or default_store_root(), params["name"], params["state"],
-                                params["subnet"], params["gateway"], params["internal"], check_mode=module.check_mode)
+        result = manage.manage_network(params["store"] or containers.default_store_root(), params["name"], params["state"],
+                                       params["subnet"], params["gateway"], params["internal"], check_mode=module.check_mode)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

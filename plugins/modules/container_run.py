@@ -567,10 +567,13 @@ systemd_unit:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.common import REGISTRY_ARGS, STORE_ARGS
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
+from ansible_collections.dockerless.containers.plugins.module_utils.common import (
+    ALL_NAMESPACES,
+    REGISTRY_ARGS,
+    STORE_ARGS,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.spec import ALL_NAMESPACES
-from ansible_collections.dockerless.containers.plugins.module_utils.runtime.task import ContainerTask, TaskFailed
 
 
 def main() -> None:
@@ -630,22 +633,14 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    task = engine_loader.load_for(module, "runtime.task")
     try:
-        result = ContainerTask(module.params["store"], module.params).run(check_mode=module.check_mode)
-    except TaskFailed as exc:
+        result = task.ContainerTask(module.params["store"], module.params).run(check_mode=module.check_mode)
+    except task.TaskFailed as exc:
         module.fail_json(msg=str(exc), **exc.fields)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result.as_dict())
-
-
-def _packed_for_the_engine_copy():  # pragma: no cover - never called
-    """Ansible ships to the host only the module_utils a module imports: this import puts the command line and
-    everything it imports into this module's payload, from which runtime/systemd.py installs the engine copy that
-    the containers' systemd units run."""
-    from ansible_collections.dockerless.containers.plugins.module_utils.cli import main as cli_main
-
-    return cli_main
 
 
 if __name__ == "__main__":

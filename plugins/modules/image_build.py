@@ -235,16 +235,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
+from ansible_collections.dockerless.containers.plugins.module_utils.common import DEFAULT_SEARCH_PATH
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.build import (
-    BuildSpec,
-    FileSpec,
-    build_image,
-    parse_id,
-    parse_mode,
-)
-from ansible_collections.dockerless.containers.plugins.module_utils.image.elf import DEFAULT_SEARCH_PATH
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:
@@ -280,20 +273,21 @@ def main() -> None:
         store=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    build, store = engine_loader.load_for(module, "image.build", "image.store")
     p = module.params
     try:
         files = [
-            FileSpec(
+            build.FileSpec(
                 src=f["src"],
                 dest=f["dest"],
-                mode=parse_mode(f["mode"], f"files[{i}]"),
-                owner=parse_id(f["owner"], f"files[{i}].owner"),
-                group=parse_id(f["group"], f"files[{i}].group"),
+                mode=build.parse_mode(f["mode"], f"files[{i}]"),
+                owner=build.parse_id(f["owner"], f"files[{i}].owner"),
+                group=build.parse_id(f["group"], f"files[{i}].group"),
                 follow=f["follow"],
             )
             for i, f in enumerate(p["files"])
         ]
-        spec = BuildSpec(
+        spec = build.BuildSpec(
             name=p["name"],
             executables=p["executables"],
             files=files,
@@ -311,7 +305,7 @@ def main() -> None:
             source_date_epoch=p["source_date_epoch"],
             search_path=p["search_path"],
         )
-        result = build_image(Store(p["store"]), spec, check_mode=module.check_mode, want_diff=module._diff)
+        result = build.build_image(store.Store(p["store"]), spec, check_mode=module.check_mode, want_diff=module._diff)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     output = dict(

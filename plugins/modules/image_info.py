@@ -70,9 +70,9 @@ store:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store, describe_images
 
 
 def main() -> None:
@@ -80,9 +80,10 @@ def main() -> None:
         argument_spec=dict(name=dict(type="list", elements="str"), **STORE_ARGS),
         supports_check_mode=True,
     )
-    store = Store(module.params["store"])
+    store_lib = engine_loader.load_for(module, "image.store")
+    store = store_lib.Store(module.params["store"])
     try:
-        images, missing = describe_images(store, module.params["name"])
+        images, missing = store_lib.describe_images(store, module.params["name"])
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, images=images, missing=missing, store=store.root)

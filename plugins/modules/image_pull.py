@@ -151,14 +151,9 @@ downloaded_bytes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.common import (
-    REGISTRY_ARGS,
-    STORE_ARGS,
-    registry_options,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
+from ansible_collections.dockerless.containers.plugins.module_utils.common import REGISTRY_ARGS, STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import parse_dest_mode, pull_image
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:
@@ -172,13 +167,14 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    pull, store, options = engine_loader.load_for(module, "image.pull", "image.store", "registry.options")
     params = module.params
     try:
-        dest_mode = parse_dest_mode(params["dest_mode"])
-        result = pull_image(
-            Store(params["store"]),
+        dest_mode = pull.parse_dest_mode(params["dest_mode"])
+        result = pull.pull_image(
+            store.Store(params["store"]),
             params["name"],
-            registry=registry_options(params),
+            registry=options.RegistryOptions.from_params(params),
             platform=params["platform"],
             policy=params["pull"],
             check_mode=module.check_mode,

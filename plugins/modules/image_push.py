@@ -161,14 +161,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dockerless.containers.plugins.module_utils.common import (
-    REGISTRY_ARGS,
-    STORE_ARGS,
-    registry_options,
-)
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
+from ansible_collections.dockerless.containers.plugins.module_utils.common import REGISTRY_ARGS, STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.push import push_image
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 
 def main() -> None:
@@ -180,14 +175,15 @@ def main() -> None:
         **STORE_ARGS,
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    push, store, options = engine_loader.load_for(module, "image.push", "image.store", "registry.options")
     params = module.params
     try:
-        result = push_image(
-            Store(params["store"]),
+        result = push.push_image(
+            store.Store(params["store"]),
             params["name"],
             repository=params["repository"],
             tags=params["tags"],
-            registry=registry_options(params),
+            registry=options.RegistryOptions.from_params(params),
             check_mode=module.check_mode,
         )
     except DockerlessError as exc:

@@ -139,13 +139,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.common import STORE_ARGS
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import (
-    RemoveResult,
-    Store,
-    remove_images,
-)
 
 
 def main() -> None:
@@ -157,11 +153,12 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )
-    store = Store(module.params["store"])
-    result = RemoveResult()
+    store_lib = engine_loader.load_for(module, "image.store")
+    store = store_lib.Store(module.params["store"])
+    result = store_lib.RemoveResult()
     try:
-        remove_images(store, module.params["name"], gc=module.params["gc"], check_mode=module.check_mode,
-                      result=result)
+        store_lib.remove_images(store, module.params["name"], gc=module.params["gc"], check_mode=module.check_mode,
+                                result=result)
     except DockerlessError as exc:
         module.fail_json(msg=f"removing {', '.join(module.params['name'])} from the store {store.root}: {exc}",
                          removed=result.removed, missing=result.missing, actions=result.actions)

@@ -201,10 +201,8 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_loader
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.image.build import parse_mode
-from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
-from ansible_collections.dockerless.containers.plugins.module_utils.wsl.export import ExportOptions, export_image
 
 
 def main() -> None:
@@ -232,9 +230,10 @@ def main() -> None:
         store=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    build, store, export = engine_loader.load_for(module, "image.build", "image.store", "wsl.export")
     p = module.params
     try:
-        opts = ExportOptions(
+        opts = export.ExportOptions(
             image=p["image"],
             dest=p["dest"],
             format=p["format"],
@@ -246,9 +245,9 @@ def main() -> None:
             import_to=p["import_to"],
             compression_level=p["compression_level"],
             source_date_epoch=p["source_date_epoch"],
-            mode=0o600 if parse_mode(p["mode"], "mode") is None else parse_mode(p["mode"], "mode"),
+            mode=0o600 if build.parse_mode(p["mode"], "mode") is None else build.parse_mode(p["mode"], "mode"),
         )
-        result = export_image(Store(p["store"]), opts, check_mode=module.check_mode)
+        result = export.export_image(store.Store(p["store"]), opts, check_mode=module.check_mode)
     except DockerlessError as exc:
         module.fail_json(msg=str(exc))
     # Findings are Ansible warnings (the standard "warnings" result key); passing warnings= is deprecated.

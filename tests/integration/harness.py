@@ -97,6 +97,9 @@ def collection_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     )
     for name in ("ANSIBLE_CONFIG", "ANSIBLE_VAULT_PASSWORD_FILE"):
         env.pop(name, None)
+    # The engine copies that the modules run from (engine_loader.py): one root per checkout, so that test sessions
+    # of other checkouts neither prune this one's copy nor see theirs.
+    env.setdefault("DOCKERLESS_ENGINE_ROOT", str(CHECKOUT / ".build" / "engines"))
     if extra:
         env.update(extra)
     return env

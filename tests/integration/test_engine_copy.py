@@ -1,9 +1,11 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The engine copy that container_run installs for the systemd units is made from what Ansible really ships: the
-module's AnsiballZ payload (a zip of the module_utils it imports), not the checkout. A real ansible-playbook run
-of container_run keeps its payload (ANSIBLE_KEEP_REMOTE_FILES); the test installs the copy from that zip alone in
-a fresh interpreter, then runs the copy's command line, with nothing of the collection on its path."""
+"""The engine that the modules load on a host (engine_install's digest directory) and the copy that container_run
+installs for the systemd units are made from what Ansible really ships: engine_install's AnsiballZ payload (a zip
+of the module_utils it imports), not the checkout. A real ansible-playbook run of engine_install keeps its payload
+(ANSIBLE_KEEP_REMOTE_FILES); the test installs the units' copy from that zip alone in a fresh interpreter, then runs
+the copy's command line, with nothing of the collection on its path. container_run's own payload carries the loader
+only."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 _INSTALL = r"""
 import sys, zipfile
@@ -33,17 +36,33 @@ print(len(plan.files))
 """
 
 
-def test_container_run_ships_and_installs_the_whole_command_line(run_module, tmp_path):
+def _payload(remote, module: str, dest) -> None:
+    (wrapper,) = glob.glob(str(remote / "*" / f"AnsiballZ_{module}.py"))
+    with open(wrapper, encoding="utf-8") as handle:
+        zip_data = re.search(r"zip_data='([A-Za-z0-9+/=]+)'", handle.read()).group(1)
+    dest.write_bytes(base64.b64decode(zip_data))
+
+
+def test_container_run_ships_the_loader_only(run_module, tmp_path):
     remote = tmp_path / "remote"
     result = run_module("container_run", {"name": "no-such-engine-copy", "state": "absent",
                                           "store": str(tmp_path / "store")},
                         env={"ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_REMOTE_TMP": str(remote)})
     assert not result["failed"] and not result["changed"], result
-    (wrapper,) = glob.glob(str(remote / "*" / "AnsiballZ_container_run.py"))
-    with open(wrapper, encoding="utf-8") as handle:
-        zip_data = re.search(r"zip_data='([A-Za-z0-9+/=]+)'", handle.read()).group(1)
     payload = tmp_path / "payload.zip"
-    payload.write_bytes(base64.b64decode(zip_data))
+    _payload(remote, "container_run", payload)
+    ours = sorted(n.split("/module_utils/", 1)[1] for n in zipfile.ZipFile(payload).namelist()
+                  if "/dockerless/containers/plugins/module_utils/" in n)
+    assert ours == ["__init__.py", "common.py", "engine_loader.py", "errors.py"], ours
+
+
+def test_engine_install_ships_and_installs_the_whole_command_line(run_module, tmp_path):
+    remote = tmp_path / "remote"
+    result = run_module("engine_install", {"root": str(tmp_path / "engines")},
+                        env={"ANSIBLE_KEEP_REMOTE_FILES": "1", "ANSIBLE_REMOTE_TMP": str(remote)})
+    assert not result["failed"] and result["changed"], result
+    payload = tmp_path / "payload.zip"
+    _payload(remote, "engine_install", payload)
 
     root = tmp_path / "host"
     proc = subprocess.run([sys.executable, "-I", "-S", "-c", _INSTALL, str(payload), str(root)], capture_output=True,

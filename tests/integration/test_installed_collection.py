@@ -67,8 +67,12 @@ def test_built_tarball_installed_into_an_empty_path_documents_and_runs(tmp_path,
         d.mkdir()
     # A new user's shell: nothing of the test run's environment (make exports ANSIBLE_COLLECTIONS_PATH to the
     # checkout's .build/collections) and the collections path naming only the empty install directory.
+    # The engine root of this test alone (engine_loader.py): a user's is /usr/local/lib/dockerless/engines, which
+    # other test sessions on this machine must not see pruned under them.
+    engines = tmp_path / "engines"
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
-           "LANG": "C.UTF-8", "ANSIBLE_COLLECTIONS_PATH": str(site), "ANSIBLE_NOCOLOR": "1"}
+           "LANG": "C.UTF-8", "ANSIBLE_COLLECTIONS_PATH": str(site), "ANSIBLE_NOCOLOR": "1",
+           "DOCKERLESS_ENGINE_ROOT": str(engines)}
     galaxy = str(VENV_BIN / "ansible-galaxy")
 
     _run([galaxy, "collection", "build", "--output-path", str(tmp_path / "dist"), str(CHECKOUT)], env, work)
@@ -86,6 +90,7 @@ def test_built_tarball_installed_into_an_empty_path_documents_and_runs(tmp_path,
     # What users and ansible-builder need is in it.
     for needed in ("meta/runtime.yml", "meta/execution-environment.yml", "meta/ee-requirements.txt",
                    "meta/ee-bindep.txt", "README.md", *(f"plugins/modules/{m}.py" for m in MODULES),
+                   *(f"plugins/action/{m}.py" for m in MODULES), "plugins/plugin_utils/engine_action.py",
                    *(f"roles/{r}/meta/argument_specs.yml" for r in ROLES)):
         assert needed in members, needed
 
@@ -128,6 +133,11 @@ def test_built_tarball_installed_into_an_empty_path_documents_and_runs(tmp_path,
     ansible = str(VENV_BIN / "ansible")
     listed_images = _run([ansible, "localhost", "-m", f"{COLLECTION}.image_info", "-a", f"store={store}"], env, work)
     assert _adhoc_result(listed_images.stdout, "SUCCESS")["images"] == []
+    # The first module on this host installed the engine (its action plugin ran engine_install), from the
+    # installed collection's payload.
+    [engine] = engines.iterdir()
+    assert (engine / "ENGINE").is_file() and (engine / "ansible_collections" / "dockerless" / "containers" / "plugins" /
+                                              "module_utils" / "runtime" / "task.py").is_file()
     # An image holding only the host's echo (and its libraries), then one real one-shot container from it.
     image = "local/echo:1"
     built = _run([ansible, "localhost", "-m", f"{COLLECTION}.image_build",

@@ -23,6 +23,7 @@ import os
 import stat
 import struct
 
+from ansible_collections.dockerless.containers.plugins.module_utils.common import DEFAULT_SEARCH_PATH
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import BuildError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Factory, Record
 
@@ -99,9 +100,6 @@ _PLATFORMS = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
-
-DEFAULT_SEARCH_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
-
 
 # ElfInfo, PathStep and Closure are runtime_record.Record classes (dataclass-like, without the per-class code
 # generation of @dataclass at import: a build is a short command).

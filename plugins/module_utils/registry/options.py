@@ -23,8 +23,20 @@ class RegistryOptions(Record):
     ca_path: str | None = None
     timeout: float = 60
 
+    @classmethod
+    def from_params(cls, params: dict) -> RegistryOptions:
+        """The options of a module's parameters (the registry doc fragment's, common.REGISTRY_ARGS)."""
+        return cls(
+            username=params.get("username"),
+            password=params.get("password"),
+            auth_file=params.get("auth_file"),
+            insecure=bool(params.get("insecure")),
+            ca_path=params.get("ca_path"),
+            timeout=params.get("timeout") or 60,
+        )
+
     def client(self, registry: str) -> RegistryClient:
-        # Imported when a client is made: the shared module arguments (common.registry_options) and a pull that
+        # Imported when a client is made: the options of a module's parameters and a pull that
         # finds its image in the store need the options only, not the HTTP stack.
         from ansible_collections.dockerless.containers.plugins.module_utils.registry.client import (  # pylint: disable=import-outside-toplevel
             RegistryClient,

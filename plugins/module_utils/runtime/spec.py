@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils import linux
+from ansible_collections.dockerless.containers.plugins.module_utils.common import ALL_NAMESPACES
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Factory, Record
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.capabilities import DEFAULT_CAPABILITIES
@@ -31,7 +32,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the co
 if TYPE_CHECKING:
     from typing import Any
 
-ALL_NAMESPACES = ("pid", "mount", "uts", "ipc", "net", "cgroup")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 ISOLATIONS = ("container", "chroot")
 CHROOT_CAPABILITY = "CAP_SYS_CHROOT"  # never granted with isolation chroot (init_sequence enforces it too)

@@ -45,17 +45,20 @@ environment, no user or system site-packages, so no other ``ansible_collections`
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import subprocess
 import sys
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_files as engine_files_lib
+from ansible_collections.dockerless.containers.plugins.module_utils.engine_files import (
+    PKG,
+    compile_source,
+    engine_paths,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import state as runtime_state
 
-PKG = "ansible_collections.dockerless.containers.plugins.module_utils"
 UNIT_DIR = "/etc/systemd/system"
 BOOT_DIR = "/usr/local/lib/dockerless"
 BIN_LINK = "/usr/local/bin/dockerless"
@@ -65,8 +68,8 @@ MARK = "# Managed by dockerless.containers (container_run): rewritten or removed
 ENTRY_MARK = "# Managed by dockerless.containers (container_run): the engine copy's command line, rewritten with it."
 PID_FILE = "supervisor.pid"
 RESTART_SEC = "100ms"
-# The command line and all it imports. container_run names cli.main in an import too: Ansible packs into a
-# module's payload only the module_utils it sees imported, and the copy is made from that payload.
+# The command line and all it imports, copied from the engine that runs container_run: the digest directory the
+# module loaded it from (engine_loader), or the checkout.
 ENGINE_ROOTS = ("cli.main",)
 # What an earlier version installed in BOOT_DIR (a loader and the sources in one JSON file): removed.
 OLD_BOOT_FILES = ("dockerless_boot.py", "engine.json")
@@ -90,100 +93,9 @@ def wants_unit(restart_policy: str | None) -> bool:
     return (restart_policy or "no") != "no"
 
 
-@functools.cache
-def _spec(short: str):
-    """The import spec of module ``short`` (dotted, below module_utils), found without running the module (only
-    the packages above it are imported); None when there is no such module."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(f"{PKG}.{short}")
-    except (ImportError, ValueError):
-        return None
-
-
-def _source(short: str) -> str:
-    """The source of module ``short`` (dotted, below module_utils; a package gives its ``__init__``) of the
-    collection: from its loader (Ansible ships module_utils in a zip), else from its file."""
-    name = f"{PKG}.{short}"
-    spec = _spec(short)
-    loader = getattr(spec, "loader", None)
-    if loader is not None and hasattr(loader, "get_source"):
-        try:
-            text = loader.get_source(name)
-        except (ImportError, OSError):
-            text = None
-        if text is not None:  # "" is a package's empty __init__ (AnsiballZ's zip holds no file to read instead)
-            return text
-    path = getattr(spec, "origin", None)
-    if not path or not os.path.isfile(path):
-        raise RuntimeSetupError(f"installing the engine for systemd units: the source of {name} is not available. "
-                                "Reinstall the collection.")
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
-
-
-def _is_module(short: str) -> bool:
-    """True when ``short`` (dotted, below module_utils) names a module or package of the collection, not an
-    attribute of one (``from ...runtime.containers import Runtime``)."""
-    return _spec(short) is not None
-
-
-def is_package(short: str) -> bool:
-    spec = _spec(short)
-    return spec is not None and spec.submodule_search_locations is not None
-
-
-# Import statements of the collection's module_utils, at the start of a line (module level or inside a function):
-# `from PKG.x import a, b as c`, `from PKG.x import (\n a,\n b,\n)`, `import PKG.x`. A regular expression, not
-# ast: container_run plans the engine copy at every run, and parsing the whole engine took seconds on a slow VM.
-# A match inside a string only adds a module that exists (checked), never loses one.
-_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(" + re.escape(PKG) + r"(?:\.[\w.]+)?)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)",
-                          re.M)
-_IMPORT = re.compile(r"^[ \t]*import[ \t]+(" + re.escape(PKG) + r"\.[\w.]+)", re.M)
-
-
-def _imports(source: str) -> set[str]:
-    """The collection's module_utils that ``source`` imports, anywhere (lazy imports inside functions too), as
-    dotted names below module_utils (``runtime.containers``), with the packages they sit in (``runtime``):
-    importing a submodule imports its packages' ``__init__`` first."""
-    found = set()
-    for match in _FROM_IMPORT.finditer(source):
-        module, names = match.group(1), match.group(2)
-        base = module[len(PKG) + 1:]
-        if base:
-            found.add(base)
-        if base and not is_package(base):
-            continue  # names in a module, not submodules: asking importlib would run the module
-        names = "\n".join(line.split("#", 1)[0] for line in names.strip("()").splitlines())
-        for alias in names.replace("\n", ",").split(","):
-            alias = alias.split(" as ")[0].strip()
-            if not alias.isidentifier():
-                continue
-            short = f"{base}.{alias}" if base else alias  # `from PKG.runtime import supervisor`: a submodule?
-            if _is_module(short):
-                found.add(short)
-    found.update(m[len(PKG) + 1:] for m in _IMPORT.findall(source))
-    out = set()
-    for short in found:
-        parts = short.split(".")
-        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return out
-
-
 def engine_sources(roots: tuple[str, ...] = ENGINE_ROOTS) -> dict[str, str]:
-    """The sources of ``roots`` and every module_utils they import, transitively, by dotted name (packages by their
-    ``__init__``'s source). Found from the sources themselves, so a new import in the engine needs no list kept
-    in step."""
-    sources: dict[str, str] = {}
-    todo = sorted(_imports("\n".join(f"import {PKG}.{root}" for root in roots)))
-    while todo:
-        short = todo.pop()
-        if short in sources:
-            continue
-        sources[short] = _source(short)
-        todo.extend(sorted(_imports(sources[short]) - set(sources)))
-    return sources
+    """The sources of the units' engine copy (engine_files.engine_sources of the command line)."""
+    return engine_files_lib.engine_sources(roots)
 
 
 class UnitPlan(Record):
@@ -289,19 +201,8 @@ class Units:
         ])
 
     def engine_files(self) -> dict[str, str]:
-        """Path -> text of every file of the engine copy. The packages above module_utils get an empty
-        ``__init__``: a regular package first on sys.path wins over any namespace package of the same name."""
-        files = {}
-        for short, text in engine_sources().items():
-            parts = short.split(".")
-            if is_package(short):
-                files[os.path.join(self.module_utils, *parts, "__init__.py")] = text
-            else:
-                files[os.path.join(self.module_utils, *parts[:-1], parts[-1] + ".py")] = text
-        folder = self.boot_dir
-        for part in PKG.split("."):
-            folder = os.path.join(folder, part)
-            files.setdefault(os.path.join(folder, "__init__.py"), "")
+        """Path -> text of every file of the engine copy, its command line included."""
+        files = engine_paths(engine_sources(), self.boot_dir)
         files[self.entry] = self.entry_text()
         return files
 
@@ -401,20 +302,13 @@ class Units:
     def _install(self, plan: UnitPlan) -> None:
         """The engine's files, each compiled to its ``__pycache__`` (timestamp-checked bytecode, as Python's own
         import would write it, so a later import by a newer source is never misled)."""
-        import py_compile
-
         for victim in plan.removes:
             _remove(victim)
         for file_path, text in plan.files.items():
             executable = file_path == self.entry
             _write(file_path, text, 0o755 if executable else 0o644, 0o755)
             if not executable:
-                try:
-                    py_compile.compile(file_path, doraise=True,
-                                       invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
-                except (py_compile.PyCompileError, OSError) as exc:
-                    raise RuntimeSetupError(f"installing the engine in {self.boot_dir}: compiling {file_path}: "
-                                            f"{exc}. Check the python ({self.python}) and the disk.") from None
+                compile_source(file_path, self.boot_dir)
         if plan.link:
             os.makedirs(os.path.dirname(self.bin_link), 0o755, exist_ok=True)
             _remove(self.bin_link)

@@ -194,9 +194,9 @@ class ContainerTask:
 
     def registry(self):
         if self._registry is None:
-            from ansible_collections.dockerless.containers.plugins.module_utils.common import registry_options
+            from ansible_collections.dockerless.containers.plugins.module_utils.registry.options import RegistryOptions
 
-            self._registry = registry_options(self.options)
+            self._registry = RegistryOptions.from_params(self.options)
         return self._registry
 
     def _fail_on_rc(self, result: TaskResult, what: str) -> None:

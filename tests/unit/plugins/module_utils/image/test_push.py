@@ -388,4 +388,4 @@ def test_push_does_not_load_the_pull_engine():
 def test_shared_module_arguments_do_not_load_the_registry_client():
     loaded = json.loads(run_fresh(_LOADED, "common").stdout)
     assert "image.pull" not in loaded
-    assert [m for m in loaded if m.startswith("registry.")] == []  # registry_options() imports it when called
+    assert [m for m in loaded if m.startswith("registry.")] == []  # in every module's payload: no engine at all

@@ -18,6 +18,7 @@ import time
 import pytest
 from test_runtime import BUSYBOX, make_busybox_rootfs
 
+from ansible_collections.dockerless.containers.plugins.module_utils import engine_files
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import RuntimeSetupError
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime import systemd as runtime_systemd
 from ansible_collections.dockerless.containers.plugins.module_utils.runtime.containers import Runtime
@@ -114,9 +115,9 @@ def test_engine_sources_hold_the_command_line_and_everything_it_imports():
     assert set(supervisor.SUPERVISOR_MODULES) <= set(sources)
     # Closed under import, and only what the command line reaches: container_run's own glue is not copied.
     for short, text in sources.items():
-        assert runtime_systemd._imports(text) <= set(sources), short
+        assert engine_files._imports(text) <= set(sources), short
     assert not {"runtime.task", "runtime.systemd"} & set(sources)
-    assert runtime_systemd.is_package("runtime.seccomp") and not runtime_systemd.is_package("runtime.state")
+    assert engine_files.is_package("runtime.seccomp") and not engine_files.is_package("runtime.state")
 
 
 def test_imports_are_found_in_every_form_the_engine_writes():
@@ -134,7 +135,7 @@ def test_imports_are_found_in_every_form_the_engine_writes():
         f"from {pkg} import linux",
         "from os import path",
     ])
-    assert runtime_systemd._imports(text) == {
+    assert engine_files._imports(text) == {
         "errors", "runtime", "runtime.supervisor", "runtime.state", "image", "image.layers",
         "image.layers.whiteouts", "cgroups", "cgroups.cgroup", "runtime.containers", "linux"}
 
@@ -448,4 +449,4 @@ def test_an_empty_package_init_from_a_zip_is_a_source(monkeypatch):
                                                      is_package=True)
     module.__path__ = []
     monkeypatch.setitem(sys.modules, name, module)
-    assert runtime_systemd._source("zipped_package_for_test") == ""
+    assert engine_files._source("zipped_package_for_test") == ""
