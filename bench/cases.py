@@ -114,10 +114,13 @@ def dockerless(ctx: Context, *args: str, check: bool = True) -> Any:
 
 
 def cli_run(ctx: Context, store: str, image: str, *argv: str, seccomp: Optional[str] = None) -> Sample:
-    """``bin/dockerless run --rm [--security-opt seccomp=…] IMAGE ARGV``, as a user types it (the image is in
-    ``store``: no registry), started with the venv's interpreter; its exit code is the container's."""
+    """``bin/dockerless run --rm --network none [--security-opt seccomp=…] IMAGE ARGV``, as a user types it (the
+    image is in ``store``: no registry), started with the venv's interpreter; its exit code is the container's.
+    ``--network none``: a network namespace with loopback only, the container runc runs from the bench's bundle
+    (root's default, the bridge, has its own row in the ``bridge`` case)."""
     extra = ["--security-opt", f"seccomp={seccomp}"] if seccomp else []
-    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, *extra, image, *argv], env=cli_env(ctx), check=False)
+    proc = timed([DOCKERLESS, "run", "--rm", "--store", store, "--network", "none", *extra, image, *argv],
+                 env=cli_env(ctx), check=False)
     if proc.rc != 0:
         raise BenchError(f"bin/dockerless run {image} {' '.join(argv)}: exited {proc.rc}: {proc.stderr[-800:]}")
     return Sample(proc.seconds, proc.rss_kib, {"rc": proc.rc, "cpu_s": round(proc.cpu_s, 4), "stdout": proc.stdout})
@@ -789,7 +792,7 @@ def case_run(ctx: Context) -> None:
 
     try:
         contenders = [
-            Contender("ours", "ours: bin/dockerless run --rm IMAGE /bin/true (the image in the store)",
+            Contender("ours", "ours: bin/dockerless run --rm --network none IMAGE /bin/true (the image in the store)",
                       lambda: cli_run(ctx, store, ctx.refs["busybox"], "/bin/true")),
             Contender("runc", "runc run of a umoci-unpacked bundle of the same image, configured as our container "
                               "(Docker's capabilities and seccomp profile, our masked paths, six namespaces)", runc),
@@ -892,7 +895,7 @@ def case_ansible(ctx: Context) -> None:
         counter[0] += 1
         return f"runc run --bundle {bundle} bench-ansible-{os.getpid()}-{counter[0]}"
 
-    oneshot = {"image": image, "command": ["/bin/true"], "store": store}
+    oneshot = {"image": image, "command": ["/bin/true"], "store": store, "network": "none"}
     named = {"image": image, "name": f"bench-named-{os.getpid()}", "command": ["/bin/sleep", "3600"], "store": store}
     try:
         ansible_module(ctx, "container_run", named)  # untimed: creates and starts it; the rounds change nothing
@@ -901,7 +904,7 @@ def case_ansible(ctx: Context) -> None:
                     "named": ansiballz(ctx, "container_run", named, "named")}
         contenders = [
             Contender("ours", "ours: ansible localhost -m dockerless.containers.container_run -a '{image, command: "
-                      "[/bin/true], store}' (one-shot, the image in the store)",
+                      "[/bin/true], store, network: none}' (one-shot, the image in the store)",
                       lambda: ansible_module(ctx, "container_run", oneshot)),
             Contender("runc-ansible", "ansible localhost -m ansible.builtin.command -a 'runc run --bundle B ID' (the "
                       "bundle configured as our container, as in the container start row)",
