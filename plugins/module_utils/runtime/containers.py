@@ -283,10 +283,8 @@ def one_shot_network(store_root: str, spec: ContainerSpec, cid: str, cdir: str, 
                           aliases=spec.network_aliases, etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts,
                           requested=spec.ipv4_address, pid=os.getpid(),
                           published_ports=getattr(spec, "published_ports", None))
-    if any(n != "bridge" for n in spec.networks):
-        attach.refresh(store_root, holder)   # peers of its user networks resolve it; then the firewall
-    else:
-        attach.reconcile_firewall(store_root)   # its published ports, the bridge's masquerade
+    # Peers of its user networks resolve it; the firewall: its published ports, the bridge's masquerade.
+    attach.started(store_root, holder, plan, published=bool(getattr(spec, "published_ports", None)))
 
     def after_unshare(pid: int) -> None:
         attach.setup(plan, pid)
