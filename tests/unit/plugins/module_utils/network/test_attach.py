@@ -292,3 +292,28 @@ def test_a_one_shot_without_published_ports_checks_the_firewall_by_its_generatio
     assert out["after_flush"] == ["reconcile", "list", "-f"] and out["restored"] is True
     # Its start writes its DNAT rule (no listing: the generation is the one last found right), its end removes it.
     assert out["published"] == ["reconcile", "-f", "reconcile", "-f"] and out["dnat_left"] is False
+
+
+def test_a_one_shot_whose_network_is_missing_fails_and_leaves_nothing(rootfs, tmp_path):
+    """A one-shot's leases are taken while its monitor makes the namespaces (spawn's while_unsharing): a network
+    that is not there fails the start with its message, the monitor is killed and reaped, no lease is left."""
+    store = str(tmp_path / "store")
+
+    def work():
+        runtime = Runtime(store)
+        runtime.run(_spec(rootfs, ["/bin/true"]), timeout=30)     # the default network recorded
+        try:
+            runtime.run(_spec(rootfs, ["/bin/true"], network="nosuch"), timeout=30)
+            message = None
+        except RuntimeSetupError as exc:
+            message = str(exc)
+        children = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as handle:
+                children += handle.read().split()
+        return {"message": message, "leases": _leases(store), "children": children,
+                "ok_after": runtime.run(_spec(rootfs, ["/bin/true"]), timeout=30).rc}
+
+    out = in_own_netns(work)
+    assert out["message"] and "network nosuch: not found" in out["message"]
+    assert out["leases"] == {"bridge": []} and out["children"] == [] and out["ok_after"] == 0
