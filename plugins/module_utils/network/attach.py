@@ -43,24 +43,41 @@ def resolve_etc_hosts(entries: dict, gateway: str | None) -> dict:
             if value != "host-gateway" or gateway}
 
 
+class Plan(list):
+    """``prepare``'s plan (a list: one dict per network), with what the firewall's reconcile after the start needs:
+    ``data``, the networks file as ``prepare`` left it under its lock, and ``reshaped``, whether the start changed
+    what the table is made of beyond a lease without published ports (a network record made, another holder's
+    stale lease dropped, a bridge made again)."""
+
+    data: dict | None = None
+    reshaped: bool = True
+
+
 def prepare(store, holder: str, cid: str, spec_networks, *, name: str | None = None, names=(), aliases=(),
             etc_dir: str | None = None, etc_hosts: dict | None = None, requested: str | None = None,
-            pid: int | None = None, published_ports=None) -> list[dict]:
+            pid: int | None = None, published_ports=None) -> Plan:
     """Leases, bridges and ip_forward for a start of ``holder`` (see the module's docstring); returns the plan
     ``setup`` takes: one dict per network, in the container's order. ``name``: the container's name, which
     peers resolve with its ``aliases`` and short id; ``names``: its own names in its own /etc/hosts."""
     root = networks.store_root(store)
+    plan = Plan()
+
+    def after(state) -> None:
+        if etc_dir:
+            _write_one(root, state.data, holder)
+        plan.data, plan.reshaped = state.data, state.reshaped
+
     pairs = networks.leases_for(store, list(spec_networks), holder, cid=cid, names=names, aliases=aliases,
                                 etc_dir=etc_dir, etc_hosts=etc_hosts, requested=requested, pid=pid,
                                 resolve=[n for n in (name, *aliases, cid[:12]) if n], published_ports=published_ports,
-                                after=(lambda state: _write_one(root, state.data, holder)) if etc_dir else None)
-    plan = []
+                                after=after)
     for index, (record, lease) in enumerate(pairs):
         plan.append({"network": record["name"], "bridge": record["bridge"], "subnet": record["subnet"],
                      "prefix": networks.prefix_of(record), "gateway": record["gateway"],
                      "internal": bool(record.get("internal")), "address": lease["address"], "mac": lease["mac"],
                      "aliases": list(aliases), "ifname": f"eth{index}", "host_if": host_ifname(cid, index)})
-    ensure_bridges(plan)
+    if ensure_bridges(plan):
+        plan.reshaped = True   # a new bridge: its route_localnet is the reconcile's to set
     if any(not a["internal"] for a in plan):
         ensure_ip_forward()
     return plan
@@ -99,31 +116,52 @@ def ensure_ip_forward(proc: str = "/proc") -> bool:
     return True
 
 
+# How long a host end may take to go with its namespace before it is taken as held (measured: about 4 ms when
+# it has not gone yet at the container's end, one run in four on the test machine; deleting it ourselves costs
+# about 28 ms, the kernel's unregistering waits for RCU grace periods with the rtnl lock held).
+LINK_GONE_WAIT = 0.05
+
+
 def setup(plan, monitor_pid: int) -> None:
     """The veth pairs, addresses and default route of a container whose monitor is ``monitor_pid``."""
+    # Left by the container's previous run: its namespace going (a restart right after the end: the kernel
+    # deletes the pair in a few ms), or held by a host process (deleted after LINK_GONE_WAIT).
+    present = [a["host_if"] for a in plan if rtnetlink.link_exists(a["host_if"])]
+    leftovers = set(rtnetlink.wait_links_gone(present, LINK_GONE_WAIT)) if present else set()
     with rtnetlink.Netlink() as nl:
         for attachment in plan:
             host_if = attachment["host_if"]
-            if rtnetlink.link_exists(host_if):
-                nl.delete_link(host_if)   # left by an earlier run whose namespace a host process still holds
+            if host_if in leftovers:
+                nl.delete_link(host_if)
+            # One request: the pair, its peer in the container's namespace, the host end on the bridge and up.
             nl.add_veth(host_if, attachment["ifname"], peer_netns_pid=monitor_pid,
-                        peer_mac=bytes.fromhex(attachment["mac"].replace(":", "")))
-            nl.set_link(host_if, master=attachment["bridge"], up=True)
+                        peer_mac=bytes.fromhex(attachment["mac"].replace(":", "")), master=attachment["bridge"],
+                        up=True)
+    if not plan:
+        return
     fd = os.open(f"/proc/{monitor_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         with rtnetlink.Netlink(netns_fd=fd) as inner:
-            for attachment in plan:
-                inner.add_address(attachment["ifname"], attachment["address"], attachment["prefix"])
-                inner.set_link(attachment["ifname"], up=True)
-            if plan:
-                inner.add_default_route(plan[0]["gateway"], plan[0]["ifname"])
+            # A fresh namespace: its links have no address yet. Each link's address and up (which adds the
+            # subnet's route), then the default route through the first one's gateway, in one send.
+            indexes = [inner.index(attachment["ifname"]) for attachment in plan]
+            requests = []
+            for index, attachment in zip(indexes, plan):
+                requests.append(rtnetlink.address_request(index, attachment["ifname"], attachment["address"],
+                                                          attachment["prefix"]))
+                requests.append(rtnetlink.up_request(index, attachment["ifname"]))
+            requests.append(rtnetlink.default_route_request(indexes[0], plan[0]["ifname"], plan[0]["gateway"]))
+            inner.batch(requests)
     finally:
         os.close(fd)
 
 
 def cleanup_links(plan) -> None:
-    """Host ends that outlived the container's namespace (a host process holds it), deleted."""
-    leftovers = [a["host_if"] for a in plan if rtnetlink.link_exists(a["host_if"])]
+    """Host ends that outlived the container's namespace (a host process holds it), deleted. The kernel deletes
+    a veth pair with its namespace from a work queue, shortly after the namespace's last process: a host end
+    still there is first given LINK_GONE_WAIT to go."""
+    names = [a["host_if"] for a in plan if rtnetlink.link_exists(a["host_if"])]
+    leftovers = rtnetlink.wait_links_gone(names, LINK_GONE_WAIT) if names else []
     if leftovers:
         with rtnetlink.Netlink() as nl:
             for name in leftovers:
@@ -186,11 +224,13 @@ def _write_one(root: str, data: dict, holder: str) -> None:
         os.close(dir_fd)
 
 
-def refresh(store, holder: str, release: bool = False) -> None:
+def refresh(store, holder: str, release: bool = False, firewall: bool = True) -> None:
     """After ``holder`` joined or left: the hosts files of it and of every running container that shares a user
-    network with it, then the firewall. ``release``: its leases are dropped first (in the
-    same locked read-modify-write)."""
+    network with it, then the firewall (from the networks file read here). ``release``: its leases are dropped
+    first (in the same locked read-modify-write); the firewall is then reconciled only when a released lease had
+    published ports (a one-shot's leaving changes nothing else of the table). ``firewall`` False: not at all."""
     root = networks.store_root(store)
+    published = False
     with networks.locked(store, write=release) as state:
         data = state.data
         targets = set() if release else {holder}
@@ -198,6 +238,7 @@ def refresh(store, holder: str, release: bool = False) -> None:
             if holder not in leases:
                 continue
             if release:
+                published = published or bool(leases[holder].get("published_ports"))
                 del leases[holder]
                 state.save(durable=not holder.startswith("."))
             if network == networks.DEFAULT_NETWORK:
@@ -205,15 +246,33 @@ def refresh(store, holder: str, release: bool = False) -> None:
             targets.update(h for h, entry in leases.items() if networks.container_running(root, h, entry))
         for target in sorted(targets):
             _write_one(root, data, target)
-    reconcile_firewall(store)
+    if firewall and (published or not release):
+        reconcile_firewall(store, data)
 
 
-def reconcile_firewall(store) -> None:
-    """The firewall table (network/firewall.py) reconciled with the store. Imported here, not at the top: a start
-    on network none never needs it."""
+def reconcile_firewall(store, data: dict | None = None) -> bool:
+    """The firewall table (network/firewall.py) reconciled with the store (``data``: its networks file, when the
+    caller read it already). Imported here, not at the top: a start on network none never needs it."""
     from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
 
-    firewall.reconcile(networks.store_root(store))
+    return firewall.reconcile(firewall.store_source(store, data))
+
+
+def started(store, holder: str, plan: Plan, published: bool = False) -> bool:
+    """After a one-shot's ``prepare``: the hosts files of the peers on its user networks, then the firewall. A start
+    that changed nothing the table is made of (no published ports, not ``plan.reshaped``) only checks that no
+    table changed since the table was last found right (firewall.untouched: the ruleset's generation id); when
+    one did, or the start changed the table's inputs, the table is reconciled from ``plan.data``. Returns
+    whether the firewall was reconciled."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+
+    root = networks.store_root(store)
+    if any(a["network"] != networks.DEFAULT_NETWORK for a in plan):
+        refresh(store, holder, firewall=False)   # peers of its user networks resolve it
+    if not published and not plan.reshaped and firewall.untouched(root):
+        return False
+    reconcile_firewall(store, plan.data)
+    return True
 
 
 def finish(store, holder: str, plan, one_shot: bool = False) -> None:

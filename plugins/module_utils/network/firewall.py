@@ -268,10 +268,19 @@ def sysctls(networks: list[dict], attachments: list[dict]) -> list[tuple[str, st
 def _source(source) -> tuple[list[dict], list[dict], str | None]:
     if isinstance(source, tuple):
         return list(source[0]), list(source[1]), (source[2] if len(source) > 2 else None)
+    return store_source(source)
+
+
+def store_source(store, data: dict | None = None) -> tuple[list[dict], list[dict], str]:
+    """``(networks, attachments, state file)`` of a store, for ``reconcile``: from ``data`` when the caller read
+    the networks file already (under its lock, with the leases it changed), else read here."""
     from ansible_collections.dockerless.containers.plugins.module_utils.network import networks as network_records
 
-    root = network_records.store_root(source)
-    return (network_records.list_networks(source), network_records.attachments(source),
+    root = network_records.store_root(store)
+    if data is None:
+        with network_records.locked(root, write=False) as state:
+            data = state.data
+    return ([dict(data["networks"][n]) for n in sorted(data["networks"])], network_records.attachments(root, data),
             os.path.join(root, network_records.NETWORKS_DIR, STATE_FILE))
 
 
@@ -356,6 +365,21 @@ def _known_right(state: tuple[str, str, str] | None, rendered: str | None, gen: 
     return gen is not None and state is not None and state == (_where(), str(gen), rendered or "")
 
 
+def untouched(store_root: str) -> bool:
+    """Whether no table changed since the last reconcile of this store found its table right (the ruleset's
+    generation id and the state file's, in this boot and network namespace): one netlink round trip and a small
+    read, no render and no store read. A start that changes nothing the table is made of (a one-shot without
+    published ports on networks that were there) needs no more; any ``nft`` change, a flush, a reboot, another
+    store's reconcile, says False and the caller reconciles."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import networks as network_records
+
+    state = _read_state(os.path.join(store_root, network_records.NETWORKS_DIR, STATE_FILE))
+    if state is None:
+        return False
+    gen = generation()
+    return gen is not None and state[:2] == (_where(), str(gen))
+
+
 def reconcile(source, check_mode: bool = False) -> bool:
     """Make the table (and the sysctls it needs) match ``source``: a store, or ``(networks, attachments)``
     (optionally a third item: the state file's path).
@@ -364,15 +388,19 @@ def reconcile(source, check_mode: bool = False) -> bool:
     Conntrack entries of UDP ports whose target changed are deleted (see ``conntrack``).
 
     ``nft list`` costs about as much as a container's start (a process, libnftables, a full ruleset dump); when
-    the ruleset's generation id (one netlink round trip) and what would be written are those of the last check
-    that found the table right, nothing in any table changed since, and the listing is skipped.
+    the ruleset's generation id (one netlink round trip) is that of the last check that found the table right,
+    nothing in any table changed since: the table is the state file's text, and the listing is skipped (and
+    when that is also what would be written, nothing is written).
     """
     networks, attachments, state_path = _source(source)
     rendered = render(networks, attachments) if networks else None
     gen = generation()
     settings = sysctls(networks, attachments)
-    if _known_right(_read_state(state_path), rendered, gen):
+    state = _read_state(state_path)
+    if _known_right(state, rendered, gen):
         before = rendered
+    elif gen is not None and state is not None and state[:2] == (_where(), str(gen)):
+        before = state[2] or None   # no table changed since it held the state's text: that is the listing
     else:
         before = current()
     changed = _normal(before) != _normal(rendered)

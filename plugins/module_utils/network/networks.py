@@ -80,6 +80,10 @@ class locked:  # noqa: N801 - used as ``with locked(store) as data``
         self.data: dict = {}
         self.dirty = False
         self.durable = False
+        # Set when this block changed what the firewall table is made of beyond the caller's own lease: a network
+        # record made, another holder's lease dropped (attach.prepare: a start that changes nothing skips the
+        # table's reconcile but for a generation check).
+        self.reshaped = False
 
     def __enter__(self) -> locked:
         if self.write:
@@ -463,6 +467,7 @@ def leases_for(store, networks, holder: str, *, cid: str, names=(), aliases=(), 
             if network not in networks and holder in leases:
                 del leases[holder]
                 state.save()
+                state.reshaped = True
         if after is not None:
             after(state)   # still under the lock (attach.prepare writes the container's /etc/hosts)
     return out
@@ -473,12 +478,14 @@ def _lease(store, state: locked, network: str, holder: str, *, cid, names, alias
     data = state.data
     if network == DEFAULT_NETWORK and DEFAULT_NETWORK not in data["networks"]:
         state.save()
+        state.reshaped = True
     record = _network_or_default(data, network)
     root = store_root(store)
     leases = data["leases"].setdefault(network, {})
     for other in [h for h, entry in leases.items() if h != holder and _holder_gone(root, h, entry)]:
         del leases[other]
         state.save(durable=False)
+        state.reshaped = True
     base, length = parse_subnet(record["subnet"])
     last = base | ((1 << (32 - length)) - 1)
     gateway = _ip(record["gateway"])

@@ -114,6 +114,32 @@ class Netlink:
                     return
                 offset += max(16, (length + 3) & ~3)
 
+    def batch(self, requests) -> None:
+        """Several ``(kind, flags, body, what)`` requests in one send, each acknowledged: the kernel handles them
+        in order and answers each; the first refused raises NetlinkError naming it (those after it were still
+        handled: send together only requests whose order is their dependency, as an address and the route
+        through it)."""
+        first = self.seq + 1
+        data = b""
+        names = {}
+        for kind, flags, body, what in requests:
+            self.seq += 1
+            names[self.seq] = what
+            data += struct.pack("IHHII", 16 + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, self.seq, 0) + body
+        self.sock.send(data)
+        codes = {}
+        while len(codes) < len(names):
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, msg_type, _flags, seq, _pid = struct.unpack_from("IHHII", data, offset)
+                if msg_type == NLMSG_ERROR and seq in names:
+                    codes[seq] = -struct.unpack_from("i", data, offset + 16)[0]
+                offset += max(16, (length + 3) & ~3)
+        for seq in range(first, self.seq + 1):
+            if codes[seq]:
+                raise NetlinkError(codes[seq], f"{names[seq]}: {os.strerror(codes[seq])}")
+
     def index(self, name: str) -> int:
         """The index of link ``name`` in the socket's network namespace (if_nametoindex asks the caller's)."""
         if not self.foreign:
@@ -169,12 +195,17 @@ class Netlink:
 
     # -- links ----------------------------------------------------------------------------------------------
     def add_veth(self, name: str, peer: str, peer_netns_pid: int | None = None,
-                 peer_netns_fd: int | None = None, peer_mac: bytes | None = None) -> None:
-        """A veth pair ``name`` ↔ ``peer`` (both down), refused when either name exists. ``peer_netns_*``: the peer
-        is made right in that network namespace (a process's, or a namespace fd's). Measured here: moving a
-        link to another namespace afterwards costs ~29 ms (the kernel waits for RCU grace periods), making it
-        there ~2 ms."""
-        peer_info = _ifinfo() + _attr(IFLA_IFNAME, _name(peer))
+                 peer_netns_fd: int | None = None, peer_mac: bytes | None = None, *, master: str | None = None,
+                 up: bool = False, peer_up: bool = False) -> None:
+        """A veth pair ``name`` ↔ ``peer`` (down unless ``up``/``peer_up``), refused when either name exists.
+        ``peer_netns_*``: the peer is made right in that network namespace (a process's, or a namespace fd's).
+        Measured here: moving a link to another namespace afterwards costs ~29 ms (the kernel waits for RCU grace
+        periods), making it there ~2 ms. ``master``: ``name`` made a port of that bridge, ``up``: ``name``
+        brought up, in the same request (the kernel applies a new link's flags and master as it makes it: what
+        ``set_link`` would do after, without its round trips). ``peer_up`` is refused by the kernel (ENOTCONN: the
+        peer is configured before its other end is registered): bring the peer up with ``up_request``."""
+        peer_info = _ifinfo(0, IFF_UP, IFF_UP) if peer_up else _ifinfo()
+        peer_info += _attr(IFLA_IFNAME, _name(peer))
         if peer_mac is not None:
             peer_info += _attr(IFLA_ADDRESS, peer_mac)
         if peer_netns_pid is not None:
@@ -183,7 +214,10 @@ class Netlink:
             peer_info += _attr(IFLA_NET_NS_FD, struct.pack("I", peer_netns_fd))
         info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA | NLA_F_NESTED,
                                                         _attr(VETH_INFO_PEER | NLA_F_NESTED, peer_info))
-        body = _ifinfo() + _attr(IFLA_IFNAME, _name(name)) + _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
+        body = (_ifinfo(0, IFF_UP, IFF_UP) if up else _ifinfo()) + _attr(IFLA_IFNAME, _name(name))
+        if master is not None:
+            body += _attr(IFLA_MASTER, struct.pack("I", self.index(master)))
+        body += _attr(IFLA_LINKINFO | NLA_F_NESTED, info)
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"creating veth pair {name}/{peer}")
 
     def add_bridge(self, name: str) -> None:
@@ -226,25 +260,39 @@ class Netlink:
     # -- addresses and routes -------------------------------------------------------------------------------
     def add_address(self, name: str, address: str, prefix: int) -> None:
         """IPv4 ``address/prefix`` on link ``name`` (with its broadcast address); an existing one is kept."""
-        index = self.index(name)
-        raw = socket.inet_aton(address)
-        host_bits = (1 << (32 - prefix)) - 1
-        broadcast = struct.pack("!I", struct.unpack("!I", raw)[0] | host_bits)
-        body = (struct.pack(_IFADDRMSG, socket.AF_INET, prefix, 0, RT_SCOPE_UNIVERSE, index)
-                + _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw) + _attr(IFA_BROADCAST, broadcast))
         try:
-            self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"adding {address}/{prefix} to {name}")
+            self.request(*address_request(self.index(name), name, address, prefix))
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise
 
     def add_default_route(self, gateway: str, name: str) -> None:
         """The IPv4 default route through ``gateway`` on link ``name`` (replaced when one exists)."""
-        body = (struct.pack(_RTMSG, socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
-                            RTN_UNICAST, 0)
-                + _attr(RTA_GATEWAY, socket.inet_aton(gateway))
-                + _attr(RTA_OIF, struct.pack("I", self.index(name))))
-        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, f"default route via {gateway} on {name}")
+        self.request(*default_route_request(self.index(name), name, gateway))
+
+
+def up_request(index: int, name: str) -> tuple[int, int, bytes, str]:
+    """``Netlink.batch``'s request bringing link ``index`` up (``name``: for the message)."""
+    return RTM_NEWLINK, 0, _ifinfo(index, IFF_UP, IFF_UP), f"setting link {name} up"
+
+
+def address_request(index: int, name: str, address: str, prefix: int) -> tuple[int, int, bytes, str]:
+    """``Netlink.batch``'s request adding IPv4 ``address/prefix`` (and its broadcast address) to link ``index``
+    (``name``: for the message); refused with EEXIST when the link has it."""
+    raw = socket.inet_aton(address)
+    host_bits = (1 << (32 - prefix)) - 1
+    broadcast = struct.pack("!I", struct.unpack("!I", raw)[0] | host_bits)
+    body = (struct.pack(_IFADDRMSG, socket.AF_INET, prefix, 0, RT_SCOPE_UNIVERSE, index)
+            + _attr(IFA_LOCAL, raw) + _attr(IFA_ADDRESS, raw) + _attr(IFA_BROADCAST, broadcast))
+    return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"adding {address}/{prefix} to {name}"
+
+
+def default_route_request(index: int, name: str, gateway: str) -> tuple[int, int, bytes, str]:
+    """``Netlink.batch``'s request for the IPv4 default route through ``gateway`` on link ``index`` (replaced)."""
+    body = (struct.pack(_RTMSG, socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                        RTN_UNICAST, 0)
+            + _attr(RTA_GATEWAY, socket.inet_aton(gateway)) + _attr(RTA_OIF, struct.pack("I", index)))
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, f"default route via {gateway} on {name}"
 
 
 def _attrs(data: bytes) -> dict[int, bytes]:
@@ -257,6 +305,48 @@ def _attrs(data: bytes) -> dict[int, bytes]:
         out[kind & 0x3FFF] = data[offset + 4:offset + length]
         offset += (length + 3) & ~3
     return out
+
+
+RTMGRP_LINK = 0x1
+
+
+def wait_links_gone(names, timeout: float) -> list[str]:
+    """Wait up to ``timeout`` seconds for the links ``names`` to be deleted (by the kernel: the host end of a veth
+    whose namespace ended goes with it, from a work queue, a few ms after the namespace's last process); returns
+    those still there. Woken by the kernel's link notifications (RTMGRP_LINK), no polling."""
+    import time
+
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    try:
+        sock.bind((0, RTMGRP_LINK))   # subscribed first: a deletion after the look-up below is not missed
+        waiting = {}
+        for name in names:
+            try:
+                waiting[socket.if_nametoindex(name)] = name
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:   # ENOBUFS: notifications lost; look again
+                data = b""
+                waiting = {i: n for i, n in waiting.items() if link_exists(n)}
+            offset = 0
+            while offset + 16 + 16 <= len(data):
+                length, msg_type = struct.unpack_from("IH", data, offset)
+                if msg_type == RTM_DELLINK:
+                    waiting.pop(struct.unpack_from(_IFINFOMSG, data, offset + 16)[2], None)
+                offset += max(16, (length + 3) & ~3)
+        return sorted(waiting.values())
+    finally:
+        sock.close()
 
 
 def link_exists(name: str) -> bool:

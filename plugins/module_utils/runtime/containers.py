@@ -279,18 +279,22 @@ def one_shot_network(store_root: str, spec: ContainerSpec, cid: str, cdir: str, 
     from ansible_collections.dockerless.containers.plugins.module_utils.network.networks import one_shot_holder
 
     holder = one_shot_holder(cid)
-    plan = attach.prepare(store_root, holder, cid, spec.networks, names=[config.get("hostname") or "", cid[:12]],
-                          aliases=spec.network_aliases, etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts,
-                          requested=spec.ipv4_address, pid=os.getpid(),
-                          published_ports=getattr(spec, "published_ports", None))
-    if any(n != "bridge" for n in spec.networks):
-        attach.refresh(store_root, holder)   # peers of its user networks resolve it; then the firewall
-    else:
-        attach.reconcile_firewall(store_root)   # its published ports, the bridge's masquerade
+    plan = attach.Plan()   # filled by prepare, while the monitor makes the namespaces (spawn's while_unsharing)
+
+    def prepare() -> None:
+        made = attach.prepare(store_root, holder, cid, spec.networks, names=[config.get("hostname") or "", cid[:12]],
+                              aliases=spec.network_aliases, etc_dir=cdir + ETC_SUFFIX, etc_hosts=spec.etc_hosts,
+                              requested=spec.ipv4_address, pid=os.getpid(),
+                              published_ports=getattr(spec, "published_ports", None))
+        plan.extend(made)
+        plan.data, plan.reshaped = made.data, made.reshaped
+        # Peers of its user networks resolve it; the firewall: its published ports, the bridge's masquerade.
+        attach.started(store_root, holder, plan, published=bool(getattr(spec, "published_ports", None)))
 
     def after_unshare(pid: int) -> None:
         attach.setup(plan, pid)
 
+    after_unshare.while_unsharing = prepare
     return holder, plan, after_unshare
 
 

@@ -155,8 +155,10 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
     namespaces are gone): a one-shot's slot lock (runtime.OneShotDir); the init closes them first thing.
     ``after_unshare(monitor_pid)`` runs in the caller once the monitor has its namespaces and before it forks
     the init: ``/proc/<monitor_pid>/ns/net`` is then the container's network namespace, where the network
-    attach (network/attach.py) makes eth0 before any process of the image runs. Returns once the monitor
-    runs; call ``read_status`` to learn how setup went."""
+    attach (network/attach.py) makes eth0 before any process of the image runs; its attribute
+    ``while_unsharing``, when set, is called first, in the caller, while the monitor makes the namespaces (a
+    one-shot's leases and firewall check: off the start's critical path). Returns once the monitor runs; call
+    ``read_status`` to learn how setup went."""
     flags = namespace_flags(config)
     # A container on a terminal needs TIOCSCTTY: looked up here, before the fork (the init must not import after
     # pivot_root), and only then (termios is a shared library to load: 0.3 ms of every other start).
@@ -198,6 +200,9 @@ def spawn(config: dict, stdin: int, stdout: int, stderr: int, before_unshare=Non
         if before_unshare is not None:
             before_unshare(pid)
         os.write(sync_w, b"g")
+        early = getattr(after_unshare, "while_unsharing", None)
+        if early is not None:
+            early()   # the caller's own work, meanwhile: the monitor is making the namespaces
         # End of file on ready_r: the monitor failed making the namespaces; its report on the status pipe says why.
         if ready_r is not None and os.read(ready_r, 1) == b"n":
             after_unshare(pid)

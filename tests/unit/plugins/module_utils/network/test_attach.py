@@ -242,3 +242,78 @@ def test_restarts_by_the_supervisor_reattach_with_the_same_lease(rootfs, tmp_pat
     seen, restarts, veths = in_netns(work)
     assert restarts == 3 and seen == ["172.17.0.2/16"] * 4
     assert veths == []
+
+
+def test_a_one_shot_without_published_ports_checks_the_firewall_by_its_generation_only(rootfs, tmp_path):
+    """A one-shot on the bridge that changes nothing the table is made of runs no nft, at its start or its end,
+    while no table changed since the table was last found right; after ``nft flush ruleset`` the next start
+    puts the table back. A one-shot with a published port reconciles at its start and at its end."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall
+
+    store = str(tmp_path / "store")
+
+    def work():
+        out = {}
+        runtime = Runtime(store)
+        calls = []
+        real_nft, real_reconcile = firewall._nft, firewall.reconcile
+
+        def nft(args, script=None):
+            calls.append(args[0])
+            return real_nft(args, script)
+
+        def reconcile(source, check_mode=False):
+            calls.append("reconcile")
+            return real_reconcile(source, check_mode)
+
+        firewall._nft, firewall.reconcile = nft, reconcile
+        quiet = _spec(rootfs, ["/bin/true"])
+        out["first_rc"] = runtime.run(quiet, timeout=30).rc          # the default network made: the table written
+        out["first"] = list(calls)
+        del calls[:]
+        out["second_rc"] = runtime.run(quiet, timeout=30).rc
+        out["second"] = list(calls)
+        subprocess.run([firewall.nft_path(), "flush", "ruleset"], check=True)
+        del calls[:]
+        out["after_flush_rc"] = runtime.run(quiet, timeout=30).rc
+        out["after_flush"] = list(calls)
+        out["restored"] = firewall.current() == firewall.render(networks.list_networks(store), [])
+        del calls[:]
+        published = _spec(rootfs, ["/bin/true"], published_ports=["18555:80"])
+        out["published_rc"] = runtime.run(published, timeout=30).rc
+        out["published"] = list(calls)
+        out["dnat_left"] = "dport 18555" in (firewall.current() or "")
+        return out
+
+    out = in_own_netns(work)
+    assert out["first_rc"] == out["second_rc"] == out["after_flush_rc"] == out["published_rc"] == 0
+    assert out["first"] == ["reconcile", "list", "-f"]
+    assert out["second"] == []                                   # no nft, no reconcile, at start or end
+    assert out["after_flush"] == ["reconcile", "list", "-f"] and out["restored"] is True
+    # Its start writes its DNAT rule (no listing: the generation is the one last found right), its end removes it.
+    assert out["published"] == ["reconcile", "-f", "reconcile", "-f"] and out["dnat_left"] is False
+
+
+def test_a_one_shot_whose_network_is_missing_fails_and_leaves_nothing(rootfs, tmp_path):
+    """A one-shot's leases are taken while its monitor makes the namespaces (spawn's while_unsharing): a network
+    that is not there fails the start with its message, the monitor is killed and reaped, no lease is left."""
+    store = str(tmp_path / "store")
+
+    def work():
+        runtime = Runtime(store)
+        runtime.run(_spec(rootfs, ["/bin/true"]), timeout=30)     # the default network recorded
+        try:
+            runtime.run(_spec(rootfs, ["/bin/true"], network="nosuch"), timeout=30)
+            message = None
+        except RuntimeSetupError as exc:
+            message = str(exc)
+        children = []
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as handle:
+                children += handle.read().split()
+        return {"message": message, "leases": _leases(store), "children": children,
+                "ok_after": runtime.run(_spec(rootfs, ["/bin/true"]), timeout=30).rc}
+
+    out = in_own_netns(work)
+    assert out["message"] and "network nosuch: not found" in out["message"]
+    assert out["leases"] == {"bridge": []} and out["children"] == [] and out["ok_after"] == 0

@@ -125,3 +125,84 @@ def test_a_veth_peer_made_right_in_another_namespace():
 
     out = in_netns(work)
     assert out == {"inside": ["eth0", "lo"], "here": [True, False], "after": False}
+
+
+def test_a_veth_made_on_its_bridge_and_up_and_a_batch_of_address_up_and_route():
+    """attach.setup's requests: the host end made as a port of the bridge and up in the creating request, the
+    peer's address, up and default route in one send; a batch's refused request raises, naming it."""
+    def work():
+        sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+        try:
+            for _attempt in range(2000):
+                if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                    break
+                os.sched_yield()
+            with rtnetlink.Netlink() as nl:
+                nl.add_bridge("dlbr1")
+                nl.add_address("dlbr1", "10.251.0.1", 24)
+                nl.set_link("dlbr1", up=True)
+                nl.add_veth("dlv2", "eth0", peer_netns_pid=sleeper.pid, master="dlbr1", up=True)
+            host = {link["ifname"]: link for link in ip_json("link", "show")}["dlv2"]
+            fd = os.open(f"/proc/{sleeper.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                with rtnetlink.Netlink(netns_fd=fd) as inner:
+                    index = inner.index("eth0")
+                    inner.batch([rtnetlink.address_request(index, "eth0", "10.251.0.2", 24),
+                                 rtnetlink.up_request(index, "eth0"),
+                                 rtnetlink.default_route_request(index, "eth0", "10.251.0.1")])
+                    try:
+                        inner.batch([rtnetlink.address_request(index, "eth0", "10.251.0.2", 24),
+                                     rtnetlink.up_request(index, "eth0")])
+                        refused = None
+                    except rtnetlink.NetlinkError as exc:
+                        refused = str(exc)
+            finally:
+                os.close(fd)
+            peer = {link["ifname"]: link for link in ip_json("link", "show", pid=sleeper.pid)}["eth0"]
+            addresses = [(a["local"], a["prefixlen"]) for a in ip_json("addr", "show", "dev", "eth0", pid=sleeper.pid)[0]
+                         ["addr_info"] if a["family"] == "inet"]
+            routes = ip_json("route", "show", pid=sleeper.pid)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        return {"master": host.get("master"), "host_up": "UP" in host["flags"], "peer_up": "UP" in peer["flags"],
+                "addresses": addresses, "default": [r.get("gateway") for r in routes if r["dst"] == "default"],
+                "subnet": [r["dst"] for r in routes if r["dst"] != "default"], "refused": refused}
+
+    out = in_own_netns(work)
+    assert out["master"] == "dlbr1" and out["host_up"] and out["peer_up"]
+    assert out["addresses"] == [["10.251.0.2", 24]] and out["default"] == ["10.251.0.1"]
+    assert out["refused"] == "[Errno 17] adding 10.251.0.2/24 to eth0: File exists"
+    assert out["subnet"] == ["10.251.0.0/24"]     # the link's route: it is up with its address
+
+
+def test_waiting_for_a_host_end_to_go_with_its_namespace():
+    """cleanup_links' wait: the host end of a veth whose namespace ended is gone by the kernel's hand, woken by its
+    notification; one whose namespace a process still holds is still there at the timeout (then deleted)."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import attach
+
+    def work():
+        out = {}
+        for name, end in (("dlv3", True), ("dlv4", False)):
+            sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+            try:
+                for _attempt in range(2000):
+                    if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                        break
+                    os.sched_yield()
+                with rtnetlink.Netlink() as nl:
+                    nl.add_veth(name, "eth0", peer_netns_pid=sleeper.pid)
+                if end:
+                    sleeper.kill()
+                    sleeper.wait()
+                out[name] = rtnetlink.wait_links_gone([name], 5.0 if end else 0.2)
+                attach.cleanup_links([{"host_if": name}])
+                out[name + "_after"] = rtnetlink.link_exists(name)
+            finally:
+                sleeper.kill()
+                sleeper.wait()
+        out["none"] = rtnetlink.wait_links_gone(["dlnothere"], 0.2)
+        return out
+
+    out = in_own_netns(work)
+    assert out == {"dlv3": [], "dlv3_after": False, "dlv4": ["dlv4"], "dlv4_after": False, "none": []}

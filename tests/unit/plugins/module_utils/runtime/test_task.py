@@ -192,3 +192,46 @@ def test_a_one_shot_run_of_a_stored_image_loads_no_pull_engine_unit_or_limits(st
                    "runtime.unit_boot", "cgroups.limits"):
         assert f"'{module}'" not in loaded, (module, loaded)
     assert "'runtime.spec'" in loaded and "'image.store'" in loaded
+
+
+def test_a_no_change_run_with_published_ports_runs_no_nft_and_scans_no_port_and_repairs_a_flush(store):
+    """A re-run of a running container with published ports that changes nothing: no nft process, no port probe
+    or /proc scan, no read of the other containers' records; after ``nft flush ruleset`` the next run puts the
+    table back and reports it."""
+    from netns import in_own_netns
+
+    from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, ports
+
+    def work():
+        calls = []
+        for module, attr in ((firewall, "_nft"), (ports, "probe"), (ports, "port_owner"), (ports, "published_in_store")):
+            real = getattr(module, attr)
+
+            def counted(*args, _real=real, _attr=attr, **kwargs):
+                calls.append(_attr if _attr != "_nft" else "nft " + args[0][0])
+                return _real(*args, **kwargs)
+
+            setattr(module, attr, counted)
+        opts = dict(name="t-published", command=["sleep", "60"], network="bridge",
+                    published_ports=["18461:80", "18462:81/udp"])
+        out = {"made": run(store, **opts).actions}
+        del calls[:]
+        again = run(store, **opts)
+        out["again"], out["again_calls"] = (again.changed, again.actions), list(calls)
+        subprocess.run([firewall.nft_path(), "flush", "ruleset"], check=True)
+        del calls[:]
+        repaired = run(store, **opts)
+        out["repaired"], out["repaired_calls"] = (repaired.changed, repaired.actions), list(calls)
+        out["table"] = "dport 18461" in (firewall.current() or "")
+        del calls[:]
+        out["after"] = run(store, **opts).changed
+        out["after_calls"] = list(calls)
+        run(store, name="t-published", state="absent", image=None)
+        return out
+
+    out = in_own_netns(work)
+    assert out["made"] == ["create", "start"]
+    assert out["again"] == [False, []] and out["again_calls"] == []
+    assert out["repaired"] == [True, ["write firewall rules"]] and out["repaired_calls"] == ["nft list", "nft -f"]
+    assert out["table"] is True
+    assert out["after"] is False and out["after_calls"] == []
