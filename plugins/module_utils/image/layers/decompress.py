@@ -46,6 +46,7 @@ _COMPRESSION = {
 
 
 CHUNK = 1 << 20
+FEED = 1 << 16  # compressed bytes per zlib call (see _GzipReader.read)
 
 
 class _Reader:
@@ -115,7 +116,7 @@ class _GzipReader(_Reader):
             if self._state == 2:
                 return b""
             if self._state == 0:
-                self._in = self._in.lstrip(b"\0")
+                self._in = bytes(self._in).lstrip(b"\0")
                 if len(self._in) < 2:
                     more = self._raw_read()
                     if not more:
@@ -134,28 +135,49 @@ class _GzipReader(_Reader):
                         "not a gzip layer: remove it from the store and pull again."
                     )
                 self._d = zlib.decompressobj(31)
+                self._in = memoryview(self._in)
                 self._state = 1
+            out = self._inflate(n)
+            if out:
+                return out
+
+    def _inflate(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the current member, at least half of that unless the member ends first (b"" when
+        it just ended)."""
+        # zlib gets the input FEED bytes at a time, through a memoryview (no copies): when ``n`` bounds the output,
+        # what zlib leaves of its input comes back as a new bytes object (unconsumed_tail), which fed a whole 1 MiB
+        # read is a copy of most of it for every piece of output. Fed 64 KiB at a time, inflating Debian's layers
+        # takes about a sixth less CPU; the pieces are joined to chunks of n/2..n bytes (the reader's consumers
+        # count their read-ahead in chunks).
+        parts = []
+        size = 0
+        while size < max(n // 2, 1):
             if not self._in:
-                self._in = self._raw_read()
+                self._in = memoryview(self._raw_read())
                 if not self._in:
+                    if parts:
+                        break  # the next read reports it
                     raise UnpackError(
                         f"{self._label}: the gzip stream ends early (truncated). Remove the blob from the store and "
                         "pull again."
                     )
+            piece = self._in[:FEED]
             try:
-                out = self._d.decompress(self._in, n)
+                out = self._d.decompress(piece, n - size)
             except zlib.error as exc:
                 raise UnpackError(
                     f"{self._label}: gzip data is corrupt ({exc}). The blob is damaged or its media type is wrong: "
                     "remove it from the store and pull again."
                 )
-            if self._d.eof:
-                self._in = self._d.unused_data
-                self._state = 0
-            else:
-                self._in = self._d.unconsumed_tail
             if out:
-                return out
+                parts.append(out)
+                size += len(out)
+            if self._d.eof:
+                self._in = self._in[len(piece) - len(self._d.unused_data):]
+                self._state = 0
+                break
+            self._in = self._in[len(piece) - len(self._d.unconsumed_tail):]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class _ZstdReader(_Reader):

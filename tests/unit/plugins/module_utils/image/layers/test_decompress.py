@@ -127,3 +127,64 @@ def test_gzip_diff_id_over_many_chunks(tmp_path):
     assert res.diff_id == sha(data)
     assert res.size == len(data)
     assert (tmp_path / "root/d/big2").stat().st_size == 2**20 + 7
+
+
+class _ZlibSpy:
+    """zlib.decompressobj as it is, recording how many input bytes each decompress call was given."""
+
+    def __init__(self, fed: list[int]):
+        import zlib
+
+        self._fed = fed
+        self._make = zlib.decompressobj
+
+    def __call__(self, wbits):
+        real = self._make(wbits)
+        fed = self._fed
+
+        class Spy:
+            def decompress(self, data, max_length=0):
+                fed.append(len(data))
+                return real.decompress(data, max_length)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        return Spy()
+
+
+def test_gzip_is_fed_to_zlib_in_small_pieces_and_read_in_large_chunks(monkeypatch):
+    """zlib gets at most FEED input bytes a call (a bounded-output call returns what it left of its input as a new
+    bytes object: fed a whole 1 MiB read, that is a copy of most of it each time); the reader still hands out
+    chunks of n/2..n bytes, since its consumers count their read-ahead in chunks."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import decompress
+
+    fed: list[int] = []
+    monkeypatch.setattr(decompress.zlib, "decompressobj", _ZlibSpy(fed))
+    # Text-like data (about 3:1, as layers are) in two members, the boundary inside a 64 KiB piece of input.
+    words = [os.urandom(4).hex().encode() for _word in range(4000)]
+    data = b" ".join(words[i % 4000] for i in range(700_000))[: 5 << 20]
+    blob = gzip.compress(data[:3_000_001]) + gzip.compress(data[3_000_001:]) + bytes(300)
+    reader = decompress.decompressing_reader(io.BytesIO(blob), MEDIA_TYPE_TAR_GZIP)
+    chunks = list(iter(lambda: reader.read(1 << 20), b""))
+    assert b"".join(chunks) == data
+    assert reader.compressed_bytes == len(blob)
+    assert fed and max(fed) <= decompress.FEED
+    assert all(len(c) <= 1 << 20 for c in chunks)
+    # Every chunk but the last of each member holds at least half of what was asked.
+    assert sum(1 for c in chunks if len(c) < 1 << 19) <= 2
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 511, 4096])
+def test_gzip_small_reads_give_the_whole_stream(size):
+    data = tar_bytes(E("f", data=os.urandom(70000)), E("g", data=b"g" * 100000))
+    blob = gzip.compress(data[:33333]) + gzip.compress(data[33333:])
+    reader = decompressing_reader(io.BytesIO(blob), MEDIA_TYPE_TAR_GZIP)
+    out = []
+    while True:
+        piece = reader.read(size)
+        if not piece:
+            break
+        assert len(piece) <= size
+        out.append(piece)
+    assert b"".join(out) == data
