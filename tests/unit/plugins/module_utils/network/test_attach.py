@@ -285,7 +285,7 @@ def test_a_one_shot_without_published_ports_checks_the_firewall_by_its_generatio
         out["dnat_left"] = "dport 18555" in (firewall.current() or "")
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["first_rc"] == out["second_rc"] == out["after_flush_rc"] == out["published_rc"] == 0
     assert out["first"] == ["reconcile", "list", "-f"]
     assert out["second"] == []                                   # no nft, no reconcile, at start or end
@@ -314,6 +314,6 @@ def test_a_one_shot_whose_network_is_missing_fails_and_leaves_nothing(rootfs, tm
         return {"message": message, "leases": _leases(store), "children": children,
                 "ok_after": runtime.run(_spec(rootfs, ["/bin/true"]), timeout=30).rc}
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["message"] and "network nosuch: not found" in out["message"]
     assert out["leases"] == {"bridge": []} and out["children"] == [] and out["ok_after"] == 0

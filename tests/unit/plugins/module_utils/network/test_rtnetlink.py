@@ -169,7 +169,7 @@ def test_a_veth_made_on_its_bridge_and_up_and_a_batch_of_address_up_and_route():
                 "addresses": addresses, "default": [r.get("gateway") for r in routes if r["dst"] == "default"],
                 "subnet": [r["dst"] for r in routes if r["dst"] != "default"], "refused": refused}
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["master"] == "dlbr1" and out["host_up"] and out["peer_up"]
     assert out["addresses"] == [["10.251.0.2", 24]] and out["default"] == ["10.251.0.1"]
     assert out["refused"] == "[Errno 17] adding 10.251.0.2/24 to eth0: File exists"
@@ -204,5 +204,5 @@ def test_waiting_for_a_host_end_to_go_with_its_namespace():
         out["none"] = rtnetlink.wait_links_gone(["dlnothere"], 0.2)
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out == {"dlv3": [], "dlv3_after": False, "dlv4": ["dlv4"], "dlv4_after": False, "none": []}

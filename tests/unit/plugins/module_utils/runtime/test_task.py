@@ -198,7 +198,7 @@ def test_a_no_change_run_with_published_ports_runs_no_nft_and_scans_no_port_and_
     """A re-run of a running container with published ports that changes nothing: no nft process, no port probe
     or /proc scan, no read of the other containers' records; after ``nft flush ruleset`` the next run puts the
     table back and reports it."""
-    from netns import in_own_netns
+    from netns import in_netns
 
     from ansible_collections.dockerless.containers.plugins.module_utils.network import firewall, ports
 
@@ -229,7 +229,7 @@ def test_a_no_change_run_with_published_ports_runs_no_nft_and_scans_no_port_and_
         run(store, name="t-published", state="absent", image=None)
         return out
 
-    out = in_own_netns(work)
+    out = in_netns(work)
     assert out["made"] == ["create", "start"]
     assert out["again"] == [False, []] and out["again_calls"] == []
     assert out["repaired"] == [True, ["write firewall rules"]] and out["repaired_calls"] == ["nft list", "nft -f"]
