@@ -108,6 +108,9 @@ def refusal(engine_dir: str, uid: int | None = None) -> str | None:
 def _attach(digest: str, root: str) -> None:
     """Put the digest directory's module_utils first in the package's path: the modules already imported from the
     payload (``errors``, ``common``, this one) stay, every other one comes from the compiled engine."""
+    if len(digest) != 64 or digest.strip("0123456789abcdef"):
+        # Joined into a path below: anything but a sha256 (a "../", a "/") could point out of the root.
+        raise EngineMissing(digest, root, "not a sha256 digest (64 hex digits)")
     engine_dir = os.path.join(root, digest)
     reason = refusal(engine_dir)
     if reason is not None:

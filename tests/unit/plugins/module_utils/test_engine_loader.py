@@ -233,3 +233,10 @@ def test_the_units_copy_is_made_from_the_installed_engine(tmp_path, installed):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["main"] and got["count"] > 60 and got["file"].startswith(os.path.join(root, DIGEST) + os.sep)
+
+
+@pytest.mark.parametrize("digest", ["../" * 8 + "tmp", "/etc", "A" * 64, "0" * 63, "0" * 63 + "/"])
+def test_a_digest_that_is_not_a_sha256_is_refused_before_any_path_is_made(tmp_path, digest):
+    with pytest.raises(engine_loader.EngineMissing, match="not a sha256"):
+        engine_loader.load("records", environ={engine_loader.DIGEST_ENV: digest,
+                                               engine_loader.ROOT_ENV: str(tmp_path)})
