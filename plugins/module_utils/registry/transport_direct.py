@@ -108,7 +108,7 @@ class PlainResponse:
             self.length = 0
         elif not self.chunked:
             declared = lower.get("content-length", "").strip()
-            if declared.isdigit():
+            if declared and declared.isascii() and declared.isdigit():  # not "²" or "-1", which int() would take
                 self.length = int(declared)
             else:
                 self.will_close = True  # the body ends with the connection
@@ -188,11 +188,12 @@ class PlainResponse:
         while amt is None or got < amt:
             if self._chunk_left is None:
                 line = self._line()
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
+                token = line.split(b";", 1)[0].strip()
+                # Hex digits only: int(, 16) also takes "-5" (a negative read would read to the end), "0x5", "1_0".
+                if not token or token.strip(b"0123456789abcdefABCDEF"):
                     self.close()
-                    raise ResponseError(f"not a chunk size line: {line[:80]!r}") from None
+                    raise ResponseError(f"not a chunk size line: {line[:80]!r}")
+                size = int(token, 16)
                 if size == 0:
                     self._header_lines()  # trailers, up to the blank line
                     self.close()

@@ -177,3 +177,17 @@ def test_the_probe_hello_is_answered_with_a_tls_record_by_openssl(tls_files, ver
 def test_what_is_not_a_tls_record():
     assert not is_tls_record(b"HTT") and not is_tls_record(b"") and not is_tls_record(b"\x16\x03")
     assert is_tls_record(b"\x15\x03\x03") and not is_tls_record(b"\x17\x02\x00")
+
+
+@pytest.mark.parametrize("size", [b"-5", b"0x5", b"1_0", b"+5", b""])
+def test_a_chunk_size_that_is_not_hex_digits_is_refused(size):
+    resp, server = exchange(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nhello\r\n0\r\n\r\n")
+    with pytest.raises(ResponseError, match="not a chunk size line"):
+        resp.read()
+    server.close()
+
+
+def test_a_content_length_that_is_not_ascii_digits_reads_to_the_end_of_the_connection():
+    resp, server = exchange("HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\nConnection: close\r\n\r\nbody".encode("latin-1"))
+    assert resp.length is None and resp.read() == b"body"
+    server.close()
