@@ -68,6 +68,15 @@ class PullResult(Record):
     rootfs_changed: bool = False
 
 
+def _with_progress(blob, layer: dict, progress):
+    """``blob``, or with ``progress`` a stream that reports ``{"event": "bytes"}`` per piece read from the registry
+    (from the download thread that reads it)."""
+    if not progress:
+        return blob
+    event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
+    return _Counted(blob, lambda n: progress(dict(event, bytes=n)))
+
+
 class _Counted:
     """A read-only stream that reports the bytes read (per-layer progress of the CLI). Reads go to the source in
     pieces of at most PROGRESS_PIECE bytes, so a 1 MiB read of a slow download is seen while it arrives; like a
@@ -111,11 +120,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
         return 0
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
             store.ingest(layer["digest"], layer["size"]) as writer:
-        raw = blob
-        if progress:
-            # {"event": "bytes"} per chunk read from the registry, from this download thread.
-            event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
-            raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
+        raw = _with_progress(blob, layer, progress)
         if not unpack or store.has_layer(layer["diff_id"]):
             import shutil  # pylint: disable=import-outside-toplevel  # a download only
 
@@ -340,10 +345,7 @@ def _stream_layer(store: Store, client, repository: str, layer: dict, progress: 
 
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
             store.ingest(layer["digest"], layer["size"]) as writer:
-        raw = blob
-        if progress:
-            event = {"event": "bytes", "digest": layer["digest"], "size": layer["size"]}
-            raw = _Counted(blob, lambda n: progress(dict(event, bytes=n)))
+        raw = _with_progress(blob, layer, progress)
         tee = Tee(raw, writer)
         tree.apply(layer, tee, drain=tee.drain)
     return layer["size"]

@@ -29,9 +29,20 @@ def ip_json(*args, pid=None):
     return json.loads(subprocess.run(prefix + ["ip", "-j", *args], capture_output=True, text=True, check=True).stdout)
 
 
+def netns_sleeper() -> subprocess.Popen:
+    """``sleep`` in a network namespace of its own, returned once that namespace exists (``unshare --net`` has it
+    when its child runs: until then /proc/PID/ns/net is still ours)."""
+    sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    for _attempt in range(2000):
+        if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+            break
+        os.sched_yield()
+    return sleeper
+
+
 def test_bridge_veth_address_route_and_move_to_another_namespace():
     def work():
-        sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+        sleeper = netns_sleeper()
         try:
             with rtnetlink.Netlink() as nl:
                 nl.add_bridge("dlbr0")
@@ -42,11 +53,6 @@ def test_bridge_veth_address_route_and_move_to_another_namespace():
                 with pytest.raises(rtnetlink.NetlinkError, match="creating veth pair dlv0/dlv0p: File exists"):
                     nl.add_veth("dlv0", "dlv0p")
                 nl.set_link("dlv0", master="dlbr0", up=True)
-                # The namespace of `unshare --net` is ready once its child runs sleep.
-                for _attempt in range(200):
-                    if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                        break
-                    os.sched_yield()
                 nl.set_link("dlv0p", netns_pid=sleeper.pid)
             links = {link["ifname"]: link for link in ip_json("-d", "link", "show")}
             addrs = ip_json("addr", "show", "dev", "dlbr0")[0]["addr_info"]
@@ -104,12 +110,8 @@ def test_a_veth_peer_made_right_in_another_namespace():
     """What a container start on a bridge does (no move afterwards: ~29 ms less here): the peer is born as eth0
     in the container's namespace, and goes with it when that namespace ends."""
     def work():
-        sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+        sleeper = netns_sleeper()
         try:
-            for _attempt in range(2000):
-                if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                    break
-                os.sched_yield()
             with rtnetlink.Netlink() as nl:
                 nl.add_veth("dlv1", "eth0", peer_netns_pid=sleeper.pid)
             inside = sorted(link["ifname"] for link in ip_json("link", "show", pid=sleeper.pid))
@@ -131,12 +133,8 @@ def test_a_veth_made_on_its_bridge_and_up_and_a_batch_of_address_up_and_route():
     """attach.setup's requests: the host end made as a port of the bridge and up in the creating request, the
     peer's address, up and default route in one send; a batch's refused request raises, naming it."""
     def work():
-        sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+        sleeper = netns_sleeper()
         try:
-            for _attempt in range(2000):
-                if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                    break
-                os.sched_yield()
             with rtnetlink.Netlink() as nl:
                 nl.add_bridge("dlbr1")
                 nl.add_address("dlbr1", "10.251.0.1", 24)
@@ -184,12 +182,8 @@ def test_waiting_for_a_host_end_to_go_with_its_namespace():
     def work():
         out = {}
         for name, end in (("dlv3", True), ("dlv4", False)):
-            sleeper = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+            sleeper = netns_sleeper()
             try:
-                for _attempt in range(2000):
-                    if os.readlink(f"/proc/{sleeper.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
-                        break
-                    os.sched_yield()
                 with rtnetlink.Netlink() as nl:
                     nl.add_veth(name, "eth0", peer_netns_pid=sleeper.pid)
                 if end:
