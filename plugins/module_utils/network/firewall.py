@@ -39,6 +39,9 @@ SBIN = ("/usr/sbin", "/sbin")  # an Ansible task's PATH may lack sbin, where nft
 
 STATE_FILE = "firewall.state"   # in the store's networks/ folder: the last generation found right
 NETLINK_NETFILTER = 12
+# asm-generic's value, which x86, arm and the other architectures we run on share (the socket module of Python
+# 3.11 lacks it); where it means nothing the getsockopt fails and the inode is used.
+SO_NETNS_COOKIE = 71
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWGEN, NFT_MSG_GETGEN = 15, 16
 NFTA_GEN_ID = 1
@@ -318,17 +321,32 @@ def generation() -> int | None:
 
 
 def _where() -> str:
-    """This boot and network namespace: a generation id is only comparable within them."""
+    """This boot and network namespace: a generation id is only comparable within them. The namespace is named by
+    its cookie (SO_NETNS_COOKIE, Linux 5.14+), which the kernel never gives to another namespace in a boot; the
+    inode of /proc/self/ns/net is only the fallback: a namespace made after another one ended gets the same inode,
+    and its generation ids start again from the same small numbers, so a state file written in the first could
+    pass for the second's and hide an empty table."""
+    import _socket as socket  # the C module alone (see generation)
+    import sys
+
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
             boot = handle.read().strip()
     except OSError:
         boot = ""
     try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            return f"{boot}/c{int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), sys.byteorder)}"
+        finally:
+            sock.close()
+    except OSError:
+        pass
+    try:
         netns = os.stat("/proc/self/ns/net").st_ino
     except OSError:
         netns = 0
-    return f"{boot}/{netns}"
+    return f"{boot}/i{netns}"
 
 
 def _read_state(path: str | None) -> tuple[str, str, str] | None:

@@ -313,3 +313,34 @@ def test_removed_udp_mapping_flushes_its_conntrack_entries():
     assert all(e["reply"]["src"] == CONTAINER and e["reply"]["sport"] == 53 for e in before)
     assert len(kept) == 2 and len(proc_before) == 2
     assert after == [] and proc_after == []
+
+
+def test_a_state_file_from_an_ended_namespace_does_not_pass_for_the_next_one(tmp_path):
+    """Network namespaces made one after another get the same /proc inode once the first is freed, and their
+    nftables generation ids start again from the same numbers: the state file written in the first (its table
+    found right at generation N) must not pass for a later one's that reaches N with no table of ours in it."""
+    state = str(tmp_path / "firewall.state")
+    source = ([NETWORK], [attachment(PUBLISHED)], state)
+
+    def work(other_table: bool):
+        if other_table:  # one commit of someone else's: this namespace's generation becomes the first's after ours
+            sh(firewall.nft_path(), "add", "table", "ip", "someone_elses")
+        return {"inode": os.stat("/proc/self/ns/net").st_ino, "where": firewall._where(),
+                "changed": firewall.reconcile(source), "ours": firewall.current() == firewall.render(*source[:2])}
+
+    # A namespace is freed by a kernel worker a moment after its last process exits, and the next one takes the
+    # lowest free inode: a pair made a moment apart shares it, unless another test's namespace was freed between.
+    pairs = []
+    for _attempt in range(20):
+        time.sleep(0.1)
+        first = in_netns(lambda: work(False))
+        time.sleep(0.1)
+        pairs.append((first, in_netns(lambda: work(True))))
+        if pairs[-1][1]["inode"] == first["inode"]:
+            break
+    assert pairs[-1][0]["inode"] == pairs[-1][1]["inode"], f"no namespace got the one before's inode: {pairs}"
+    for first, second in pairs:
+        assert first["changed"] is True and first["ours"] is True
+        assert second["where"] != first["where"], (first, second)
+        assert second["changed"] is True and second["ours"] is True, (first, second)
+    assert "/c" in first["where"]
