@@ -830,6 +830,19 @@ class Runtime:
         return True
 
 
+def _health_of(state: dict, record: dict, alive: bool) -> dict | None:
+    """The health record shown for a container with a healthcheck. With no supervisor alive nothing checks it any
+    more: a run that ended normally was recorded ``unhealthy`` (health.Health.stopped), and one whose supervisor
+    was killed (kill -9, a reboot) reads the same way rather than keeping the last ``healthy`` of a service that
+    is gone."""
+    if not (record.get("spec") or {}).get("healthcheck"):
+        return None
+    health = state.get("health")
+    if health and not alive and health.get("status") != "unhealthy":
+        return dict(health, status="unhealthy")
+    return health
+
+
 class ContainerInfo(Record):
     """A named container as container_info and container_run report it."""
 
@@ -865,7 +878,7 @@ class ContainerInfo(Record):
                    created_at=record.get("created_at"), restart_count=int(state.get("restart_count") or 0),
                    rootfs_mode=state.get("rootfs_mode"), cgroup=state.get("cgroup"), error=state.get("error"),
                    spec=record.get("spec") or {}, stopped_by_user=bool(state.get("stopped_by_user")),
-                   health=state.get("health") if (record.get("spec") or {}).get("healthcheck") else None,
+                   health=_health_of(state, record, alive),
                    networks=state.get("networks") if (record.get("spec") or {}).get("networks") else None)
 
     @property

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -201,6 +202,23 @@ def test_a_stopped_container_is_no_longer_healthy_and_a_new_start_is_starting_ag
     assert stopped.as_dict()["health"]["status"] == "unhealthy"
     again = start(runtime, rootfs, "hs", ["sleep", "300"], healthcheck=check)
     assert again.health["status"] == "starting" and again.health["log"] == []
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, cgroups")
+def test_a_container_whose_supervisor_was_killed_is_not_reported_healthy(runtime, rootfs):
+    check = {"test": ["CMD", "true"], "interval": 0.2, "retries": 1, "timeout": 2}
+    start(runtime, rootfs, "hk", ["sleep", "300"], healthcheck=check)
+    wait_for(lambda: (runtime.inspect("hk").health or {}).get("status") == "healthy", 5)
+    os.kill(runtime.inspect("hk").supervisor_pid, signal.SIGKILL)   # what a reboot or the OOM killer does
+    wait_for(lambda: runtime.inspect("hk").state == "dead", 5)
+    dead = runtime.inspect("hk")
+    # Nothing checks it any more: the last "healthy" would outlive the service it spoke for.
+    assert dead.health["status"] == "unhealthy" and dead.health["log"][-1]["exit_code"] == 0
+    assert dead.as_dict()["health"]["status"] == "unhealthy"
+    again = start(runtime, rootfs, "hk", ["sleep", "300"], healthcheck=check)
+    assert again.health["status"] == "starting"
+    wait_for(lambda: (runtime.inspect("hk").health or {}).get("status") == "healthy", 5)
 
 
 @pytest.mark.root
