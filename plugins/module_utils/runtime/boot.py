@@ -68,14 +68,18 @@ ENGINE = "ansible_collections.dockerless.containers.plugins.module_utils."
 
 
 class StartBundle:
-    """A meta path finder and loader over one bundle file: ``{"magic": the interpreter's .pyc magic, "modules":
-    {dotted name: (marshalled code, source path, is a package, source mtime_ns, source size)}}``. Each module's
-    code is unmarshalled only when that module is imported (a lazy import stays as cheap as it was)."""
+    """A meta path finder and loader over one bundle file: 8 bytes (the index's length, little endian), the index
+    (marshal: ``{"magic": the interpreter's .pyc magic, "modules": {dotted name: (offset, length, source path, is a
+    package, source mtime_ns, source size)}}``), then each module's marshalled code at its offset (counted from
+    the end of the index). Only the index
+    is read at start; a module's code is read (one ``pread``) and unmarshalled when that module is imported, so
+    a lazy import stays as cheap as it was and nothing is copied twice."""
 
-    def __init__(self, path: str, modules: dict):
+    def __init__(self, path: str, modules: dict, fd=None):
         self.path = path
-        self.modules = modules
-        self.changed = False  # an entry was dropped (source changed): the next save() rewrites the file
+        self.modules = modules   # name -> (offset, length, origin, package, mtime_ns, size)
+        self.fd = fd             # the file the offsets are in (the file may be replaced meanwhile: this one stays)
+        self.changed = False     # an entry was dropped (source changed): the next save() rewrites the file
 
     @staticmethod
     def file_for(module_utils: str) -> str:
@@ -91,14 +95,25 @@ class StartBundle:
         another interpreter), first on ``sys.meta_path``."""
         path = cls.file_for(module_utils)
         modules: dict = {}
+        fd = None
         try:
-            with open(path, "rb") as handle:
-                doc = marshal.loads(handle.read())
-            if isinstance(doc, dict) and cls.magic() is not None and doc.get("magic") == cls.magic():
-                modules = doc["modules"]
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            head = os.pread(fd, 8, 0)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if 0 < length <= 1 << 20:
+                index = marshal.loads(os.pread(fd, length, 8))
+                if isinstance(index, dict) and cls.magic() is not None and index.get("magic") == cls.magic():
+                    modules = {name: (8 + length + entry[0], *entry[1:]) for name, entry in index["modules"].items()}
+            end = os.fstat(fd).st_size
         except (OSError, ValueError, EOFError, TypeError, KeyError):
-            modules = {}
-        bundle = cls(path, modules)
+            modules, end = {}, 0
+        # A file cut short (a full disk, a partial copy) keeps what it holds whole; the rest comes from the sources.
+        whole = {name: entry for name, entry in modules.items() if entry[0] + entry[1] <= end}
+        if not whole and fd is not None:
+            os.close(fd)
+            fd = None
+        bundle = cls(path, whole, fd)
+        bundle.changed = len(whole) != len(modules)
         sys.meta_path.insert(0, bundle)
         return bundle
 
@@ -108,7 +123,7 @@ class StartBundle:
         entry = self.modules.get(name)
         if entry is None:
             return None
-        origin, package, mtime, size = entry[1:]
+        origin, package, mtime, size = entry[2:]
         try:
             stat = os.stat(origin)
         except OSError:
@@ -129,11 +144,18 @@ class StartBundle:
     def exec_module(self, module: ModuleType) -> None:
         exec(self.get_code(module.__name__), module.__dict__)  # noqa: S102 - the engine's own compiled code
 
+    def _marshalled(self, name: str) -> bytes:
+        offset, length = self.modules[name][:2]
+        data = os.pread(self.fd, length, offset)
+        if len(data) != length:   # checked against the file's size at install: only a file changed in place
+            raise ImportError(f"{name}: the start bundle {self.path} changed while in use", name=name)
+        return data
+
     def get_code(self, name: str):
-        return marshal.loads(self.modules[name][0])
+        return marshal.loads(self._marshalled(name))
 
     def get_source(self, name: str) -> str:
-        with open(self.modules[name][1], encoding="utf-8") as handle:
+        with open(self.modules[name][2], encoding="utf-8") as handle:
             return handle.read()
 
     def save(self) -> None:
@@ -163,13 +185,23 @@ class StartBundle:
                            after.st_mtime_ns, after.st_size)
         if not added and not self.changed:
             return
-        modules = dict(self.modules, **added)
+        try:
+            blobs = {name: (self._marshalled(name),) + tuple(entry[2:]) for name, entry in self.modules.items()}
+        except (OSError, ImportError, TypeError):
+            blobs = {}
+        blobs.update(added)
+        index, offset, chunks = {}, 0, []
+        for name, (data, *rest) in blobs.items():
+            index[name] = (offset, len(data), *rest)
+            chunks.append(data)
+            offset += len(data)
+        head = marshal.dumps({"magic": self.magic(), "modules": index})
         temp = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             try:
-                view = memoryview(marshal.dumps({"magic": self.magic(), "modules": modules}))
+                view = memoryview(b"".join([len(head).to_bytes(8, "little"), head, *chunks]))
                 while view:
                     view = view[os.write(fd, view):]
             finally:

@@ -94,9 +94,32 @@ def test_a_bundle_of_another_interpreter_is_ignored(tree):
     start(tree)
     bundle_file = boot.StartBundle.file_for(str(module_utils))
     with open(bundle_file, "rb") as handle:
-        doc = marshal.loads(handle.read())
-    doc["magic"] = b"\0\0\r\n"
+        data = handle.read()
+    length = int.from_bytes(data[:8], "little")
+    index = marshal.loads(data[8:8 + length])
+    assert sorted(index["modules"]) == [boot.ENGINE + "bundled", boot.ENGINE + "bundled.one", boot.ENGINE + "runtime",
+                                        boot.ENGINE + "runtime.boot"]
+    index["magic"] = b"\0\0\r\n"
+    head = marshal.dumps(index)
+    assert len(head) == length
     with open(bundle_file, "wb") as handle:
-        handle.write(marshal.dumps(doc))
+        handle.write(data[:8] + head + data[8 + length:])
     assert start(tree)[0] == "SourceFileLoader"
     assert start(tree)[0] == "StartBundle"
+
+
+def test_a_bundle_cut_short_keeps_what_it_holds_whole(tree):
+    """A truncated file (a full disk, a partial copy): the modules whose code is cut come from their sources, the
+    others from the bundle, and the file is written whole again."""
+    _root, module_utils = tree
+    start(tree)
+    bundle_file = boot.StartBundle.file_for(str(module_utils))
+    with open(bundle_file, "rb") as handle:
+        data = handle.read()
+    length = int.from_bytes(data[:8], "little")
+    entries = marshal.loads(data[8:8 + length])["modules"]
+    one = entries[boot.ENGINE + "bundled.one"]
+    os.truncate(bundle_file, 8 + length + one[0] + one[1] - 1)   # bundled.one's code lacks its last byte
+    assert start(tree)[:2] == ["SourceFileLoader", "1"]
+    assert os.path.getsize(bundle_file) == len(data)
+    assert start(tree)[:2] == ["StartBundle", "1"]
