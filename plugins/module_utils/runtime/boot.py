@@ -163,6 +163,9 @@ class StartBundle:
         sources): what it had that is still valid, and those. Never raises: it is a cache."""
         if sys.dont_write_bytecode or self.magic() is None:
             return
+        folder = os.path.dirname(self.path)
+        if not os.access(folder if os.path.isdir(folder) else os.path.dirname(folder), os.W_OK):
+            return   # an engine installed by another user: not worth compiling a bundle at every start
         added = {}
         for name, module in list(sys.modules.items()):
             if not name.startswith(ENGINE) or name in self.modules:

@@ -123,3 +123,34 @@ def test_a_bundle_cut_short_keeps_what_it_holds_whole(tree):
     assert start(tree)[:2] == ["SourceFileLoader", "1"]
     assert os.path.getsize(bundle_file) == len(data)
     assert start(tree)[:2] == ["StartBundle", "1"]
+
+
+AUDITED_SAVE = """
+import sys
+sys.path[:0] = sys.argv[1:3]
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime.boot import StartBundle
+bundle = StartBundle.install(sys.argv[3])
+from ansible_collections.dockerless.containers.plugins.module_utils.bundled import one
+seen = []
+sys.addaudithook(lambda event, args: seen.append(event) if event in ("marshal.dumps", "open") else None)
+bundle.save()
+print(sorted(set(seen)))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: a read-only bind mount")
+def test_an_engine_the_user_cannot_write_costs_no_bundle_work(tree):
+    """An engine installed by another user (here: on a read-only mount, which stops root too): save() compiles
+    nothing and opens nothing, rather than building a bundle it can't write at every start."""
+    root, module_utils = tree
+    subprocess.run(["mount", "--bind", str(module_utils), str(module_utils)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(module_utils)], check=True)
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        proc = subprocess.run([sys.executable, "-S", "-c", AUDITED_SAVE, str(root), real_collections(),
+                               str(module_utils)], capture_output=True, text=True, env=environ, timeout=60, check=False)
+        assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr
+    finally:
+        subprocess.run(["umount", str(module_utils)], check=True)
+    assert start(tree)[0] == "SourceFileLoader"   # writable again: the bundle is written
+    assert start(tree)[0] == "StartBundle"
