@@ -1133,9 +1133,12 @@ def _stored_image(store_root: str, name: str, pull: str, platform: str | None):
         return None  # not there or damaged: the pull engine fetches it again
     if pull == "missing" and image.platform:
         # pull.pull_image's rule: a stored image of another platform than the one asked for is pulled again.
-        from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
+            parse_platform,
+            platform_matches,
+        )
 
-        if not oci.platform_matches(oci.parse_platform(platform), image.platform):
+        if not platform_matches(parse_platform(platform), image.platform):
             return None
     if not image.unpacked():
         # A built image (image_build stores the layer blob only) or collected folders: made from the blobs.

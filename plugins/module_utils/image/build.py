@@ -30,7 +30,10 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.elf im
     RootFS,
     resolve_closure,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
+    host_platform,
+    parse_reference,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import ImageRecord, Store
 from ansible_collections.dockerless.containers.plugins.module_utils.image.tarwriter import (
     DIR,
@@ -423,7 +426,7 @@ def make_config(
         if plan.architecture:
             arch, osname = plan.architecture, plan.os
         else:
-            host = oci.host_platform()
+            host = host_platform()
             arch, osname = host.architecture, host.os
             plan.notes.append(f"no executables and no base: architecture {osname}/{arch} taken from this host")
         doc = {"architecture": arch, "os": osname, "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}

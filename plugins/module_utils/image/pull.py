@@ -25,7 +25,12 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
     ensure_unpacked,
     extract_into_store,
 )
-from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import Reference, parse_reference
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import (
+    Reference,
+    parse_platform,
+    parse_reference,
+    platform_matches,
+)
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import (
     ANNOTATION_REMOTE_DIGEST,
     ANNOTATION_SOURCE,
@@ -175,11 +180,11 @@ def pull_image(
     ref = name if isinstance(name, Reference) else parse_reference(name)
     if dest:
         check_dest_mode(dest_mode)
-    want = oci.parse_platform(platform)
+    want = parse_platform(platform)
     registry = registry or RegistryOptions()
     existing = _load_existing(store, ref.name)
-    existing_matches_platform = existing is None or not existing.platform or oci.platform_matches(
-        want, oci.parse_platform(existing.platform).as_dict())
+    existing_matches_platform = existing is None or not existing.platform or platform_matches(
+        want, parse_platform(existing.platform).as_dict())
     before = existing.digest if existing else None
     # Blobs are the content; layer folders are a cache rebuilt from them without the network.
     complete = existing is not None and existing_matches_platform and all(

@@ -4,7 +4,9 @@
 
 ``alpine`` → ``docker.io/library/alpine:latest`` (API host ``registry-1.docker.io``);
 ``127.0.0.1:5000/team/app:1`` stays on its registry; ``…@sha256:<hex>`` pins a digest.
-The grammar follows distribution/reference (reference.go, normalize.go).
+The grammar follows distribution/reference (reference.go, normalize.go). A platform (``linux/arm64/v8``, the
+host's by default) is the other half of what a user names, matched as containerd's ``platforms`` package does;
+``oci`` re-exports it. Both live here because a container start needs them and nothing else of ``oci``.
 
 Its regular expressions are checked here with plain string tests, each equal to the ``re`` pattern it replaces
 (the patterns are in the comments; tests/unit compare both on thousands of strings): ``import re`` brings enum,
@@ -13,6 +15,8 @@ references.
 """
 
 from __future__ import annotations
+
+import os
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import ImageReferenceError
 from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
@@ -285,3 +289,62 @@ def is_loopback_host(registry: str) -> bool:
         return True
     parts = host.split(".")
     return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and 0 <= int(p) <= 255 for p in parts)
+
+
+class Platform(Record):
+    FROZEN = True
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.os}/{self.architecture}"
+        return f"{text}/{self.variant}" if self.variant else text
+
+    def as_dict(self) -> dict:
+        data = {"os": self.os, "architecture": self.architecture}
+        if self.variant:
+            data["variant"] = self.variant
+        return data
+
+
+_MACHINE_TO_ARCH = {
+    "x86_64": ("amd64", None), "amd64": ("amd64", None), "aarch64": ("arm64", "v8"), "arm64": ("arm64", "v8"),
+    "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"), "i386": ("386", None), "i686": ("386", None),
+    "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None),
+}
+
+
+def host_platform() -> Platform:
+    arch, variant = _MACHINE_TO_ARCH.get(os.uname().machine, (os.uname().machine, None))
+    return Platform("linux", arch, variant)
+
+
+def parse_platform(text: str | None) -> Platform:
+    """``linux/amd64``, ``linux/arm/v7``, ``arm64`` → Platform; None → the host's."""
+    if not text:
+        return host_platform()
+    parts = text.strip().split("/")
+    if len(parts) == 1:
+        parts = ["linux"] + parts
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ImageReferenceError(f"platform {text!r}: expected os/arch[/variant], e.g. 'linux/amd64' or 'linux/arm/v7'.")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def _normal_variant(arch: str, variant: str | None) -> str | None:
+    # containerd's platforms.Normalize: arm64 defaults to v8, arm to v7; amd64 has no variant that matters.
+    if arch == "arm64":
+        return variant or "v8"
+    if arch == "arm":
+        return variant or "v7"
+    return variant
+
+
+def platform_matches(want: Platform, have: dict) -> bool:
+    if have.get("os") != want.os or have.get("architecture") != want.architecture:
+        return False
+    if want.architecture in ("arm", "arm64"):
+        return _normal_variant(want.architecture, want.variant) == _normal_variant(
+            have["architecture"], have.get("variant"))
+    return not want.variant or have.get("variant") in (None, want.variant)

@@ -5,7 +5,8 @@
 ``spec`` builds the container's config, ``containers`` runs and records containers, ``spawn`` starts one (the
 parent side and the monitor), ``init_sequence`` is its init up to ``execve`` (with ``rootfs``, ``users``,
 ``capabilities``, ``process``), ``supervisor`` keeps a detached one running (loaded by ``boot`` in its own
-interpreter), ``state`` holds its records, ``image`` reads one image of the store for a start.
+interpreter; ``boot.StartBundle`` loads a CLI start's modules), ``state`` holds its records, ``image`` reads one
+image of the store for a start.
 
 Import cost on the start path
 -----------------------------
@@ -26,7 +27,12 @@ signal plainly; its modules come by source, in ``supervisor.SUPERVISOR_MODULES``
   re`` or ``import signal`` alone brings enum, functools and collections, a tenth of a start;
 * the init's modules use ``_signal`` (the C module behind ``signal``: same functions and numbers, plain ints)
   and import at the top, never lazily: after ``pivot_root`` nothing can be imported;
-* ``TYPE_CHECKING = False`` stands for ``typing.TYPE_CHECKING``.
+* ``TYPE_CHECKING = False`` stands for ``typing.TYPE_CHECKING``;
+* ``bin/dockerless run`` and ``exec`` load these modules (and the CLI's) from one file of compiled code, the start
+  bundle (``boot.StartBundle``, in ``module_utils/__pycache__``), not through the import system module by
+  module: the supervisor's loader idea, kept as a cache beside the ``.pyc`` files and checked against each source;
+* the platform check of a stored image is ``image.reference``'s, which the start parses the name with anyway: not
+  ``image.oci``, the OCI document parser.
 
 The rest of the engine (the modules' other paths, pull, build, the registry client) uses the standard library
 plainly. The tests that hold the line: ``test_runtime.py`` (a one-shot start imports no json, re, enum, signal

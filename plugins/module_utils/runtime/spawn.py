@@ -327,7 +327,9 @@ def relay(child: int) -> None:
         os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
     except ChildProcessError:
         pass
-    signal.pthread_sigmask(signal.SIG_BLOCK, range(1, signal.NSIG))
+    # valid_signals(), not range(1, NSIG): 32 and 33 (glibc's) make CPython warn, and a warning in the monitor is
+    # formatted and written to a closed stderr on every container's exit path.
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     status = os.waitpid(child, 0)[1]
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -245,6 +246,36 @@ def test_v1_controller_on_the_real_kernel(block_node):
             listed = handle.read().split("\n")
         assert sorted(filter(None, listed)) == sorted(line for _f, line in cd.v1_writes()[1:])
         check_probe(probe_in(os.path.join(path, "cgroup.procs"), block_node), block_node)
+    finally:
+        os.rmdir(path)
+
+
+V1_OPENS = """
+import os, sys
+from ansible_collections.dockerless.containers.plugins.module_utils.cgroups import devices
+opened = []
+sys.addaudithook(lambda event, args: opened.append(os.path.basename(str(args[0]))) if event == "open" else None)
+devices.install_v1(sys.argv[1])
+print(" ".join(opened))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: cgroups")
+@pytest.mark.skipif(not os.path.exists(os.path.join(V1_DEVICES, "devices.deny")),
+                    reason="needs a cgroup v1 devices controller at /sys/fs/cgroup/devices")
+def test_v1_rules_go_through_one_fd_per_file(block_node):
+    """Every rule is its own write (devices.list above holds them all), but devices.allow is opened once: this
+    runs before each container's fork."""
+    path = fresh_cgroup(V1_DEVICES)
+    try:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.run([sys.executable, "-S", "-c", V1_OPENS, path], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+        assert (proc.returncode, proc.stdout.split()) == (0, ["devices.deny", "devices.allow"]), proc.stderr
+        with open(os.path.join(path, "devices.list")) as handle:
+            listed = handle.read().split("\n")
+        assert sorted(filter(None, listed)) == sorted(line for _f, line in cd.v1_writes()[1:])
     finally:
         os.rmdir(path)
 

@@ -29,10 +29,11 @@ DOCKERLESS = str(CHECKOUT / "bin" / "dockerless")
 MU = "ansible_collections.dockerless.containers.plugins.module_utils."
 # What a container start of an image in the store must not import: the registry client and what it brings
 # (HTTP, TLS, certifi), the pull engine, the store's full reader, the progress board, argparse (and gettext),
-# site, typing, and what bin/dockerless needs only in a checkout without .build/collections (shutil, tempfile).
+# site, typing, and what bin/dockerless needs only in a checkout without .build/collections (shutil, tempfile);
+# nor the OCI document parser (image.oci: the platform check of a stored image is image.reference's).
 NEVER_ON_START = (MU + "registry.client", MU + "image.pull", MU + "cli.progress", MU + "image.store", "argparse",
                   "gettext", "site", "typing", "http.client", "ssl", "certifi", "requests", "urllib.request",
-                  "json", "shutil", "tempfile", "dataclasses", "concurrent.futures")
+                  "json", "shutil", "tempfile", "dataclasses", "concurrent.futures", MU + "image.oci")
 
 
 def root_only(test):
@@ -102,6 +103,52 @@ def test_run_on_a_bridge_keeps_the_start_path_light(store):
     assert {MU + "network.attach", MU + "network.networks", MU + "network.rtnetlink"} <= modules
     assert sorted(m for m in NEVER_ON_START if m in modules and m != "json") == []
     assert "re" not in modules and "argparse" not in modules and "ipaddress" not in modules
+
+
+def loaders_of(stderr: str) -> dict[str, str]:
+    """``{module: its loader's class}`` from ``python -v``'s "import 'NAME' # <LOADER ...>" lines."""
+    found = {}
+    for line in stderr.splitlines():
+        if line.startswith("import '") and "' # <" in line:
+            name, _sep, loader = line[len("import '"):].partition("' # <")
+            found[name] = loader.split()[0].rsplit(".", 1)[-1]
+    return found
+
+
+@root_only
+def test_a_second_run_takes_the_engine_from_the_start_bundle(store):
+    """The first run of a checkout (or after an edit) writes module_utils/__pycache__'s start bundle when it
+    loaded modules the bundle lacks; the next run loads the whole start path from it (runtime/boot.py)."""
+    argv = ("run", "--rm", "--network", "none", IMAGE, "sh", "-c", "exit 5")
+    for _round in range(2):
+        proc, _modules = imports_of(*argv, store=store, PYTHONVERBOSE="1")
+        assert proc.returncode == 5, proc.stderr[-2000:]
+    loaders = loaders_of(proc.stderr)
+    engine = {name: loader for name, loader in loaders.items() if name.startswith(MU)}
+    assert engine[MU + "runtime.containers"] == "StartBundle", engine
+    assert engine[MU + "cli.main"] == "StartBundle"
+    # Only what bin/dockerless imports to install the bundle comes the usual way (and the namespace packages).
+    assert sorted(n for n, loader in engine.items() if loader != "StartBundle" and "NamespaceLoader" not in loader) \
+        == [MU + "runtime", MU + "runtime.boot"]
+
+
+@root_only
+def test_exec_and_run_share_the_bundle(store):
+    """exec's modules join the bundle a run wrote: one file for both, each module unmarshalled only when imported."""
+    name = "bundle-" + os.urandom(4).hex()
+    subprocess.run([DOCKERLESS, "run", "-d", "--name", name, "--store", store, IMAGE, "sleep", "60"],
+                   capture_output=True, check=True, timeout=60, env=dict(os.environ, DOCKERLESS_PYTHON=sys.executable))
+    try:
+        for _round in range(2):
+            proc, _modules = imports_of("exec", name, "true", store=store, PYTHONVERBOSE="1")
+            assert proc.returncode == 0, proc.stderr[-2000:]
+        assert loaders_of(proc.stderr)[MU + "runtime.exec"] == "StartBundle"
+        proc, _modules = imports_of("run", "--rm", "--network", "none", IMAGE, "true", store=store, PYTHONVERBOSE="1")
+        loaders = loaders_of(proc.stderr)
+        assert loaders[MU + "runtime.containers"] == "StartBundle" and MU + "runtime.exec" not in loaders
+    finally:
+        subprocess.run([DOCKERLESS, "rm", "-f", "--store", store, name], capture_output=True, check=False,
+                       timeout=60, env=dict(os.environ, DOCKERLESS_PYTHON=sys.executable))
 
 
 @root_only

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import parse_platform
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 
@@ -75,20 +76,20 @@ def test_select_platform(want, expected_index):
     idx = index({"os": "linux", "architecture": "amd64"}, {"os": "linux", "architecture": "arm64", "variant": "v8"},
                 {"os": "linux", "architecture": "arm", "variant": "v7"},
                 {"os": "linux", "architecture": "arm", "variant": "v6"})
-    chosen = oci.select_platform(idx, oci.parse_platform(want), "idx")
+    chosen = oci.select_platform(idx, parse_platform(want), "idx")
     assert chosen["digest"] == "sha256:" + f"{expected_index:x}" * 64
 
 
 def test_select_platform_skips_attestations_and_reports_choices():
     idx = index({"os": "unknown", "architecture": "unknown"}, {"os": "linux", "architecture": "s390x"})
     with pytest.raises(oci.ManifestError, match=r"available: linux/s390x"):
-        oci.select_platform(idx, oci.parse_platform("linux/amd64"), "idx")
+        oci.select_platform(idx, parse_platform("linux/amd64"), "idx")
 
 
 @pytest.mark.parametrize("bad", ["linux/", "a/b/c/d", "/amd64"])
 def test_parse_platform_rejects(bad):
     with pytest.raises(Exception, match="platform"):
-        oci.parse_platform(bad)
+        parse_platform(bad)
 
 
 def test_parse_config_checks_diff_ids():

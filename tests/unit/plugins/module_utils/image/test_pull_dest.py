@@ -25,6 +25,7 @@ import pytest
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import StoreError
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import parse_dest_mode, pull_image
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import host_platform
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
@@ -64,7 +65,7 @@ def _sha(data: bytes) -> str:
 def hostile_image():
     """A registry holding ``hostile/app:1``; yields its name."""
     raw, blob = _hostile_layer()
-    platform = oci.host_platform()
+    platform = host_platform()
     config = json.dumps({"architecture": platform.architecture, "os": "linux", "config": {"Cmd": ["/bin/id"]},
                          "rootfs": {"type": "layers", "diff_ids": [_sha(raw)]}}).encode()
     with FaultServer() as server:

@@ -22,6 +22,7 @@ import pytest
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DigestMismatchError
 from ansible_collections.dockerless.containers.plugins.module_utils.image import oci
 from ansible_collections.dockerless.containers.plugins.module_utils.image.pull import pull_image, rootfs_digest
+from ansible_collections.dockerless.containers.plugins.module_utils.image.reference import host_platform
 from ansible_collections.dockerless.containers.plugins.module_utils.image.store import Store
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
@@ -54,7 +55,7 @@ def _layer(files: dict[str, bytes], level: int = 6) -> tuple[bytes, bytes]:
 
 def _publish(reg: MemoryRegistry, layers: list[tuple[bytes, bytes]], diff_ids: list[str] | None = None) -> str:
     """Push an image of ``layers`` ((tar, gzip) pairs) as REPO:1; returns its name."""
-    platform = oci.host_platform()
+    platform = host_platform()
     config = json.dumps({"architecture": platform.architecture, "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": diff_ids or [_sha(raw) for raw, _blob in layers]}}
                         ).encode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -97,3 +98,22 @@ def test_kill_request_becomes_sigkill_of_the_child(monitor):
     os.kill(pid, spawn.KILL_REQUEST)
     status = os.waitpid(pid, 0)[1]
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+RELAY_UNDER_WARNINGS_AS_ERRORS = """
+import os
+from ansible_collections.dockerless.containers.plugins.module_utils.runtime import spawn
+child = os.fork()
+if child == 0:
+    os._exit(7)
+spawn.relay(child)
+"""
+
+
+def test_the_relay_exits_as_its_child_without_a_warning():
+    """A container's exit goes through relay; a warning there (signals 32 and 33 in the mask) is formatted and
+    written to the monitor's closed stderr on every start. Under ``-W error`` it would end the monitor."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # this test's view of the engine
+    proc = subprocess.run([sys.executable, "-S", "-W", "error", "-c", RELAY_UNDER_WARNINGS_AS_ERRORS], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stderr) == (7, "")
