@@ -119,7 +119,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
                 extract_into_store(store, layer, raw)
         return 0
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
-            store.ingest(layer["digest"], layer["size"]) as writer:
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
         raw = _with_progress(blob, layer, progress)
         if not unpack or store.has_layer(layer["diff_id"]):
             import shutil  # pylint: disable=import-outside-toplevel  # a download only
@@ -356,7 +356,7 @@ def _stream_layer(store: Store, client, repository: str, layer: dict, progress: 
     from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import Tee
 
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
-            store.ingest(layer["digest"], layer["size"]) as writer:
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
         raw = _with_progress(blob, layer, progress)
         tee = Tee(raw, writer)
         tree.apply(layer, tee, drain=tee.drain)
@@ -383,7 +383,7 @@ def _stage_layer(store: Store, client, repository: str, layer: dict, progress: C
         _check_diff_id(layer, result.diff_id)
         return 0, result
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
-            store.ingest(layer["digest"], layer["size"]) as writer:
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
         tee = Tee(_with_progress(blob, layer, progress), writer)
         try:
             result = extract_layer(tee, layer["media_type"], folder, record=True)
@@ -515,6 +515,7 @@ class _DestTree:
     its blob is in the store (``ready``), up to LOOKAHEAD_CHUNKS MiB ahead."""
 
     LOOKAHEAD_CHUNKS = 16
+    PARALLEL = True  # False: every layer applied in merge mode, one after the other (the tests' reference)
 
     def __init__(self, dest: str, dest_mode: int = DEST_MODE):
         import threading  # pylint: disable=import-outside-toplevel  # only when a dest tree is built
@@ -529,7 +530,7 @@ class _DestTree:
         self._closed = False
         # As root, layers above the bottom one are extracted in parallel into staging folders and moved onto the
         # tree (move_merge); without root (no whiteout devices, no chown) they are applied one after the other.
-        self.parallel = os.geteuid() == 0
+        self.parallel = self.PARALLEL and os.geteuid() == 0
         self._stages: dict[int, str] = {}  # layer index -> its staging folder's name in the holder
 
     def prepare(self) -> None:

@@ -90,10 +90,10 @@ def _open_in(root: int, path: tuple[bytes, ...]) -> int | None:
             os.close(fd)
 
 
-def _copy_dir_meta(upper: int, tree: int, as_root: bool) -> tuple[int, int]:
+def _copy_dir_meta(upper: int, ust: os.stat_result, tree: int, as_root: bool) -> tuple[int, int]:
     """The upper directory's owner, mode and xattrs onto the tree's (as merge mode's directory entry sets them);
-    returns its (atime, mtime) to set last."""
-    ust = os.fstat(upper)
+    returns its (atime, mtime) to set last. ``ust``: its stat from before anything moved out of it (a move
+    changes the mtime of the directory it leaves too)."""
     tst = os.fstat(tree)
     chowned = False
     if as_root and (ust.st_uid, ust.st_gid) != (tst.st_uid, tst.st_gid):
@@ -138,18 +138,18 @@ def move_layer(tree: int, upper: int, whiteouts, opaque, explicit_dirs, as_root:
     times: list[tuple[int, tuple[int, int]]] = []  # (tree dir fd kept open, times) set after every move
     try:
         if () in explicit_dirs:
-            root_times = _copy_dir_meta(upper, tree, as_root)
+            root_times = _copy_dir_meta(upper, os.fstat(upper), tree, as_root)
             times.append((os.dup(tree), root_times))
         # Depth first; each frame: (upper fd, tree fd, path, names left). The fds of a frame are closed when it
         # is done, unless kept for its times.
-        stack = [(os.dup(upper), os.dup(tree), (), os.listdir(upper))]
+        stack = [(os.dup(upper), os.dup(tree), (), os.listdir(upper), None)]
         while stack:
-            ufd, tfd, rel, names = stack[-1]
+            ufd, tfd, rel, names, ust = stack[-1]
             if not names:
                 stack.pop()
                 try:
                     if rel and rel in explicit_dirs:
-                        times.append((tfd, _copy_dir_meta(ufd, tfd, as_root)))
+                        times.append((tfd, _copy_dir_meta(ufd, ust, tfd, as_root)))
                         tfd = -1
                 finally:
                     os.close(ufd)
@@ -168,7 +168,7 @@ def move_layer(tree: int, upper: int, whiteouts, opaque, explicit_dirs, as_root:
                 except BaseException:
                     os.close(cu)
                     raise
-                stack.append((cu, ct, rel + (name,), os.listdir(cu)))
+                stack.append((cu, ct, rel + (name,), os.listdir(cu), os.fstat(cu)))
                 continue
             if stat.S_ISDIR(tst.st_mode) or stat.S_ISDIR(ust.st_mode):
                 # A type change with a directory on either side: renameat can't replace across it.
@@ -182,6 +182,6 @@ def move_layer(tree: int, upper: int, whiteouts, opaque, explicit_dirs, as_root:
     finally:
         for fd, _times in times:
             os.close(fd)
-        for ufd, tfd, _rel, _names in stack:
+        for ufd, tfd, _rel, _names, _st in stack:
             os.close(ufd)
             os.close(tfd)
