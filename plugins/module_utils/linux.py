@@ -383,6 +383,24 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
                                 c_ulong(sizeof(how))), f"openat2({dirfd}, {path!r}, resolve=0x{resolve:x})")
 
 
+RENAME_NOREPLACE = 1  # include/uapi/linux/fs.h
+_renameat2: list = []
+
+
+def renameat2(src_dir_fd: int, src: str | bytes, dst_dir_fd: int, dst: str | bytes, flags: int) -> None:
+    """renameat2(2) (Linux 3.15, glibc 2.28) between two directory fds; never follows a symlink in either name.
+    ENOSYS where libc lacks it, EINVAL where the filesystem refuses the flags: callers fall back to renameat."""
+    if not _renameat2:
+        try:
+            _renameat2.append(libc_function("renameat2", [c_int, c_char_p, c_int, c_char_p, c_uint]))
+        except AttributeError:
+            _renameat2.append(None)
+    function = _renameat2[0]
+    if function is None:
+        raise OSError(ENOSYS, "renameat2: not in this libc")
+    _check(function(src_dir_fd, _fs(src), dst_dir_fd, _fs(dst), flags), f"renameat2({src!r}, {dst!r}, 0x{flags:x})")
+
+
 def open_tree(dirfd: int, path: str, flags: int) -> int:
     """open_tree(2) (Linux 5.2): with OPEN_TREE_CLONE, a detached copy of the mount (tree with AT_RECURSIVE)."""
     return _check(_libc.syscall(c_long(_SYS_OPEN_TREE), c_int(dirfd), c_char_p(_fs(path)), c_uint(flags)),

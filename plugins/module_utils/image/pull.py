@@ -124,7 +124,7 @@ def _fetch_layer(store: Store, client, repository: str, layer: dict,
                 extract_into_store(store, layer, raw)
         return 0
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
-            store.ingest(layer["digest"], layer["size"]) as writer:
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
         raw = _with_progress(blob, layer, progress)
         if not unpack or store.has_layer(layer["diff_id"]):
             import shutil  # pylint: disable=import-outside-toplevel  # a download only
@@ -310,11 +310,15 @@ def _fetch_layers(store: Store, client, repository: str, layers: list[dict],
     errors = []
     try:
         with ThreadPoolExecutor(max_workers=PARALLEL_LAYERS) as pool:
-            futures = [None if layer is streamed else
-                       pool.submit(_fetch_layer, store, client, repository, layer, progress, tree is None)
-                       for layer in layers]
             if tree is not None:
                 tree.prepare()
+            staged = tree is not None and tree.parallel
+            futures = [None if layer is streamed else
+                       pool.submit(_stage_layer, store, client, repository, layer, progress, tree, index)
+                       if staged and index else
+                       pool.submit(_fetch_layer, store, client, repository, layer, progress, tree is None)
+                       for index, layer in enumerate(layers)]
+            if tree is not None and not staged:
                 for index, future in enumerate(futures):
                     if future is not None:
                         future.add_done_callback(lambda _done, i=index: tree.ready(store, layers, i))
@@ -323,6 +327,14 @@ def _fetch_layers(store: Store, client, repository: str, layers: list[dict],
                     if future is None and not errors:
                         tree.begin(store, layers, index)
                         downloaded += _stream_layer(store, client, repository, layer, progress, tree)
+                    elif staged and index:
+                        size, result = future.result()
+                        downloaded += size
+                        if not errors:
+                            if result is None:
+                                tree.apply_blob(store, layers, index)  # a hard link into a lower layer
+                            else:
+                                tree.move(index, result)
                     elif future is not None:
                         downloaded += future.result()
                         if tree is not None and not errors:
@@ -349,11 +361,43 @@ def _stream_layer(store: Store, client, repository: str, layer: dict, progress: 
     from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import Tee
 
     with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
-            store.ingest(layer["digest"], layer["size"]) as writer:
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
         raw = _with_progress(blob, layer, progress)
         tee = Tee(raw, writer)
         tree.apply(layer, tee, drain=tee.drain)
     return layer["size"]
+
+
+def _stage_layer(store: Store, client, repository: str, layer: dict, progress: Callable[[dict], None] | None,
+                 tree: _DestTree, index: int) -> tuple:
+    """Download one layer blob into the store (or read it from there) and extract it, in this thread, into its own
+    staging folder of ``tree`` (see move_merge); returns (bytes downloaded, the extraction's LayerResult, its
+    diff_id verified). The result is None when the layer can't be extracted on its own (a hard link to a file of
+    a lower layer, or a layer the extractor refuses): the caller then applies it from its blob in merge mode,
+    which gives the real error of a bad layer."""
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.extract import extract_layer
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.store_layers import Tee
+
+    folder = tree.stage_folder(index)
+    if store.has_blob(layer["digest"], layer["size"]):
+        with store.open_blob(layer["digest"]) as raw:
+            try:
+                result = extract_layer(raw, layer["media_type"], folder, record=True)
+            except UnpackError:
+                return 0, None
+        _check_diff_id(layer, result.diff_id)
+        return 0, result
+    with client.open_blob(repository, layer["digest"], layer["size"]) as blob, \
+            store.ingest(layer["digest"], layer["size"], source=blob) as writer:
+        tee = Tee(_with_progress(blob, layer, progress), writer)
+        try:
+            result = extract_layer(tee, layer["media_type"], folder, record=True)
+        except UnpackError:
+            result = None  # the blob is still stored (and verified) for the merge-mode apply
+        tee.drain()
+    if result is not None:
+        _check_diff_id(layer, result.diff_id)
+    return layer["size"], result
 
 
 def _dest_path(dest: str) -> str:
@@ -476,6 +520,7 @@ class _DestTree:
     its blob is in the store (``ready``), up to LOOKAHEAD_CHUNKS MiB ahead."""
 
     LOOKAHEAD_CHUNKS = 16
+    PARALLEL = True  # False: every layer applied in merge mode, one after the other (the tests' reference)
 
     def __init__(self, dest: str, dest_mode: int = DEST_MODE):
         import threading  # pylint: disable=import-outside-toplevel  # only when a dest tree is built
@@ -488,6 +533,10 @@ class _DestTree:
         self._current = -1              # index of the layer being applied
         self._ahead: dict[int, tuple] = {}  # index -> (blob file, decompressing reader already running)
         self._closed = False
+        # As root, layers above the bottom one are extracted in parallel into staging folders and moved onto the
+        # tree (move_merge); without root (no whiteout devices, no chown) they are applied one after the other.
+        self.parallel = self.PARALLEL and os.geteuid() == 0
+        self._stages: dict[int, str] = {}  # layer index -> its staging folder's name in the holder
 
     def prepare(self) -> None:
         os.makedirs(os.path.dirname(self.dest), exist_ok=True)
@@ -506,6 +555,8 @@ class _DestTree:
         apply (any thread). Best effort: when this can't, ``apply_blob`` opens the blob itself."""
         from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import layer_reader
 
+        if self.parallel:
+            return  # the layers above the bottom one are extracted in their own threads
         with self._lock:
             if self._closed or index != self._current + 1 or index in self._ahead or index >= len(layers):
                 return
@@ -540,6 +591,33 @@ class _DestTree:
         if drain is not None:
             drain()
         _check_diff_id(layer, result.diff_id)
+
+    def stage_folder(self, index: int) -> str:
+        """A new staging folder for layer ``index`` (not made yet: the extractor makes it)."""
+        self._stages[index] = f"layer-{index}-" + os.urandom(6).hex()
+        return os.path.join(self.holder, self._stages[index])
+
+    def move(self, index: int, result) -> None:
+        """Move the staging folder of layer ``index`` (extracted and verified) onto the tree."""
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.move_merge import move_layer
+        from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.whiteouts import remove_at
+
+        folder = self._stages.pop(index)
+        hfd = os.open(self.holder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            tfd = os.open(os.path.basename(self.staging), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          dir_fd=hfd)
+            try:
+                ufd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=hfd)
+                try:
+                    move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
+                finally:
+                    os.close(ufd)
+            finally:
+                os.close(tfd)
+            remove_at(hfd, folder)
+        finally:
+            os.close(hfd)
 
     def apply_blob(self, store: Store, layers: list[dict], index: int) -> None:
         """Apply ``layers[index]`` from its blob in the store (verified when the store committed it)."""

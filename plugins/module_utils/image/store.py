@@ -118,14 +118,22 @@ class BlobWriter:
 
     SHA256_SINK = True
 
-    def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None):
+    def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None, source=None):
         if expected_digest is not None:
             validate_digest(expected_digest)
         self._store = store
         self.expected_digest = expected_digest
         self.expected_size = expected_size
-        import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
-        self._hash = hashlib.sha256()
+        # ``source``: the registry's BlobReader every written byte comes from, in order. It hashes the stream it
+        # delivers (it must: a resumed download is checked against that running hash) and sets ``verified`` only
+        # at its EOF, when size and sha256 match its digest. Hashing the same bytes again here would only repeat
+        # that check, so the commit requires the reader's verdict instead: no verified reader, no commit.
+        self._source = source if source is not None and expected_digest is not None else None
+        if self._source is None:
+            import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
+            self._hash = hashlib.sha256()
+        else:
+            self._hash = None
         self.size = 0
         fd, self._tmp = make_temp_file(store.tmp_dir, "blob-")
         self._file = os.fdopen(fd, "wb")
@@ -136,13 +144,24 @@ class BlobWriter:
                 f"blob {self.expected_digest}: more than the {self.expected_size} bytes its descriptor declares; "
                 "the source is corrupt or lying. Nothing was stored."
             )
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
         self._file.write(data)
         return len(data)
 
     def commit(self) -> str:
-        digest = "sha256:" + self._hash.hexdigest()
+        if self._source is not None:
+            src = self._source
+            if not (getattr(src, "verified", False) and src.digest == self.expected_digest
+                    and src.bytes_read == self.size):
+                self.abort()
+                raise DigestMismatchError(
+                    f"blob {self.expected_digest}: the download was not read to its verified end ({self.size} bytes "
+                    "written). Nothing was stored; pull again.")
+            digest = self.expected_digest
+        else:
+            digest = "sha256:" + self._hash.hexdigest()
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort()
             raise DigestMismatchError(
@@ -164,7 +183,10 @@ class BlobWriter:
 
     @property
     def digest(self) -> str:
-        """``sha256:<hex>`` of the bytes written so far (after ``commit``: of the blob)."""
+        """``sha256:<hex>`` of the bytes written so far (after ``commit``: of the blob); with a ``source``, the
+        digest the source verified."""
+        if self._hash is None:
+            return self.expected_digest
         return "sha256:" + self._hash.hexdigest()
 
     def abort(self) -> None:
@@ -205,14 +227,15 @@ class _Ingest:
     """``with store.ingest(...) as writer``: a BlobWriter, committed when the block ends without error, else
     aborted."""
 
-    def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None):
+    def __init__(self, store: Store, expected_digest: str | None, expected_size: int | None, source=None):
         self._store = store
         self._expected = (expected_digest, expected_size)
+        self._source = source
         self._writer: BlobWriter | None = None
 
     def __enter__(self) -> BlobWriter:
         self._store.ensure()
-        self._writer = BlobWriter(self._store, *self._expected)
+        self._writer = BlobWriter(self._store, *self._expected, source=self._source)
         return self._writer
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -338,10 +361,11 @@ class Store:
             raise StoreError(f"store {self.root}: blob {digest} is corrupt on disk; remove it and pull again.")
         return data
 
-    def ingest(self, expected_digest: str | None = None, expected_size: int | None = None) -> _Ingest:
+    def ingest(self, expected_digest: str | None = None, expected_size: int | None = None, source=None) -> _Ingest:
         """``with store.ingest(...) as writer``: write a blob; committed (verified, fsynced, renamed) when the
-        block exits without error, removed otherwise."""
-        return _Ingest(self, expected_digest, expected_size)
+        block exits without error, removed otherwise. ``source``: the verifying registry BlobReader the bytes are
+        read from (see BlobWriter): its verdict at EOF replaces a second hash of the same bytes."""
+        return _Ingest(self, expected_digest, expected_size, source)
 
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         digest = "sha256:" + sha256_hex(data)

@@ -112,6 +112,12 @@ class LayerResult(Record):
     entries: int
     skipped: int = 0  # entries or attributes not reproduced (devices without root, xattrs the fs refused, ...)
     notes: list[str] = Factory(list)
+    # With ``record=True`` (a staging folder merged later by move_merge): what the layer deletes from its lower
+    # layers, as resolved paths (tuples of names), instead of markers in the folder; and the directories the tar
+    # has entries for (their attributes win over a lower layer's; implicit parents keep the lower ones).
+    whiteouts: list = Factory(list)
+    opaque: list = Factory(list)
+    explicit_dirs: set = Factory(set)
 
 
 def _clamp_ns(ns: int) -> int:
@@ -125,9 +131,14 @@ def _clamp_ns(ns: int) -> int:
 class _Extractor:
     def __init__(
         self, root: int, stream: TarStream, limits: UnpackLimits, as_root: bool, label: str, merge: bool = False,
-        fresh: bool = True,
+        fresh: bool = True, record: bool = False,
     ) -> None:
         self.root = root
+        # Record mode: whiteouts and opaque markers go to these lists (for move_merge), never into the folder.
+        self.record = record
+        self.whiteouts: list[tuple[bytes, ...]] = []
+        self.opaque: list[tuple[bytes, ...]] = []
+        self.explicit: set[tuple[bytes, ...]] = set()
         # Merge mode: the layer goes onto the tree of its lower layers (see extract_layer); ``made`` holds the
         # resolved paths this layer created (its own content), ``kept`` the lower directories it wrote into.
         self.merge = merge
@@ -372,6 +383,7 @@ class _Extractor:
             if typ != b"5":
                 raise self.fail("a non-directory entry for the layer root")
             self.meta_dir(self.root, m, b"")
+            self.explicit.add(())
             return
         if len(parts) > lim.max_depth:
             raise self.fail(f"path deeper than max_depth ({lim.max_depth})")
@@ -543,6 +555,7 @@ class _Extractor:
             self.made.add(path)
         elif path not in self.made:
             self.kept.add(path)
+        self.explicit.add(path)
         fd = os.open(name, O_DIR, dir_fd=pfd)
         key = b"/".join(parts)
         try:
@@ -730,7 +743,9 @@ class _Extractor:
             raise self.fail("a whiteout of '.', '..' or of nothing") from None
         if kind == "opaque":
             pfd, res, _sg = self.dir(parts[:-1], True)
-            if self.merge:
+            if self.record:
+                self.opaque.append(res)
+            elif self.merge:
                 self.invalidate()
                 self.hide_lower(pfd, res)
             elif self.as_root:
@@ -743,6 +758,11 @@ class _Extractor:
             return
         self.count_created()
         pfd, res, _sg = self.dir(parts[:-1], True)
+        if self.record:
+            path = res + (os.fsencode(target),)
+            if path not in self.made:  # as in merge mode: the same layer's own content wins over its whiteout
+                self.whiteouts.append(path)
+            return
         if self.merge:
             path = res + (os.fsencode(target),)
             if path in self.made or path in self.kept:
@@ -824,6 +844,7 @@ def extract_layer(
     as_root: bool | None = None,
     merge: bool = False,
     decoded: BinaryIO | None = None,
+    record: bool = False,
 ) -> LayerResult:
     """Extract one compressed layer stream into ``dest`` in overlay form, in one pass.
 
@@ -837,6 +858,11 @@ def extract_layer(
     content (this layer's own entries stay), a directory of this layer replaces a lower symlink or file on its
     path (never written through), nothing overlay-specific is written. Same fd-relative, no-follow resolution
     inside ``dest``. On error everything under ``dest`` is removed (the caller builds in a private holder).
+
+    ``record=True`` extracts into ``dest`` (empty) as a staging folder for ``move_merge.move_layer``: no markers are
+    written; ``LayerResult.whiteouts`` and ``opaque`` list what the layer deletes from its lower layers (a whiteout
+    of a name the layer itself made before it is dropped, as in merge mode) and ``explicit_dirs`` the directories
+    the tar has entries for.
 
     ``decoded``: the decompressing reader of ``raw`` (decompress.layer_reader), when the caller started it earlier
     so that inflating this layer overlaps with extracting the one below. The caller closes it too when this
@@ -862,7 +888,7 @@ def extract_layer(
         cleanup_dest(dest, root, created)
         raise
     stream = TarStream(src, limits, label)  # type: ignore[arg-type]
-    ex = _Extractor(root, stream, limits, as_root, label, merge=merge, fresh=fresh)
+    ex = _Extractor(root, stream, limits, as_root, label, merge=merge, fresh=fresh, record=record and not merge)
     try:
         ex.run()
         stream.drain()
@@ -886,5 +912,6 @@ def extract_layer(
     os.close(root)
     notes = [f"{text}: {count}" for text, count in ex.notes.items()]
     return LayerResult(
-        diff_id="sha256:" + stream.hexdigest(), size=stream.size, entries=ex.entries, skipped=ex.skipped, notes=notes
+        diff_id="sha256:" + stream.hexdigest(), size=stream.size, entries=ex.entries, skipped=ex.skipped, notes=notes,
+        whiteouts=ex.whiteouts, opaque=ex.opaque, explicit_dirs=ex.explicit,
     )

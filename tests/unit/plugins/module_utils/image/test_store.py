@@ -69,6 +69,32 @@ def test_ingest_verifies_digest_and_size(tmp_path):
     assert sorted(os.listdir(store.blobs_dir)) == [sha(data)[7:]]
 
 
+class _Source:
+    """What the store's writer asks of a registry BlobReader it is fed from: its digest, the bytes it delivered
+    and whether it reached its verified end."""
+
+    def __init__(self, digest: str, delivered: int, verified: bool):
+        self.digest, self.bytes_read, self.verified = digest, delivered, verified
+
+
+def test_ingest_from_a_verifying_source_commits_only_on_its_verdict(tmp_path):
+    """Fed from a registry download that hashes what it delivers, the writer does not hash the bytes again: the
+    reader's verdict at its EOF is what lets the blob in. No verdict (a stream not read to its end, or refused
+    there), another digest or another byte count: nothing is stored."""
+    store = Store(str(tmp_path))
+    data = b"hello"
+    for source, left in ((_Source(sha(data), 5, False), "not read to its verified end"),
+                         (_Source(sha(b"other"), 5, True), "not read to its verified end"),
+                         (_Source(sha(data), 4, True), "not read to its verified end")):
+        with pytest.raises(DigestMismatchError, match=left):
+            with store.ingest(sha(data), 5, source=source) as writer:
+                writer.write(data)
+        assert not store.has_blob(sha(data)) and os.listdir(store.tmp_dir) == []
+    with store.ingest(sha(data), 5, source=_Source(sha(data), 5, True)) as writer:
+        writer.write(data)
+    assert store.read_blob(sha(data)) == data
+
+
 def test_interrupted_ingest_leaves_nothing(tmp_path):
     store = Store(str(tmp_path))
     with pytest.raises(RuntimeError):
