@@ -201,7 +201,7 @@ def load(library: str = LIBISAL) -> Isal | None:
         if library not in _LOADED:
             try:
                 _LOADED[library] = Isal(library)
-            except (OSError, AttributeError):
+            except Exception:  # pylint: disable=broad-exception-caught  # missing, no such symbol, ...: zlib then
                 _LOADED[library] = None
         return _LOADED[library]
 

@@ -226,6 +226,12 @@ def test_every_cut_between_two_reads(lib):
         assert (out, err) == (content, None), cut
 
 
+def test_a_read_of_nothing_returns_nothing(lib):
+    blob = member(b"abc")
+    reader = decompress._IsalGzipReader(io.BytesIO(blob), "layer (test)", lib)
+    assert reader.read(0) == b"" and reader.read(2) == b"ab" and reader.read(0) == b"" and reader.read() == b"c"
+
+
 def test_a_read_spanning_a_member_boundary_returns_at_most_the_member(lib):
     """The ISA-L reader fills a read up to its size; at a member's end it returns what it has (like zlib's)."""
     content = text(3 << 20)
