@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl openssh-client busybox-static python3-venv python3-requests rsync curl shellcheck libseccomp2 nftables gcc libc6-dev)
+# libisal2 is the optional faster gzip inflate (the unit tests run both inflaters); libisal-dev has igzip_lib.h,
+# which image/layers/test_isal.py compiles against to check the ctypes layout of isal.py.
+DEB_PACKAGES=(docker-registry skopeo umoci runc apache2-utils zstd openssl openssh-client busybox-static python3-venv python3-requests rsync curl shellcheck libseccomp2 nftables gcc libc6-dev libisal2 libisal-dev)
 scripts/deb-ensure.sh install-deps "${DEB_PACKAGES[@]}"
 
 # The VM harness (qemu, mmdebstrap) for the molecule stage of `make test` (docs/molecule.md).

@@ -128,6 +128,25 @@ def test_rootfs_equals_umoci(seeded_registry, run_module, tmp_path, image_key):
     assert bad["failed"] and "no setuid, setgid or sticky bits" in bad["msg"]
 
 
+def test_each_gzip_inflater_gives_the_umoci_tree(seeded_registry, run_module, tmp_path):
+    """DOCKERLESS_INFLATE=zlib and =isal (ISA-L, required: the run fails if it cannot be used) pull the same
+    gzip-layered image into the same tree as umoci's, and the result says which inflater ran."""
+    name = seeded_registry.ref("layers")
+    trees = {}
+    for inflate in ("zlib", "isal"):
+        store = tmp_path / inflate / "store"
+        dest = tmp_path / inflate / "rootfs"
+        result = run_module("image_pull", {"name": name, "store": str(store), "dest": str(dest)},
+                            env={"DOCKERLESS_INFLATE": inflate})
+        assert not result["failed"], result["msg"]
+        assert result["actions"][-1].endswith(f"; gzip inflated with {inflate}"), result["actions"]
+        trees[inflate] = tree_manifest(str(dest))
+    theirs = tree_manifest(str(umoci_rootfs(tmp_path / "zlib" / "store", name, tmp_path)))
+    theirs["."] = trees["zlib"]["."]  # the top's mode: see test_rootfs_equals_umoci
+    assert trees["zlib"] == trees["isal"] == theirs
+    assert len(theirs) > 5
+
+
 def test_layers_image_semantics(seeded_registry, tmp_path):
     """Whiteouts, opaque dirs, hardlinks, setuid, owners and xattrs as the seed documents them."""
     store = Store(str(tmp_path / "store"))

@@ -352,6 +352,33 @@ def test_roles_install_requests_only_behind_a_proxy(run_playbook, seeded_registr
         remove_containers(containers_store)
 
 
+@pytest.mark.root
+@root_only
+def test_roles_install_isal_on_debian_hosts(run_playbook, tmp_path):
+    """ISA-L (the faster gzip inflate, optional) is installed by both roles on a Debian host when facts say so
+    (libisal2, already on this host: the package task reports ok), and not when facts are not gathered or the
+    package variable is empty."""
+    install = "Install ISA-L, which inflates gzip layers faster than zlib"
+    extra_vars = {"dockerless_images_store": str(tmp_path / "store"), "dockerless_containers_store": str(tmp_path / "store")}
+    play = [{"name": "roles under test", "hosts": "localhost", "gather_facts": True,
+             "roles": [{"role": "dockerless.containers.images"}, {"role": "dockerless.containers.containers"}]}]
+    (tmp_path / "facts.yml").write_text(json.dumps(play))
+    run = run_playbook(str(tmp_path / "facts.yml"), extra_vars)
+    assert_ran(run)
+    installs = [t for t in run.tasks if t.task.endswith(install)]
+    assert len(installs) == 2 and all(t.status == "ok" and t.action in ("ansible.builtin.package", "package")
+                                      for t in installs), installs
+    assert all(t.result.get("invocation", {}).get("module_args", {}).get("name") in (["libisal2"], "libisal2")
+               for t in installs), [t.result for t in installs]
+    no_facts = run_playbook(write_play(tmp_path / "roles.yml", ["images", "containers"]), extra_vars)
+    assert_ran(no_facts)
+    assert {t.status for t in no_facts.tasks if t.task.endswith(install)} == {"skipped"}
+    emptied = run_playbook(str(tmp_path / "facts.yml"),
+                           dict(extra_vars, dockerless_images_isal_package="", dockerless_containers_isal_package=""))
+    assert_ran(emptied)
+    assert {t.status for t in emptied.tasks if t.task.endswith(install)} == {"skipped"}
+
+
 # --- playbooks ----------------------------------------------------------------------------------------------
 
 

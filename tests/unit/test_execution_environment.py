@@ -73,3 +73,12 @@ def test_system_packages_cover_libseccomp_on_both_families_and_exist_on_debian()
     known = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", *debian], capture_output=True, text=True,
                            check=False)
     assert sorted(known.stdout.split()) == sorted(debian), known.stderr
+
+
+def test_system_packages_offer_isal_on_both_families_and_name_the_library_the_engine_opens() -> None:
+    packages = _bindep()
+    assert packages["libisal2"] == {"platform:dpkg"} and packages["isa-l"] == {"platform:rpm"}
+    isal = (ROOT / "plugins" / "module_utils" / "image" / "layers" / "isal.py").read_text()
+    assert 'LIBISAL = "libisal.so.2"' in isal
+    owner = subprocess.run(["dpkg", "-S", "*/libisal.so.2"], capture_output=True, text=True, check=True)
+    assert {line.split(":", 1)[0] for line in owner.stdout.splitlines()} == {"libisal2"}, owner.stdout

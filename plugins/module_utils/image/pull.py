@@ -283,9 +283,11 @@ def pull_image(
     result.downloaded_bytes = downloaded
     result.layers_fetched = len(fetched)
     result.layers_reused = len(layers) - len(fetched)
+    from ansible_collections.dockerless.containers.plugins.module_utils.image.layers.decompress import inflaters_used
+    inflated = f"; gzip inflated with {' and '.join(inflaters_used())}" if fetched and inflaters_used() else ""
     result.actions.append(
         f"pulled {ref.name} {digest}: {len(fetched)} layer(s) downloaded ({downloaded} bytes), "
-        f"{result.layers_reused} already in the store")
+        f"{result.layers_reused} already in the store{inflated}")
     if tree is not None:
         result.rootfs, result.rootfs_changed = tree.dest, True
     else:

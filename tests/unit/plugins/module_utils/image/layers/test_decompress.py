@@ -1,7 +1,8 @@
 # Copyright: dockerless.containers contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Tests of decompress.py: media types, gzip (several members, padding, corruption), zstd (with and without the
-command), foreign layers, and the diff_id over many chunks of the prefetching reader.
+command), foreign layers, and the diff_id over many chunks of the prefetching reader. The gzip tests run with
+both inflaters (``inflate``: zlib, and ISA-L through isal.py); test_isal.py compares the two directly.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
 )
 
 
+@pytest.fixture(params=["zlib", "isal"])
+def inflate(request, monkeypatch):
+    """DOCKERLESS_INFLATE for the test: ``isal`` fails the test if ISA-L cannot be used (never a quiet zlib run)."""
+    monkeypatch.setenv("DOCKERLESS_INFLATE", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize(
     "media, compress",
     [
@@ -34,7 +42,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.image.layers
         (MEDIA_TYPE_TAR_GZIP + "; charset=binary", gzip.compress),
     ],
 )
-def test_media_types_and_diff_id(tmp_path, media, compress):
+def test_media_types_and_diff_id(tmp_path, media, compress, inflate):
     data = tar_bytes(E("a/b", data=os.urandom(300000)), E("c", data=b"c" * 5000))
     blob = compress(data)
     res = extract(blob, tmp_path / "root", media)
@@ -43,7 +51,7 @@ def test_media_types_and_diff_id(tmp_path, media, compress):
     assert (tmp_path / "root/c").read_bytes() == b"c" * 5000
 
 
-def test_gzip_multi_member_and_zero_padding(tmp_path):
+def test_gzip_multi_member_and_zero_padding(tmp_path, inflate):
     data = tar_bytes(E("f", data=os.urandom(100000)), E("g", data=b"g"))
     blob = gzip.compress(data[:40000]) + gzip.compress(data[40000:]) + bytes(700)
     res = extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
@@ -60,7 +68,7 @@ def test_gzip_multi_member_and_zero_padding(tmp_path):
         (bytes(1024), "corrupt"),  # a plain tar declared as gzip
     ],
 )
-def test_bad_gzip_is_rejected(tmp_path, blob, match):
+def test_bad_gzip_is_rejected(tmp_path, blob, match, inflate):
     with pytest.raises(UnpackError, match=match):
         extract(blob, tmp_path / "root", MEDIA_TYPE_TAR_GZIP)
     assert not (tmp_path / "root").exists()
@@ -101,7 +109,7 @@ def test_foreign_and_unknown_media_types(tmp_path, media, match):
     assert not (tmp_path / "root").exists()
 
 
-def test_decompressing_reader_reads_everything():
+def test_decompressing_reader_reads_everything(inflate):
     data = tar_bytes(E("f", data=os.urandom(3 << 20)))
     blob = gzip.compress(data)
     reader = decompressing_reader(io.BytesIO(blob), MEDIA_TYPE_TAR_GZIP)
@@ -117,7 +125,7 @@ def test_decompressing_reader_reads_everything():
     assert zreader.compressed_bytes == len(zblob)
 
 
-def test_gzip_diff_id_over_many_chunks(tmp_path):
+def test_gzip_diff_id_over_many_chunks(tmp_path, inflate):
     """The diff_id of a gzip layer is hashed in the inflating thread: over several 1 MiB chunks and the zero
     padding after the end-of-archive blocks, it equals sha256 of the whole decompressed stream."""
     data = tar_bytes(
@@ -160,6 +168,7 @@ def test_gzip_is_fed_to_zlib_in_small_pieces_and_read_in_large_chunks(monkeypatc
     from ansible_collections.dockerless.containers.plugins.module_utils.image.layers import decompress
 
     fed: list[int] = []
+    monkeypatch.setenv("DOCKERLESS_INFLATE", "zlib")
     monkeypatch.setattr(decompress.zlib, "decompressobj", _ZlibSpy(fed))
     # Text-like data (about 3:1, as layers are) in two members, the boundary inside a 64 KiB piece of input.
     words = [os.urandom(4).hex().encode() for _word in range(4000)]
@@ -176,7 +185,7 @@ def test_gzip_is_fed_to_zlib_in_small_pieces_and_read_in_large_chunks(monkeypatc
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 511, 4096])
-def test_gzip_small_reads_give_the_whole_stream(size):
+def test_gzip_small_reads_give_the_whole_stream(size, inflate):
     data = tar_bytes(E("f", data=os.urandom(70000)), E("g", data=b"g" * 100000))
     blob = gzip.compress(data[:33333]) + gzip.compress(data[33333:])
     reader = decompressing_reader(io.BytesIO(blob), MEDIA_TYPE_TAR_GZIP)

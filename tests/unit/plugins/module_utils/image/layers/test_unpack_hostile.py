@@ -431,7 +431,9 @@ def _bytes_out(exc: UnpackError) -> int:
     return int(re.search(r"\((\d+) bytes out of", str(exc)).group(1))
 
 
-def test_gzip_ratio_bomb(area):
+@pytest.mark.parametrize("inflate", ["zlib", "isal"])
+def test_gzip_ratio_bomb(area, inflate, monkeypatch):
+    monkeypatch.setenv("DOCKERLESS_INFLATE", inflate)
     data = tar_bytes(E("zeros", data=bytes(24 << 20)))
     blob = gzip.compress(data, 9)
     exc = area.fails(blob, "ratio", MEDIA_TYPE_TAR_GZIP, limits=UnpackLimits(max_ratio=100))
