@@ -34,14 +34,15 @@ MIRROR=${DOCKERLESS_VM_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DOCKERLESS_VM_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 DISK_SIZE=${DOCKERLESS_VM_DISK_SIZE:-2G}
 # What the VMs have without internet: the base system, what Ansible needs (python3, python3-apt for
-# ansible.builtin.apt), what the roles install (docker-registry, apache2-utils for htpasswd, openssl for TLS),
+# ansible.builtin.apt), what the roles install (docker-registry, apache2-utils for htpasswd, openssl for TLS,
+# libisal2 for the faster gzip inflate),
 # what tests run inside the VM (python3-pytest; pyelftools, the ELF tests' oracle), and small tools verify uses
 # (procps, curl, kmod for `modprobe overlay`), nftables for the bridge networks' rules. No python3-requests: the engine needs it only behind an HTTP proxy,
 # and the default scenario checks that everything works without it.
 PACKAGES=(
     linux-image-amd64 systemd-sysv udev dbus iproute2 openssh-server kmod procps
     python3 python3-apt python3-pyelftools python3-pytest python3-pytest-timeout
-    busybox-static docker-registry apache2-utils openssl ca-certificates curl zstd nftables
+    busybox-static docker-registry apache2-utils openssl ca-certificates curl zstd nftables libisal2
 )
 
 vm_require_root build-image
