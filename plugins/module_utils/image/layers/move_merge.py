@@ -135,26 +135,26 @@ def move_layer(tree: int, upper: int, whiteouts, opaque, explicit_dirs, as_root:
                 remove_at(fd, path[-1])
             finally:
                 os.close(fd)
-    times: list[tuple[int, tuple[int, int]]] = []  # (tree dir fd kept open, times) set after every move
+    # (path in the tree, times) of the directories whose times are set after every move. Paths, not open fds: a
+    # layer may touch thousands of directories the tree already has, more than a process may hold open.
+    times: list[tuple[tuple[bytes, ...], tuple[int, int]]] = []
+    stack: list = []
     try:
         if () in explicit_dirs:
-            root_times = _copy_dir_meta(upper, os.fstat(upper), tree, as_root)
-            times.append((os.dup(tree), root_times))
-        # Depth first; each frame: (upper fd, tree fd, path, names left). The fds of a frame are closed when it
-        # is done, unless kept for its times.
-        stack = [(os.dup(upper), os.dup(tree), (), os.listdir(upper), None)]
+            times.append(((), _copy_dir_meta(upper, os.fstat(upper), tree, as_root)))
+        # Depth first; each frame: (upper fd, tree fd, path, names left, upper stat); its fds are closed when it
+        # is done (only the path of a directory whose times are due is kept).
+        stack.append((os.dup(upper), os.dup(tree), (), os.listdir(upper), None))
         while stack:
             ufd, tfd, rel, names, ust = stack[-1]
             if not names:
                 stack.pop()
                 try:
                     if rel and rel in explicit_dirs:
-                        times.append((tfd, _copy_dir_meta(ufd, ust, tfd, as_root)))
-                        tfd = -1
+                        times.append((rel, _copy_dir_meta(ufd, ust, tfd, as_root)))
                 finally:
                     os.close(ufd)
-                    if tfd >= 0:
-                        os.close(tfd)
+                    os.close(tfd)
                 continue
             name = os.fsencode(names.pop())
             if _move_new(ufd, name, tfd):
@@ -177,11 +177,15 @@ def move_layer(tree: int, upper: int, whiteouts, opaque, explicit_dirs, as_root:
                     raise FileExistsError(errno.EEXIST, "an entry appeared while merging", os.fsdecode(name))
             else:
                 os.rename(name, name, src_dir_fd=ufd, dst_dir_fd=tfd)  # atomic replace of a lower non-directory
-        for fd, (atime, mtime) in times:
-            os.utime(fd, ns=(atime, mtime))
+        for rel, (atime, mtime) in times:
+            fd = _open_in(tree, rel)
+            if fd is None:   # the tree is ours alone (a 0700 holder): a directory just merged into is there
+                raise FileNotFoundError(errno.ENOENT, "a merged directory vanished", os.fsdecode(b"/".join(rel)))
+            try:
+                os.utime(fd, ns=(atime, mtime))
+            finally:
+                os.close(fd)
     finally:
-        for fd, _times in times:
-            os.close(fd)
         for ufd, tfd, _rel, _names, _st in stack:
             os.close(ufd)
             os.close(tfd)

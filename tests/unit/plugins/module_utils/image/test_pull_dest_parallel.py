@@ -222,3 +222,31 @@ def test_move_layer_without_renameat2_noreplace(tmp_path, monkeypatch):
     for tag in ("a", "b"):
         trees[tag] = tree_manifest(str(tmp_path / tag))
     assert trees["a"] == trees["b"]
+
+
+def test_move_layer_touching_more_directories_than_open_files_allowed(tmp_path):
+    """A layer that adds a file to each of many directories the tree already has (an upgrade touching every
+    package's folder): each such directory gets its times after the moves, without an fd held per directory."""
+    import resource
+
+    from test_extract import extract
+
+    count = 300
+    extract(tar_bytes(*[E(f"pkg{i}/", "d", mtime=T0) for i in range(count)]), tmp_path / "tree", merge=True)
+    upper = tmp_path / "upper"
+    result = extract(tar_bytes(*[e for i in range(count) for e in (
+        E(f"pkg{i}/", "d", mtime=T0 + 7), E(f"pkg{i}/new", data=b"x"))]), upper, record=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    tfd = os.open(tmp_path / "tree", os.O_RDONLY | os.O_DIRECTORY)
+    ufd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 64, hard))   # far fewer than the directories
+    try:
+        move_merge.move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        os.close(tfd)
+        os.close(ufd)
+    for i in (0, count // 2, count - 1):
+        assert (tmp_path / f"tree/pkg{i}/new").read_bytes() == b"x"
+        assert os.lstat(tmp_path / f"tree/pkg{i}").st_mtime == T0 + 7
