@@ -17,6 +17,7 @@ collection (exclusive) never removes what a running pull has written but not yet
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
@@ -37,6 +38,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     Record,
     json_dumps,
     json_loads,
+    new_sha256,
     sha256_hex,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.store_root import default_store_root
@@ -111,10 +113,46 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(directory)
 
 
+class _Fsync:
+    """``os.fsync(fd)`` on a helper thread (the system call releases the GIL); ``wait()`` returns when it is done
+    and raises what it raised. A plain ``_thread`` thread: ``threading`` is a visible part of a short build's
+    imports.
+
+    The constructor returns once the helper runs: a new thread needs the GIL before it can call fsync, and a
+    busy caller that only lets go of it for short system calls kept it waiting for milliseconds (a bash+ls build's
+    layer fsync started 4 ms late, after the config's and manifest's)."""
+
+    def __init__(self, fd: int):
+        self.error: BaseException | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()  # released by the helper when fsync has returned
+        started = _thread.allocate_lock()
+        started.acquire()
+        _thread.start_new_thread(self._run, (fd, started))
+        started.acquire()  # waiting here hands the GIL over
+
+    def _run(self, fd: int, started) -> None:
+        try:
+            started.release()
+            os.fsync(fd)
+        except BaseException as exc:  # raised by wait()
+            self.error = exc
+        finally:
+            self._done.release()
+
+    def wait(self) -> None:
+        with self._done:
+            pass
+        if self.error is not None:
+            raise self.error
+
+
 class BlobWriter:
-    """Hashes while writing; ``commit()`` verifies digest and size and renames into ``blobs/``. ``size`` and
+    """Hashes while writing; ``commit()`` verifies digest and size, fsyncs and renames into ``blobs/``. ``size`` and
     ``digest`` (until the commit: of what was written so far) make it a tarwriter ``SHA256_SINK``: a layer written
-    into it by tarwriter.write_archive is hashed once."""
+    into it by tarwriter.write_archive is hashed once. ``start_sync()`` begins the fsync early, on a helper
+    thread, so that the disk writes this blob while the caller makes and writes the next ones; ``commit()``
+    then waits for it (the blob is still on the disk before its name is in ``blobs/``)."""
 
     SHA256_SINK = True
 
@@ -124,9 +162,10 @@ class BlobWriter:
         self._store = store
         self.expected_digest = expected_digest
         self.expected_size = expected_size
-        import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
-        self._hash = hashlib.sha256()
+        self._hash = None  # made on the first write: loading libcrypto waits until there is something to hash
         self.size = 0
+        self._sync: _Fsync | None = None
+        self._done = False
         fd, self._tmp = make_temp_file(store.tmp_dir, "blob-")
         self._file = os.fdopen(fd, "wb")
 
@@ -136,13 +175,21 @@ class BlobWriter:
                 f"blob {self.expected_digest}: more than the {self.expected_size} bytes its descriptor declares; "
                 "the source is corrupt or lying. Nothing was stored."
             )
+        if self._hash is None:
+            self._hash = new_sha256()
         self._hash.update(data)
         self.size += len(data)
         self._file.write(data)
         return len(data)
 
+    def start_sync(self) -> None:
+        """Everything is written: flush and start the fsync on a helper thread (``commit`` waits for it)."""
+        if self._sync is None:
+            self._file.flush()
+            self._sync = _Fsync(self._file.fileno())
+
     def commit(self) -> str:
-        digest = "sha256:" + self._hash.hexdigest()
+        digest = self.digest
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort()
             raise DigestMismatchError(
@@ -155,19 +202,38 @@ class BlobWriter:
                 f"blob {self.expected_digest}: content hashes to {digest}. Nothing was stored; the registry or "
                 "the network corrupted it — pull again."
             )
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._sync is None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        else:
+            try:
+                self._sync.wait()
+            except BaseException:
+                self.abort()
+                raise
         self._file.close()
         os.chmod(self._tmp, 0o644)
         os.rename(self._tmp, self._store.blob_path(digest))
+        self._done = True
         return digest
 
     @property
     def digest(self) -> str:
         """``sha256:<hex>`` of the bytes written so far (after ``commit``: of the blob)."""
+        if self._hash is None:
+            self._hash = new_sha256()
         return "sha256:" + self._hash.hexdigest()
 
     def abort(self) -> None:
+        """Remove the temporary file (nothing after a commit)."""
+        if self._done:
+            return
+        self._done = True
+        if self._sync is not None:
+            try:
+                self._sync.wait()  # the helper's fsync uses the fd: close it only after
+            except Exception:  # noqa: BLE001 - the blob is dropped either way
+                pass
         try:
             self._file.close()
         except OSError:
@@ -211,8 +277,7 @@ class _Ingest:
         self._writer: BlobWriter | None = None
 
     def __enter__(self) -> BlobWriter:
-        self._store.ensure()
-        self._writer = BlobWriter(self._store, *self._expected)
+        self._writer = self._store.blob_writer(*self._expected)
         return self._writer
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -274,6 +339,7 @@ class Store:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.containers_dir = os.path.join(self.root, "containers")
         self.index_path = os.path.join(self.root, "index.json")
+        self._ensured = False
 
     # -- layout -------------------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -281,7 +347,10 @@ class Store:
 
     def ensure(self) -> None:
         """Create the layout if missing. Directories are 0700: layers may hold setuid files and devices that
-        other host users must not reach (CVE-2021-41103)."""
+        other host users must not reach (CVE-2021-41103). Checked once per Store object: every write calls this,
+        and nothing in the engine removes the layout's folders once they are there (gc empties ``tmp/``)."""
+        if self._ensured:
+            return
         for path in (self.root, self.blobs_dir, self.layers_dir, self.tmp_dir, self.containers_dir):
             try:
                 os.makedirs(path, mode=0o700, exist_ok=True)
@@ -298,6 +367,7 @@ class Store:
             with self.lock():
                 if not os.path.exists(self.index_path):
                     self._write_index({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": []})
+        self._ensured = True
 
     def _flock(self, name: str, shared: bool) -> _FileLock:
         return _FileLock(self.root, name, shared)
@@ -342,6 +412,39 @@ class Store:
         """``with store.ingest(...) as writer``: write a blob; committed (verified, fsynced, renamed) when the
         block exits without error, removed otherwise."""
         return _Ingest(self, expected_digest, expected_size)
+
+    def blob_writer(self, expected_digest: str | None = None, expected_size: int | None = None) -> BlobWriter:
+        """A BlobWriter into this store (made if missing): the caller commits or aborts it (``ingest`` does both)."""
+        self.ensure()
+        return BlobWriter(self, expected_digest, expected_size)
+
+    def put_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> list[tuple[str, int]]:
+        """``put_blob`` of each of ``blobs`` (small documents), their fsyncs running at the same time, beside
+        ``first``'s too when given (a writer whose ``start_sync`` was called, committed before them: a layer
+        before the config and manifest that name it; the caller aborts it if this raises). Each blob is still
+        written to ``tmp/``, hashed, fsynced and only then renamed into ``blobs/``."""
+        self.ensure()
+        results: list[tuple[str, int]] = []
+        writers: list[BlobWriter] = []
+        try:
+            for data in blobs:
+                digest = "sha256:" + sha256_hex(data)
+                results.append((digest, len(data)))
+                if self.has_blob(digest, len(data)) or any(w.expected_digest == digest for w in writers):
+                    continue
+                writer = BlobWriter(self, digest, len(data))
+                writers.append(writer)
+                writer.write(data)
+                writer.start_sync()
+            if first is not None:
+                first.commit()
+            for writer in writers:
+                writer.commit()
+        except BaseException:
+            for writer in writers:
+                writer.abort()
+            raise
+        return results
 
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         digest = "sha256:" + sha256_hex(data)

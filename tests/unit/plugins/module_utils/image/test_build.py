@@ -303,7 +303,8 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
 def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path):
     """What a short build command loads. The layer is written as a blob only: neither the pull engine
     (concurrent.futures, logging) nor the extractor (image/layers: extract, tarstream, decompress) is imported, nor tarfile (diff mode only), datetime,
-    tempfile, shutil or json (the store's documents go through _json); the digest is the in-process one."""
+    tempfile, shutil or json (the store's documents go through _json), nor hashlib (OpenSSL's SHA-256 comes from
+    _hashlib directly, the documents' digests too once it is loaded); the digest is the in-process one."""
     mu = "ansible_collections.dockerless.containers.plugins.module_utils"
     code = (
         f"from {mu}.image.build import BuildSpec, build_image\n"
@@ -312,7 +313,8 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
         f"result = build_image(Store({str(tmp_path / 'fresh')!r}), spec)\n"
         f"heavy = sorted(m for m in ('{mu}.image.pull', '{mu}.image.layers.extract', '{mu}.image.layers.tarstream',\n"
         f"                            '{mu}.image.layers.decompress', 'concurrent.futures', 'logging', 'tarfile',\n"
-        "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json') if m in sys.modules)\n"
+        "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json', 'hashlib', '_sha256',\n"
+        "                            '_sha2') if m in sys.modules)\n"
         "import json\n"
         "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"
     )
