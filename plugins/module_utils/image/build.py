@@ -558,20 +558,27 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
             # wsl_export, image_pull's dest call store_layers.ensure_unpacked), as umoci repack leaves unpacking to
             # umoci unpack. Extracting while writing cost a bash+ls build about 12 ms of CPU.
             writer = store.blob_writer() if plan.entries else None
+            staged = None
             try:
                 if writer is not None:
                     layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch)
-                    # The disk writes the layer while the config and manifest are made and written: their fsyncs
-                    # and the layer's run together, and each blob is still on the disk before it is in blobs/.
+                    # The disk writes the layer while the config and manifest are made and written, and
+                    # index.json's new copy beside them: four fsyncs overlap instead of following each other.
+                    # Each blob is still on the disk before it is in blobs/, and in blobs/ before index.json
+                    # names it (store.tag commits them just before its rename).
                     writer.start_sync()
                 config_body, config_digest, manifest_body, digest = finish(layer)
-                store.put_blobs(config_body, manifest_body, first=writer)
+                staged = store.stage_blobs(config_body, manifest_body, first=writer)
+                if digest != before:
+                    store.tag(name, _descriptor(manifest_body, digest, config_body), blobs=staged)
+                else:
+                    staged.commit()
             except BaseException:
-                if writer is not None:
+                if staged is not None:
+                    staged.abort()
+                elif writer is not None:
                     writer.abort()
                 raise
-            if digest != before:
-                store.tag(name, _descriptor(manifest_body, digest, config_body))
     changed = digest != before
     image = _record(name, digest, manifest_body, config_body, config_digest)
     if changed:

@@ -93,8 +93,10 @@ def make_temp_dir(directory: str, prefix: str) -> str:
     raise FileExistsError(errno.EEXIST, f"no free temporary name with prefix {prefix!r}", directory)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the directory."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, before_rename=None) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the directory.
+    ``before_rename``: called once the temp file is on the disk, before it replaces ``path`` (an error there leaves
+    ``path`` as it was)."""
     directory = os.path.dirname(path) or "."
     fd, tmp = make_temp_file(directory, ".tmp-")
     try:
@@ -103,6 +105,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
+        if before_rename is not None:
+            before_rename()
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -242,6 +246,25 @@ class BlobWriter:
             os.unlink(self._tmp)
         except OSError:
             pass
+
+
+class StagedBlobs:
+    """Blobs written to ``tmp/`` with their fsyncs running (``Store.stage_blobs``): ``commit()`` renames each
+    into ``blobs/`` once its fsync has returned, ``first`` before the others; ``abort()`` removes what is left.
+    ``digests``: ``(digest, size)`` of each blob given, in order."""
+
+    def __init__(self, first: BlobWriter | None):
+        self.first = first
+        self.writers: list[BlobWriter] = []
+        self.digests: list[tuple[str, int]] = []
+
+    def commit(self) -> None:
+        for writer in ([self.first] if self.first is not None else []) + self.writers:
+            writer.commit()
+
+    def abort(self) -> None:
+        for writer in ([self.first] if self.first is not None else []) + self.writers:
+            writer.abort()
 
 
 class _FileLock:
@@ -418,33 +441,37 @@ class Store:
         self.ensure()
         return BlobWriter(self, expected_digest, expected_size)
 
-    def put_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> list[tuple[str, int]]:
-        """``put_blob`` of each of ``blobs`` (small documents), their fsyncs running at the same time, beside
-        ``first``'s too when given (a writer whose ``start_sync`` was called, committed before them: a layer
-        before the config and manifest that name it; the caller aborts it if this raises). Each blob is still
-        written to ``tmp/``, hashed, fsynced and only then renamed into ``blobs/``."""
+    def stage_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> StagedBlobs:
+        """Write each of ``blobs`` (small documents) to ``tmp/`` and start its fsync: they all run at the same time,
+        beside ``first``'s too when given (a writer whose ``start_sync`` was called: a layer, committed before the
+        config and manifest that name it). Nothing is in ``blobs/`` before ``commit()`` of the result, and each
+        blob only after its own fsync returned; the caller commits or aborts it (``first`` included)."""
         self.ensure()
-        results: list[tuple[str, int]] = []
-        writers: list[BlobWriter] = []
+        staged = StagedBlobs(first)
         try:
             for data in blobs:
                 digest = "sha256:" + sha256_hex(data)
-                results.append((digest, len(data)))
-                if self.has_blob(digest, len(data)) or any(w.expected_digest == digest for w in writers):
+                staged.digests.append((digest, len(data)))
+                if self.has_blob(digest, len(data)) or any(w.expected_digest == digest for w in staged.writers):
                     continue
                 writer = BlobWriter(self, digest, len(data))
-                writers.append(writer)
+                staged.writers.append(writer)
                 writer.write(data)
                 writer.start_sync()
-            if first is not None:
-                first.commit()
-            for writer in writers:
-                writer.commit()
         except BaseException:
-            for writer in writers:
-                writer.abort()
+            staged.abort()
             raise
-        return results
+        return staged
+
+    def put_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> list[tuple[str, int]]:
+        """``put_blob`` of each of ``blobs``, their fsyncs running together (``stage_blobs``, then commit)."""
+        staged = self.stage_blobs(*blobs, first=first)
+        try:
+            staged.commit()
+        except BaseException:
+            staged.abort()
+            raise
+        return staged.digests
 
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         digest = "sha256:" + sha256_hex(data)
@@ -468,8 +495,9 @@ class Store:
             raise StoreError(f"store {self.root}: index.json has no 'manifests' list.")
         return index
 
-    def _write_index(self, index: dict) -> None:
-        atomic_write(self.index_path, json_dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+    def _write_index(self, index: dict, before_rename=None) -> None:
+        atomic_write(self.index_path, json_dumps(index, indent=2, sort_keys=True).encode() + b"\n",
+                     before_rename=before_rename)
 
     def images(self) -> list[tuple[str, dict]]:
         """(name, descriptor) for every tagged manifest, in index order."""
@@ -486,8 +514,11 @@ class Store:
                 return desc
         return None
 
-    def tag(self, name: str, descriptor: dict) -> bool:
-        """Point ``name`` at ``descriptor`` (replacing an older entry). Returns True when index.json changed."""
+    def tag(self, name: str, descriptor: dict, blobs: StagedBlobs | None = None) -> bool:
+        """Point ``name`` at ``descriptor`` (replacing an older entry). Returns True when index.json changed.
+        ``blobs``: what the entry names, still being fsynced (``stage_blobs``): the new index.json is written and
+        fsynced beside them, and they are committed into ``blobs/`` before it replaces the old one (also when the
+        index does not change)."""
         self.ensure()
         desc = dict(descriptor)
         desc["annotations"] = dict(desc.get("annotations") or {}, **{oci.ANNOTATION_REF_NAME: name})
@@ -495,9 +526,11 @@ class Store:
             index = self._read_index()
             kept = [d for d in index["manifests"] if (d.get("annotations") or {}).get(oci.ANNOTATION_REF_NAME) != name]
             if len(kept) == len(index["manifests"]) - 1 and desc in index["manifests"]:
+                if blobs is not None:
+                    blobs.commit()
                 return False
             index["manifests"] = kept + [desc]
-            self._write_index(index)
+            self._write_index(index, before_rename=blobs.commit if blobs is not None else None)
         return True
 
     def annotate(self, name: str, expected_digest: str, annotations: dict) -> bool:

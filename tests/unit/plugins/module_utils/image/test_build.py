@@ -429,3 +429,38 @@ def test_zstd_layers(root, tmp_path):
     assert r.image["layers"][0]["media_type"] == oci.OCI_LAYER_ZSTD
     g = build.build_image(store, spec(root, name="g:1", executables=["tool"]))
     assert g.image["layers"][0]["diff_id"] == r.image["layers"][0]["diff_id"]  # same tar, other compression
+
+
+def test_build_commits_each_blob_after_its_fsync_and_the_index_last(root, tmp_path, monkeypatch):
+    """The layer's, config's, manifest's and index.json's fsyncs run together, but nothing is renamed before its
+    own fsync returned, the three blobs are in blobs/ before index.json names them, and the store's folder is
+    fsynced after index.json's rename (the real calls run; they are only recorded in order)."""
+    store = Store(str(tmp_path / "store"))
+    store.ensure()
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        real_fsync(fd)
+        events.append(("fsync", path))
+
+    def rename(src, dst):
+        real_rename(src, dst)
+        events.append(("rename", os.path.abspath(src), dst))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    result = build.build_image(store, spec(root, executables=["tool"]))
+    synced = set()
+    renamed = []
+    for event in events:
+        if event[0] == "fsync":
+            synced.add(event[1])
+        else:
+            assert event[1] in synced, f"{event[1]} renamed before its fsync returned"
+            renamed.append(os.path.basename(event[2]))
+    digests = [result.image["layers"][0]["digest"], result.image["config_digest"], result.after]
+    assert renamed == [d.split(":")[1] for d in digests] + ["index.json"]
+    assert events[-1] == ("fsync", store.root)
+    assert os.listdir(store.tmp_dir) == []

@@ -133,6 +133,30 @@ def test_put_blobs_syncs_together_and_renames_each_after_its_fsync(tmp_path, mon
     assert store.has_blob(sha(b"layer bytes" * 1000))
 
 
+def test_tag_with_staged_blobs_renames_them_before_the_index(tmp_path, monkeypatch):
+    """A build's commit: the new index.json is fsynced beside the blobs' fsyncs, the blobs are renamed into
+    blobs/ (each after its own fsync) before index.json is replaced, and the folder is fsynced last. A tag that
+    does not change the index still commits its blobs."""
+    store = Store(str(tmp_path))
+    store.ensure()
+    spy = _SyncSpy(monkeypatch)
+    layer = store.blob_writer()
+    layer.write(b"layer")
+    layer.start_sync()
+    staged = store.stage_blobs(b"config", b"manifest", first=layer)
+    desc = {"mediaType": oci.OCI_MANIFEST, "digest": sha(b"manifest"), "size": 8}
+    assert store.tag("a", desc, blobs=staged) is True
+    renames = [p for kind, p in spy.events if kind == "rename"]
+    assert len(renames) == 4 and all("/tmp/blob-" in p for p in renames[:3]) and "/.tmp-" in renames[3]
+    assert spy.synced_before_renamed() and spy.events[-1] == ("fsync", str(tmp_path))
+    assert store.resolve("a")["digest"] == sha(b"manifest") and os.listdir(store.tmp_dir) == []
+    assert all(store.has_blob(sha(d)) for d in (b"layer", b"config", b"manifest"))
+
+    again = store.stage_blobs(b"config2")
+    assert store.tag("a", desc, blobs=again) is False
+    assert store.has_blob(sha(b"config2")) and os.listdir(store.tmp_dir) == []
+
+
 def test_a_failed_fsync_stores_nothing(tmp_path, monkeypatch):
     """An fsync that fails on the helper thread reaches commit: no blob is renamed into place, tmp/ is empty."""
     store = Store(str(tmp_path))
