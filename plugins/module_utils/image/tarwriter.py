@@ -737,13 +737,15 @@ class ParallelGzipWriter:
             self._jobs = _simple_queue()
         job = _DeflateJob(block, zdict, last)
         self._jobs.put(job)
-        if len(self._workers) < self.threads and len(self._pending) >= len(self._workers):
+        started = len(self._workers) < self.threads and len(self._pending) >= len(self._workers)
+        if started:
             self._workers.append(_start_worker(self._jobs, self.level))
         self._pending.append(job)
-        if sum(not j.done() for j in self._pending) <= len(self._workers):
-            # A worker is free for this block: let it take the GIL and start now. Left to itself it waits for
-            # this thread to let go for long enough, and the next thing here may hold the GIL for milliseconds
-            # (loading libcrypto for the first block's SHA-256).
+        if started:
+            # A new worker needs the GIL before it can take the block: wait until it has, or it waits for this
+            # thread to let go for long enough, and the next thing here may hold the GIL for milliseconds
+            # (loading libcrypto for the first block's SHA-256). Later blocks find their workers running: this
+            # thread lets go of the GIL for each read and checksum, and does not wait for the scheduler then.
             job.wait_picked()
         # The worker only reads the block: checking it at the same time is safe, and off the workers' path.
         self._check(block)
