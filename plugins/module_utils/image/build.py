@@ -18,7 +18,6 @@ Host files are read only where they were named: symlinks in ``files`` are copied
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import time
@@ -50,6 +49,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     Record,
     json_dumps,
     json_loads,
+    sha256_hex,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a build's imports count)
@@ -380,7 +380,7 @@ def plan_layer(spec: BuildSpec) -> LayerPlan:
     planner = _Planner(fs)
     plan = LayerPlan(entries=planner.entries)
     if spec.executables:
-        closure = resolve_closure(list(spec.executables), root=spec.host_root, search_path=spec.search_path)
+        closure = resolve_closure(list(spec.executables), root=spec.host_root, search_path=spec.search_path, fs=fs)
         plan.architecture, plan.os = closure.architecture, closure.os
         plan.notes.extend(closure.notes)
         for path in closure.files:
@@ -497,7 +497,7 @@ def make_manifest(base: ImageRecord | None, layer: ArchiveResult | None, config_
 
 
 def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256_hex(data)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -557,17 +557,31 @@ def build_image(store: Store, spec: BuildSpec, check_mode: bool = False, want_di
         store.ensure()
         with store.gc_guard():
             layer = None
-            if plan.entries:
-                # Only the blob: the layer folder is made from it by whoever needs it first (container_run,
-                # wsl_export, image_pull's dest call store_layers.ensure_unpacked), as umoci repack leaves unpacking to
-                # umoci unpack. Extracting while writing cost a bash+ls build about 12 ms of CPU.
-                with store.ingest() as writer:
+            # Only the blob: the layer folder is made from it by whoever needs it first (container_run,
+            # wsl_export, image_pull's dest call store_layers.ensure_unpacked), as umoci repack leaves unpacking to
+            # umoci unpack. Extracting while writing cost a bash+ls build about 12 ms of CPU.
+            writer = store.blob_writer() if plan.entries else None
+            staged = None
+            try:
+                if writer is not None:
                     layer = write_archive(plan.entries.values(), writer, spec.compression, level, epoch)
-            config_body, config_digest, manifest_body, digest = finish(layer)
-            store.put_blob(config_body)
-            store.put_blob(manifest_body)
-            if digest != before:
-                store.tag(name, _descriptor(manifest_body, digest, config_body))
+                    # The disk writes the layer while the config and manifest are made and written, and
+                    # index.json's new copy beside them: four fsyncs overlap instead of following each other.
+                    # Each blob is still on the disk before it is in blobs/, and in blobs/ before index.json
+                    # names it (store.tag commits them just before its rename).
+                    writer.start_sync()
+                config_body, config_digest, manifest_body, digest = finish(layer)
+                staged = store.stage_blobs(config_body, manifest_body, first=writer)
+                if digest != before:
+                    store.tag(name, _descriptor(manifest_body, digest, config_body), blobs=staged)
+                else:
+                    staged.commit()
+            except BaseException:
+                if staged is not None:
+                    staged.abort()
+                elif writer is not None:
+                    writer.abort()
+                raise
     changed = digest != before
     image = _record(name, digest, manifest_body, config_body, config_digest)
     if changed:

@@ -17,6 +17,7 @@ collection (exclusive) never removes what a running pull has written but not yet
 
 from __future__ import annotations
 
+import _thread
 import errno
 import fcntl
 import os
@@ -37,6 +38,7 @@ from ansible_collections.dockerless.containers.plugins.module_utils.records impo
     Record,
     json_dumps,
     json_loads,
+    new_sha256,
     sha256_hex,
 )
 from ansible_collections.dockerless.containers.plugins.module_utils.store_root import default_store_root
@@ -91,8 +93,10 @@ def make_temp_dir(directory: str, prefix: str) -> str:
     raise FileExistsError(errno.EEXIST, f"no free temporary name with prefix {prefix!r}", directory)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the directory."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, before_rename=None) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync the directory.
+    ``before_rename``: called once the temp file is on the disk, before it replaces ``path`` (an error there leaves
+    ``path`` as it was)."""
     directory = os.path.dirname(path) or "."
     fd, tmp = make_temp_file(directory, ".tmp-")
     try:
@@ -101,6 +105,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
+        if before_rename is not None:
+            before_rename()
         os.rename(tmp, path)
     except BaseException:
         try:
@@ -111,10 +117,46 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(directory)
 
 
+class _Fsync:
+    """``os.fsync(fd)`` on a helper thread (the system call releases the GIL); ``wait()`` returns when it is done
+    and raises what it raised. A plain ``_thread`` thread: ``threading`` is a visible part of a short build's
+    imports.
+
+    The constructor returns once the helper runs: a new thread needs the GIL before it can call fsync, and a
+    busy caller that only lets go of it for short system calls kept it waiting for milliseconds (a bash+ls build's
+    layer fsync started 4 ms late, after the config's and manifest's)."""
+
+    def __init__(self, fd: int):
+        self.error: BaseException | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()  # released by the helper when fsync has returned
+        started = _thread.allocate_lock()
+        started.acquire()
+        _thread.start_new_thread(self._run, (fd, started))
+        started.acquire()  # waiting here hands the GIL over
+
+    def _run(self, fd: int, started) -> None:
+        try:
+            started.release()
+            os.fsync(fd)
+        except BaseException as exc:  # raised by wait()
+            self.error = exc
+        finally:
+            self._done.release()
+
+    def wait(self) -> None:
+        with self._done:
+            pass
+        if self.error is not None:
+            raise self.error
+
+
 class BlobWriter:
-    """Hashes while writing; ``commit()`` verifies digest and size and renames into ``blobs/``. ``size`` and
+    """Hashes while writing; ``commit()`` verifies digest and size, fsyncs and renames into ``blobs/``. ``size`` and
     ``digest`` (until the commit: of what was written so far) make it a tarwriter ``SHA256_SINK``: a layer written
-    into it by tarwriter.write_archive is hashed once."""
+    into it by tarwriter.write_archive is hashed once. ``start_sync()`` begins the fsync early, on a helper
+    thread, so that the disk writes this blob while the caller makes and writes the next ones; ``commit()``
+    then waits for it (the blob is still on the disk before its name is in ``blobs/``)."""
 
     SHA256_SINK = True
 
@@ -129,12 +171,11 @@ class BlobWriter:
         # at its EOF, when size and sha256 match its digest. Hashing the same bytes again here would only repeat
         # that check, so the commit requires the reader's verdict instead: no verified reader, no commit.
         self._source = source if source is not None and expected_digest is not None else None
-        if self._source is None:
-            import hashlib  # pylint: disable=import-outside-toplevel  # libcrypto: a no-change pull hashes nothing
-            self._hash = hashlib.sha256()
-        else:
-            self._hash = None
+        # Without a source: made on the first write (loading libcrypto waits until there is something to hash).
+        self._hash = None
         self.size = 0
+        self._sync: _Fsync | None = None
+        self._done = False
         fd, self._tmp = make_temp_file(store.tmp_dir, "blob-")
         self._file = os.fdopen(fd, "wb")
 
@@ -144,11 +185,19 @@ class BlobWriter:
                 f"blob {self.expected_digest}: more than the {self.expected_size} bytes its descriptor declares; "
                 "the source is corrupt or lying. Nothing was stored."
             )
-        if self._hash is not None:
+        if self._source is None:
+            if self._hash is None:
+                self._hash = new_sha256()
             self._hash.update(data)
         self.size += len(data)
         self._file.write(data)
         return len(data)
+
+    def start_sync(self) -> None:
+        """Everything is written: flush and start the fsync on a helper thread (``commit`` waits for it)."""
+        if self._sync is None:
+            self._file.flush()
+            self._sync = _Fsync(self._file.fileno())
 
     def commit(self) -> str:
         if self._source is not None:
@@ -161,7 +210,7 @@ class BlobWriter:
                     "written). Nothing was stored; pull again.")
             digest = self.expected_digest
         else:
-            digest = "sha256:" + self._hash.hexdigest()
+            digest = self.digest
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort()
             raise DigestMismatchError(
@@ -174,22 +223,41 @@ class BlobWriter:
                 f"blob {self.expected_digest}: content hashes to {digest}. Nothing was stored; the registry or "
                 "the network corrupted it — pull again."
             )
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._sync is None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        else:
+            try:
+                self._sync.wait()
+            except BaseException:
+                self.abort()
+                raise
         self._file.close()
         os.chmod(self._tmp, 0o644)
         os.rename(self._tmp, self._store.blob_path(digest))
+        self._done = True
         return digest
 
     @property
     def digest(self) -> str:
         """``sha256:<hex>`` of the bytes written so far (after ``commit``: of the blob); with a ``source``, the
         digest the source verified."""
-        if self._hash is None:
+        if self._source is not None:
             return self.expected_digest
+        if self._hash is None:
+            self._hash = new_sha256()
         return "sha256:" + self._hash.hexdigest()
 
     def abort(self) -> None:
+        """Remove the temporary file (nothing after a commit)."""
+        if self._done:
+            return
+        self._done = True
+        if self._sync is not None:
+            try:
+                self._sync.wait()  # the helper's fsync uses the fd: close it only after
+            except Exception:  # noqa: BLE001 - the blob is dropped either way
+                pass
         try:
             self._file.close()
         except OSError:
@@ -198,6 +266,25 @@ class BlobWriter:
             os.unlink(self._tmp)
         except OSError:
             pass
+
+
+class StagedBlobs:
+    """Blobs written to ``tmp/`` with their fsyncs running (``Store.stage_blobs``): ``commit()`` renames each
+    into ``blobs/`` once its fsync has returned, ``first`` before the others; ``abort()`` removes what is left.
+    ``digests``: ``(digest, size)`` of each blob given, in order."""
+
+    def __init__(self, first: BlobWriter | None):
+        self.first = first
+        self.writers: list[BlobWriter] = []
+        self.digests: list[tuple[str, int]] = []
+
+    def commit(self) -> None:
+        for writer in ([self.first] if self.first is not None else []) + self.writers:
+            writer.commit()
+
+    def abort(self) -> None:
+        for writer in ([self.first] if self.first is not None else []) + self.writers:
+            writer.abort()
 
 
 class _FileLock:
@@ -234,8 +321,7 @@ class _Ingest:
         self._writer: BlobWriter | None = None
 
     def __enter__(self) -> BlobWriter:
-        self._store.ensure()
-        self._writer = BlobWriter(self._store, *self._expected, source=self._source)
+        self._writer = self._store.blob_writer(*self._expected, source=self._source)
         return self._writer
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -297,6 +383,7 @@ class Store:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.containers_dir = os.path.join(self.root, "containers")
         self.index_path = os.path.join(self.root, "index.json")
+        self._ensured = False
 
     # -- layout -------------------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -304,7 +391,10 @@ class Store:
 
     def ensure(self) -> None:
         """Create the layout if missing. Directories are 0700: layers may hold setuid files and devices that
-        other host users must not reach (CVE-2021-41103)."""
+        other host users must not reach (CVE-2021-41103). Checked once per Store object: every write calls this,
+        and nothing in the engine removes the layout's folders once they are there (gc empties ``tmp/``)."""
+        if self._ensured:
+            return
         for path in (self.root, self.blobs_dir, self.layers_dir, self.tmp_dir, self.containers_dir):
             try:
                 os.makedirs(path, mode=0o700, exist_ok=True)
@@ -321,6 +411,7 @@ class Store:
             with self.lock():
                 if not os.path.exists(self.index_path):
                     self._write_index({"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": []})
+        self._ensured = True
 
     def _flock(self, name: str, shared: bool) -> _FileLock:
         return _FileLock(self.root, name, shared)
@@ -367,6 +458,45 @@ class Store:
         read from (see BlobWriter): its verdict at EOF replaces a second hash of the same bytes."""
         return _Ingest(self, expected_digest, expected_size, source)
 
+    def blob_writer(self, expected_digest: str | None = None, expected_size: int | None = None,
+                    source=None) -> BlobWriter:
+        """A BlobWriter into this store (made if missing): the caller commits or aborts it (``ingest`` does both).
+        ``source``: see BlobWriter."""
+        self.ensure()
+        return BlobWriter(self, expected_digest, expected_size, source)
+
+    def stage_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> StagedBlobs:
+        """Write each of ``blobs`` (small documents) to ``tmp/`` and start its fsync: they all run at the same time,
+        beside ``first``'s too when given (a writer whose ``start_sync`` was called: a layer, committed before the
+        config and manifest that name it). Nothing is in ``blobs/`` before ``commit()`` of the result, and each
+        blob only after its own fsync returned; the caller commits or aborts it (``first`` included)."""
+        self.ensure()
+        staged = StagedBlobs(first)
+        try:
+            for data in blobs:
+                digest = "sha256:" + sha256_hex(data)
+                staged.digests.append((digest, len(data)))
+                if self.has_blob(digest, len(data)) or any(w.expected_digest == digest for w in staged.writers):
+                    continue
+                writer = BlobWriter(self, digest, len(data))
+                staged.writers.append(writer)
+                writer.write(data)
+                writer.start_sync()
+        except BaseException:
+            staged.abort()
+            raise
+        return staged
+
+    def put_blobs(self, *blobs: bytes, first: BlobWriter | None = None) -> list[tuple[str, int]]:
+        """``put_blob`` of each of ``blobs``, their fsyncs running together (``stage_blobs``, then commit)."""
+        staged = self.stage_blobs(*blobs, first=first)
+        try:
+            staged.commit()
+        except BaseException:
+            staged.abort()
+            raise
+        return staged.digests
+
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> tuple[str, int]:
         digest = "sha256:" + sha256_hex(data)
         if expected_digest is not None and digest != expected_digest:
@@ -389,8 +519,9 @@ class Store:
             raise StoreError(f"store {self.root}: index.json has no 'manifests' list.")
         return index
 
-    def _write_index(self, index: dict) -> None:
-        atomic_write(self.index_path, json_dumps(index, indent=2, sort_keys=True).encode() + b"\n")
+    def _write_index(self, index: dict, before_rename=None) -> None:
+        atomic_write(self.index_path, json_dumps(index, indent=2, sort_keys=True).encode() + b"\n",
+                     before_rename=before_rename)
 
     def images(self) -> list[tuple[str, dict]]:
         """(name, descriptor) for every tagged manifest, in index order."""
@@ -407,8 +538,11 @@ class Store:
                 return desc
         return None
 
-    def tag(self, name: str, descriptor: dict) -> bool:
-        """Point ``name`` at ``descriptor`` (replacing an older entry). Returns True when index.json changed."""
+    def tag(self, name: str, descriptor: dict, blobs: StagedBlobs | None = None) -> bool:
+        """Point ``name`` at ``descriptor`` (replacing an older entry). Returns True when index.json changed.
+        ``blobs``: what the entry names, still being fsynced (``stage_blobs``): the new index.json is written and
+        fsynced beside them, and they are committed into ``blobs/`` before it replaces the old one (also when the
+        index does not change)."""
         self.ensure()
         desc = dict(descriptor)
         desc["annotations"] = dict(desc.get("annotations") or {}, **{oci.ANNOTATION_REF_NAME: name})
@@ -416,9 +550,11 @@ class Store:
             index = self._read_index()
             kept = [d for d in index["manifests"] if (d.get("annotations") or {}).get(oci.ANNOTATION_REF_NAME) != name]
             if len(kept) == len(index["manifests"]) - 1 and desc in index["manifests"]:
+                if blobs is not None:
+                    blobs.commit()
                 return False
             index["manifests"] = kept + [desc]
-            self._write_index(index)
+            self._write_index(index, before_rename=blobs.commit if blobs is not None else None)
         return True
 
     def annotate(self, name: str, expected_digest: str, annotations: dict) -> bool:

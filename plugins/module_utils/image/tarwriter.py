@@ -28,14 +28,13 @@ digest on a 2-core and a 64-core host.
 from __future__ import annotations
 
 import _thread
-import hashlib
 import os
 import stat
 import zlib
 from _collections import deque
 
 from ansible_collections.dockerless.containers.plugins.module_utils.errors import DockerlessError
-from ansible_collections.dockerless.containers.plugins.module_utils.records import Record
+from ansible_collections.dockerless.containers.plugins.module_utils.records import Record, new_sha256
 
 # subprocess, shutil and zstandard are imported where zstd is used, and the gzip workers are plain threads rather
 # than concurrent.futures (which imports logging): a build is a short command whose imports are a good part of
@@ -321,12 +320,18 @@ class TarWriter:
             if st.st_size != size or (entry.inode is not None and (st.st_dev, st.st_ino) != entry.inode):
                 raise DockerlessError(f"reading {src}: it changed while the archive was written. Run it again.")
             left = size
-            buf = self._read_buffer(size)
+            # The gzip writer reads the file straight into the block it is filling (one copy fewer per byte).
+            read_into = getattr(self.out, "write_from", None)
+            buf = None if read_into is not None else self._read_buffer(size)
             while left:
-                got = os.readv(fd, [buf[: min(len(buf), left)]])
+                if read_into is not None:
+                    got = read_into(fd, left)
+                else:
+                    got = os.readv(fd, [buf[: min(len(buf), left)]])
+                    if got:
+                        self._write(buf[:got])
                 if not got:
                     raise DockerlessError(f"reading {src}: it shrank while the archive was written. Run it again.")
-                self._write(buf[:got])
                 left -= got
             if os.read(fd, 1):
                 raise DockerlessError(f"reading {src}: it grew while the archive was written. Run it again.")
@@ -389,7 +394,7 @@ class HashingWriter:
     def __init__(self, out=None):
         self.out = out
         self.size = 0
-        self._sha = hashlib.sha256()
+        self._sha = new_sha256()
 
     def write(self, data) -> int:
         self._sha.update(data)
@@ -529,7 +534,7 @@ def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> tuple[b
 class _DeflateJob:
     """One block handed to a worker; ``wait`` returns its deflate pieces (or raises what the worker raised)."""
 
-    __slots__ = ("block", "zdict", "last", "result", "error", "cancelled", "_done")
+    __slots__ = ("block", "zdict", "last", "result", "error", "cancelled", "_done", "_picked")
 
     def __init__(self, block: bytes, zdict: bytes, last: bool):
         self.block = block
@@ -540,9 +545,16 @@ class _DeflateJob:
         self.cancelled = False
         self._done = _thread.allocate_lock()
         self._done.acquire()  # released by the worker when the job is finished
+        self._picked = _thread.allocate_lock()
+        self._picked.acquire()  # released by the worker when it takes the job
+
+    def wait_picked(self, timeout: float = 0.05) -> None:
+        """Until a worker has taken the job (at most ``timeout`` seconds: this only hands the GIL over sooner)."""
+        self._picked.acquire(True, timeout)
 
     def run(self, level: int) -> None:
         try:
+            self._picked.release()
             if not self.cancelled:
                 self.result = _deflate_block(self.block, self.zdict, level, self.last)
         except BaseException as exc:  # handed to the writer by wait()
@@ -598,13 +610,19 @@ class ParallelGzipWriter:
 
     Header: no name, mtime 0, XFL by level as zlib sets it, OS 255 ("unknown"): nothing host or time specific.
     ``close`` writes the trailer (CRC-32 and length of the whole input) but does not close ``out``. Memory stays
-    bounded: at most ``2 * threads`` blocks are in flight. The workers are plain ``_thread`` threads fed by a queue
+    bounded: at most ``2 * threads`` blocks are in flight. With ``hash_input``, the input's SHA-256 (a layer's
+    diff_id) is taken too: ``input_digest``, ``input_size``.
+
+    A full block goes to a worker first and is checked (CRC-32, SHA-256) here afterwards, while the worker deflates
+    it: the first blocks reach the workers without waiting for two passes over them, and the checks run beside
+    the deflate (zlib and OpenSSL release the GIL for buffers this large). The workers are plain ``_thread`` threads fed by a queue
     (started as blocks arrive, up to ``threads``), not a ``concurrent.futures`` pool nor ``threading`` threads:
     those modules import ``logging``, ``functools`` and ``collections``, which cost a short build more than its
     whole tar.
     """
 
-    def __init__(self, out, level: int = 1, threads: int | None = None, block_size: int = GZIP_BLOCK):
+    def __init__(self, out, level: int = 1, threads: int | None = None, block_size: int = GZIP_BLOCK,
+                 hash_input: bool = False):
         if not 1 <= level <= 9:
             raise DockerlessError(f"compressing with gzip: level {level} is not 1-9. Pick a level from 1 to 9.")
         if block_size < _GZIP_WINDOW:
@@ -624,10 +642,13 @@ class ParallelGzipWriter:
         self._zdict = b""
         self._crc = 0
         self._length = 0
+        self._hash_input = hash_input
+        self._sha = None  # made on the first block: loading libcrypto waits until a worker has the first one
         self._closed = False
         xfl = 2 if level == 9 else 4 if level == 1 else 0
-        # ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=255 (RFC 1952 section 2.3).
-        self.out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255)))
+        # ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=255 (RFC 1952 section 2.3). Written with the first deflated
+        # piece: a store blob writer loads libcrypto for its first write, which can then wait until a worker runs.
+        self._header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 255))
 
     def write(self, data) -> int:
         if self._closed:
@@ -652,27 +673,82 @@ class ParallelGzipWriter:
                 self._submit(block, last=False)
         return len(data)
 
+    def write_from(self, fd: int, count: int) -> int:
+        """Read at most ``count`` bytes of ``fd`` straight into the block being filled (at most what it has room
+        for); returns how many were read, 0 at the end of the file. Same stream as ``write`` of those bytes."""
+        if self._closed:
+            raise DockerlessError("compressing with gzip: write after close (internal error)")
+        fill = self._fill
+        take = min(count, self.block_size - fill)
+        with memoryview(self._block) as view:
+            got = os.readv(fd, [view[fill : fill + take]])
+        self._fill = fill + got
+        self._length += got
+        if self._fill == self.block_size:
+            block, self._block, self._fill = self._block, bytearray(self.block_size), 0
+            self._submit(block, last=False)
+        return got
+
+    @property
+    def input_size(self) -> int:
+        """Bytes given so far (``write`` and ``write_from``)."""
+        return self._length
+
+    @property
+    def input_digest(self) -> str:
+        """``sha256:<hex>`` of the input (``hash_input``), complete after ``close``."""
+        if not self._hash_input:
+            raise DockerlessError("compressing with gzip: the input is not hashed (internal error)")
+        if self._sha is None:
+            self._sha = new_sha256()
+        return "sha256:" + self._sha.hexdigest()
+
+    def _check(self, block) -> None:
+        """The stream's CRC-32 and (``hash_input``) SHA-256 over ``block``, the next piece of input in order."""
+        self._crc = zlib.crc32(block, self._crc)
+        if self._hash_input:
+            if self._sha is None:
+                self._sha = new_sha256()
+            self._sha.update(block)
+
     def _write_out(self, pieces: tuple[bytes, ...]) -> None:
+        if self._header:
+            self.out.write(self._header)
+            self._header = b""
         for piece in pieces:
             if piece:
                 self.out.write(piece)
 
     def _submit(self, block, last: bool) -> None:
         """Hand ``block`` (a bytes-like object nobody writes to any more) to a worker, or deflate it here."""
-        self._crc = zlib.crc32(block, self._crc)  # one call per block: zlib releases the GIL for it
         zdict = self._zdict
         self._zdict = bytes(block[-_GZIP_WINDOW:])  # every block but the last is at least 32 KiB
-        if self.threads == 1 or (last and self._jobs is None):
-            # One worker, or a stream of a single block: no thread to start (same bytes either way).
-            self._write_out(_deflate_block(block, zdict, self.level, last))
+        if self.threads == 1 or last:
+            # One worker, a stream of a single block (no thread to start), or the last block: this thread would
+            # only wait for the workers, and a short last block alone on a worker left a core idle at the end.
+            # Same bytes either way.
+            self._check(block)
+            pieces = _deflate_block(block, zdict, self.level, last)
+            while self._pending:
+                self._write_out(self._pending.popleft().wait())
+            self._write_out(pieces)
             return
         if self._jobs is None:
             self._jobs = _simple_queue()
         job = _DeflateJob(block, zdict, last)
         self._jobs.put(job)
-        if len(self._workers) < self.threads and len(self._pending) >= len(self._workers):
+        started = len(self._workers) < self.threads and len(self._pending) >= len(self._workers)
+        if started:
             self._workers.append(_start_worker(self._jobs, self.level))
         self._pending.append(job)
+        if started:
+            # A new worker needs the GIL before it can take the block: wait until it has, or it waits for this
+            # thread to let go for long enough, and the next thing here may hold the GIL for milliseconds
+            # (loading libcrypto for the first block's SHA-256). Later blocks find their workers running: this
+            # thread lets go of the GIL for each read and checksum, and does not wait for the scheduler then.
+            job.wait_picked()
+        # The worker only reads the block: checking it at the same time is safe, and off the workers' path.
+        self._check(block)
         # Write finished blocks in order; wait only when too many are in flight (bounded memory).
         while self._pending and (self._pending[0].done() or len(self._pending) > 2 * self.threads):
             self._write_out(self._pending.popleft().wait())
@@ -713,8 +789,9 @@ class ParallelGzipWriter:
 DEFAULT_LEVELS = {"gzip": 1, "zstd": 3, "none": 0}
 
 
-def open_compressor(kind: str, out, level: int | None = None):
-    """A writer with ``write``/``close`` that compresses into ``out`` deterministically."""
+def open_compressor(kind: str, out, level: int | None = None, hash_input: bool = False):
+    """A writer with ``write``/``close`` that compresses into ``out`` deterministically. ``hash_input``: the gzip
+    writer hashes what it is given (``input_digest``); the other kinds ignore it."""
     if level is None:
         level = DEFAULT_LEVELS.get(kind, 0)
     if kind == "none":
@@ -722,7 +799,7 @@ def open_compressor(kind: str, out, level: int | None = None):
     if kind == "gzip":
         if not 1 <= level <= 9:
             raise DockerlessError(f"compressing with gzip: level {level} is not 1-9. Pick a level from 1 to 9.")
-        return ParallelGzipWriter(out, level)
+        return ParallelGzipWriter(out, level, hash_input=hash_input)
     if kind == "zstd":
         if not 1 <= level <= 19:
             raise DockerlessError(f"compressing with zstd: level {level} is not 1-19. Pick a level from 1 to 19.")
@@ -764,8 +841,11 @@ def write_archive(
     ``SHA256_SINK`` (see HashingWriter), its own ``digest`` and ``size``."""
     # The store's blob writer hashes what it stores: one SHA-256 pass over the compressed bytes, not two.
     blob = out if getattr(out, "SHA256_SINK", False) else HashingWriter(out)
-    comp = open_compressor(compression, blob, level)
-    tar = HashingWriter(comp)
+    comp = open_compressor(compression, blob, level, hash_input=True)
+    # The gzip writer hashes the tar itself, a block at a time (and reads files straight into its blocks); the
+    # other compressors are given the tar through a HashingWriter.
+    gzip_writer = comp if isinstance(comp, ParallelGzipWriter) else None
+    tar = gzip_writer or HashingWriter(comp)
     try:
         paths = write_entries(entries, tar, mtime)
     except BaseException:
@@ -774,10 +854,10 @@ def write_archive(
         raise
     comp.close()
     return ArchiveResult(
-        diff_id=tar.digest,
+        diff_id=gzip_writer.input_digest if gzip_writer else tar.digest,
         digest=blob.digest,
         size=blob.size,
-        uncompressed_size=tar.size,
+        uncompressed_size=gzip_writer.input_size if gzip_writer else tar.size,
         paths=paths,
         media_type=MEDIA_TYPES[compression],
     )

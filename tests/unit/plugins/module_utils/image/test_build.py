@@ -303,7 +303,8 @@ def test_check_mode_writes_nothing_then_build_then_idempotent(root, tmp_path):
 def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path):
     """What a short build command loads. The layer is written as a blob only: neither the pull engine
     (concurrent.futures, logging) nor the extractor (image/layers: extract, tarstream, decompress) is imported, nor tarfile (diff mode only), datetime,
-    tempfile, shutil or json (the store's documents go through _json); the digest is the in-process one."""
+    tempfile, shutil or json (the store's documents go through _json), nor hashlib (OpenSSL's SHA-256 comes from
+    _hashlib directly, the documents' digests too once it is loaded); the digest is the in-process one."""
     mu = "ansible_collections.dockerless.containers.plugins.module_utils"
     code = (
         f"from {mu}.image.build import BuildSpec, build_image\n"
@@ -312,7 +313,8 @@ def test_build_without_base_in_a_fresh_interpreter_imports_little(root, tmp_path
         f"result = build_image(Store({str(tmp_path / 'fresh')!r}), spec)\n"
         f"heavy = sorted(m for m in ('{mu}.image.pull', '{mu}.image.layers.extract', '{mu}.image.layers.tarstream',\n"
         f"                            '{mu}.image.layers.decompress', 'concurrent.futures', 'logging', 'tarfile',\n"
-        "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json') if m in sys.modules)\n"
+        "                            'datetime', 'argparse', 'tempfile', 'shutil', 'json', 'hashlib', '_sha256',\n"
+        "                            '_sha2') if m in sys.modules)\n"
         "import json\n"
         "print(json.dumps({'heavy': heavy, 'digest': result.after, 'diff_id': result.image['layers'][0]['diff_id']}))\n"
     )
@@ -427,3 +429,38 @@ def test_zstd_layers(root, tmp_path):
     assert r.image["layers"][0]["media_type"] == oci.OCI_LAYER_ZSTD
     g = build.build_image(store, spec(root, name="g:1", executables=["tool"]))
     assert g.image["layers"][0]["diff_id"] == r.image["layers"][0]["diff_id"]  # same tar, other compression
+
+
+def test_build_commits_each_blob_after_its_fsync_and_the_index_last(root, tmp_path, monkeypatch):
+    """The layer's, config's, manifest's and index.json's fsyncs run together, but nothing is renamed before its
+    own fsync returned, the three blobs are in blobs/ before index.json names them, and the store's folder is
+    fsynced after index.json's rename (the real calls run; they are only recorded in order)."""
+    store = Store(str(tmp_path / "store"))
+    store.ensure()
+    events = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        real_fsync(fd)
+        events.append(("fsync", path))
+
+    def rename(src, dst):
+        real_rename(src, dst)
+        events.append(("rename", os.path.abspath(src), dst))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    result = build.build_image(store, spec(root, executables=["tool"]))
+    synced = set()
+    renamed = []
+    for event in events:
+        if event[0] == "fsync":
+            synced.add(event[1])
+        else:
+            assert event[1] in synced, f"{event[1]} renamed before its fsync returned"
+            renamed.append(os.path.basename(event[2]))
+    digests = [result.image["layers"][0]["digest"], result.image["config_digest"], result.after]
+    assert renamed == [d.split(":")[1] for d in digests] + ["index.json"]
+    assert events[-1] == ("fsync", store.root)
+    assert os.listdir(store.tmp_dir) == []

@@ -302,6 +302,30 @@ def test_rootfs_absolute_and_dotdot_links_stay_inside(tmp_path):
         fs.walk("/loop1")
 
 
+def test_rootfs_looks_each_path_up_once_and_the_closure_shares_it(tmp_path, monkeypatch):
+    """A RootFS remembers what lstat and readlink said (a plan walks the same directories and links again and
+    again); resolve_closure given the planner's RootFS answers as with its own, through the same memory."""
+    root = make_root(tmp_path)
+    make_elf(os.path.join(root, "usr/bin/app"), interp=INTERP, needed=("libc.so.6",))
+    alone = elf.resolve_closure(["/bin/app"], root=root)
+    calls = []
+    real_lstat = os.lstat
+
+    def lstat(path, *args, **kwargs):
+        calls.append(path)
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    fs = elf.RootFS(root)
+    shared = elf.resolve_closure(["/bin/app"], root=root, fs=fs)
+    assert (shared.files, shared.resolved) == (alone.files, alone.resolved)
+    assert len(calls) == len(set(calls))  # no path asked twice
+    before = len(calls)
+    assert fs.walk(INTERP)[0] == "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    assert fs.is_regular("/bin/app") and not fs.is_regular("/usr/bin") and not fs.is_regular("/")
+    assert len(calls) == before + 1  # only "/": everything else was looked up by the closure
+
+
 def test_ld_so_conf_includes(tmp_path):
     root = tmp_path / "root"
     (root / "etc/ld.so.conf.d").mkdir(parents=True)

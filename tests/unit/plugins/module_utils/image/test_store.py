@@ -104,6 +104,120 @@ def test_interrupted_ingest_leaves_nothing(tmp_path):
     assert os.listdir(store.blobs_dir) == [] and os.listdir(store.tmp_dir) == []
 
 
+class _SyncSpy:
+    """Records, in order, each fsync that returned (with the path of the file it synced) and each rename, and lets
+    the real calls do their work: what the store promises is the order, a file on the disk before its name."""
+
+    def __init__(self, monkeypatch, fail_fsync: bool = False):
+        self.events: list[tuple[str, str]] = []
+        real_fsync, real_rename = os.fsync, os.rename
+
+        def fsync(fd):
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if fail_fsync and "/tmp/blob-" in path:
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+            self.events.append(("fsync", path))
+
+        def rename(src, dst):
+            real_rename(src, dst)
+            self.events.append(("rename", os.path.abspath(src)))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "rename", rename)
+
+    def synced_before_renamed(self) -> bool:
+        synced = set()
+        for kind, path in self.events:
+            if kind == "fsync":
+                synced.add(path)
+            elif path not in synced:
+                return False
+        return True
+
+
+def test_put_blobs_syncs_together_and_renames_each_after_its_fsync(tmp_path, monkeypatch):
+    """The config and manifest of a build, and the layer before them (``first``, its fsync started early): each
+    is on the disk before its name is in blobs/, the layer is renamed first, a blob already there or given twice is
+    written once, and nothing is left in tmp/."""
+    store = Store(str(tmp_path))
+    store.put_blob(b"already")
+    spy = _SyncSpy(monkeypatch)
+    layer = store.blob_writer()
+    layer.write(b"layer bytes" * 1000)
+    layer.start_sync()
+    got = store.put_blobs(b"config", b"manifest", b"already", b"config", first=layer)
+    assert got == [(sha(b"config"), 6), (sha(b"manifest"), 8), (sha(b"already"), 7), (sha(b"config"), 6)]
+    renamed = [os.path.basename(p) for kind, p in spy.events if kind == "rename"]
+    assert len(renamed) == 3 and spy.synced_before_renamed()
+    first_renamed = [p for kind, p in spy.events if kind == "rename"][0]
+    assert ("fsync", first_renamed) in spy.events and renamed[0].startswith("blob-")
+    for data in (b"layer bytes" * 1000, b"config", b"manifest", b"already"):
+        assert store.read_blob(sha(data), 1 << 20) == data
+    assert os.listdir(store.tmp_dir) == []
+    layer.abort()  # after a commit: nothing to do
+    assert store.has_blob(sha(b"layer bytes" * 1000))
+
+
+def test_tag_with_staged_blobs_renames_them_before_the_index(tmp_path, monkeypatch):
+    """A build's commit: the new index.json is fsynced beside the blobs' fsyncs, the blobs are renamed into
+    blobs/ (each after its own fsync) before index.json is replaced, and the folder is fsynced last. A tag that
+    does not change the index still commits its blobs."""
+    store = Store(str(tmp_path))
+    store.ensure()
+    spy = _SyncSpy(monkeypatch)
+    layer = store.blob_writer()
+    layer.write(b"layer")
+    layer.start_sync()
+    staged = store.stage_blobs(b"config", b"manifest", first=layer)
+    desc = {"mediaType": oci.OCI_MANIFEST, "digest": sha(b"manifest"), "size": 8}
+    assert store.tag("a", desc, blobs=staged) is True
+    renames = [p for kind, p in spy.events if kind == "rename"]
+    assert len(renames) == 4 and all("/tmp/blob-" in p for p in renames[:3]) and "/.tmp-" in renames[3]
+    assert spy.synced_before_renamed() and spy.events[-1] == ("fsync", str(tmp_path))
+    assert store.resolve("a")["digest"] == sha(b"manifest") and os.listdir(store.tmp_dir) == []
+    assert all(store.has_blob(sha(d)) for d in (b"layer", b"config", b"manifest"))
+
+    again = store.stage_blobs(b"config2")
+    assert store.tag("a", desc, blobs=again) is False
+    assert store.has_blob(sha(b"config2")) and os.listdir(store.tmp_dir) == []
+
+
+def test_a_failed_fsync_stores_nothing(tmp_path, monkeypatch):
+    """An fsync that fails on the helper thread reaches commit: no blob is renamed into place, tmp/ is empty."""
+    store = Store(str(tmp_path))
+    store.ensure()
+    _SyncSpy(monkeypatch, fail_fsync=True)
+    layer = store.blob_writer()
+    layer.write(b"layer")
+    layer.start_sync()
+    with pytest.raises(OSError, match="Input/output error"):
+        store.put_blobs(b"config", first=layer)
+    layer.abort()
+    assert os.listdir(store.blobs_dir) == [] and os.listdir(store.tmp_dir) == []
+
+
+def test_put_blobs_after_a_bad_first_blob_stores_none_of_them(tmp_path):
+    store = Store(str(tmp_path))
+    layer = store.blob_writer(sha(b"expected"), 8)
+    layer.write(b"received")
+    layer.start_sync()
+    with pytest.raises(DigestMismatchError, match="hashes to"):
+        store.put_blobs(b"config", b"manifest", first=layer)
+    layer.abort()
+    assert os.listdir(store.blobs_dir) == [] and os.listdir(store.tmp_dir) == []
+
+
+def test_abort_after_start_sync_removes_the_temporary_file(tmp_path):
+    store = Store(str(tmp_path))
+    writer = store.blob_writer()
+    writer.write(b"partial")
+    writer.start_sync()
+    writer.abort()
+    writer.abort()
+    assert os.listdir(store.blobs_dir) == [] and os.listdir(store.tmp_dir) == []
+
+
 def test_corrupt_blob_on_disk_detected(tmp_path):
     store = Store(str(tmp_path))
     digest = store.put_blob(b"{}")[0]
