@@ -163,6 +163,18 @@ def test_a_staged_layer_not_matching_its_diff_id_leaves_no_dest(tmp_path, monkey
     _no_leftovers(str(tmp_path / "out"))
 
 
+def move(tree, upper, result) -> None:
+    """move_merge.move_layer of the staging folder ``upper`` (extracted with ``record=True``, giving ``result``)
+    onto the directory ``tree``."""
+    tfd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    ufd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        move_merge.move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
+    finally:
+        os.close(tfd)
+        os.close(ufd)
+
+
 def test_move_layer_never_writes_through_a_lower_symlink(tmp_path):
     """The tree holds symlinks to a victim directory outside it; the upper layer's directory of the same name,
     its whiteouts and its opaque directory below that name act on the tree only."""
@@ -180,13 +192,7 @@ def test_move_layer_never_writes_through_a_lower_symlink(tmp_path):
                                E("rel2/", "d"), E("rel2/.wh..wh..opq")), upper, record=True)
     assert result.whiteouts == [(b"rel", b"precious")] and result.opaque == [(b"rel2",)]
     os.symlink("../victim", tree / "rel2")
-    tfd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
-    ufd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        move_merge.move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
-    finally:
-        os.close(tfd)
-        os.close(ufd)
+    move(tree, upper, result)
     assert sorted(os.listdir(victim)) == ["precious"] and (victim / "precious").read_text() == "keep"
     assert not os.path.islink(tree / "abs") and (tree / "abs/new").read_bytes() == b"n"
     # The layer's own (implicit) directory rel/ replaces the lower symlink; its whiteout below named nothing.
@@ -211,13 +217,7 @@ def test_move_layer_without_renameat2_noreplace(tmp_path, monkeypatch):
             continue
         upper = tmp_path / "upper"
         result = extract(MIDDLE[0], upper, record=True)
-        tfd = os.open(tmp_path / tag, os.O_RDONLY | os.O_DIRECTORY)
-        ufd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            move_merge.move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
-        finally:
-            os.close(tfd)
-            os.close(ufd)
+        move(tmp_path / tag, upper, result)
         assert move_merge._NOREPLACE == [False]
     for tag in ("a", "b"):
         trees[tag] = tree_manifest(str(tmp_path / tag))
@@ -237,16 +237,12 @@ def test_move_layer_touching_more_directories_than_open_files_allowed(tmp_path):
     result = extract(tar_bytes(*[e for i in range(count) for e in (
         E(f"pkg{i}/", "d", mtime=T0 + 7), E(f"pkg{i}/new", data=b"x"))]), upper, record=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    tfd = os.open(tmp_path / "tree", os.O_RDONLY | os.O_DIRECTORY)
-    ufd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY)
     in_use = len(os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 64, hard))   # far fewer than the directories
     try:
-        move_merge.move_layer(tfd, ufd, result.whiteouts, result.opaque, result.explicit_dirs)
+        move(tmp_path / "tree", upper, result)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        os.close(tfd)
-        os.close(ufd)
     for i in (0, count // 2, count - 1):
         assert (tmp_path / f"tree/pkg{i}/new").read_bytes() == b"x"
         assert os.lstat(tmp_path / f"tree/pkg{i}").st_mtime == T0 + 7

@@ -89,14 +89,19 @@ def test_an_unreadable_bundle_is_ignored_and_replaced(tree, content):
     assert start(tree)[:2] == ["StartBundle", "1"]
 
 
-def test_a_bundle_of_another_interpreter_is_ignored(tree):
-    _root, module_utils = tree
-    start(tree)
+def read_bundle(module_utils):
+    """(path, bytes, index length, index) of the bundle the last start wrote."""
     bundle_file = boot.StartBundle.file_for(str(module_utils))
     with open(bundle_file, "rb") as handle:
         data = handle.read()
     length = int.from_bytes(data[:8], "little")
-    index = marshal.loads(data[8:8 + length])
+    return bundle_file, data, length, marshal.loads(data[8:8 + length])
+
+
+def test_a_bundle_of_another_interpreter_is_ignored(tree):
+    _root, module_utils = tree
+    start(tree)
+    bundle_file, data, length, index = read_bundle(module_utils)
     assert sorted(index["modules"]) == [boot.ENGINE + "bundled", boot.ENGINE + "bundled.one", boot.ENGINE + "runtime",
                                         boot.ENGINE + "runtime.boot"]
     index["magic"] = b"\0\0\r\n"
@@ -113,11 +118,8 @@ def test_a_bundle_cut_short_keeps_what_it_holds_whole(tree):
     others from the bundle, and the file is written whole again."""
     _root, module_utils = tree
     start(tree)
-    bundle_file = boot.StartBundle.file_for(str(module_utils))
-    with open(bundle_file, "rb") as handle:
-        data = handle.read()
-    length = int.from_bytes(data[:8], "little")
-    entries = marshal.loads(data[8:8 + length])["modules"]
+    bundle_file, data, length, index = read_bundle(module_utils)
+    entries = index["modules"]
     one = entries[boot.ENGINE + "bundled.one"]
     os.truncate(bundle_file, 8 + length + one[0] + one[1] - 1)   # bundled.one's code lacks its last byte
     assert start(tree)[:2] == ["SourceFileLoader", "1"]
